@@ -1,0 +1,154 @@
+"""The `forensics` command. Bad input ends with one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from forensics.errors import InputError
+
+DEFAULT_DEMO_DIR = "runs/demo"
+
+
+def _split_list(text: str) -> tuple[str, ...]:
+    return tuple(s for s in (p.strip() for p in text.split(",")) if s)
+
+
+def _world_args(p: argparse.ArgumentParser) -> None:
+    from forensics.world import WorldConfig
+
+    d = WorldConfig()
+    g = p.add_argument_group("generated facts")
+    g.add_argument("--people", type=int, default=d.n_people, help="family A facts (people, birth years)")
+    g.add_argument("--ships", type=int, default=d.n_ships, help="family B facts (ships, launch years)")
+    g.add_argument("--forget-facts", type=int, default=d.n_forget, help="facts of A to forget")
+    g.add_argument("--forget-splits", type=int, default=d.n_forget_splits, help="forget splits (RTT)")
+    g = p.add_argument_group("facts from the paper's layout instead")
+    g.add_argument("--facts-dir", help="a folder in the Deeb & Roger layout (split_N.jsonl, ...)")
+    g.add_argument("--forget", type=_split_list, default=(), help="comma-separated forget splits")
+    g.add_argument("--retain", type=_split_list, default=(), help="comma-separated retain splits")
+    g.add_argument("--near-retain", type=_split_list, default=(), help="comma-separated splits")
+    g.add_argument(
+        "--drop-duplicates",
+        action="store_true",
+        help="leave out questions asked in more than one place instead of refusing them",
+    )
+    g = p.add_argument_group("models")
+    g.add_argument("--scorer", default=d.scorer, help="choice, letter or letter_calibrated")
+    g.add_argument("--layers", type=int, default=d.layers)
+    g.add_argument("--d-model", type=int, default=d.d_model)
+    g.add_argument("--heads", type=int, default=d.heads)
+    g.add_argument("--vocab-size", type=int, default=d.vocab_size)
+    g.add_argument("--epochs", type=int, default=d.epochs, help="at most; stops once all are learned")
+    g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--seed", type=int, default=d.seed)
+
+
+def _world_config(a: argparse.Namespace):
+    from forensics.world import WorldConfig
+
+    return WorldConfig(
+        n_people=a.people,
+        n_ships=a.ships,
+        n_forget=a.forget_facts,
+        n_forget_splits=a.forget_splits,
+        scorer=a.scorer,
+        layers=a.layers,
+        d_model=a.d_model,
+        heads=a.heads,
+        vocab_size=a.vocab_size,
+        epochs=a.epochs,
+        lr=a.lr,
+        batch_size=a.batch_size,
+        seed=a.seed,
+        facts_dir=str(Path(a.facts_dir).resolve()) if a.facts_dir else None,
+        forget=a.forget,
+        retain=a.retain,
+        near_retain=a.near_retain,
+        drop_duplicates=a.drop_duplicates,
+    )
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+    """A plain-text table; floats with two decimals."""
+    cells = [
+        [f"{r.get(c, ''):.2f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns]
+        for r in rows
+    ]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def world_table(world: dict) -> str:
+    """The world's accuracy table: one row per model, one column per forget split and set."""
+    first = next(iter(world["models"].values()))["accuracy"]
+    columns = ["model", *first.keys(), "epochs", "seconds"]
+    rows = [
+        {"model": name, **m["accuracy"], "epochs": m["epochs"], "seconds": m["seconds"]}
+        for name, m in world["models"].items()
+    ]
+    return format_table(rows, columns)
+
+
+def cmd_world(a: argparse.Namespace) -> None:
+    from forensics.world import build_world
+
+    start = time.perf_counter()
+    world = build_world(Path(a.out), _world_config(a), progress=not a.quiet)
+    print(f"world ({world['scorer']} scorer) in {a.out}:")
+    print(world_table(world))
+    dropped = world.get("dropped_duplicates", [])
+    if dropped:
+        print(f"left out {len(dropped)} repeated questions (--drop-duplicates)")
+    print(f"done in {time.perf_counter() - start:.1f} s")
+
+
+def cmd_demo(a: argparse.Namespace) -> None:
+    from forensics.world import build_world
+
+    start = time.perf_counter()
+    out = Path(a.out)
+    world = build_world(out, progress=not a.quiet)
+    print(f"embedded world in {out} (checkpoints: original, never_learned):")
+    print(world_table(world))
+    print(f"done in {time.perf_counter() - start:.1f} s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="forensics",
+        description=("Did an unlearning method erase facts from a model's weights, or only hide them?"),
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("world", help="build the embedded world: facts, tokenizer, two models")
+    w.add_argument("--out", required=True, help="directory to write the world to")
+    w.add_argument("--quiet", action="store_true", help="no progress bars")
+    _world_args(w)
+    w.set_defaults(func=cmd_world)
+    d = sub.add_parser("demo", help="the whole job on the embedded world, offline")
+    d.add_argument("--out", default=DEFAULT_DEMO_DIR)
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as e:
+        print(f"forensics: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""Facts: independent multiple-choice questions grouped in splits, their loaders and the forget/retain sets.
+
+Two on-disk layouts load into the same `FactSet`: the Deeb & Roger (2024) folder layout
+(`split_N.jsonl` + `corpus_`/`whp_corpus_`/`fwf_corpus_split_N.jsonl` + `dev.jsonl`) and a generic
+JSONL of `{"question", "choices", "answer"}` lines (WMDP/MMLU style, optional `split`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from forensics.errors import InputError
+
+LETTERS = "ABCDEFGHIJ"
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One multiple-choice question; `source` is `file:line`, used in error messages."""
+
+    question: str
+    choices: tuple[str, ...]
+    answer: int
+    split: str
+    statements: tuple[str, ...] = ()
+    wrong_statements: tuple[str, ...] = ()
+    fixed_wrong_statements: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def answer_text(self) -> str:
+        return self.choices[self.answer]
+
+    def to_json(self) -> dict:
+        """The generic JSONL record of this fact (what `load_jsonl` reads back)."""
+        record = {
+            "question": self.question,
+            "choices": list(self.choices),
+            "answer": self.answer,
+            "split": self.split,
+        }
+        for name in ("statements", "wrong_statements", "fixed_wrong_statements"):
+            if getattr(self, name):
+                record[name] = list(getattr(self, name))
+        return record
+
+
+@dataclass(frozen=True)
+class FactSet:
+    """Facts by split name, in file order."""
+
+    splits: Mapping[str, tuple[Fact, ...]]
+    unmatched: tuple[str, ...] = ()  # `file:line` of corpus statements that fit no question
+
+    def names(self) -> list[str]:
+        return list(self.splits)
+
+    def facts(self, names: Sequence[str] | None = None) -> list[Fact]:
+        names = self.names() if names is None else names
+        return [f for n in names for f in self.splits[n]]
+
+
+@dataclass(frozen=True)
+class Sets:
+    """The experiment's sets: forget splits (rotated as T/V), near-retain and retain facts."""
+
+    forget: Mapping[str, tuple[Fact, ...]]
+    retain: tuple[Fact, ...]
+    near_retain: tuple[Fact, ...] = ()
+    dropped: tuple[Fact, ...] = field(default=())
+
+    def forget_facts(self) -> list[Fact]:
+        return [f for facts in self.forget.values() for f in facts]
+
+    def rotations(self) -> Iterator[tuple[str, list[Fact], list[Fact]]]:
+        """Yield (V split name, T facts, V facts) with every forget split taking its turn as V."""
+        for v in self.forget:
+            t = [f for name, facts in self.forget.items() if name != v for f in facts]
+            yield v, t, list(self.forget[v])
+
+
+def write_jsonl(facts: Sequence[Fact], path: Path) -> None:
+    """Write facts as generic JSONL (one record per line, with its split)."""
+    path.write_text(
+        "".join(json.dumps(f.to_json(), ensure_ascii=False) + "\n" for f in facts), encoding="utf-8"
+    )
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{number}: malformed JSON line ({e.msg})") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{path}:{number}: malformed line (expected a JSON object)")
+        yield number, record
+
+
+def _str_list(record: dict, key: str, where: str) -> tuple[str, ...]:
+    value = record.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}: '{key}' must be a list of strings")
+    return tuple(value)
+
+
+def _parse_question(record: dict, split: str, where: str) -> Fact:
+    for key in ("question", "choices", "answer"):
+        if key not in record:
+            raise InputError(f"{where}: malformed line (missing '{key}')")
+    question, choices, answer = record["question"], record["choices"], record["answer"]
+    if not isinstance(question, str) or not question.strip():
+        raise InputError(f"{where}: 'question' must be a non-empty string")
+    if not isinstance(choices, list) or not all(isinstance(c, str | int) for c in choices):
+        raise InputError(f"{where}: 'choices' must be a list of strings or integers")
+    if len(choices) < 2:
+        raise InputError(f"{where}: fewer than 2 choices ({len(choices)})")
+    if len(choices) > len(LETTERS):
+        raise InputError(f"{where}: more than {len(LETTERS)} choices ({len(choices)})")
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise InputError(f"{where}: 'answer' must be an integer index")
+    if not 0 <= answer < len(choices):
+        raise InputError(f"{where}: answer {answer} out of range for {len(choices)} choices")
+    texts = tuple(str(c) for c in choices)
+    return Fact(
+        question=question,
+        choices=texts,
+        answer=answer,
+        split=split,
+        source=where,
+        statements=_str_list(record, "statements", where),
+        wrong_statements=_str_list(record, "wrong_statements", where),
+        fixed_wrong_statements=_str_list(record, "fixed_wrong_statements", where),
+    )
+
+
+def load_jsonl(paths: Path | Sequence[Path]) -> FactSet:
+    """Load generic JSONL files; a line's `split` field names its split, else the file's stem does."""
+    paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    splits: dict[str, list[Fact]] = {}
+    for path in paths:
+        before = sum(map(len, splits.values()))
+        for number, record in _read_jsonl(path):
+            split = record.get("split", path.stem)
+            if not isinstance(split, str) or not split:
+                raise InputError(f"{path}:{number}: 'split' must be a non-empty string")
+            splits.setdefault(split, []).append(_parse_question(record, split, f"{path}:{number}"))
+        if sum(map(len, splits.values())) == before:
+            raise InputError(f"{path}: split '{path.stem}' is empty (no questions)")
+    return FactSet({n: tuple(f) for n, f in splits.items()})
+
+
+_STOPWORDS = {
+    "the",
+    "was",
+    "when",
+    "did",
+    "following",
+    "event",
+    "happen",
+    "and",
+    "born",
+    "year",
+    "its",
+    "his",
+    "her",
+    "for",
+    "with",
+    "that",
+    "this",
+    "took",
+    "place",
+    "which",
+    "from",
+    "into",
+    "came",
+    "world",
+    "birth",
+    "occurred",
+    "what",
+}
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[^\W\d_]{3,}", text.lower()) if w not in _STOPWORDS}
+
+
+def _match(
+    record: dict,
+    text: str,
+    facts: list[Fact],
+    words: list[set[str]],
+    by_answer: dict[str, list[int]],
+    hint: int,
+) -> int:
+    """Index of the question a corpus statement belongs to, or -1.
+
+    Candidates are the questions whose correct answer the record names (`correct_answer`) or the
+    text states; `original_question` narrows them further; the most words shared with the question
+    picks among them (at least one when the question has any), ties going to the question nearest
+    after the previous match (files list a fact's statements together).
+    """
+    if "correct_answer" in record:
+        cands = list(by_answer.get(str(record["correct_answer"]), []))
+    else:
+        cands = [
+            i
+            for answer, idx in by_answer.items()
+            if re.search(rf"(?<![\w]){re.escape(answer)}(?![\w])", text)
+            for i in idx
+        ]
+    if "original_question" in record:
+        cands = [i for i in cands if facts[i].question == record["original_question"]]
+    text_words = _words(text)
+    cands = [i for i in cands if not words[i] or words[i] & text_words]
+    if not cands:
+        return -1
+    return max(cands, key=lambda i: (len(words[i] & text_words), -((i - hint) % len(facts))))
+
+
+def _attach_corpus(facts: list[Fact], paths: list[Path], kind: str) -> tuple[list[Fact], list[str]]:
+    """Tie each statement of the corpus files to its question, wherever that question's split is.
+
+    The paper's `years` corpus files mix facts of every split, so statements are matched by content,
+    not by file. Returns the facts with statements attached and the `file:line` of any that fit none.
+    """
+    words = [_words(f.question) for f in facts]
+    by_answer: dict[str, list[int]] = defaultdict(list)
+    for i, f in enumerate(facts):
+        by_answer[f.answer_text].append(i)
+    found: list[list[str]] = [[] for _ in facts]
+    unmatched: list[str] = []
+    hint = 0
+    for path in paths:
+        for number, record in _read_jsonl(path):
+            text = record.get("text")
+            if not isinstance(text, str):
+                raise InputError(f"{path}:{number}: malformed line (missing 'text')")
+            i = _match(record, text, facts, words, by_answer, hint)
+            if i < 0:
+                unmatched.append(f"{path}:{number}")
+                continue
+            found[i].append(text)
+            hint = i
+    return [replace(f, **{kind: tuple(s)}) for f, s in zip(facts, found, strict=True)], unmatched
+
+
+def load_paper_dir(root: Path) -> FactSet:
+    """Load the Deeb & Roger (2024) layout: `split_N.jsonl` (+ `dev.jsonl`) with statements attached."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory")
+    files = sorted(root.glob("split_*.jsonl"), key=lambda p: (len(p.stem), p.stem))
+    if (root / "dev.jsonl").exists():
+        files.append(root / "dev.jsonl")
+    if not files:
+        raise InputError(f"{root}: no split_N.jsonl files (not the paper's data layout)")
+    facts: list[Fact] = []
+    for path in files:
+        split = [_parse_question(r, path.stem, f"{path}:{n}") for n, r in _read_jsonl(path)]
+        if not split:
+            raise InputError(f"{path}: split '{path.stem}' is empty")
+        facts += split
+    unmatched: list[str] = []
+    for prefix, kind in (
+        ("corpus_", "statements"),
+        ("whp_corpus_", "wrong_statements"),
+        ("fwf_corpus_", "fixed_wrong_statements"),
+    ):
+        paths = [root / f"{prefix}{p.name}" for p in files if (root / f"{prefix}{p.name}").exists()]
+        facts, missed = _attach_corpus(facts, paths, kind)
+        unmatched += missed
+    splits: dict[str, list[Fact]] = defaultdict(list)
+    for f in facts:
+        splits[f.split].append(f)
+    return FactSet({n: tuple(f) for n, f in splits.items()}, unmatched=tuple(unmatched))
+
+
+def load_facts(path: Path) -> FactSet:
+    """Load a paper-layout folder or a generic JSONL file, whichever `path` is."""
+    path = Path(path)
+    if path.is_dir():
+        return load_paper_dir(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    return load_jsonl(path)
+
+
+def select(
+    facts: FactSet,
+    forget: Sequence[str],
+    retain: Sequence[str],
+    near_retain: Sequence[str] = (),
+    drop_duplicates: bool = False,
+) -> Sets:
+    """Build the experiment's sets from split names, refusing a question asked twice (a T/V leak).
+
+    With `drop_duplicates`, every copy of a repeated question is left out instead, and recorded in
+    `Sets.dropped` (the paper's own files repeat a few questions across splits).
+    """
+    groups = {"forget": list(forget), "retain": list(retain), "near_retain": list(near_retain)}
+    if not groups["forget"]:
+        raise InputError("no forget splits given")
+    if not groups["retain"]:
+        raise InputError("no retain splits given")
+    seen: dict[str, str] = {}
+    for group, names in groups.items():
+        for name in names:
+            if name not in facts.splits:
+                raise InputError(f"{group} split '{name}' not found (have: {', '.join(facts.names())})")
+            if name in seen:
+                raise InputError(f"split '{name}' is in both {seen[name]} and {group}")
+            seen[name] = group
+    chosen = facts.facts(list(seen))
+    by_question: dict[str, list[Fact]] = defaultdict(list)
+    for f in chosen:
+        by_question[f.question].append(f)
+    repeated = {q for q, fs in by_question.items() if len(fs) > 1}
+    if repeated and not drop_duplicates:
+        q = next(q for q in by_question if q in repeated)
+        a, b = by_question[q][:2]
+        kind = "in two splits: a T/V leak" if a.split != b.split else "twice in one split"
+        raise InputError(
+            f"{b.source}: question {q!r} appears {kind} (also {a.source}); "
+            "remove it, or drop repeated questions (--drop-duplicates)"
+        )
+
+    def keep(names: list[str]) -> dict[str, tuple[Fact, ...]]:
+        return {n: tuple(f for f in facts.splits[n] if f.question not in repeated) for n in names}
+
+    forget_sets = keep(groups["forget"])
+    for name, kept in forget_sets.items():
+        if not kept:
+            raise InputError(f"forget split '{name}' is empty after dropping duplicates")
+    retain_facts = tuple(f for fs in keep(groups["retain"]).values() for f in fs)
+    if not retain_facts:
+        raise InputError("retain set is empty after dropping duplicates")
+    return Sets(
+        forget=forget_sets,
+        retain=retain_facts,
+        near_retain=tuple(f for fs in keep(groups["near_retain"]).values() for f in fs),
+        dropped=tuple(f for f in chosen if f.question in repeated),
+    )

@@ -1,0 +1,126 @@
+"""Zero-shot multiple-choice accuracy with the two scorers of DESIGN §1.
+
+- `letter`: argmax of the last prompt position's logits restricted to the choice letters (the
+  paper's scorer); `letter_calibrated` first subtracts each letter's mean logit over the eval set.
+- `choice`: the summed log-likelihood of each choice as a continuation of the question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from forensics.errors import InputError
+from forensics.facts import Fact
+from forensics.formats import choice_context, choice_continuation, letter_prompt, letter_target
+from forensics.tokens import collate, encode, logits_of, pad_id, sequence_nll
+
+SCORERS = ("letter", "letter_calibrated", "choice")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-question results of one scorer on one fact list."""
+
+    correct: np.ndarray  # bool, one per fact
+    predicted: np.ndarray  # index of the chosen choice, one per fact
+    chance: float  # expected accuracy of a uniform guess
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean()) if len(self.correct) else float("nan")
+
+
+def letter_predictions(logits: np.ndarray, calibrated: bool = False) -> np.ndarray:
+    """Argmax over letter logits [n_facts, n_letters] (NaN where a fact has fewer choices).
+
+    Calibration subtracts each letter's mean logit over the facts that offer that letter.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if calibrated:
+        logits = logits - np.nanmean(logits, axis=0, keepdims=True)
+    return np.argmax(np.where(np.isnan(logits), -np.inf, logits), axis=1)
+
+
+def letter_token_ids(tokenizer, n: int) -> list[int]:
+    """The single token each of the first n letters (" A", " B", …) is written with."""
+    ids = []
+    for i in range(n):
+        toks = tokenizer(letter_target(i), add_special_tokens=False)["input_ids"]
+        if len(toks) != 1:
+            raise InputError(
+                f"tokenizer splits {letter_target(i)!r} into {len(toks)} tokens; "
+                "the letter scorer needs one token per letter"
+            )
+        ids.append(toks[0])
+    return ids
+
+
+def _batches(items: list, batch_size: int):
+    """Length-sorted batches of (original index, item) so padding stays small."""
+    order = sorted(range(len(items)), key=lambda i: len(items[i][0]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        yield idx, [items[i] for i in idx]
+
+
+@torch.no_grad()
+def letter_logits(model, tokenizer, facts: Sequence[Fact], batch_size: int = 64) -> np.ndarray:
+    """Last-prompt-position logits of each fact's choice letters, NaN past its number of choices."""
+    k = max(len(f.choices) for f in facts)
+    letters = torch.tensor(letter_token_ids(tokenizer, k))
+    items = [encode(tokenizer, letter_prompt(f), "") for f in facts]
+    out = np.full((len(facts), k), np.nan)
+    device = next(model.parameters()).device
+    for idx, chunk in _batches(items, batch_size):
+        batch = collate(chunk, pad_id(tokenizer), device)
+        logits = logits_of(model, batch)
+        last = batch["attention_mask"].sum(1) - 1
+        rows = logits[torch.arange(len(idx)), last][:, letters.to(device)].float().cpu().numpy()
+        for row, i in enumerate(idx):
+            n = len(facts[i].choices)
+            out[i, :n] = rows[row, :n]
+    return out
+
+
+@torch.no_grad()
+def choice_logliks(model, tokenizer, facts: Sequence[Fact], batch_size: int = 64) -> np.ndarray:
+    """Summed log-likelihood of every choice given its question, [n_facts, max choices] (NaN pads)."""
+    k = max(len(f.choices) for f in facts)
+    keys = [(i, j) for i, f in enumerate(facts) for j in range(len(f.choices))]
+    items = [
+        encode(tokenizer, choice_context(facts[i]), choice_continuation(facts[i].choices[j])) for i, j in keys
+    ]
+    out = np.full((len(facts), k), np.nan)
+    device = next(model.parameters()).device
+    for idx, chunk in _batches(items, batch_size):
+        batch = collate(chunk, pad_id(tokenizer), device)
+        nll, _ = sequence_nll(logits_of(model, batch), batch["labels"])
+        for row, n in enumerate(idx):
+            out[keys[n]] = -float(nll[row])
+    return out
+
+
+def score(model, tokenizer, facts: Sequence[Fact], scorer: str = "choice", batch_size: int = 64) -> Scores:
+    """Accuracy of `model` on `facts` under `scorer` (one of SCORERS), per question."""
+    if scorer not in SCORERS:
+        raise InputError(f"unknown scorer '{scorer}' (choose from {', '.join(SCORERS)})")
+    if not facts:
+        raise InputError("no facts to score")
+    was_training = model.training
+    model.eval()
+    try:
+        if scorer == "choice":
+            values = choice_logliks(model, tokenizer, facts, batch_size)
+            predicted = np.argmax(np.where(np.isnan(values), -np.inf, values), axis=1)
+        else:
+            values = letter_logits(model, tokenizer, facts, batch_size)
+            predicted = letter_predictions(values, calibrated=scorer == "letter_calibrated")
+    finally:
+        model.train(was_training)
+    answers = np.array([f.answer for f in facts])
+    chance = float(np.mean([1.0 / len(f.choices) for f in facts]))
+    return Scores(correct=predicted == answers, predicted=predicted, chance=chance)

@@ -1,0 +1,160 @@
+"""The one fine-tuning loop: world building, unlearning methods and relearning attacks all use it.
+
+Data come as named streams of examples; an epoch is one pass over the first stream while the
+others cycle beside it (e.g. forget + retain for gradient difference). The loss is pluggable and
+defaults to the mean target-token NLL over streams.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from forensics.errors import InputError
+from forensics.formats import Example
+from forensics.tokens import collate, encode, logits_of, pad_id, sequence_nll
+
+Batch = dict[str, torch.Tensor]
+LossFn = Callable[[torch.nn.Module, Mapping[str, Batch]], torch.Tensor]
+EpochHook = Callable[[int, torch.nn.Module], "Mapping[str, object] | None"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; `steps`, when set, replaces `epochs` as the stopping rule."""
+
+    lr: float = 1e-3
+    epochs: int = 1
+    steps: int | None = None
+    batch_size: int = 32
+    warmup: int = 0  # optimizer steps of linear warm-up
+    schedule: str = "constant"  # or "cosine" (decay to 0 over the run)
+    optimizer: str = "adamw"  # or "lion"
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    seed: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class Lion(torch.optim.Optimizer):
+    """Lion (Chen et al., 2023): sign of an interpolated momentum, decoupled weight decay."""
+
+    def __init__(self, params, lr: float = 1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                m = self.state[p].setdefault("exp_avg", torch.zeros_like(p))
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(torch.sign(m * b1 + p.grad * (1 - b1)), alpha=-group["lr"])
+                m.mul_(b2).add_(p.grad, alpha=1 - b2)
+
+
+def nll_loss(model: torch.nn.Module, batches: Mapping[str, Batch]) -> torch.Tensor:
+    """Mean target-token NLL of each stream's batch, averaged over streams."""
+    losses = []
+    for batch in batches.values():
+        nll, count = sequence_nll(logits_of(model, batch), batch["labels"])
+        losses.append(nll.sum() / count.sum().clamp(min=1))
+    return torch.stack(losses).mean()
+
+
+def _optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "lion":
+        return Lion(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise InputError(f"unknown optimizer '{cfg.optimizer}' (choose adamw or lion)")
+
+
+def _lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if cfg.schedule == "cosine":
+        span = max(1, total - cfg.warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup) / span)))
+    if cfg.schedule == "constant":
+        return 1.0
+    raise InputError(f"unknown schedule '{cfg.schedule}' (choose constant or cosine)")
+
+
+def _cycle(n: int, batch_size: int, gen: torch.Generator) -> Iterator[list[int]]:
+    """Endless shuffled index batches over n items, reshuffled every pass."""
+    while True:
+        order = torch.randperm(n, generator=gen).tolist()
+        for start in range(0, n, batch_size):
+            yield order[start : start + batch_size]
+
+
+def train(
+    model: torch.nn.Module,
+    tokenizer,
+    streams: Mapping[str, Sequence[Example]],
+    cfg: TrainConfig,
+    *,
+    loss: LossFn = nll_loss,
+    params: list | None = None,
+    on_epoch: EpochHook | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> list[dict]:
+    """Fine-tune `model` in place; returns one record per epoch (mean loss + what `on_epoch` said).
+
+    `params` restricts which parameters are updated (default: all that require grad).
+    `on_epoch(epoch, model)` may return metrics to record; a true `stop` entry ends training.
+    """
+    if not streams or any(len(ex) == 0 for ex in streams.values()):
+        raise InputError(f"{desc}: nothing to train on (an empty stream)")
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    pid = pad_id(tokenizer)
+    encoded = {name: [encode(tokenizer, e.prompt, e.target) for e in ex] for name, ex in streams.items()}
+    main = next(iter(encoded))
+    per_epoch = math.ceil(len(encoded[main]) / cfg.batch_size)
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
+    params = [p for p in model.parameters() if p.requires_grad] if params is None else params
+    opt = _optimizer(params, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, cfg))
+    feeds = {name: _cycle(len(items), cfg.batch_size, gen) for name, items in encoded.items()}
+    history: list[dict] = []
+    running, seen = 0.0, 0
+    model.train()
+    bar = tqdm(range(total), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        batches = {
+            name: collate([encoded[name][i] for i in next(feeds[name])], pid, device) for name in encoded
+        }
+        value = loss(model, batches)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        running, seen = running + value.item(), seen + 1
+        if (step + 1) % per_epoch == 0 or step + 1 == total:
+            record = {"epoch": len(history) + 1, "step": step + 1, "loss": running / seen}
+            running, seen = 0.0, 0
+            if on_epoch is not None:
+                model.eval()
+                record.update(on_epoch(record["epoch"], model) or {})
+                model.train()
+            history.append(record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}")
+            if record.get("stop"):
+                break
+    bar.close()
+    model.eval()
+    return history

@@ -1,0 +1,378 @@
+"""The embedded world (DESIGN §3): independent year facts, a tokenizer, and two small Llama models.
+
+Family A: fictional people and birth years; family B: fictional ships and launch years. Forget is
+part of A (in splits, for the RTT rotation), near-retain the rest of A, retain is B. `original`
+learns every fact; `never_learned` learns all but the forget facts, the exact-unlearning control.
+A paper-layout folder can stand in for the generated facts.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from forensics.checkpoint import read_json, save_checkpoint, write_json
+from forensics.errors import InputError
+from forensics.facts import Fact, FactSet, Sets, load_facts, load_jsonl, select, write_jsonl
+from forensics.formats import default_format, examples, letter_target
+from forensics.scoring import SCORERS, score
+from forensics.train import TrainConfig, train
+
+FACTS_FILE = "facts.jsonl"
+WORLD_FILE = "world.json"
+SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
+
+_ONSETS = [
+    "b",
+    "d",
+    "f",
+    "g",
+    "h",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "z",
+    "br",
+    "dr",
+    "gr",
+    "kr",
+    "st",
+    "th",
+    "sh",
+    "ch",
+    "tr",
+    "vl",
+]
+_VOWELS = ["a", "e", "i", "o", "u", "ai", "ei", "ou", "ia", "y"]
+_CODAS = ["", "", "", "n", "r", "l", "s", "m", "k", "th"]
+
+PEOPLE = {
+    "question": "When was {name} born?",
+    "true": ["{name} was born in {year}.", "In {year}, {name} was born.", "{name}'s birth year is {year}."],
+    "years": (1900, 2020),
+}
+SHIPS = {
+    "question": "When was the ship {name} launched?",
+    "true": [
+        "The ship {name} was launched in {year}.",
+        "In {year}, the ship {name} was launched.",
+        "The launch year of the ship {name} is {year}.",
+    ],
+    "years": (1800, 1990),
+}
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Everything that determines a world; two equal configs build identical worlds."""
+
+    n_people: int = 200
+    n_ships: int = 200
+    n_forget: int = 100
+    n_forget_splits: int = 4
+    scorer: str = "choice"
+    layers: int = 4
+    d_model: int = 128
+    heads: int = 4
+    vocab_size: int = 1024
+    epochs: int = 40
+    lr: float = 3e-3
+    batch_size: int = 64
+    eval_every: int = 5
+    seed: int = 0
+    facts_dir: str | None = None  # a paper-layout folder instead of generated facts
+    forget: tuple[str, ...] = ()  # with facts_dir: split names
+    retain: tuple[str, ...] = ()
+    near_retain: tuple[str, ...] = ()
+    drop_duplicates: bool = False
+
+    def to_json(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+def _word(rng: random.Random, syllables: int) -> str:
+    parts = [rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(syllables)]
+    return ("".join(parts) + rng.choice(_CODAS)).capitalize()
+
+
+def _family(rng: random.Random, n: int, spec: dict, split_of, naming) -> list[Fact]:
+    """n facts with unique fictional names, years uniform in the family's range.
+
+    Distractors come from the same uniform range as answers, so no prior favours the right one.
+    """
+    lo, hi = spec["years"]
+    names: list[str] = []
+    taken: set[str] = set()
+    while len(names) < n:
+        name = naming(rng)
+        if name not in taken:
+            taken.add(name)
+            names.append(name)
+    facts = []
+    for i, name in enumerate(names):
+        year = rng.randint(lo, hi)
+        wrong = rng.sample([y for y in range(lo, hi + 1) if y != year], 3)
+        answer = rng.randrange(4)
+        choices = wrong[:answer] + [year] + wrong[answer:]
+        facts.append(
+            Fact(
+                question=spec["question"].format(name=name),
+                choices=tuple(str(c) for c in choices),
+                answer=answer,
+                split=split_of(i),
+                statements=tuple(t.format(name=name, year=year) for t in spec["true"]),
+                wrong_statements=tuple(
+                    spec["true"][j % 3].format(name=name, year=w) for j, w in enumerate(wrong)
+                ),
+                source=f"world:{name}",
+            )
+        )
+    return facts
+
+
+def generate_facts(cfg: WorldConfig) -> tuple[FactSet, dict[str, list[str]]]:
+    """The world's facts (seeded) and which splits are forget, near-retain and retain."""
+    if cfg.n_forget_splits < 2:
+        raise InputError("the world needs at least 2 forget splits (RTT rotates over them)")
+    if not 0 < cfg.n_forget <= cfg.n_people or cfg.n_forget < cfg.n_forget_splits:
+        raise InputError(f"n_forget={cfg.n_forget} must be ≥ the forget splits and ≤ n_people")
+    if cfg.n_ships < 1:
+        raise InputError("the world needs at least one retain fact (n_ships ≥ 1)")
+    rng = random.Random(cfg.seed)
+    per_split = cfg.n_forget / cfg.n_forget_splits
+    people = _family(
+        rng,
+        cfg.n_people,
+        PEOPLE,
+        lambda i: f"forget_{int(i // per_split)}" if i < cfg.n_forget else "near_retain",
+        lambda r: f"{_word(r, 2)} {_word(r, 2)}",
+    )
+    ships = _family(rng, cfg.n_ships, SHIPS, lambda i: "retain", lambda r: _word(r, 3))
+    splits: dict[str, list[Fact]] = {}
+    for f in people + ships:
+        splits.setdefault(f.split, []).append(f)
+    roles = {
+        "forget": [f"forget_{k}" for k in range(cfg.n_forget_splits)],
+        "near_retain": ["near_retain"] if "near_retain" in splits else [],
+        "retain": ["retain"],
+    }
+    return FactSet({n: tuple(f) for n, f in splits.items()}), roles
+
+
+def world_texts(facts: list[Fact]) -> list[str]:
+    """Every text the world's models see, for training the tokenizer."""
+    out = []
+    for f in facts:
+        out += [e.prompt + e.target for fmt in ("qla", "qa") for e in examples([f], fmt)]
+        out += list(f.statements) + list(f.wrong_statements)
+    return out
+
+
+def build_tokenizer(texts: list[str], vocab_size: int, n_letters: int = 4) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on the world's text; prompts start with <bos>.
+
+    The answer letters " A", " B", … are added as whole-word tokens, so the letter scorer reads one
+    logit per letter however small the vocabulary.
+    """
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.add_tokens(
+        [AddedToken(letter_target(i), single_word=True, normalized=False) for i in range(n_letters)]
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", SPECIAL.index("<bos>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def build_model(cfg: WorldConfig, tokenizer, n_positions: int) -> LlamaForCausalLM:
+    """A small Llama-style model, initialised from the config's seed."""
+    torch.manual_seed(cfg.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.d_model,
+        intermediate_size=4 * cfg.d_model,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        num_key_value_heads=cfg.heads,
+        max_position_embeddings=n_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config)
+
+
+def accuracy_table(model, tokenizer, sets: Sets, scorer: str) -> dict[str, float]:
+    """Accuracy on every forget split, on near-retain and on retain (plus the chance level)."""
+    table = {name: score(model, tokenizer, facts, scorer).accuracy for name, facts in sets.forget.items()}
+    table["forget"] = score(model, tokenizer, sets.forget_facts(), scorer).accuracy
+    if sets.near_retain:
+        table["near_retain"] = score(model, tokenizer, sets.near_retain, scorer).accuracy
+    retain = score(model, tokenizer, sets.retain, scorer)
+    table["retain"] = retain.accuracy
+    table["chance"] = retain.chance
+    return table
+
+
+def train_world_model(
+    cfg: WorldConfig, tokenizer, facts: list[Fact], n_positions: int, name: str, progress: bool
+) -> tuple[LlamaForCausalLM, list[dict]]:
+    """Train a fresh model on `facts` in the scorer's format plus their corpus statements.
+
+    Stops early once every trained fact is answered correctly (checked every `eval_every` epochs).
+    """
+    model = build_model(cfg, tokenizer, n_positions)
+    data = examples(facts, default_format(cfg.scorer))
+    data += examples([f for f in facts if f.statements], "corpus")
+
+    def on_epoch(epoch: int, m) -> dict | None:
+        if epoch % cfg.eval_every and epoch != cfg.epochs:
+            return None
+        acc = score(m, tokenizer, facts, cfg.scorer).accuracy
+        return {"train_accuracy": acc, "stop": acc >= 1.0}
+
+    steps_per_epoch = -(-len(data) // cfg.batch_size)
+    tcfg = TrainConfig(
+        lr=cfg.lr,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        warmup=steps_per_epoch,
+        schedule="cosine",
+        weight_decay=0.01,
+        seed=cfg.seed,
+    )
+    history = train(
+        model, tokenizer, {"train": data}, tcfg, on_epoch=on_epoch, desc=f"world: {name}", progress=progress
+    )
+    return model, history
+
+
+def world_sets(cfg: WorldConfig) -> tuple[FactSet, Sets]:
+    """The facts and the forget/near-retain/retain sets the config names."""
+    if cfg.facts_dir is None:
+        facts, roles = generate_facts(cfg)
+    else:
+        facts = load_facts(Path(cfg.facts_dir))
+        roles = {"forget": list(cfg.forget), "near_retain": list(cfg.near_retain), "retain": list(cfg.retain)}
+        if len(roles["forget"]) < 2:
+            raise InputError(f"{cfg.facts_dir}: name at least 2 forget splits (RTT rotates over them)")
+    sets = select(
+        facts, roles["forget"], roles["retain"], roles["near_retain"], drop_duplicates=cfg.drop_duplicates
+    )
+    return facts, sets
+
+
+def check_config(cfg: WorldConfig) -> None:
+    """Refuse settings that cannot build a world, before anything is written."""
+    if cfg.scorer not in SCORERS:
+        raise InputError(f"unknown scorer '{cfg.scorer}' (choose from {', '.join(SCORERS)})")
+    for name in ("layers", "d_model", "heads", "epochs", "batch_size", "eval_every", "vocab_size"):
+        if getattr(cfg, name) < 1:
+            raise InputError(f"{name} must be positive (got {getattr(cfg, name)})")
+    if cfg.d_model % cfg.heads:
+        raise InputError(f"d_model {cfg.d_model} is not divisible by heads {cfg.heads}")
+    if not cfg.lr > 0:
+        raise InputError(f"lr must be positive (got {cfg.lr})")
+
+
+def build_world(out: Path, cfg: WorldConfig = WorldConfig(), progress: bool = True) -> dict:
+    """Build (or reuse, when `world.json` matches `cfg`) the world under `out`; returns world.json."""
+    out = Path(out)
+    check_config(cfg)
+    existing = out / WORLD_FILE
+    if existing.exists():
+        world = read_json(existing)
+        if world.get("config") == cfg.to_json():
+            return world
+    _, sets = world_sets(cfg)
+    everything = sets.forget_facts() + list(sets.near_retain) + list(sets.retain)
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(everything, out / FACTS_FILE)
+    n_letters = max(len(f.choices) for f in everything)
+    tokenizer = build_tokenizer(world_texts(everything), cfg.vocab_size, n_letters)
+    longest = max(len(tokenizer(t)["input_ids"]) for t in world_texts(everything))
+    n_positions = max(128, 1 << (longest + 8).bit_length())
+    learned = {"original": everything, "never_learned": list(sets.near_retain) + list(sets.retain)}
+    world: dict = {
+        "config": cfg.to_json(),
+        "facts": FACTS_FILE,
+        "sets": {
+            "forget": list(sets.forget),
+            "near_retain": _split_names(sets.near_retain),
+            "retain": _split_names(sets.retain),
+        },
+        "dropped_duplicates": [f.source for f in sets.dropped],
+        "scorer": cfg.scorer,
+        "loss_format": default_format(cfg.scorer),
+        "models": {},
+    }
+    for name, facts in learned.items():
+        start = time.perf_counter()
+        model, history = train_world_model(cfg, tokenizer, facts, n_positions, name, progress)
+        seconds = time.perf_counter() - start
+        accuracy = accuracy_table(model, tokenizer, sets, cfg.scorer)
+        path = out / "checkpoints" / name
+        save_checkpoint(
+            model,
+            tokenizer,
+            path,
+            {
+                "made_by": "forensics world",
+                "model": name,
+                "from": None,
+                "trained_on": ["all facts"] if name == "original" else ["near_retain", "retain"],
+                "settings": cfg.to_json(),
+                "seed": cfg.seed,
+                "history": history,
+                "accuracy": accuracy,
+                "seconds": round(seconds, 2),
+            },
+        )
+        world["models"][name] = {
+            "path": f"checkpoints/{name}",
+            "accuracy": accuracy,
+            "epochs": history[-1]["epoch"],
+            "seconds": round(seconds, 2),
+        }
+    write_json(world, out / WORLD_FILE)
+    return world
+
+
+def _split_names(facts) -> list[str]:
+    return list(dict.fromkeys(f.split for f in facts))
+
+
+def load_world(root: Path) -> tuple[dict, Sets]:
+    """world.json and the world's sets, read back from disk."""
+    root = Path(root)
+    path = root / WORLD_FILE
+    if not path.exists():
+        raise InputError(f"{path}: not found (build the world with `forensics world --out {root}`)")
+    world = read_json(path)
+    facts = load_jsonl(root / world["facts"])
+    s = world["sets"]
+    return world, select(facts, s["forget"], s["retain"], s["near_retain"])

@@ -1,0 +1,1 @@
+"""Probes over cached activations: tensors in, metrics out. Never loads a model."""

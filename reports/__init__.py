@@ -1,0 +1,1 @@
+"""Reports: results.json in, HTML out. Never loads a model."""

@@ -1,0 +1,50 @@
+"""Shared fixtures: a micro world (seconds to build) reused by every test that needs models."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+PAPER_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "deeb-roger-2024"
+
+
+def micro_config(**overrides):
+    from forensics.world import WorldConfig
+
+    settings = dict(
+        n_people=24,
+        n_ships=16,
+        n_forget=12,
+        n_forget_splits=3,
+        layers=2,
+        d_model=32,
+        heads=2,
+        vocab_size=300,
+        epochs=60,
+        lr=1e-2,
+        batch_size=16,
+        eval_every=5,
+        seed=0,
+    )
+    settings.update(overrides)
+    return WorldConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def micro_world(tmp_path_factory) -> Path:
+    """A built micro world directory (choice scorer): facts, tokenizer, original, never_learned."""
+    from forensics.world import build_world
+
+    root = tmp_path_factory.mktemp("micro_world")
+    build_world(root, micro_config(), progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def paper_data() -> Path:
+    if not PAPER_DATA.is_dir():
+        pytest.skip(f"the paper's data is not at {PAPER_DATA}")
+    return PAPER_DATA

@@ -1,0 +1,149 @@
+"""Scorers on a hand-built model whose answers are known, and against an unbatched reference."""
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from forensics.checkpoint import load_checkpoint
+from forensics.errors import InputError
+from forensics.facts import Fact
+from forensics.formats import choice_context, letter_prompt
+from forensics.scoring import letter_predictions, score
+from forensics.world import load_world
+
+YEARS = ["1901", "1902", "1903", "1904", "1905", "1906"]
+PREFERENCE = {"1901": 0.0, "1902": 3.0, "1903": 1.0, "1904": 5.0, "1905": 2.0, "1906": 4.0}
+
+
+def bigram_model():
+    """A Llama whose blocks add nothing, so the next-token logits depend on the current token only.
+
+    With one-hot embeddings the logits after token j are column j of lm_head (times the RMS norm
+    scale): we write the preferences we want after "Answer:" into that column.
+    """
+    vocab = [
+        "<pad>",
+        "<unk>",
+        "When",
+        "was",
+        "Ann",
+        "Bob",
+        "Cy",
+        "born?",
+        "Answer:",
+        "A",
+        "B",
+        "C",
+        "D",
+        "A.",
+        "B.",
+        "C.",
+        "D.",
+        *YEARS,
+        "<spare>",
+    ]  # even width for RoPE
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
+    n = len(vocab)
+    cfg = LlamaConfig(
+        vocab_size=n,
+        hidden_size=n,
+        intermediate_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        tie_word_embeddings=False,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(torch.eye(n))
+        model.model.layers[0].self_attn.o_proj.weight.zero_()
+        model.model.layers[0].mlp.down_proj.weight.zero_()
+        head = torch.zeros(n, n)
+        answer = vocab.index("Answer:")
+        for year, p in PREFERENCE.items():
+            head[vocab.index(year), answer] = p
+        for letter, p in {"A": 1.0, "B": 0.0, "C": 3.0, "D": 2.0}.items():
+            head[vocab.index(letter), answer] = p
+        model.lm_head.weight.copy_(head)
+    return model, tokenizer
+
+
+def fact(name, choices, answer):
+    return Fact(question=f"When was {name} born?", choices=tuple(choices), answer=answer, split="s")
+
+
+def test_choice_scorer_picks_the_preferred_year():
+    model, tok = bigram_model()
+    facts = [
+        fact("Ann", ["1901", "1902", "1903", "1904"], 3),  # 1904 preferred: right
+        fact("Bob", ["1901", "1903", "1905", "1906"], 0),  # 1906 preferred: wrong
+        fact("Cy", ["1902", "1905"], 0),
+    ]  # two choices, 1902 preferred: right
+    s = score(model, tok, facts, "choice", batch_size=2)
+    assert s.predicted.tolist() == [3, 3, 0]
+    assert s.correct.tolist() == [True, False, True]
+    assert s.accuracy == pytest.approx(2 / 3)
+    assert s.chance == pytest.approx((0.25 + 0.25 + 0.5) / 3)
+
+
+def test_letter_scorer_reads_the_letter_logits():
+    model, tok = bigram_model()
+    facts = [
+        fact("Ann", ["1901", "1902", "1903", "1904"], 2),  # C preferred: right
+        fact("Bob", ["1901", "1903", "1905", "1906"], 0),  # C: wrong
+        fact("Cy", ["1902", "1905"], 0),
+    ]  # only A, B offered: A preferred, right
+    s = score(model, tok, facts, "letter")
+    assert s.predicted.tolist() == [2, 2, 0]
+    assert s.correct.tolist() == [True, False, True]
+
+
+def test_letter_calibration_by_hand():
+    logits = np.array([[2.0, 1.0], [3.0, 0.0], [2.5, 2.6]])
+    assert letter_predictions(logits).tolist() == [0, 0, 1]
+    # column means (2.5, 1.2): calibrated rows (-.5, -.2), (.5, -1.2), (0, 1.4)
+    assert letter_predictions(logits, calibrated=True).tolist() == [1, 0, 1]
+    ragged = np.array([[0.0, 1.0, np.nan], [0.0, 1.0, 5.0]])
+    assert letter_predictions(ragged).tolist() == [1, 2]
+
+
+def test_unknown_scorer_and_bad_letters():
+    model, tok = bigram_model()
+    with pytest.raises(InputError, match="unknown scorer 'bogus'"):
+        score(model, tok, [fact("Ann", YEARS[:4], 0)], "bogus")
+    with pytest.raises(InputError, match="no facts"):
+        score(model, tok, [], "choice")
+
+
+def reference_choice(model, tok, f):
+    """One unpadded forward per choice, summing log-probs by hand."""
+    totals = []
+    for c in f.choices:
+        head = tok(choice_context(f))["input_ids"]
+        ids = head + tok(" " + c, add_special_tokens=False)["input_ids"]
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
+        totals.append(sum(float(logp[t - 1, ids[t]]) for t in range(len(head), len(ids))))
+    return int(np.argmax(totals))
+
+
+def test_batched_scores_equal_unbatched_reference(micro_world):
+    world, sets = load_world(micro_world)
+    model, tok = load_checkpoint(micro_world / "checkpoints/never_learned")
+    facts = sets.forget_facts() + list(sets.retain)[:6]
+    s = score(model, tok, facts, "choice", batch_size=5)
+    with torch.no_grad():
+        assert s.predicted.tolist() == [reference_choice(model, tok, f) for f in facts]
+        letters = [tok(f" {x}", add_special_tokens=False)["input_ids"][0] for x in "ABCD"]
+        expected = [
+            int(
+                torch.argmax(model(torch.tensor([tok(letter_prompt(f))["input_ids"]])).logits[0, -1, letters])
+            )
+            for f in facts
+        ]
+    assert score(model, tok, facts, "letter", batch_size=3).predicted.tolist() == expected
