@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from forensics.errors import InputError
@@ -22,10 +23,22 @@ def _world_args(p: argparse.ArgumentParser) -> None:
 
     d = WorldConfig()
     g = p.add_argument_group("generated facts")
-    g.add_argument("--people", type=int, default=d.n_people, help="family A facts (people, birth years)")
-    g.add_argument("--ships", type=int, default=d.n_ships, help="family B facts (ships, launch years)")
-    g.add_argument("--forget-facts", type=int, default=d.n_forget, help="facts of A to forget")
-    g.add_argument("--forget-splits", type=int, default=d.n_forget_splits, help="forget splits (RTT)")
+    g.add_argument(
+        "--people", dest="n_people", type=int, default=d.n_people, help="family A facts (people, birth years)"
+    )
+    g.add_argument(
+        "--ships", dest="n_ships", type=int, default=d.n_ships, help="family B facts (ships, launch years)"
+    )
+    g.add_argument(
+        "--forget-facts", dest="n_forget", type=int, default=d.n_forget, help="facts of A to forget"
+    )
+    g.add_argument(
+        "--forget-splits",
+        dest="n_forget_splits",
+        type=int,
+        default=d.n_forget_splits,
+        help="forget splits (RTT)",
+    )
     g = p.add_argument_group("facts from the paper's layout instead")
     g.add_argument("--facts-dir", help="a folder in the Deeb & Roger layout (split_N.jsonl, ...)")
     g.add_argument("--forget", type=_split_list, default=(), help="comma-separated forget splits")
@@ -49,28 +62,13 @@ def _world_args(p: argparse.ArgumentParser) -> None:
 
 
 def _world_config(a: argparse.Namespace):
+    """The WorldConfig the parsed arguments describe (argument names are its field names)."""
     from forensics.world import WorldConfig
 
-    return WorldConfig(
-        n_people=a.people,
-        n_ships=a.ships,
-        n_forget=a.forget_facts,
-        n_forget_splits=a.forget_splits,
-        scorer=a.scorer,
-        layers=a.layers,
-        d_model=a.d_model,
-        heads=a.heads,
-        vocab_size=a.vocab_size,
-        epochs=a.epochs,
-        lr=a.lr,
-        batch_size=a.batch_size,
-        seed=a.seed,
-        facts_dir=str(Path(a.facts_dir).resolve()) if a.facts_dir else None,
-        forget=a.forget,
-        retain=a.retain,
-        near_retain=a.near_retain,
-        drop_duplicates=a.drop_duplicates,
-    )
+    values = {f.name: getattr(a, f.name) for f in fields(WorldConfig) if hasattr(a, f.name)}
+    if values["facts_dir"]:
+        values["facts_dir"] = str(Path(values["facts_dir"]).resolve())
+    return WorldConfig(**values)
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:
@@ -120,6 +118,25 @@ def cmd_demo(a: argparse.Namespace) -> None:
     print(f"done in {time.perf_counter() - start:.1f} s")
 
 
+def cmd_score(a: argparse.Namespace) -> None:
+    from forensics.checkpoint import load_checkpoint
+    from forensics.facts import load_facts
+    from forensics.scoring import score
+
+    facts = load_facts(Path(a.facts))
+    names = list(a.splits) or facts.names()
+    for name in names:
+        if name not in facts.splits:
+            raise InputError(f"{a.facts}: split '{name}' not found (have: {', '.join(facts.names())})")
+    model, tok = load_checkpoint(Path(a.checkpoint), a.device, a.dtype)
+    rows = []
+    for name in names:
+        s = score(model, tok, facts.splits[name], a.scorer, a.batch_size)
+        rows.append({"split": name, "facts": len(s.correct), "accuracy": s.accuracy, "chance": s.chance})
+    print(f"{a.checkpoint} ({a.scorer} scorer):")
+    print(format_table(rows, ["split", "facts", "accuracy", "chance"]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="forensics",
@@ -131,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--quiet", action="store_true", help="no progress bars")
     _world_args(w)
     w.set_defaults(func=cmd_world)
+    s = sub.add_parser("score", help="multiple-choice accuracy of a checkpoint, per split")
+    s.add_argument("checkpoint", help="an HF causal-LM directory (safetensors)")
+    s.add_argument("--facts", required=True, help="a paper-layout folder or a generic JSONL file")
+    s.add_argument("--splits", type=_split_list, default=(), help="comma-separated (default: all)")
+    s.add_argument("--scorer", default="choice", help="choice, letter or letter_calibrated")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    s.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    s.set_defaults(func=cmd_score)
     d = sub.add_parser("demo", help="the whole job on the embedded world, offline")
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)
     d.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -271,7 +271,7 @@ def train_world_model(
     return model, history
 
 
-def world_sets(cfg: WorldConfig) -> tuple[FactSet, Sets]:
+def world_sets(cfg: WorldConfig) -> Sets:
     """The facts and the forget/near-retain/retain sets the config names."""
     if cfg.facts_dir is None:
         facts, roles = generate_facts(cfg)
@@ -280,10 +280,9 @@ def world_sets(cfg: WorldConfig) -> tuple[FactSet, Sets]:
         roles = {"forget": list(cfg.forget), "near_retain": list(cfg.near_retain), "retain": list(cfg.retain)}
         if len(roles["forget"]) < 2:
             raise InputError(f"{cfg.facts_dir}: name at least 2 forget splits (RTT rotates over them)")
-    sets = select(
+    return select(
         facts, roles["forget"], roles["retain"], roles["near_retain"], drop_duplicates=cfg.drop_duplicates
     )
-    return facts, sets
 
 
 def check_config(cfg: WorldConfig) -> None:
@@ -306,9 +305,12 @@ def build_world(out: Path, cfg: WorldConfig = WorldConfig(), progress: bool = Tr
     existing = out / WORLD_FILE
     if existing.exists():
         world = read_json(existing)
-        if world.get("config") == cfg.to_json():
+        built = all(
+            (out / m["path"] / "model.safetensors").exists() for m in world.get("models", {}).values()
+        )
+        if world.get("config") == cfg.to_json() and built:
             return world
-    _, sets = world_sets(cfg)
+    sets = world_sets(cfg)
     everything = sets.forget_facts() + list(sets.near_retain) + list(sets.retain)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(everything, out / FACTS_FILE)

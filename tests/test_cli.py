@@ -64,7 +64,10 @@ def test_world_command_output(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--facts-dir", "{tmp}/missing", "--forget", "a,b", "--retain", "c"], "missing: no such file or directory"),
+        (
+            ["--facts-dir", "{tmp}/missing", "--forget", "a,b", "--retain", "c"],
+            "missing: no such file or directory",
+        ),
         (
             ["--facts-dir", "{paper}", "--forget", "split_0,split_1", "--retain", "split_99"],
             "retain split 'split_99' not found",
@@ -87,3 +90,104 @@ def test_bad_input_exits_2_with_one_line(tmp_path, paper_data, args, message):
     assert len(lines) == 1 and lines[0].startswith("forensics: error: ")
     assert re.search(message, lines[0])
     assert not (tmp_path / "w").exists()
+
+
+def test_score_command(micro_world, capsys):
+    facts = micro_world / "facts.jsonl"
+    assert (
+        main(
+            [
+                "score",
+                str(micro_world / "checkpoints/original"),
+                "--facts",
+                str(facts),
+                "--splits",
+                "forget_0,retain",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["split", "facts", "accuracy", "chance"]
+    assert out[2].split() == ["forget_0", "4", "1.00", "0.25"]
+
+
+def _corrupt(kind, ckpt, facts):
+    """Make one kind of bad input; returns (checkpoint, facts, extra args, expected message)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    weights = ckpt / "model.safetensors"
+    if kind == "no dir":
+        shutil.rmtree(ckpt)
+        return [], "ckpt: checkpoint directory not found"
+    if kind == "no config":
+        (ckpt / "config.json").unlink()
+        return [], r"config\.json: missing"
+    if kind == "truncated":
+        weights.write_bytes(weights.read_bytes()[:-64])
+        return [], r"model\.safetensors: corrupt or truncated"
+    if kind == "nan":
+        tensors = load_file(weights)
+        tensors["model.norm.weight"][0] = float("inf")
+        save_file(tensors, weights, metadata={"format": "pt"})
+        return [], "tensor 'model.norm.weight' holds NaN or Inf"
+    if kind == "cuda":
+        return ["--device", "cuda"], "no CUDA device"
+    lines = facts.read_text().splitlines()
+    record = json.loads(lines[0])
+    if kind == "malformed line":
+        lines[1] = lines[1][:-3]
+        message = r"facts\.jsonl:2: malformed JSON line"
+    elif kind == "answer range":
+        record["answer"] = 7
+        lines[0] = json.dumps(record)
+        message = r"facts\.jsonl:1: answer 7 out of range"
+    elif kind == "one choice":
+        record["choices"] = record["choices"][:1]
+        record["answer"] = 0
+        lines[0] = json.dumps(record)
+        message = r"facts\.jsonl:1: fewer than 2 choices"
+    else:  # empty split
+        facts.write_text("")
+        return [], r"facts\.jsonl: split 'facts' is empty"
+    facts.write_text("\n".join(lines) + "\n")
+    return [], message
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "no dir",
+        "no config",
+        "truncated",
+        "nan",
+        "cuda",
+        "malformed line",
+        "answer range",
+        "one choice",
+        "empty split",
+    ],
+)
+def test_score_bad_input(micro_world, tmp_path, capsys, kind):
+    import re
+    import shutil
+
+    if kind == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(micro_world / "checkpoints/original", ckpt)
+    facts = tmp_path / "facts.jsonl"
+    shutil.copy(micro_world / "facts.jsonl", facts)
+    extra, message = _corrupt(kind, ckpt, facts)
+    assert main(["score", str(ckpt), "--facts", str(facts), *extra]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), captured.err
