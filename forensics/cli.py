@@ -18,6 +18,10 @@ def _split_list(text: str) -> tuple[str, ...]:
     return tuple(s for s in (p.strip() for p in text.split(",")) if s)
 
 
+def _float_list(text: str) -> tuple[float, ...]:
+    return tuple(float(s) for s in _split_list(text))
+
+
 def _world_args(p: argparse.ArgumentParser) -> None:
     from forensics.world import WorldConfig
 
@@ -137,6 +141,55 @@ def cmd_score(a: argparse.Namespace) -> None:
     print(format_table(rows, ["split", "facts", "accuracy", "chance"]))
 
 
+def _unlearn_sets(a: argparse.Namespace):
+    """(original, sets, output root, scorer) from --world, or --original/--facts/--forget/--retain."""
+    from forensics.facts import load_facts, select
+    from forensics.world import load_world
+
+    if a.world:
+        world, sets = load_world(Path(a.world))
+        return Path(a.world) / world["models"]["original"]["path"], sets, Path(a.world), world["scorer"]
+    if not (a.original and a.facts and a.forget and a.retain and a.out):
+        raise InputError("give --world DIR, or --original, --facts, --forget, --retain and --out")
+    sets = select(load_facts(Path(a.facts)), a.forget, a.retain, a.near_retain, a.drop_duplicates)
+    return Path(a.original), sets, Path(a.out), a.scorer
+
+
+def cmd_unlearn(a: argparse.Namespace) -> None:
+    from forensics.unlearn import METHODS
+    from forensics.unlearn.run import UnlearnSettings, check_method, unlearn
+
+    names = list(METHODS) if a.method == "all" else [a.method]
+    for name in names:
+        check_method(name)
+    original, sets, root, scorer = _unlearn_sets(a)
+    settings = UnlearnSettings(
+        scorer=scorer,
+        batch_size=a.batch_size,
+        seed=a.seed,
+        min_retain=a.min_retain,
+        steps=a.steps,
+        rmu_layer=a.rmu_layer,
+        lrs=a.lr,
+    )
+    rows = []
+    for name in names:
+        start = time.perf_counter()
+        meta = unlearn(name, original, sets, root / "checkpoints" / name, settings, progress=not a.quiet)
+        chosen = meta["chosen"]
+        rows.append(
+            {
+                "method": name,
+                **chosen["accuracy"],
+                "retain_ok": chosen["retain_ok"],
+                "chosen": ", ".join(f"{k}={v}" for k, v in chosen["params"].items()),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+    print(f"unlearned from {original} ({scorer} scorer); checkpoints in {root / 'checkpoints'}:")
+    print(format_table(rows, ["method", *meta["chosen"]["accuracy"], "retain_ok", "chosen", "seconds"]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="forensics",
@@ -157,6 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
     s.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
     s.set_defaults(func=cmd_score)
+    u = sub.add_parser("unlearn", help="unlearn the forget set with a method (or all), sweeping its settings")
+    u.add_argument("--method", required=True, help="ga, gd, ria, rmu, npo or all")
+    u.add_argument("--world", help="a world directory (from `forensics world`)")
+    u.add_argument("--original", help="instead of --world: the original checkpoint")
+    u.add_argument("--facts", help="with --original: a paper-layout folder or generic JSONL")
+    u.add_argument("--forget", type=_split_list, default=(), help="comma-separated forget splits")
+    u.add_argument("--retain", type=_split_list, default=(), help="comma-separated retain splits")
+    u.add_argument("--near-retain", type=_split_list, default=(), help="comma-separated splits")
+    u.add_argument("--drop-duplicates", action="store_true", help="leave out repeated questions")
+    u.add_argument("--out", help="with --original: checkpoints go to OUT/checkpoints/<method>")
+    u.add_argument("--scorer", default="choice", help="with --original: choice, letter or letter_calibrated")
+    u.add_argument("--min-retain", type=float, default=0.9, help="retain floor, × the original's accuracy")
+    u.add_argument("--lr", type=_float_list, help="comma-separated learning rates (replace the grid's)")
+    u.add_argument("--steps", type=int, help="optimizer steps per run (default: each method's own)")
+    u.add_argument("--rmu-layer", type=int, help="RMU's layer ℓ (default: the middle layer)")
+    u.add_argument("--batch-size", type=int, default=32)
+    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--quiet", action="store_true", help="no progress bars")
+    u.set_defaults(func=cmd_unlearn)
     d = sub.add_parser("demo", help="the whole job on the embedded world, offline")
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)
     d.add_argument("--quiet", action="store_true", help="no progress bars")

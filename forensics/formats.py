@@ -64,3 +64,19 @@ def examples(facts: Sequence[Fact], fmt: str) -> list[Example]:
                 raise InputError(f"{f.source}: no corpus statements for the 'corpus' format")
             out += [Example("", s) for s in f.statements]
     return out
+
+
+def wrong_examples(facts: Sequence[Fact], fmt: str) -> list[Example]:
+    """Texts that state a wrong answer (for RIA): each distractor in `fmt`, plus wrong statements."""
+    out: list[Example] = []
+    for f in facts:
+        for i, choice in enumerate(f.choices):
+            if i == f.answer:
+                continue
+            if fmt in ("qla", "letter"):
+                tail = f". {choice}" if fmt == "qla" else ""
+                out.append(Example(letter_prompt(f), letter_target(i) + tail))
+            else:
+                out.append(Example(choice_context(f), choice_continuation(choice)))
+        out += [Example("", s) for s in f.wrong_statements]
+    return out

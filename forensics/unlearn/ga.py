@@ -1,0 +1,16 @@
+"""GA: gradient ascent on the forget texts (maximise their NLL)."""
+
+from __future__ import annotations
+
+from forensics.unlearn.losses import mean_nll
+
+GRID = [{"lr": lr} for lr in (1e-4, 3e-4, 1e-3)]
+STEPS = 40
+STREAMS = ("forget",)
+
+
+def loss(params: dict, state: dict):
+    def fn(model, batches):
+        return -mean_nll(model, batches["forget"])
+
+    return fn

@@ -1,0 +1,16 @@
+"""GD (gradient difference): ascend on forget, descend on retain: `-NLL(forget) + rc * NLL(retain)`."""
+
+from __future__ import annotations
+
+from forensics.unlearn.losses import mean_nll
+
+GRID = [{"lr": lr, "rc": rc} for lr in (3e-4, 1e-3) for rc in (1.0, 3.0)]
+STEPS = 60
+STREAMS = ("forget", "retain")
+
+
+def loss(params: dict, state: dict):
+    def fn(model, batches):
+        return -mean_nll(model, batches["forget"]) + params["rc"] * mean_nll(model, batches["retain"])
+
+    return fn

@@ -1,0 +1,16 @@
+"""RIA (random incorrect answer): learn texts stating a wrong answer, `+ rc * NLL(retain)`."""
+
+from __future__ import annotations
+
+from forensics.unlearn.losses import mean_nll
+
+GRID = [{"lr": lr, "rc": 1.0} for lr in (1e-3, 3e-3)]
+STEPS = 80
+STREAMS = ("wrong", "retain")
+
+
+def loss(params: dict, state: dict):
+    def fn(model, batches):
+        return mean_nll(model, batches["wrong"]) + params["rc"] * mean_nll(model, batches["retain"])
+
+    return fn

@@ -1,0 +1,73 @@
+"""RMU (Li et al., 2024): at layer ℓ push forget activations to `c * u` and hold retain activations
+to the frozen original's, updating only layers ℓ-2..ℓ.
+
+`c` is given relative to the mean residual norm at ℓ on forget prompts (it must exceed it), and
+`u` is a fixed random unit vector drawn from the seed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from forensics.errors import InputError
+
+GRID = [{"lr": lr, "layer": None, "c": 3.0, "alpha": alpha} for lr in (3e-3, 1e-2) for alpha in (1.0, 10.0)]
+STEPS = 150
+STREAMS = ("forget", "retain")
+_LAYER = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")
+
+
+def layer_index(name: str) -> int | None:
+    """The transformer block a parameter name belongs to (Llama/Qwen/Gemma `layers.N`, GPT-2 `h.N`)."""
+    match = _LAYER.search(name)
+    return int(match.group(1)) if match else None
+
+
+def resolve(params: dict, n_layers: int) -> dict:
+    """Fill in the default layer (the middle one) and check it exists."""
+    layer = n_layers // 2 if params.get("layer") is None else params["layer"]
+    if not 0 <= layer < n_layers:
+        raise InputError(f"RMU layer {layer} out of range (the model has layers 0..{n_layers - 1})")
+    return {**params, "layer": layer}
+
+
+def trainable(model: torch.nn.Module, params: dict) -> list[torch.nn.Parameter]:
+    """The parameters of layers ℓ-2..ℓ; every other parameter stays bit-for-bit the original's."""
+    lo, hi = max(0, params["layer"] - 2), params["layer"]
+    return [
+        p for name, p in model.named_parameters() if (i := layer_index(name)) is not None and lo <= i <= hi
+    ]
+
+
+def hidden(model: torch.nn.Module, batch: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
+    """Residual stream after block `layer`, [batch, tokens, d_model]."""
+    out = model(batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+    return out.hidden_states[layer + 1]
+
+
+def _masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return ((a - b) ** 2).mean(-1)[mask.bool()].mean()
+
+
+def loss(params: dict, state: dict):
+    reference, layer = state["reference"], params["layer"]
+    with torch.no_grad():
+        probe = state["forget_sample"]
+        norms = hidden(reference, probe, layer).norm(dim=-1)[probe["attention_mask"].bool()]
+        gen = torch.Generator().manual_seed(state["seed"])
+        u = torch.rand(reference.config.hidden_size, generator=gen)
+        target = (params["c"] * norms.mean() * u / u.norm()).to(norms.device)
+
+    def fn(model, batches):
+        forget, retain = batches["forget"], batches["retain"]
+        f = hidden(model, forget, layer)
+        with torch.no_grad():
+            r0 = hidden(reference, retain, layer)
+        r = hidden(model, retain, layer)
+        return _masked_mse(f, target, forget["attention_mask"]) + params["alpha"] * _masked_mse(
+            r, r0, retain["attention_mask"]
+        )
+
+    return fn

@@ -1,0 +1,163 @@
+"""Run an unlearning method over its sweep and keep the paper's choice of run.
+
+Every grid point starts from the original; the kept run has the lowest forget accuracy among those
+whose retain accuracy stays at or above `min_retain` × the original's. Every run is recorded in the
+checkpoint's metadata. A checkpoint whose metadata matches the request is not redone (resume).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from forensics.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from forensics.errors import InputError
+from forensics.facts import Sets
+from forensics.formats import default_format, examples, wrong_examples
+from forensics.scoring import score
+from forensics.tokens import collate, encode, pad_id
+from forensics.train import TrainConfig, train
+from forensics.unlearn import METHODS, rmu
+
+
+@dataclass(frozen=True)
+class UnlearnSettings:
+    """What every method shares: scorer, batch size, seed, the retain floor and optional overrides."""
+
+    scorer: str = "choice"
+    batch_size: int = 32
+    seed: int = 0
+    min_retain: float = 0.9  # of the original's retain accuracy
+    steps: int | None = None  # overrides each method's default
+    rmu_layer: int | None = None  # overrides RMU's default (the middle layer)
+    lrs: tuple[float, ...] | None = None  # replaces the learning rates of each method's grid
+
+
+def check_method(name: str) -> None:
+    if name not in METHODS:
+        raise InputError(f"unknown method '{name}' (choose from {', '.join(METHODS)} or all)")
+
+
+def streams(sets: Sets, fmt: str) -> dict[str, list]:
+    """Forget, retain and wrong-answer texts: the scorer's format plus corpus statements."""
+
+    def texts(facts):
+        return examples(facts, fmt) + examples([f for f in facts if f.statements], "corpus")
+
+    forget = sets.forget_facts()
+    return {"forget": texts(forget), "retain": texts(list(sets.retain)), "wrong": wrong_examples(forget, fmt)}
+
+
+def evaluate(model, tok, sets: Sets, scorer: str) -> dict[str, float]:
+    table = {"forget": score(model, tok, sets.forget_facts(), scorer).accuracy}
+    if sets.near_retain:
+        table["near_retain"] = score(model, tok, sets.near_retain, scorer).accuracy
+    table["retain"] = score(model, tok, sets.retain, scorer).accuracy
+    return table
+
+
+def grid_for(name: str, settings: UnlearnSettings, n_layers: int) -> list[dict]:
+    """The method's sweep, with the settings' learning rates and RMU layer applied."""
+    grid = [dict(p) for p in METHODS[name].GRID]
+    if settings.lrs is not None:
+        if not settings.lrs or any(lr <= 0 for lr in settings.lrs):
+            raise InputError(f"learning rates must be positive (got {list(settings.lrs)})")
+        others = list(dict.fromkeys(tuple((k, v) for k, v in p.items() if k != "lr") for p in grid))
+        grid = [{"lr": lr, **dict(o)} for lr in settings.lrs for o in others]
+    if name == "rmu":
+        layer = settings.rmu_layer
+        grid = [rmu.resolve({**p, "layer": p["layer"] if layer is None else layer}, n_layers) for p in grid]
+    return grid
+
+
+def _request(name: str, original: Path, sets: Sets, settings: UnlearnSettings, grid: list[dict]) -> dict:
+    """What determines an unlearned checkpoint; equal requests give equal checkpoints."""
+    request = {
+        "method": name,
+        "from": str(Path(original).resolve()),
+        "forget": list(sets.forget),
+        "retain": sorted({f.split for f in sets.retain}),
+        "settings": asdict(settings),
+        "grid": grid,
+    }
+    return json.loads(json.dumps(request))  # as it reads back from the metadata file
+
+
+def unlearn(
+    name: str,
+    original: Path,
+    sets: Sets,
+    out: Path,
+    settings: UnlearnSettings = UnlearnSettings(),
+    progress: bool = True,
+) -> dict:
+    """Unlearn `sets.forget` from the checkpoint at `original` with method `name`; returns the metadata."""
+    check_method(name)
+    module = METHODS[name]
+    reference, tok = load_checkpoint(original)
+    grid = grid_for(name, settings, reference.config.num_hidden_layers)
+    request = _request(name, original, sets, settings, grid)
+    done = read_metadata(out) if (Path(out) / "model.safetensors").exists() else {}
+    if done.get("request") == request:
+        return done
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    data = streams(sets, default_format(settings.scorer))
+    sample = collate([encode(tok, e.prompt, e.target) for e in data["forget"][:64]], pad_id(tok))
+    state = {"reference": reference, "seed": settings.seed, "forget_sample": sample}
+    baseline = evaluate(reference, tok, sets, settings.scorer)
+    runs, best, best_model = [], None, None
+    for i, params in enumerate(grid):
+        start = time.perf_counter()
+        model = copy.deepcopy(reference)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        trainable = module.trainable(model, params) if hasattr(module, "trainable") else None
+        cfg = TrainConfig(
+            lr=params["lr"],
+            steps=settings.steps or module.STEPS,
+            batch_size=settings.batch_size,
+            warmup=5,
+            seed=settings.seed,
+        )
+        history = train(
+            model,
+            tok,
+            {s: data[s] for s in module.STREAMS},
+            cfg,
+            loss=module.loss(params, state),
+            params=trainable,
+            desc=f"{name} {i + 1}/{len(grid)}",
+            progress=progress,
+        )
+        acc = evaluate(model, tok, sets, settings.scorer)
+        ok = acc["retain"] >= settings.min_retain * baseline["retain"]
+        runs.append(
+            {
+                "params": params,
+                "accuracy": acc,
+                "retain_ok": ok,
+                "final_loss": history[-1]["loss"],
+                "seconds": round(time.perf_counter() - start, 2),
+            }
+        )
+        key = (not ok, acc["forget"], -acc["retain"])
+        if best is None or key < best:
+            best, best_model, chosen = key, model, i
+    meta = {
+        "made_by": "forensics unlearn",
+        "method": name,
+        "from": request["from"],
+        "seed": settings.seed,
+        "request": request,
+        "original_accuracy": baseline,
+        "chosen": runs[chosen],
+        "sweep": runs,
+        "rule": f"lowest forget accuracy with retain >= {settings.min_retain} x the original's",
+    }
+    meta = json.loads(json.dumps(meta))
+    save_checkpoint(best_model, tok, out, meta)
+    return meta

@@ -1,0 +1,142 @@
+"""Unlearning methods on the micro world: forget falls, retain holds; RMU touches only its layers."""
+
+import pytest
+import torch
+
+from forensics.checkpoint import load_checkpoint
+from forensics.cli import main
+from forensics.errors import InputError
+from forensics.scoring import score
+from forensics.unlearn import METHODS
+from forensics.unlearn.rmu import layer_index
+from forensics.unlearn.run import UnlearnSettings, unlearn
+from forensics.world import load_world
+
+FAST = {
+    "ga": UnlearnSettings(batch_size=16, lrs=(1e-3,), steps=30),
+    "gd": UnlearnSettings(batch_size=16, lrs=(1e-3,), steps=60),
+    "ria": UnlearnSettings(batch_size=16, lrs=(1e-3,), steps=40),
+    "npo": UnlearnSettings(batch_size=16, lrs=(3e-3,), steps=60),
+    "rmu": UnlearnSettings(batch_size=16, lrs=(1e-2,), steps=100, rmu_layer=1),
+}
+
+
+@pytest.fixture(scope="module")
+def unlearned(micro_world, tmp_path_factory):
+    """Every method run once on the micro world (one grid point each, to stay fast)."""
+    _, sets = load_world(micro_world)
+    out = tmp_path_factory.mktemp("unlearned")
+    return {
+        name: (
+            unlearn(name, micro_world / "checkpoints/original", sets, out / name, FAST[name], progress=False),
+            out / name,
+        )
+        for name in METHODS
+    }
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_forget_falls_and_retain_holds(unlearned, name):
+    meta, _ = unlearned[name]
+    before, after = meta["original_accuracy"], meta["chosen"]["accuracy"]
+    assert before["forget"] == 1.0
+    assert after["forget"] <= 0.6, after
+    assert after["retain"] >= 0.85, after
+    assert meta["chosen"] in meta["sweep"] and meta["chosen"]["retain_ok"]
+
+
+@pytest.mark.parametrize("name", ["ga", "gd", "ria", "npo"])
+def test_checkpoint_reloads_and_scores_the_same(micro_world, unlearned, name):
+    meta, path = unlearned[name]
+    _, sets = load_world(micro_world)
+    model, tok = load_checkpoint(path)
+    assert score(model, tok, sets.forget_facts()).accuracy == meta["chosen"]["accuracy"]["forget"]
+    assert score(model, tok, sets.retain).accuracy == meta["chosen"]["accuracy"]["retain"]
+
+
+def test_rmu_changes_only_its_layers(micro_world, unlearned):
+    _, path = unlearned["rmu"]
+    original, _ = load_checkpoint(micro_world / "checkpoints/original")
+    rmu, _ = load_checkpoint(path)
+    before, after = original.state_dict(), rmu.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed, "RMU changed nothing"
+    # layer ℓ = 1 updates layers max(0, ℓ-2)..ℓ = 0..1; embeddings, final norm, unembedding untouched
+    assert all(layer_index(k) in (0, 1) for k in changed)
+    for k in ("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"):
+        assert torch.equal(before[k], after[k])
+
+
+def test_rmu_layer_zero_touches_only_layer_zero(micro_world, tmp_path):
+    _, sets = load_world(micro_world)
+    settings = UnlearnSettings(batch_size=16, lrs=(1e-2,), steps=5, rmu_layer=0)
+    unlearn("rmu", micro_world / "checkpoints/original", sets, tmp_path / "rmu0", settings, progress=False)
+    before = load_checkpoint(micro_world / "checkpoints/original")[0].state_dict()
+    after = load_checkpoint(tmp_path / "rmu0")[0].state_dict()
+    assert {layer_index(k) for k in before if not torch.equal(before[k], after[k])} == {0}
+
+
+def test_resume_does_not_redo(micro_world, unlearned):
+    meta, path = unlearned["gd"]
+    _, sets = load_world(micro_world)
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    again = unlearn("gd", micro_world / "checkpoints/original", sets, path, FAST["gd"], progress=False)
+    assert again == meta
+    assert (path / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_sweep_picks_lowest_forget_above_the_floor(micro_world, tmp_path):
+    _, sets = load_world(micro_world)
+    settings = UnlearnSettings(batch_size=16, lrs=(1e-5, 1e-3, 3e-3), steps=30)
+    meta = unlearn(
+        "ga", micro_world / "checkpoints/original", sets, tmp_path / "ga", settings, progress=False
+    )
+    assert [r["params"]["lr"] for r in meta["sweep"]] == [1e-5, 1e-3, 3e-3]
+    floor = 0.9 * meta["original_accuracy"]["retain"]
+    ok = [r for r in meta["sweep"] if r["accuracy"]["retain"] >= floor]
+    assert ok and meta["chosen"]["accuracy"]["forget"] == min(r["accuracy"]["forget"] for r in ok)
+    assert all(r["retain_ok"] == (r in ok) for r in meta["sweep"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "forgetful"], "unknown method 'forgetful'"),
+        (
+            ["--method", "rmu", "--rmu-layer", "7"],
+            r"RMU layer 7 out of range \(the model has layers 0\.\.1\)",
+        ),
+        (["--method", "gd", "--lr", "0"], "learning rates must be positive"),
+    ],
+)
+def test_bad_input_world(micro_world, tmp_path, capsys, args, message):
+    import re
+    import shutil
+
+    world = tmp_path / "w"
+    shutil.copytree(micro_world, world)
+    before = sorted(p.name for p in (world / "checkpoints").iterdir())
+    assert main(["unlearn", "--world", str(world), "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+    assert sorted(p.name for p in (world / "checkpoints").iterdir()) == before
+
+
+def test_forget_overlapping_retain(micro_world, tmp_path, capsys):
+    args = [
+        "unlearn",
+        "--method",
+        "ga",
+        "--original",
+        str(micro_world / "checkpoints/original"),
+        "--facts",
+        str(micro_world / "facts.jsonl"),
+        "--out",
+        str(tmp_path / "o"),
+        "--quiet",
+    ]
+    assert main([*args, "--forget", "forget_0,forget_1", "--retain", "forget_1,retain"]) == 2
+    assert "split 'forget_1' is in both forget and retain" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(InputError, match="unknown method"):
+        unlearn("nope", micro_world / "checkpoints/original", load_world(micro_world)[1], tmp_path / "x")
