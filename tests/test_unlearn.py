@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from forensics.checkpoint import load_checkpoint
+from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.cli import main
 from forensics.errors import InputError
 from forensics.scoring import score
@@ -46,12 +46,13 @@ def test_forget_falls_and_retain_holds(unlearned, name):
 
 
 @pytest.mark.parametrize("name", ["ga", "gd", "ria", "npo"])
-def test_checkpoint_reloads_and_scores_the_same(micro_world, unlearned, name):
+def test_checkpoint_reloads_through_the_bridge_and_scores_the_same(micro_world, unlearned, name):
     meta, path = unlearned[name]
     _, sets = load_world(micro_world)
-    model, tok = load_checkpoint(path)
-    assert score(model, tok, sets.forget_facts()).accuracy == meta["chosen"]["accuracy"]["forget"]
-    assert score(model, tok, sets.retain).accuracy == meta["chosen"]["accuracy"]["retain"]
+    bridge = boot_bridge(path)
+    tok = bridge.tokenizer
+    assert score(bridge, tok, sets.forget_facts()).accuracy == meta["chosen"]["accuracy"]["forget"]
+    assert score(bridge, tok, sets.retain).accuracy == meta["chosen"]["accuracy"]["retain"]
 
 
 def test_rmu_changes_only_its_layers(micro_world, unlearned):

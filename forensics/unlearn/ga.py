@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from forensics.unlearn.losses import mean_nll
 
-GRID = [{"lr": lr} for lr in (1e-4, 3e-4, 1e-3)]
+GRID = [{"lr": lr} for lr in (1e-4, 1.5e-4, 2e-4, 3e-4)]
 STEPS = 40
 STREAMS = ("forget",)
 
