@@ -190,6 +190,50 @@ def cmd_unlearn(a: argparse.Namespace) -> None:
     print(format_table(rows, ["method", *meta["chosen"]["accuracy"], "retain_ok", "chosen", "seconds"]))
 
 
+def _world_models(root: Path, names: tuple[str, ...]) -> dict[str, Path]:
+    """The world's checkpoints by name (all of them, or the named ones), original first."""
+    found = sorted(
+        (p.name for p in (root / "checkpoints").iterdir() if (p / "config.json").exists()),
+        key=lambda n: (n != "original", n != "never_learned", n),
+    )
+    for name in names:
+        if name not in found:
+            raise InputError(f"{root / 'checkpoints'}: no checkpoint '{name}' (have: {', '.join(found)})")
+    chosen = [n for n in found if not names or n in names or n == "original"]
+    return {n: root / "checkpoints" / n for n in chosen}
+
+
+def cmd_relearn(a: argparse.Namespace) -> None:
+    from forensics.attacks.relearn import RelearnSettings, check, relearn
+    from forensics.world import load_world
+
+    world, sets = load_world(Path(a.world))
+    settings = RelearnSettings(
+        lrs=a.lrs,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        scorer=world["scorer"],
+        loss_format=a.format,
+        seed=a.seed,
+    )
+    vs = check(sets, settings, a.v)
+    models = _world_models(Path(a.world), a.models)
+    result = relearn(models, sets, Path(a.world), settings, vs, progress=not a.quiet)
+    rows = []
+    for name, m in result["metrics"].items():
+        row = {"model": name}
+        for key in ("acc_v", "recovery", "recovery_above_chance", "hidden"):
+            if key in m:
+                row[key] = f"{m[key]['mean']:.2f} ± {m[key]['std']:.2f}"
+        rows.append(row)
+    print(
+        f"RTT ({settings.fmt} loss, lrs {list(settings.lrs)}, {settings.epochs} epochs, V over {vs}; "
+        f"chance {result['chance']:.2f}); best (lr, epoch) per V chosen on V, the attacker's best case:"
+    )
+    print(format_table(rows, ["model", "acc_v", "recovery", "recovery_above_chance", "hidden"]))
+    print(f"written: {Path(a.world) / 'relearn.json'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="forensics",
@@ -229,6 +273,17 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("--quiet", action="store_true", help="no progress bars")
     u.set_defaults(func=cmd_unlearn)
+    r = sub.add_parser("relearn", help="the relearning attack (RTT) on every checkpoint of a world")
+    r.add_argument("--world", required=True, help="a world directory (from `forensics world`)")
+    r.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")
+    r.add_argument("--lrs", type=_float_list, default=(1e-4, 3e-4, 1e-3), help="comma-separated")
+    r.add_argument("--epochs", type=int, default=6)
+    r.add_argument("--format", help="loss format: qla, letter, qa or corpus (default: the scorer's)")
+    r.add_argument("--v", type=_split_list, default=(), help="only these V splits (default: every one)")
+    r.add_argument("--batch-size", type=int, default=16)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_relearn)
     d = sub.add_parser("demo", help="the whole job on the embedded world, offline")
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)
     d.add_argument("--quiet", action="store_true", help="no progress bars")

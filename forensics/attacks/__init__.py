@@ -1,0 +1,1 @@
+"""Recovery attacks: relearning (RTT) with its controls."""

@@ -1,0 +1,199 @@
+"""RTT, the paper's relearning attack (DESIGN §1): fine-tune on forget splits T, score the held-out V.
+
+Every forget split takes its turn as V; for each model and V the attack sweeps learning rates and
+scores V after every epoch. The best (learning rate, epoch) per V is the attacker's best case.
+Each (model, V, lr) run is saved on its own, so an interrupted attack resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from forensics.checkpoint import load_checkpoint, read_json, write_json
+from forensics.errors import InputError
+from forensics.facts import Sets
+from forensics.formats import LOSS_FORMATS, default_format, examples
+from forensics.scoring import score
+from forensics.train import TrainConfig, train
+
+REFERENCE, CONTROL = "original", "never_learned"
+
+
+@dataclass(frozen=True)
+class RelearnSettings:
+    """The attack's grid: log-spaced learning rates × epochs, loss format, batch size, seed."""
+
+    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
+    epochs: int = 6
+    batch_size: int = 16
+    scorer: str = "choice"
+    loss_format: str | None = None  # default: the one that matches the scorer
+    seed: int = 0
+
+    @property
+    def fmt(self) -> str:
+        return self.loss_format or default_format(self.scorer)
+
+
+def check(sets: Sets, settings: RelearnSettings, only_v: Sequence[str] = ()) -> list[str]:
+    """Refuse an attack that cannot run; returns the V splits to rotate over."""
+    if len(sets.forget) < 2:
+        raise InputError(f"RTT needs at least 2 forget splits to rotate over (have {list(sets.forget)})")
+    if not settings.lrs:
+        raise InputError("RTT needs at least one learning rate (the list is empty)")
+    if any(lr <= 0 for lr in settings.lrs):
+        raise InputError(f"learning rates must be positive (got {list(settings.lrs)})")
+    if settings.epochs < 1:
+        raise InputError(f"epochs must be at least 1 (got {settings.epochs})")
+    if settings.fmt not in LOSS_FORMATS:
+        raise InputError(f"unknown loss format '{settings.fmt}' (choose from {', '.join(LOSS_FORMATS)})")
+    for v in only_v:
+        if v not in sets.forget:
+            raise InputError(f"V split '{v}' is not a forget split (forget: {', '.join(sets.forget)})")
+    return list(only_v) or list(sets.forget)
+
+
+def run_one(model, tok, sets: Sets, v: str, lr: float, settings: RelearnSettings, progress: bool) -> dict:
+    """One RTT run: train a copy of `model` on T at `lr`; acc on V, T and retain after each epoch."""
+    t_facts = [f for name, facts in sets.forget.items() if name != v for f in facts]
+    v_facts = list(sets.forget[v])
+    start = time.perf_counter()
+    epochs: list[dict] = []
+
+    def on_epoch(epoch: int, m) -> None:
+        epochs.append(
+            {
+                "epoch": epoch,
+                "acc_v": score(m, tok, v_facts, settings.scorer).accuracy,
+                "acc_t": score(m, tok, t_facts, settings.scorer).accuracy,
+                "retain": score(m, tok, sets.retain, settings.scorer).accuracy,
+            }
+        )
+
+    attacked = copy.deepcopy(model)
+    before = {"acc_v": score(model, tok, v_facts, settings.scorer).accuracy}
+    cfg = TrainConfig(lr=lr, epochs=settings.epochs, batch_size=settings.batch_size, seed=settings.seed)
+    train(
+        attacked,
+        tok,
+        {"t": examples(t_facts, settings.fmt)},
+        cfg,
+        on_epoch=on_epoch,
+        desc=f"RTT V={v} lr={lr:g}",
+        progress=progress,
+    )
+    return {
+        "v": v,
+        "lr": lr,
+        "before": before,
+        "epochs": epochs,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def relearn(
+    models: Mapping[str, Path],
+    sets: Sets,
+    out: Path,
+    settings: RelearnSettings = RelearnSettings(),
+    only_v: Sequence[str] = (),
+    progress: bool = True,
+) -> dict:
+    """RTT on every model over the rotation and LR grid; writes `out/relearn.json` and returns it."""
+    vs = check(sets, settings, only_v)
+    out = Path(out)
+    runs_dir = out / "relearn"
+    key = json.loads(json.dumps({"settings": asdict(settings)}))
+    grid: dict[str, list[dict]] = {}
+    chance = score_chance(sets)
+    for name, path in models.items():
+        model, tok = None, None
+        grid[name] = []
+        for v in vs:
+            for lr in settings.lrs:
+                file = runs_dir / name / f"{v}_lr{lr:g}.json"
+                if file.exists() and (done := read_json(file)).get("key") == {**key, "from": str(path)}:
+                    grid[name].append(done["run"])
+                    continue
+                if model is None:
+                    model, tok = load_checkpoint(path)
+                run = run_one(model, tok, sets, v, lr, settings, progress)
+                file.parent.mkdir(parents=True, exist_ok=True)
+                write_json({"key": {**key, "from": str(path)}, "run": run}, file)
+                grid[name].append(run)
+    result = {
+        "settings": key["settings"],
+        "chance": chance,
+        "v_splits": vs,
+        "models": {name: str(path) for name, path in models.items()},
+        "grid": grid,
+        "best": best_per_v(grid),
+        "note": "best = max over learning rate and epoch, chosen on V: the attacker's best case",
+    }
+    result["metrics"] = rtt_metrics(result["best"], chance)
+    write_json(result, out / "relearn.json")
+    return result
+
+
+def score_chance(sets: Sets) -> float:
+    return float(np.mean([1.0 / len(f.choices) for f in sets.forget_facts()]))
+
+
+def best_per_v(grid: Mapping[str, list[dict]]) -> dict[str, dict[str, dict]]:
+    """Per model and V: the (lr, epoch) with the highest V accuracy (first one on ties)."""
+    best: dict[str, dict[str, dict]] = {}
+    for name, runs in grid.items():
+        best[name] = {}
+        for run in runs:
+            for e in run["epochs"]:
+                current = best[name].get(run["v"])
+                if current is None or e["acc_v"] > current["acc_v"]:
+                    best[name][run["v"]] = {
+                        "lr": run["lr"],
+                        "epoch": e["epoch"],
+                        "acc_v": e["acc_v"],
+                        "acc_t": e["acc_t"],
+                        "retain": e["retain"],
+                        "before": run["before"]["acc_v"],
+                    }
+    return best
+
+
+def _summary(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_v": values}
+
+
+def rtt_metrics(best: Mapping[str, Mapping[str, dict]], chance: float) -> dict[str, dict]:
+    """recovery, recovery_above_chance and hidden per model (DESIGN §1), mean and spread over V.
+
+    recovery = acc_V(model+RTT) / acc_V(original+RTT); recovery_above_chance subtracts chance from
+    both; hidden = acc_V(model+RTT) - acc_V(never_learned+RTT), when the control exists.
+    """
+    if REFERENCE not in best:
+        raise InputError("RTT metrics need the original model's run (the reference)")
+    out: dict[str, dict] = {}
+    for name, per_v in best.items():
+        vs = list(per_v)
+        acc = [per_v[v]["acc_v"] for v in vs]
+        ref = [best[REFERENCE][v]["acc_v"] for v in vs]
+        entry = {
+            "acc_v": _summary(acc),
+            "recovery": _summary([a / r if r else float("nan") for a, r in zip(acc, ref, strict=True)]),
+            "recovery_above_chance": _summary(
+                [
+                    (a - chance) / (r - chance) if r != chance else float("nan")
+                    for a, r in zip(acc, ref, strict=True)
+                ]
+            ),
+        }
+        if CONTROL in best:
+            entry["hidden"] = _summary([a - best[CONTROL][v]["acc_v"] for a, v in zip(acc, vs, strict=True)])
+        out[name] = entry
+    return out

@@ -1,0 +1,104 @@
+"""RTT: metrics on a hand-worked grid, the control stays near chance, a GA model recovers, bad input."""
+
+import json
+
+import pytest
+
+from forensics.attacks.relearn import RelearnSettings, best_per_v, relearn, rtt_metrics
+from forensics.cli import main
+from forensics.errors import InputError
+from forensics.facts import select
+from forensics.unlearn.run import UnlearnSettings, unlearn
+from forensics.world import load_world
+
+
+def run(v, lr, accs):
+    return {
+        "v": v,
+        "lr": lr,
+        "before": {"acc_v": 0.1},
+        "epochs": [{"epoch": i + 1, "acc_v": a, "acc_t": 1.0, "retain": 1.0} for i, a in enumerate(accs)],
+    }
+
+
+def test_metrics_on_a_hand_worked_grid():
+    grid = {
+        "original": [run("a", 1e-3, [0.8, 1.0]), run("b", 1e-3, [0.9, 0.8]), run("b", 1e-4, [0.5, 0.6])],
+        "never_learned": [run("a", 1e-3, [0.2, 0.3]), run("b", 1e-3, [0.25, 0.2])],
+        "gd": [run("a", 1e-3, [0.4, 0.7]), run("a", 1e-4, [0.75, 0.5]), run("b", 1e-3, [0.6, 0.45])],
+    }
+    best = best_per_v(grid)
+    assert (
+        best["gd"]["a"]["acc_v"] == 0.75 and best["gd"]["a"]["lr"] == 1e-4 and best["gd"]["a"]["epoch"] == 1
+    )
+    assert best["original"]["b"]["acc_v"] == 0.9 and best["original"]["b"]["epoch"] == 1
+    m = rtt_metrics(best, chance=0.25)["gd"]
+    # recovery: 0.75/1.0 and 0.6/0.9
+    assert m["recovery"]["per_v"] == pytest.approx([0.75, 0.6 / 0.9])
+    assert m["recovery"]["mean"] == pytest.approx((0.75 + 0.6 / 0.9) / 2)
+    assert m["recovery"]["std"] == pytest.approx(abs(0.75 - 0.6 / 0.9) / 2)
+    # above chance: (0.75-0.25)/(1.0-0.25) = 2/3 and (0.6-0.25)/(0.9-0.25) = 0.35/0.65
+    assert m["recovery_above_chance"]["per_v"] == pytest.approx([2 / 3, 0.35 / 0.65])
+    # hidden: 0.75-0.3 and 0.6-0.25
+    assert m["hidden"]["per_v"] == pytest.approx([0.45, 0.35])
+    assert rtt_metrics(best, 0.25)["original"]["recovery"]["mean"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def attacked(micro_world, tmp_path_factory):
+    """RTT on the micro world's original, never-learned control and a GA model."""
+    _, sets = load_world(micro_world)
+    out = tmp_path_factory.mktemp("rtt")
+    ga = unlearn(
+        "ga",
+        micro_world / "checkpoints/original",
+        sets,
+        out / "ga",
+        UnlearnSettings(batch_size=16, lrs=(1e-3,), steps=30),
+        progress=False,
+    )
+    models = {
+        "original": micro_world / "checkpoints/original",
+        "never_learned": micro_world / "checkpoints/never_learned",
+        "ga": out / "ga",
+    }
+    settings = RelearnSettings(lrs=(1e-3, 3e-3), epochs=8, batch_size=4)
+    return relearn(models, sets, out, settings, progress=False), ga, out
+
+
+def test_rtt_recovers_ga_but_not_the_control(attacked):
+    result, ga, _ = attacked
+    chance = result["chance"]
+    acc = {name: m["acc_v"]["mean"] for name, m in result["metrics"].items()}
+    assert acc["original"] >= 0.9
+    assert acc["never_learned"] <= chance + 0.2
+    assert ga["chosen"]["accuracy"]["forget"] <= 0.5
+    assert acc["ga"] >= acc["never_learned"] + 0.2
+    assert result["metrics"]["ga"]["hidden"]["mean"] >= 0.2
+
+
+def test_rtt_resumes_and_writes_relearn_json(attacked, micro_world):
+    result, _, out = attacked
+    assert json.loads((out / "relearn.json").read_text())["metrics"] == result["metrics"]
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "relearn").rglob("*.json")}
+    assert len(stamps) == 3 * 3 * 2  # models × V × lrs
+    _, sets = load_world(micro_world)
+    again = relearn(
+        result["models"], sets, out, RelearnSettings(lrs=(1e-3, 3e-3), epochs=8, batch_size=4), progress=False
+    )
+    assert again["metrics"] == result["metrics"]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_bad_input(micro_world, tmp_path, capsys):
+    args = ["relearn", "--world", str(micro_world), "--quiet"]
+    assert main([*args, "--v", "retain"]) == 2
+    assert "V split 'retain' is not a forget split" in capsys.readouterr().err
+    assert main([*args, "--lrs", ""]) == 2
+    assert "at least one learning rate" in capsys.readouterr().err
+    assert not (micro_world / "relearn.json").exists()
+    from forensics.facts import load_jsonl
+
+    single = select(load_jsonl(micro_world / "facts.jsonl"), ["forget_0"], ["retain"])
+    with pytest.raises(InputError, match="at least 2 forget splits"):
+        relearn({"original": micro_world / "checkpoints/original"}, single, tmp_path)
