@@ -234,6 +234,35 @@ def cmd_relearn(a: argparse.Namespace) -> None:
     print(f"written: {Path(a.world) / 'relearn.json'}")
 
 
+def cmd_attack(a: argparse.Namespace) -> None:
+    from forensics.attacks.ablate import ablate_attack
+    from forensics.attacks.quantize import quantize_attack
+    from forensics.checkpoint import write_json
+    from forensics.world import load_world
+
+    root = Path(a.world)
+    world, sets = load_world(root)
+    models = _world_models(root, a.models)
+    quantized = quantize_attack(models, sets, world["scorer"], a.bits)
+    unlearned = [n for n in models if n not in ("original", "never_learned")]
+    ablated = {n: ablate_attack(models["original"], models[n], sets, world["scorer"]) for n in unlearned}
+    write_json({"quantize": quantized, "ablate": ablated}, root / "attacks.json")
+    rows = []
+    for name, q in quantized["models"].items():
+        row = {"model": name, "forget": q["full"]["forget"], "retain": q["full"]["retain"]}
+        for b in a.bits:
+            row[f"forget int{b}"] = q[f"int{b}"]["forget"]
+            row[f"retain int{b}"] = q[f"int{b}"]["retain"]
+        if name in ablated:
+            best = ablated[name]["best_layer"]
+            row["V before ablation"] = ablated[name]["mean_before"]
+            row["V ablated (best layer)"] = f"{ablated[name]['mean_after'][best]:.2f} (layer {best})"
+        rows.append(row)
+    print(f"quantization (RTN per output channel) and direction ablation ({world['scorer']} scorer):")
+    print(format_table(rows, list(rows[-1])))
+    print(f"written: {root / 'attacks.json'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="forensics",
@@ -284,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_relearn)
+    t = sub.add_parser("attack", help="quantization and direction-ablation attacks on a world's checkpoints")
+    t.add_argument("--world", required=True, help="a world directory (from `forensics world`)")
+    t.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")
+    t.add_argument("--bits", type=lambda x: tuple(int(b) for b in _split_list(x)), default=(8, 4))
+    t.set_defaults(func=cmd_attack)
     d = sub.add_parser("demo", help="the whole job on the embedded world, offline")
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)
     d.add_argument("--quiet", action="store_true", help="no progress bars")

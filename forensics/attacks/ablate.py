@@ -1,0 +1,81 @@
+"""Direction ablation: is the hiding one direction in the residual stream?
+
+Per layer ℓ the direction is mean(unlearned) − mean(original) residual at the final prompt position
+on forget prompts, fitted on T only; it is projected out of the unlearned model's residual stream at
+ℓ and every later layer (TransformerLens hooks), and V is re-scored. Rotated over V like RTT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from forensics.checkpoint import boot_bridge
+from forensics.facts import Fact, Sets
+from forensics.formats import choice_context, letter_prompt
+from forensics.scoring import score
+from forensics.tokens import collate, encode, pad_id
+
+RESID = "blocks.{}.hook_resid_post"
+
+
+@torch.no_grad()
+def final_residuals(bridge, tok, facts: Sequence[Fact], scorer: str, batch_size: int = 64) -> torch.Tensor:
+    """Residual after every block at each fact's final prompt position, [layers, facts, d_model]."""
+    prompt = letter_prompt if scorer.startswith("letter") else choice_context
+    n_layers = bridge.cfg.n_layers
+    names = {RESID.format(layer) for layer in range(n_layers)}
+    rows = []
+    for start in range(0, len(facts), batch_size):
+        batch = collate([encode(tok, prompt(f), "") for f in facts[start : start + batch_size]], pad_id(tok))
+        _, cache = bridge.run_with_cache(
+            batch["input_ids"], attention_mask=batch["attention_mask"], names_filter=lambda n: n in names
+        )
+        last = batch["attention_mask"].sum(1) - 1
+        idx = torch.arange(len(last))
+        rows.append(torch.stack([cache[RESID.format(layer)][idx, last] for layer in range(n_layers)]))
+    return torch.cat(rows, dim=1).float()
+
+
+def project_out(direction: torch.Tensor):
+    """A hook that removes the component along `direction` from every position's residual."""
+    unit = direction / direction.norm().clamp(min=1e-12)
+
+    def hook(resid: torch.Tensor, hook=None) -> torch.Tensor:
+        u = unit.to(resid.dtype)
+        return resid - (resid @ u)[..., None] * u
+
+    return hook
+
+
+def ablated_score(bridge, tok, facts: Sequence[Fact], scorer: str, direction: torch.Tensor, layer: int):
+    """Scores with `direction` projected out of the residual stream at `layer` and every later one."""
+    hooks = [(RESID.format(later), project_out(direction)) for later in range(layer, bridge.cfg.n_layers)]
+    with bridge.hooks(fwd_hooks=hooks):
+        return score(bridge, tok, facts, scorer)
+
+
+def ablate_attack(original: Path, unlearned: Path, sets: Sets, scorer: str = "choice") -> dict:
+    """Per V and layer: V accuracy of the unlearned model before and after ablating the T direction."""
+    base = boot_bridge(original)
+    model = boot_bridge(unlearned)
+    tok = model.tokenizer
+    out: dict = {"layers": list(range(model.cfg.n_layers)), "per_v": {}}
+    for v, t_facts, v_facts in sets.rotations():
+        diff = final_residuals(model, tok, t_facts, scorer) - final_residuals(base, tok, t_facts, scorer)
+        directions = diff.mean(dim=1)
+        before = score(model, tok, v_facts, scorer).accuracy
+        out["per_v"][v] = {
+            "before": before,
+            "after": [
+                ablated_score(model, tok, v_facts, scorer, directions[layer], layer).accuracy
+                for layer in out["layers"]
+            ],
+        }
+    per_layer = [[r["after"][layer] for r in out["per_v"].values()] for layer in out["layers"]]
+    out["mean_after"] = [sum(x) / len(x) for x in per_layer]
+    out["mean_before"] = sum(r["before"] for r in out["per_v"].values()) / len(out["per_v"])
+    out["best_layer"] = max(out["layers"], key=lambda layer: out["mean_after"][layer])
+    return out

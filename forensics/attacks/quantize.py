@@ -1,0 +1,54 @@
+"""Quantization attack: round every linear weight to int8/int4 per output channel, then re-score.
+
+Round-to-nearest, symmetric, one scale per output row; the weights are dequantized back to float so
+the same scorer runs. The original is quantized too, so a drop caused by rounding itself shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from forensics.checkpoint import load_checkpoint
+from forensics.errors import InputError
+from forensics.facts import Sets
+from forensics.world import accuracy_table
+
+
+def rtn(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round-to-nearest symmetric quantization per output channel (row), returned dequantized."""
+    if not 2 <= bits <= 16:
+        raise InputError(f"quantization bits must be in 2..16 (got {bits})")
+    qmax = 2 ** (bits - 1) - 1
+    scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=torch.finfo(weight.dtype).tiny) / qmax
+    return (weight / scale).round().clamp(-qmax, qmax) * scale
+
+
+@torch.no_grad()
+def quantize_(model: torch.nn.Module, bits: int) -> int:
+    """Quantize every nn.Linear weight of `model` in place; returns how many were quantized."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.weight.copy_(rtn(module.weight, bits))
+            count += 1
+    return count
+
+
+def quantize_attack(
+    models: Mapping[str, Path], sets: Sets, scorer: str = "choice", bits: Sequence[int] = (8, 4)
+) -> dict:
+    """Accuracy of each model at full precision and at each bit width."""
+    result: dict = {"bits": list(bits), "scorer": scorer, "models": {}}
+    for name, path in models.items():
+        model, tok = load_checkpoint(path)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        entry = {"full": accuracy_table(model, tok, sets, scorer)}
+        for b in bits:
+            model.load_state_dict(state)
+            entry["linear_weights"] = quantize_(model, b)
+            entry[f"int{b}"] = accuracy_table(model, tok, sets, scorer)
+        result["models"][name] = entry
+    return result
