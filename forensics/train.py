@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -37,9 +37,6 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     seed: int = 0
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class Lion(torch.optim.Optimizer):
