@@ -1,0 +1,120 @@
+"""Linear probes: multinomial logistic regression for every layer × fold × L2 strength in one solve.
+
+The problems are independent and strictly convex, so minimising their sum with one L-BFGS run over
+the stacked parameters reaches each problem's own optimum. Each problem's objective is scikit-learn's
+(`C · Σ CE + ½‖W‖²`, intercept unpenalised), divided by `C · n` for conditioning; the argmin is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def fit_batched(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    train_mask: torch.Tensor,
+    Cs: Sequence[float],
+    n_classes: int,
+    max_iter: int = 500,
+    tol: float = 1e-7,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit one probe per (layer, fold, C).
+
+    X: [layers, n, d] features; y: [n] class indices; train_mask: [folds, n] rows each fold trains on.
+    Returns W [layers, folds, Cs, d, K] and b [layers, folds, Cs, K].
+    """
+    X = X.double()
+    n_layers, _, d = X.shape
+    folds = train_mask.shape[0]
+    C = torch.as_tensor(list(Cs), dtype=X.dtype)
+    w = train_mask.to(X.dtype)
+    rows = w.sum(1)
+    W = torch.zeros(n_layers, folds, len(C), d, n_classes, dtype=X.dtype, requires_grad=True)
+    b = torch.zeros(n_layers, folds, len(C), n_classes, dtype=X.dtype, requires_grad=True)
+    onehot = torch.nn.functional.one_hot(y, n_classes).to(X.dtype)
+    opt = torch.optim.LBFGS(
+        [W, b],
+        lr=1,
+        max_iter=max_iter,
+        tolerance_grad=tol,
+        tolerance_change=1e-12,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        logits = torch.einsum("lnd,lfcdk->lfcnk", X, W) + b[..., None, :]
+        ce = -(torch.log_softmax(logits, -1) * onehot).sum(-1)  # [l, f, c, n]
+        data = (ce * w[None, :, None, :]).sum(-1) / rows[None, :, None]
+        penalty = (W**2).sum((-2, -1)) / (2 * C[None, None, :] * rows[None, :, None])
+        total = (data + penalty).sum()
+        total.backward()
+        return total
+
+    opt.step(closure)
+    return W.detach(), b.detach()
+
+
+def restricted_argmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Argmax over the last dim among each row's allowed classes (a question's own choices)."""
+    return torch.where(allowed, logits, torch.finfo(logits.dtype).min).argmax(-1)
+
+
+def kfold_masks(n: int, folds: int, seed: int = 0) -> torch.Tensor:
+    """[folds, n] training masks of a seeded k-fold split (each row held out exactly once)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    held = torch.zeros(folds, n, dtype=torch.bool)
+    for f, part in enumerate(torch.tensor_split(order, folds)):
+        held[f, part] = True
+    return ~held
+
+
+@dataclass
+class LogisticProbe:
+    """Per-layer multinomial logistic probes with C chosen per layer by inner k-fold CV.
+
+    scikit-learn style: `fit(X [layers, n, d], y [n])`, `predict(X, allowed)`, `score(X, y, allowed)`
+    (per-layer accuracy). `allowed` [n, K] restricts each row's prediction to its question's choices.
+    """
+
+    Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0)
+    folds: int = 5
+    seed: int = 0
+    max_iter: int = 500
+
+    def fit(self, X, y, allowed=None) -> LogisticProbe:
+        X, y = torch.as_tensor(np.asarray(X)), torch.as_tensor(np.asarray(y), dtype=torch.long)
+        self.n_classes_ = int(y.max()) + 1 if allowed is None else int(np.asarray(allowed).shape[1])
+        allowed = self._allowed(allowed, len(y))
+        masks = kfold_masks(len(y), self.folds, self.seed)
+        W, b = fit_batched(X, y, masks, self.Cs, self.n_classes_, self.max_iter)
+        logits = torch.einsum("lnd,lfcdk->lfcnk", X.double(), W) + b[..., None, :]
+        correct = (restricted_argmax(logits, allowed) == y).double()  # [l, f, c, n]
+        held = (~masks).double()[None, :, None, :]
+        self.cv_accuracy_ = ((correct * held).sum(-1) / held.sum(-1)).mean(1)  # [l, c]
+        best = self.cv_accuracy_.argmax(-1)  # first C on ties: the strongest regularisation
+        self.C_ = [self.Cs[i] for i in best.tolist()]
+        every = torch.ones(1, len(y), dtype=torch.bool)
+        Wf, bf = fit_batched(X, y, every, self.Cs, self.n_classes_, self.max_iter)
+        idx = torch.arange(X.shape[0])
+        self.coef_, self.intercept_ = Wf[idx, 0, best], bf[idx, 0, best]
+        return self
+
+    def _allowed(self, allowed, n: int) -> torch.Tensor:
+        if allowed is None:
+            return torch.ones(n, self.n_classes_, dtype=torch.bool)
+        return torch.as_tensor(np.asarray(allowed), dtype=torch.bool)
+
+    def predict(self, X, allowed=None) -> np.ndarray:
+        X = torch.as_tensor(np.asarray(X)).double()
+        logits = torch.einsum("lnd,ldk->lnk", X, self.coef_) + self.intercept_[:, None, :]
+        return restricted_argmax(logits, self._allowed(allowed, X.shape[1])).numpy()
+
+    def score(self, X, y, allowed=None) -> np.ndarray:
+        return (self.predict(X, allowed) == np.asarray(y)[None, :]).mean(1)
