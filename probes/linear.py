@@ -22,13 +22,14 @@ def fit_batched(
     n_classes: int,
     max_iter: int = 500,
     tol: float = 1e-7,
+    dtype: torch.dtype = torch.float64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit one probe per (layer, fold, C).
 
     X: [layers, n, d] features; y: [n] class indices; train_mask: [folds, n] rows each fold trains on.
     Returns W [layers, folds, Cs, d, K] and b [layers, folds, Cs, K].
     """
-    X = X.double()
+    X = X.to(dtype)
     n_layers, _, d = X.shape
     folds = train_mask.shape[0]
     C = torch.as_tensor(list(Cs), dtype=X.dtype)
@@ -87,21 +88,23 @@ class LogisticProbe:
     folds: int = 5
     seed: int = 0
     max_iter: int = 500
+    tol: float = 1e-5  # on the summed gradient; float32 with this tolerance keeps sklearn's accuracy
+    dtype: torch.dtype = torch.float32
 
     def fit(self, X, y, allowed=None) -> LogisticProbe:
         X, y = torch.as_tensor(np.asarray(X)), torch.as_tensor(np.asarray(y), dtype=torch.long)
         self.n_classes_ = int(y.max()) + 1 if allowed is None else int(np.asarray(allowed).shape[1])
         allowed = self._allowed(allowed, len(y))
         masks = kfold_masks(len(y), self.folds, self.seed)
-        W, b = fit_batched(X, y, masks, self.Cs, self.n_classes_, self.max_iter)
-        logits = torch.einsum("lnd,lfcdk->lfcnk", X.double(), W) + b[..., None, :]
+        W, b = fit_batched(X, y, masks, self.Cs, self.n_classes_, self.max_iter, self.tol, self.dtype)
+        logits = torch.einsum("lnd,lfcdk->lfcnk", X.to(self.dtype), W) + b[..., None, :]
         correct = (restricted_argmax(logits, allowed) == y).double()  # [l, f, c, n]
         held = (~masks).double()[None, :, None, :]
         self.cv_accuracy_ = ((correct * held).sum(-1) / held.sum(-1)).mean(1)  # [l, c]
         best = self.cv_accuracy_.argmax(-1)  # first C on ties: the strongest regularisation
         self.C_ = [self.Cs[i] for i in best.tolist()]
         every = torch.ones(1, len(y), dtype=torch.bool)
-        Wf, bf = fit_batched(X, y, every, self.Cs, self.n_classes_, self.max_iter)
+        Wf, bf = fit_batched(X, y, every, self.Cs, self.n_classes_, self.max_iter, self.tol, self.dtype)
         idx = torch.arange(X.shape[0])
         self.coef_, self.intercept_ = Wf[idx, 0, best], bf[idx, 0, best]
         return self
@@ -112,7 +115,7 @@ class LogisticProbe:
         return torch.as_tensor(np.asarray(allowed), dtype=torch.bool)
 
     def predict(self, X, allowed=None) -> np.ndarray:
-        X = torch.as_tensor(np.asarray(X)).double()
+        X = torch.as_tensor(np.asarray(X)).to(self.dtype)
         logits = torch.einsum("lnd,ldk->lnk", X, self.coef_) + self.intercept_[:, None, :]
         return restricted_argmax(logits, self._allowed(allowed, X.shape[1])).numpy()
 
