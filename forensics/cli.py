@@ -235,9 +235,9 @@ def cmd_relearn(a: argparse.Namespace) -> None:
 
 
 def cmd_attack(a: argparse.Namespace) -> None:
-    from forensics.attacks.ablate import ablate_attack
+    from forensics.attacks.ablate import ablate_attack, forget_residuals
     from forensics.attacks.quantize import quantize_attack
-    from forensics.checkpoint import write_json
+    from forensics.checkpoint import boot_bridge, write_json
     from forensics.world import load_world
 
     root = Path(a.world)
@@ -245,7 +245,8 @@ def cmd_attack(a: argparse.Namespace) -> None:
     models = _world_models(root, a.models)
     quantized = quantize_attack(models, sets, world["scorer"], a.bits)
     unlearned = [n for n in models if n not in ("original", "never_learned")]
-    ablated = {n: ablate_attack(models["original"], models[n], sets, world["scorer"]) for n in unlearned}
+    original = forget_residuals(boot_bridge(models["original"]), sets, world["scorer"])
+    ablated = {n: ablate_attack(boot_bridge(models[n]), original, sets, world["scorer"]) for n in unlearned}
     write_json({"quantize": quantized, "ablate": ablated}, root / "attacks.json")
     rows = []
     for name, q in quantized["models"].items():

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from forensics.errors import InputError
-from forensics.facts import Fact
+from forensics.facts import Fact, Sets
 from forensics.formats import choice_context, choice_continuation, letter_prompt, letter_target
 from forensics.tokens import collate, encode, logits_of, pad_id, sequence_nll
 
@@ -124,3 +124,19 @@ def score(model, tokenizer, facts: Sequence[Fact], scorer: str = "choice", batch
     answers = np.array([f.answer for f in facts])
     chance = float(np.mean([1.0 / len(f.choices) for f in facts]))
     return Scores(correct=predicted == answers, predicted=predicted, chance=chance)
+
+
+def accuracy_table(model, tokenizer, sets: Sets, scorer: str) -> dict[str, float]:
+    """Accuracy on every forget split, all of forget, near-retain and retain, plus the chance level."""
+    forget = score(model, tokenizer, sets.forget_facts(), scorer)
+    table, start = {}, 0
+    for name, facts in sets.forget.items():
+        table[name] = float(forget.correct[start : start + len(facts)].mean())
+        start += len(facts)
+    table["forget"] = forget.accuracy
+    if sets.near_retain:
+        table["near_retain"] = score(model, tokenizer, sets.near_retain, scorer).accuracy
+    retain = score(model, tokenizer, sets.retain, scorer)
+    table["retain"] = retain.accuracy
+    table["chance"] = retain.chance
+    return table

@@ -21,7 +21,7 @@ from forensics.checkpoint import read_json, save_checkpoint, write_json
 from forensics.errors import InputError
 from forensics.facts import Fact, FactSet, Sets, load_facts, load_jsonl, select, write_jsonl
 from forensics.formats import default_format, examples, letter_target
-from forensics.scoring import SCORERS, score
+from forensics.scoring import SCORERS, accuracy_table, score
 from forensics.train import TrainConfig, train
 
 FACTS_FILE = "facts.jsonl"
@@ -226,18 +226,6 @@ def build_model(cfg: WorldConfig, tokenizer, n_positions: int) -> LlamaForCausal
     return LlamaForCausalLM(config)
 
 
-def accuracy_table(model, tokenizer, sets: Sets, scorer: str) -> dict[str, float]:
-    """Accuracy on every forget split, on near-retain and on retain (plus the chance level)."""
-    table = {name: score(model, tokenizer, facts, scorer).accuracy for name, facts in sets.forget.items()}
-    table["forget"] = score(model, tokenizer, sets.forget_facts(), scorer).accuracy
-    if sets.near_retain:
-        table["near_retain"] = score(model, tokenizer, sets.near_retain, scorer).accuracy
-    retain = score(model, tokenizer, sets.retain, scorer)
-    table["retain"] = retain.accuracy
-    table["chance"] = retain.chance
-    return table
-
-
 def train_world_model(
     cfg: WorldConfig, tokenizer, facts: list[Fact], n_positions: int, name: str, progress: bool
 ) -> tuple[LlamaForCausalLM, list[dict]]:
@@ -320,8 +308,9 @@ def build_world(out: Path, cfg: WorldConfig = WorldConfig(), progress: bool = Tr
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(everything, out / FACTS_FILE)
     n_letters = max(len(f.choices) for f in everything)
-    tokenizer = build_tokenizer(world_texts(everything), cfg.vocab_size, n_letters)
-    longest = max(len(tokenizer(t)["input_ids"]) for t in world_texts(everything))
+    texts = world_texts(everything)
+    tokenizer = build_tokenizer(texts, cfg.vocab_size, n_letters)
+    longest = max(len(tokenizer(t)["input_ids"]) for t in texts)
     n_positions = max(128, 1 << (longest + 8).bit_length())
     learned = {"original": everything, "never_learned": list(sets.near_retain) + list(sets.retain)}
     world: dict = {

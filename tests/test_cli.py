@@ -35,7 +35,7 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "forensics.cli", *args], capture_output=True, text=True)
 
 
-def test_world_command_prints_its_table(tmp_path):
+def test_world_command_writes_the_world(tmp_path):
     out = tmp_path / "w"
     assert main(["world", "--out", str(out), *MICRO]) == 0
     world = json.loads((out / "world.json").read_text())

@@ -8,11 +8,9 @@ on forget prompts, fitted on T only; it is projected out of the unlearned model'
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
-from forensics.checkpoint import boot_bridge
 from forensics.facts import Fact, Sets
 from forensics.formats import choice_context, letter_prompt
 from forensics.scoring import score
@@ -57,18 +55,23 @@ def ablated_score(bridge, tok, facts: Sequence[Fact], scorer: str, direction: to
         return score(bridge, tok, facts, scorer)
 
 
-def ablate_attack(original: Path, unlearned: Path, sets: Sets, scorer: str = "choice") -> dict:
-    """Per V and layer: V accuracy of the unlearned model before and after ablating the T direction."""
-    base = boot_bridge(original)
-    model = boot_bridge(unlearned)
+def forget_residuals(bridge, sets: Sets, scorer: str) -> torch.Tensor:
+    """Final-position residuals of every forget fact (in `sets.forget_facts()` order), [layers, n, d]."""
+    return final_residuals(bridge, bridge.tokenizer, sets.forget_facts(), scorer)
+
+
+def ablate_attack(model, original_residuals: torch.Tensor, sets: Sets, scorer: str = "choice") -> dict:
+    """Per V and layer: V accuracy of the unlearned `model` (a bridge) before and after ablating the
+    direction fitted on T; `original_residuals` are the original's `forget_residuals`, computed once."""
     tok = model.tokenizer
+    diff = forget_residuals(model, sets, scorer) - original_residuals
+    splits = [f.split for f in sets.forget_facts()]
     out: dict = {"layers": list(range(model.cfg.n_layers)), "per_v": {}}
-    for v, t_facts, v_facts in sets.rotations():
-        diff = final_residuals(model, tok, t_facts, scorer) - final_residuals(base, tok, t_facts, scorer)
-        directions = diff.mean(dim=1)
-        before = score(model, tok, v_facts, scorer).accuracy
+    for v, _, v_facts in sets.rotations():
+        in_t = torch.tensor([s != v for s in splits])
+        directions = diff[:, in_t].mean(dim=1)
         out["per_v"][v] = {
-            "before": before,
+            "before": score(model, tok, v_facts, scorer).accuracy,
             "after": [
                 ablated_score(model, tok, v_facts, scorer, directions[layer], layer).accuracy
                 for layer in out["layers"]

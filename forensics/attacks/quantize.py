@@ -14,7 +14,7 @@ import torch
 from forensics.checkpoint import load_checkpoint
 from forensics.errors import InputError
 from forensics.facts import Sets
-from forensics.world import accuracy_table
+from forensics.scoring import accuracy_table
 
 
 def rtn(weight: torch.Tensor, bits: int) -> torch.Tensor:

@@ -60,8 +60,13 @@ def check(sets: Sets, settings: RelearnSettings, only_v: Sequence[str] = ()) -> 
     return list(only_v) or list(sets.forget)
 
 
-def run_one(model, tok, sets: Sets, v: str, lr: float, settings: RelearnSettings, progress: bool) -> dict:
-    """One RTT run: train a copy of `model` on T at `lr`; acc on V, T and retain after each epoch."""
+def run_one(
+    model, tok, sets: Sets, v: str, lr: float, settings: RelearnSettings, before: float, progress: bool
+) -> dict:
+    """One RTT run: train a copy of `model` on T at `lr`; acc on V, T and retain after each epoch.
+
+    `before` is the model's V accuracy before the attack, recorded with the run.
+    """
     t_facts = [f for name, facts in sets.forget.items() if name != v for f in facts]
     v_facts = list(sets.forget[v])
     start = time.perf_counter()
@@ -78,7 +83,6 @@ def run_one(model, tok, sets: Sets, v: str, lr: float, settings: RelearnSettings
         )
 
     attacked = copy.deepcopy(model)
-    before = {"acc_v": score(model, tok, v_facts, settings.scorer).accuracy}
     cfg = TrainConfig(lr=lr, epochs=settings.epochs, batch_size=settings.batch_size, seed=settings.seed)
     train(
         attacked,
@@ -92,7 +96,7 @@ def run_one(model, tok, sets: Sets, v: str, lr: float, settings: RelearnSettings
     return {
         "v": v,
         "lr": lr,
-        "before": before,
+        "before": {"acc_v": before},
         "epochs": epochs,
         "seconds": round(time.perf_counter() - start, 2),
     }
@@ -117,6 +121,7 @@ def relearn(
         model, tok = None, None
         grid[name] = []
         for v in vs:
+            before = None  # V accuracy before the attack: scored once per (model, V)
             for lr in settings.lrs:
                 file = runs_dir / name / f"{v}_lr{lr:g}.json"
                 if file.exists() and (done := read_json(file)).get("key") == {**key, "from": str(path)}:
@@ -124,7 +129,9 @@ def relearn(
                     continue
                 if model is None:
                     model, tok = load_checkpoint(path)
-                run = run_one(model, tok, sets, v, lr, settings, progress)
+                if before is None:
+                    before = score(model, tok, list(sets.forget[v]), settings.scorer).accuracy
+                run = run_one(model, tok, sets, v, lr, settings, before, progress)
                 file.parent.mkdir(parents=True, exist_ok=True)
                 write_json({"key": {**key, "from": str(path)}, "run": run}, file)
                 grid[name].append(run)

@@ -13,11 +13,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from forensics.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from forensics.checkpoint import check_dir, load_checkpoint, read_json, read_metadata, save_checkpoint
 from forensics.errors import InputError
 from forensics.facts import Sets
 from forensics.formats import default_format, examples, wrong_examples
-from forensics.scoring import score
+from forensics.scoring import accuracy_table
 from forensics.tokens import collate, encode, pad_id
 from forensics.train import TrainConfig, train
 from forensics.unlearn import METHODS, rmu
@@ -49,14 +49,6 @@ def streams(sets: Sets, fmt: str) -> dict[str, list]:
 
     forget = sets.forget_facts()
     return {"forget": texts(forget), "retain": texts(list(sets.retain)), "wrong": wrong_examples(forget, fmt)}
-
-
-def evaluate(model, tok, sets: Sets, scorer: str) -> dict[str, float]:
-    table = {"forget": score(model, tok, sets.forget_facts(), scorer).accuracy}
-    if sets.near_retain:
-        table["near_retain"] = score(model, tok, sets.near_retain, scorer).accuracy
-    table["retain"] = score(model, tok, sets.retain, scorer).accuracy
-    return table
 
 
 def grid_for(name: str, settings: UnlearnSettings, n_layers: int) -> list[dict]:
@@ -97,18 +89,19 @@ def unlearn(
     """Unlearn `sets.forget` from the checkpoint at `original` with method `name`; returns the metadata."""
     check_method(name)
     module = METHODS[name]
-    reference, tok = load_checkpoint(original)
-    grid = grid_for(name, settings, reference.config.num_hidden_layers)
+    check_dir(Path(original))
+    grid = grid_for(name, settings, read_json(Path(original) / "config.json")["num_hidden_layers"])
     request = _request(name, original, sets, settings, grid)
     done = read_metadata(out) if (Path(out) / "model.safetensors").exists() else {}
     if done.get("request") == request:
         return done
+    reference, tok = load_checkpoint(original)
     for p in reference.parameters():
         p.requires_grad_(False)
     data = streams(sets, default_format(settings.scorer))
     sample = collate([encode(tok, e.prompt, e.target) for e in data["forget"][:64]], pad_id(tok))
     state = {"reference": reference, "seed": settings.seed, "forget_sample": sample}
-    baseline = evaluate(reference, tok, sets, settings.scorer)
+    baseline = accuracy_table(reference, tok, sets, settings.scorer)
     runs, best, best_model = [], None, None
     for i, params in enumerate(grid):
         start = time.perf_counter()
@@ -133,7 +126,7 @@ def unlearn(
             desc=f"{name} {i + 1}/{len(grid)}",
             progress=progress,
         )
-        acc = evaluate(model, tok, sets, settings.scorer)
+        acc = accuracy_table(model, tok, sets, settings.scorer)
         ok = acc["retain"] >= settings.min_retain * baseline["retain"]
         runs.append(
             {
