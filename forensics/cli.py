@@ -264,6 +264,35 @@ def cmd_attack(a: argparse.Namespace) -> None:
     print(f"written: {root / 'attacks.json'}")
 
 
+def layer_table(per_model: dict[str, list[float]], layers: list[str]) -> str:
+    """One row per model, one column per layer."""
+    rows = [{"model": m, **dict(zip(layers, vals, strict=True))} for m, vals in per_model.items()]
+    return format_table(rows, ["model", *layers])
+
+
+def cmd_probe(a: argparse.Namespace) -> None:
+    from forensics.checkpoint import write_json
+    from forensics.probing import ProbeSettings, probe_models
+    from forensics.world import load_world
+
+    root = Path(a.world)
+    world, sets = load_world(root)
+    models = _world_models(root, a.models)
+    settings = ProbeSettings(Cs=a.Cs, folds=a.folds, seed=a.seed)
+    result = probe_models(models, sets, world["scorer"], root / "cache", settings)
+    write_json(result, root / "probes.json")
+    layers, ms = result["layers"], result["models"]
+    print(f"probe accuracy on V per layer (trained on {result['train']}; chance {result['chance']:.2f}):")
+    print(layer_table({n: [x["acc"] for x in m["probe"]] for n, m in ms.items()}, layers))
+    print("control task (answers shuffled across facts):")
+    print(layer_table({n: [x["acc"] for x in m["control"]] for n, m in ms.items()}, layers))
+    print("transfer (the original's probe on each model's activations):")
+    print(layer_table({n: [x["acc"] for x in m["transfer"]] for n, m in ms.items()}, layers))
+    print("logit lens on forget, per layer:")
+    print(layer_table({n: [x["acc"] for x in m["lens"]["forget"]] for n, m in ms.items()}, layers))
+    print(f"written: {root / 'probes.json'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="forensics",
@@ -319,6 +348,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")
     t.add_argument("--bits", type=lambda x: tuple(int(b) for b in _split_list(x)), default=(8, 4))
     t.set_defaults(func=cmd_attack)
+    pr = sub.add_parser("probe", help="linear probes and logit lens per layer on a world's checkpoints")
+    pr.add_argument("--world", required=True, help="a world directory (from `forensics world`)")
+    pr.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")
+    pr.add_argument(
+        "--Cs", type=_float_list, default=(1.0,), help="L2 strengths; several are chosen by inner CV"
+    )
+    pr.add_argument("--folds", type=int, default=3, help="inner CV folds (with several --Cs)")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.set_defaults(func=cmd_probe)
     d = sub.add_parser("demo", help="the whole job on the embedded world, offline")
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)
     d.add_argument("--quiet", action="store_true", help="no progress bars")

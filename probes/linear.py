@@ -18,7 +18,7 @@ def fit_batched(
     X: torch.Tensor,
     y: torch.Tensor,
     train_mask: torch.Tensor,
-    Cs: Sequence[float],
+    Cs: Sequence[float] | Sequence[Sequence[float]],
     n_classes: int,
     max_iter: int = 500,
     tol: float = 1e-7,
@@ -26,17 +26,19 @@ def fit_batched(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit one probe per (layer, fold, C).
 
-    X: [layers, n, d] features; y: [n] class indices; train_mask: [folds, n] rows each fold trains on.
+    X: [layers, n, d] features; y: [n] class indices; train_mask: [folds, n] rows each fold trains on;
+    Cs: strengths shared by every layer, or one list per layer.
     Returns W [layers, folds, Cs, d, K] and b [layers, folds, Cs, K].
     """
     X = X.to(dtype)
-    n_layers, _, d = X.shape
+    n_layers, n, d = X.shape
     folds = train_mask.shape[0]
     C = torch.as_tensor(list(Cs), dtype=X.dtype)
+    C = C[None].expand(n_layers, -1) if C.ndim == 1 else C
     w = train_mask.to(X.dtype)
     rows = w.sum(1)
-    W = torch.zeros(n_layers, folds, len(C), d, n_classes, dtype=X.dtype, requires_grad=True)
-    b = torch.zeros(n_layers, folds, len(C), n_classes, dtype=X.dtype, requires_grad=True)
+    W = torch.zeros(n_layers, folds, C.shape[1], d, n_classes, dtype=X.dtype, requires_grad=True)
+    b = torch.zeros(n_layers, folds, C.shape[1], n_classes, dtype=X.dtype, requires_grad=True)
     onehot = torch.nn.functional.one_hot(y, n_classes).to(X.dtype)
     opt = torch.optim.LBFGS(
         [W, b],
@@ -53,7 +55,7 @@ def fit_batched(
         logits = torch.einsum("lnd,lfcdk->lfcnk", X, W) + b[..., None, :]
         ce = -(torch.log_softmax(logits, -1) * onehot).sum(-1)  # [l, f, c, n]
         data = (ce * w[None, :, None, :]).sum(-1) / rows[None, :, None]
-        penalty = (W**2).sum((-2, -1)) / (2 * C[None, None, :] * rows[None, :, None])
+        penalty = (W**2).sum((-2, -1)) / (2 * C[:, None, :] * rows[None, :, None])
         total = (data + penalty).sum()
         total.backward()
         return total
@@ -95,18 +97,21 @@ class LogisticProbe:
         X, y = torch.as_tensor(np.asarray(X)), torch.as_tensor(np.asarray(y), dtype=torch.long)
         self.n_classes_ = int(y.max()) + 1 if allowed is None else int(np.asarray(allowed).shape[1])
         allowed = self._allowed(allowed, len(y))
-        masks = kfold_masks(len(y), self.folds, self.seed)
-        W, b = fit_batched(X, y, masks, self.Cs, self.n_classes_, self.max_iter, self.tol, self.dtype)
-        logits = torch.einsum("lnd,lfcdk->lfcnk", X.to(self.dtype), W) + b[..., None, :]
-        correct = (restricted_argmax(logits, allowed) == y).double()  # [l, f, c, n]
-        held = (~masks).double()[None, :, None, :]
-        self.cv_accuracy_ = ((correct * held).sum(-1) / held.sum(-1)).mean(1)  # [l, c]
-        best = self.cv_accuracy_.argmax(-1)  # first C on ties: the strongest regularisation
-        self.C_ = [self.Cs[i] for i in best.tolist()]
+        if len(self.Cs) == 1:
+            self.C_ = [self.Cs[0]] * X.shape[0]
+        else:
+            masks = kfold_masks(len(y), self.folds, self.seed)
+            W, b = fit_batched(X, y, masks, self.Cs, self.n_classes_, self.max_iter, self.tol, self.dtype)
+            logits = torch.einsum("lnd,lfcdk->lfcnk", X.to(self.dtype), W) + b[..., None, :]
+            correct = (restricted_argmax(logits, allowed) == y).double()  # [l, f, c, n]
+            held = (~masks).double()[None, :, None, :]
+            self.cv_accuracy_ = ((correct * held).sum(-1) / held.sum(-1)).mean(1)  # [l, c]
+            best = self.cv_accuracy_.argmax(-1)  # first C on ties: the strongest regularisation
+            self.C_ = [self.Cs[i] for i in best.tolist()]
         every = torch.ones(1, len(y), dtype=torch.bool)
-        Wf, bf = fit_batched(X, y, every, self.Cs, self.n_classes_, self.max_iter, self.tol, self.dtype)
-        idx = torch.arange(X.shape[0])
-        self.coef_, self.intercept_ = Wf[idx, 0, best], bf[idx, 0, best]
+        chosen = [[c] for c in self.C_]  # refit on every row at each layer's chosen strength only
+        Wf, bf = fit_batched(X, y, every, chosen, self.n_classes_, self.max_iter, self.tol, self.dtype)
+        self.coef_, self.intercept_ = Wf[:, 0, 0], bf[:, 0, 0]
         return self
 
     def _allowed(self, allowed, n: int) -> torch.Tensor:

@@ -37,7 +37,7 @@ def test_residuals_match_hf_and_zero_direction_changes_nothing(micro_world):
     model, tok = load_checkpoint(path)
     bridge = boot_bridge(path, model=model, tokenizer=tok)
     facts = sets.forget_facts()
-    resid = final_residuals(bridge, tok, facts, "choice", batch_size=5)
+    resid = final_residuals(bridge, facts, "choice")
     ids = tok(choice_context(facts[7]), return_tensors="pt")["input_ids"]
     with torch.no_grad():
         hidden = model(ids, output_hidden_states=True).hidden_states

@@ -11,30 +11,17 @@ from collections.abc import Sequence
 
 import torch
 
+from forensics.cache import RESID, extract
 from forensics.facts import Fact, Sets
 from forensics.formats import choice_context, letter_prompt
 from forensics.scoring import score
-from forensics.tokens import collate, encode, pad_id
-
-RESID = "blocks.{}.hook_resid_post"
 
 
-@torch.no_grad()
-def final_residuals(bridge, tok, facts: Sequence[Fact], scorer: str, batch_size: int = 64) -> torch.Tensor:
+def final_residuals(bridge, facts: Sequence[Fact], scorer: str) -> torch.Tensor:
     """Residual after every block at each fact's final prompt position, [layers, facts, d_model]."""
     prompt = letter_prompt if scorer.startswith("letter") else choice_context
-    n_layers = bridge.cfg.n_layers
-    names = {RESID.format(layer) for layer in range(n_layers)}
-    rows = []
-    for start in range(0, len(facts), batch_size):
-        batch = collate([encode(tok, prompt(f), "") for f in facts[start : start + batch_size]], pad_id(tok))
-        _, cache = bridge.run_with_cache(
-            batch["input_ids"], attention_mask=batch["attention_mask"], names_filter=lambda n: n in names
-        )
-        last = batch["attention_mask"].sum(1) - 1
-        idx = torch.arange(len(last))
-        rows.append(torch.stack([cache[RESID.format(layer)][idx, last] for layer in range(n_layers)]))
-    return torch.cat(rows, dim=1).float()
+    hooks = [RESID.format(layer) for layer in range(bridge.cfg.n_layers)]
+    return extract(bridge, [prompt(f) for f in facts], hooks=hooks).stack()
 
 
 def project_out(direction: torch.Tensor):
@@ -57,7 +44,7 @@ def ablated_score(bridge, tok, facts: Sequence[Fact], scorer: str, direction: to
 
 def forget_residuals(bridge, sets: Sets, scorer: str) -> torch.Tensor:
     """Final-position residuals of every forget fact (in `sets.forget_facts()` order), [layers, n, d]."""
-    return final_residuals(bridge, bridge.tokenizer, sets.forget_facts(), scorer)
+    return final_residuals(bridge, sets.forget_facts(), scorer)
 
 
 def ablate_attack(model, original_residuals: torch.Tensor, sets: Sets, scorer: str = "choice") -> dict:

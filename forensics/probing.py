@@ -1,0 +1,187 @@
+"""The probe and logit-lens lenses: residuals from the cache, probes and lens from `probes/`.
+
+Probes: features are the residual at the final prompt position (embedding, then every layer);
+labels the correct answer (the letter under `letter`, the answer string under `choice`), predicted
+among the question's own choices. Trained on retain + near-retain + T, tested on V, rotated over
+V as in RTT, so every forget fact is tested once per model. Beside each: a control task (answers
+shuffled across facts), selectivity (accuracy − control), and transfer (the original's probe on
+this model's V).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from forensics.cache import checkpoint_digest, extract, extract_ids
+from forensics.checkpoint import boot_bridge
+from forensics.errors import InputError
+from forensics.facts import Fact, Sets
+from forensics.formats import choice_context, choice_continuation, letter_prompt
+from forensics.scoring import letter_token_ids
+from forensics.tokens import encode
+from probes.lens import IGNORE, Readout, choice_lens, letter_lens
+from probes.linear import LogisticProbe
+from probes.selectivity import accuracy_with_ci, control_answers
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Probe grid. One strength skips the inner cross-validation (the demo's light grid)."""
+
+    Cs: tuple[float, ...] = (1.0,)
+    folds: int = 3
+    max_iter: int = 200
+    tol: float = 1e-4
+    seed: int = 0
+
+
+def layer_names(n_layers: int) -> list[str]:
+    return ["embed", *map(str, range(n_layers))]
+
+
+def readout_of(model) -> Readout:
+    """The final norm and unembedding of an HF causal LM, as tensors for `probes.lens`."""
+    base = model.base_model
+    norm = next((getattr(base, a) for a in ("norm", "ln_f", "final_layer_norm") if hasattr(base, a)), None)
+    if norm is None:
+        raise InputError(f"{type(model).__name__}: no final norm found (norm, ln_f or final_layer_norm)")
+    name = type(norm).__name__
+    kind = (
+        "layer" if "LayerNorm" in name and "RMS" not in name else "rms_offset" if "Gemma" in name else "rms"
+    )
+    head = model.get_output_embeddings()
+    return Readout(
+        norm=kind,
+        weight=norm.weight.detach().cpu(),
+        bias=getattr(norm, "bias", None) if kind == "layer" else None,
+        eps=float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6))),
+        unembed=head.weight.detach().cpu(),
+        unembed_bias=None if getattr(head, "bias", None) is None else head.bias.detach().cpu(),
+    )
+
+
+def labels(facts: Sequence[Fact], scorer: str, answers: np.ndarray | None = None):
+    """(y [n], allowed [n, K], classes): the class of each fact's answer (or of `answers`, positions
+    into its choices) and the classes its choices allow."""
+    answers = np.array([f.answer for f in facts]) if answers is None else answers
+    if scorer.startswith("letter"):
+        k = max(len(f.choices) for f in facts)
+        allowed = np.array([[j < len(f.choices) for j in range(k)] for f in facts])
+        return answers.astype(int), allowed, [chr(ord("A") + j) for j in range(k)]
+    classes = sorted({c for f in facts for c in f.choices})
+    index = {c: i for i, c in enumerate(classes)}
+    allowed = np.zeros((len(facts), len(classes)), dtype=bool)
+    for i, f in enumerate(facts):
+        allowed[i, [index[c] for c in f.choices]] = True
+    y = np.array([index[f.choices[a]] for f, a in zip(facts, answers, strict=True)])
+    return y, allowed, classes
+
+
+def features(
+    bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | None, weights: str
+) -> torch.Tensor:
+    """[layers + 1, n, d]: embedding and every block's residual at the final prompt position."""
+    prompt = letter_prompt if scorer.startswith("letter") else choice_context
+    acts = extract(bridge, [prompt(f) for f in facts], cache_dir=cache_dir, weights=weights)
+    return acts.stack()
+
+
+def lens_correct(bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | None, weights: str):
+    """[layers + 1, n] bool: is the logit lens at each layer right on each fact (the scorer's rule)."""
+    readout = readout_of(bridge.original_model)
+    tok = bridge.tokenizer
+    answers = torch.tensor([f.answer for f in facts])
+    if scorer.startswith("letter"):
+        resid = features(bridge, facts, scorer, cache_dir, weights)
+        letters = letter_token_ids(tok, max(len(f.choices) for f in facts))
+        return (letter_lens(resid, readout, letters, [len(f.choices) for f in facts]) == answers).numpy()
+    keys = [(i, j) for i, f in enumerate(facts) for j in range(len(f.choices))]
+    seqs = [encode(tok, choice_context(facts[i]), choice_continuation(facts[i].choices[j])) for i, j in keys]
+    acts = extract_ids(bridge, [s for s, _ in seqs], positions="all", cache_dir=cache_dir, weights=weights)
+    width = acts.mask.shape[1]
+    targets = torch.full((len(seqs), width), IGNORE)
+    for r, (ids, n_prompt) in enumerate(seqs):
+        targets[r, n_prompt - 1 : len(ids) - 1] = torch.tensor(ids[n_prompt:])
+    ll = choice_lens(acts.stack(), targets, readout)  # [layers + 1, seqs]
+    k = max(len(f.choices) for f in facts)
+    table = torch.full((ll.shape[0], len(facts), k), -torch.inf)
+    for r, (i, j) in enumerate(keys):
+        table[:, i, j] = ll[:, r]
+    return (table.argmax(-1) == answers).numpy()
+
+
+def _per_layer(correct: np.ndarray) -> list[dict]:
+    return [accuracy_with_ci(row) for row in correct]
+
+
+def probe_models(
+    models: Mapping[str, Path],
+    sets: Sets,
+    scorer: str,
+    cache_dir: Path | None = None,
+    settings: ProbeSettings = ProbeSettings(),
+) -> dict:
+    """Probe, control, selectivity, transfer and logit lens per layer for every model; the first
+    model is the reference (the original) whose probes are transferred."""
+    forget = sets.forget_facts()
+    facts = [*forget, *sets.near_retain, *sets.retain]
+    n_forget, n_retain = len(forget), len(sets.retain)
+    splits = np.array([f.split for f in forget])
+    y, allowed, classes = labels(facts, scorer)
+    n_choices = np.array([len(f.choices) for f in facts])
+    y_control, _, _ = labels(
+        facts, scorer, control_answers([f.answer for f in facts], n_choices, settings.seed)
+    )
+    rotations = [v for v, _, _ in sets.rotations()]
+    if len(facts) - max((splits == v).sum() for v in rotations) < 2 * settings.folds:
+        raise InputError(f"too few training facts for {settings.folds} probe folds")
+    out: dict = {
+        "scorer": scorer,
+        "layers": None,
+        "classes": len(classes),
+        "chance": float(np.mean([1 / len(f.choices) for f in forget])),
+        "settings": asdict(settings),
+        "train": "retain + near-retain + T, tested on V, rotated over V",
+        "models": {},
+    }
+    reference: dict[str, LogisticProbe] = {}
+    for name, path in models.items():
+        bridge = boot_bridge(path)
+        digest = checkpoint_digest(path)
+        X = features(bridge, facts, scorer, cache_dir, digest)
+        out["layers"] = layer_names(X.shape[0] - 1)
+        hits = {
+            kind: np.zeros((X.shape[0], n_forget), dtype=bool) for kind in ("probe", "control", "transfer")
+        }
+        chosen_C = {}
+        for v in rotations:
+            test = np.flatnonzero(splits == v)
+            train = np.concatenate([np.flatnonzero(splits != v), np.arange(n_forget, len(facts))])
+            probe = _probe(settings).fit(X[:, train], y[train], allowed[train])
+            hits["probe"][:, test] = probe.predict(X[:, test], allowed[test]) == y[test]
+            control = _probe(settings).fit(X[:, train], y_control[train], allowed[train])
+            hits["control"][:, test] = control.predict(X[:, test], allowed[test]) == y_control[test]
+            chosen_C[v] = probe.C_
+            hits["transfer"][:, test] = (
+                reference.setdefault(v, probe).predict(X[:, test], allowed[test]) == y[test]
+            )
+        probe_acc, control_acc = _per_layer(hits["probe"]), _per_layer(hits["control"])
+        lens = lens_correct(bridge, facts, scorer, cache_dir, digest)
+        out["models"][name] = {
+            "probe": probe_acc,
+            "control": control_acc,
+            "selectivity": [p["acc"] - c["acc"] for p, c in zip(probe_acc, control_acc, strict=True)],
+            "transfer": _per_layer(hits["transfer"]),
+            "C": chosen_C,
+            "lens": {"forget": _per_layer(lens[:, :n_forget]), "retain": _per_layer(lens[:, -n_retain:])},
+        }
+    return out
+
+
+def _probe(settings: ProbeSettings) -> LogisticProbe:
+    return LogisticProbe(settings.Cs, settings.folds, settings.seed, settings.max_iter, settings.tol)

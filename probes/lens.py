@@ -1,0 +1,61 @@
+"""Logit lens on cached residuals: the model's own final norm and unembedding read every layer.
+
+Tensors in, accuracies out (no model is loaded here): the caller passes the final norm's
+parameters and the unembedding. At the last layer the lens is the model's own computation, so
+its accuracy equals the model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Readout:
+    """Final norm + unembedding. `norm`: "rms", "rms_offset" (Gemma: × (1 + w)) or "layer"."""
+
+    norm: str
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    eps: float
+    unembed: torch.Tensor  # [vocab, d]
+    unembed_bias: torch.Tensor | None = None
+
+    def __call__(self, resid: torch.Tensor) -> torch.Tensor:
+        x = resid.float()
+        if self.norm == "layer":
+            x = torch.nn.functional.layer_norm(x, x.shape[-1:], self.weight.float(), _f(self.bias), self.eps)
+        else:
+            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+            x = x * (1 + self.weight.float() if self.norm == "rms_offset" else self.weight.float())
+        logits = x @ self.unembed.float().T
+        return logits if self.unembed_bias is None else logits + self.unembed_bias.float()
+
+
+def _f(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.float()
+
+
+def letter_lens(resid: torch.Tensor, readout: Readout, letter_ids: list[int], n_choices) -> torch.Tensor:
+    """Per layer, the predicted choice: argmax of the lens logits at the final prompt position over
+    each fact's letters. resid [layers, n, d]; n_choices [n]. Returns [layers, n]."""
+    logits = torch.stack([readout(layer)[:, letter_ids] for layer in resid])
+    n_choices = torch.as_tensor(n_choices)
+    allowed = torch.arange(len(letter_ids))[None, :] < n_choices[:, None]
+    return torch.where(allowed, logits, -torch.inf).argmax(-1)
+
+
+def choice_lens(resid: torch.Tensor, targets: torch.Tensor, readout: Readout) -> torch.Tensor:
+    """Per layer, the summed log-likelihood of each sequence's target tokens when layer ℓ's residual
+    is read out. resid [layers, seqs, T, d]; targets [seqs, T]: the next token at each position,
+    IGNORE where none is scored. Returns [layers, seqs]."""
+    rows, cols = (targets != IGNORE).nonzero(as_tuple=True)
+    out = torch.zeros(resid.shape[0], targets.shape[0])
+    for layer in range(resid.shape[0]):
+        logp = torch.log_softmax(readout(resid[layer, rows, cols]), -1)
+        out[layer].index_add_(0, rows, logp.gather(1, targets[rows, cols][:, None])[:, 0])
+    return out
