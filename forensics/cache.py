@@ -196,13 +196,14 @@ def extract_ids(
             sl = slice(start, start + len(rows))
             mask[sl, :length] = attention.bool()
             last = (attention.sum(1) - 1).to(device)
+            keep = attention.to(device)[..., None]
 
-            def write(name, act, buf=buf, sl=sl, last=last, length=length):
+            def write(name, act, buf=buf, sl=sl, last=last, keep=keep, length=length):
                 if positions == "final":
                     act = act[torch.arange(act.shape[0], device=act.device), last]
                     buf[name][sl].copy_(act.to(dtype), non_blocking=pin)
                 else:
-                    buf[name][sl, :length].copy_(act.to(dtype), non_blocking=pin)
+                    buf[name][sl, :length].copy_((act * keep).to(dtype), non_blocking=pin)  # pads: 0
 
             _forward(bridge, batch.to(device), attention.to(device), hooks, write)
             passes += 1

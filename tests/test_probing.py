@@ -1,0 +1,86 @@
+"""Probes, control task and logit lens on the micro world; the lens and interval arithmetic by hand."""
+
+import numpy as np
+import pytest
+import torch
+
+from forensics.checkpoint import boot_bridge, read_json
+from forensics.cli import main
+from forensics.probing import ProbeSettings, labels, lens_correct, probe_models, readout_of
+from forensics.scoring import score
+from forensics.world import load_world
+from probes.lens import IGNORE, Readout, choice_lens
+from probes.selectivity import control_answers, wilson
+
+
+def test_wilson_interval_by_hand():
+    low, high = wilson(8, 10)  # p = 0.8, z = 1.96: centre 0.7167, half-width 0.2265
+    assert low == pytest.approx(0.4902, abs=1e-4)
+    assert high == pytest.approx(0.9433, abs=1e-4)
+    assert wilson(0, 5)[0] == 0.0
+
+
+def test_control_answers_stay_within_each_facts_choices():
+    answers = np.array([0, 1, 2, 3, 3, 2])
+    shuffled = control_answers(answers, np.array([4, 4, 4, 4, 2, 3]), seed=1)
+    assert (shuffled < np.array([4, 4, 4, 4, 2, 3])).all()
+    assert control_answers(answers, np.full(6, 4), seed=1).tolist() == control_answers(
+        answers, np.full(6, 4), seed=1
+    ).tolist()
+
+
+def test_choice_lens_by_hand():
+    # identity readout over a 3-token vocabulary: logits = residual
+    readout = Readout("rms", torch.ones(3), None, 0.0, torch.eye(3))
+    resid = torch.tensor([[[[1.0, 1.0, 1.0], [3.0, 0.0, 0.0]]]])  # [layers 1, seqs 1, T 2, d 3]
+    targets = torch.tensor([[2, IGNORE]])
+    # rms-normalised [1,1,1] stays [1,1,1]: log-softmax of token 2 is -log 3
+    assert choice_lens(resid, targets, readout)[0, 0].item() == pytest.approx(-np.log(3), abs=1e-6)
+
+
+@pytest.mark.parametrize("scorer", ["choice", "letter"])
+def test_last_layer_lens_equals_the_models_accuracy(micro_world, scorer):
+    _, sets = load_world(micro_world)
+    bridge = boot_bridge(micro_world / "checkpoints/original")
+    facts = [*sets.forget_facts(), *sets.retain]
+    lens = lens_correct(bridge, facts, scorer, None, "x")
+    own = score(bridge.original_model, bridge.tokenizer, facts, scorer)
+    assert lens[-1].tolist() == own.correct.tolist()
+    assert readout_of(bridge.original_model).norm == "rms"
+
+
+def test_labels_under_each_scorer(micro_world):
+    _, sets = load_world(micro_world)
+    facts = sets.forget_facts()
+    y, allowed, classes = labels(facts, "choice")
+    assert all(classes[y[i]] == f.answer_text for i, f in enumerate(facts))
+    assert (allowed.sum(1) == 4).all() and allowed[np.arange(len(y)), y].all()
+    y, allowed, classes = labels(facts, "letter")
+    assert classes == ["A", "B", "C", "D"] and y.tolist() == [f.answer for f in facts]
+
+
+def test_probe_study_on_the_micro_world(micro_world, tmp_path):
+    _, sets = load_world(micro_world)
+    models = {n: micro_world / "checkpoints" / n for n in ("original", "never_learned")}
+    out = probe_models(models, sets, "choice", tmp_path, ProbeSettings())
+    assert out["layers"] == ["embed", "0", "1"]
+    orig, never = out["models"]["original"], out["models"]["never_learned"]
+    assert orig["probe"][-1]["acc"] > never["probe"][-1]["acc"]
+    assert orig["lens"]["forget"][-1]["acc"] == 1.0  # the original answers every forget fact
+    for entry in orig["probe"]:
+        assert entry["ci"][0] <= entry["acc"] <= entry["ci"][1] and entry["n"] == 12
+    assert orig["transfer"] == orig["probe"]  # the original's probe on its own activations
+    again = probe_models(models, sets, "choice", tmp_path, ProbeSettings())  # cached features
+    assert again == out
+
+
+def test_probe_cli_writes_probes_json(micro_world, capsys):
+    assert main(["probe", "--world", str(micro_world), "--models", "never_learned", "--Cs", "0.1,1"]) == 0
+    result = read_json(micro_world / "probes.json")
+    assert list(result["models"]) == ["original", "never_learned"]
+    assert "logit lens" in capsys.readouterr().out
+
+
+def test_probe_refuses_too_many_folds(micro_world, capsys):
+    assert main(["probe", "--world", str(micro_world), "--Cs", "0.1,1", "--folds", "40"]) == 2
+    assert "too few training facts" in capsys.readouterr().err
