@@ -293,6 +293,62 @@ def cmd_probe(a: argparse.Namespace) -> None:
     print(f"written: {root / 'probes.json'}")
 
 
+def diff_table(result: dict) -> str:
+    """‖ΔW‖/‖W‖ per layer (rows) and module kind (columns)."""
+    layers = result["layers"]
+    kinds = sorted({k for per in layers.values() for k in per})
+    rows = [{"layer": layer, **{k: per[k]["rel"] for k in per}} for layer, per in layers.items()]
+    return format_table(rows, ["layer", *kinds])
+
+
+def cmd_diff(a: argparse.Namespace) -> None:
+    from forensics.checkpoint import write_json
+    from forensics.weights import diff
+
+    result = diff(Path(a.original), Path(a.unlearned))
+    print(f"relative weight change ‖ΔW‖/‖W‖ of {a.unlearned} against {a.original}:")
+    print(diff_table(result))
+    if a.out:
+        write_json(result, Path(a.out))
+        print(f"written: {a.out}")
+
+
+def cmd_localize(a: argparse.Namespace) -> None:
+    from forensics.attacks.relearn import RelearnSettings
+    from forensics.checkpoint import write_json
+    from forensics.localize import localize_models
+    from forensics.world import load_world
+
+    root = Path(a.world)
+    world, sets = load_world(root)
+    models = _world_models(root, a.models)
+    unlearned = {n: p for n, p in models.items() if n not in ("original", "never_learned")}
+    if not unlearned:
+        raise InputError(f"{root / 'checkpoints'}: no unlearned checkpoints (run `forensics unlearn` first)")
+    settings = RelearnSettings(lrs=a.lrs, epochs=a.epochs, scorer=world["scorer"], seed=a.seed)
+    out = localize_models(models["original"], unlearned, sets, settings, root / "cache", not a.quiet)
+    for key in ("weights", "activations", "localize"):
+        write_json(out[key], root / f"{key}.json")
+    for name, loc in out["localize"].items():
+        rows = []
+        for layer in range(len(loc["revert"])):
+            rows.append(
+                {
+                    "layer": layer,
+                    "ΔW rel": out["weights"][name]["layers"][str(layer)]["all"]["rel"],
+                    "cos forget": out["activations"][name]["forget"]["cosine"][layer + 1],
+                    "cos retain": out["activations"][name]["retain"]["cosine"][layer + 1],
+                    "revert": loc["revert"][layer]["forget"],
+                    "patch": loc["patch"][layer]["forget"],
+                    "layer RTT V": loc["layer_rtt"][layer]["acc_v"],
+                    "RTT cos(Δ, −ΔW)": loc["dynamics"]["points"][-1]["cosine"][layer],
+                }
+            )
+        print(f"{name}: forget {loc['before']['forget']:.2f}, retain {loc['before']['retain']:.2f}")
+        print(format_table(rows, list(rows[0])))
+    print(f"written: {', '.join(str(root / f'{k}.json') for k in ('weights', 'activations', 'localize'))}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="forensics",
@@ -357,6 +413,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--folds", type=int, default=3, help="inner CV folds (with several --Cs)")
     pr.add_argument("--seed", type=int, default=0)
     pr.set_defaults(func=cmd_probe)
+    df = sub.add_parser("diff", help="streaming per-layer weight diff of two checkpoints")
+    df.add_argument("original", help="an HF checkpoint directory (safetensors)")
+    df.add_argument("unlearned", help="a checkpoint of the same architecture")
+    df.add_argument("--out", help="write the full diff (every tensor) to this JSON file")
+    df.set_defaults(func=cmd_diff)
+    lo = sub.add_parser("localize", help="weights, activations and causal localization per layer")
+    lo.add_argument("--world", required=True, help="a world directory with unlearned checkpoints")
+    lo.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")
+    lo.add_argument("--lrs", type=_float_list, default=(1e-3,), help="layer-restricted RTT learning rates")
+    lo.add_argument("--epochs", type=int, default=4, help="layer-restricted RTT epochs")
+    lo.add_argument("--seed", type=int, default=0)
+    lo.add_argument("--quiet", action="store_true", help="no progress bars")
+    lo.set_defaults(func=cmd_localize)
     d = sub.add_parser("demo", help="the whole job on the embedded world, offline")
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)
     d.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -162,9 +162,9 @@ def probe_models(
         for v in rotations:
             test = np.flatnonzero(splits == v)
             train = np.concatenate([np.flatnonzero(splits != v), np.arange(n_forget, len(facts))])
-            probe = _probe(settings).fit(X[:, train], y[train], allowed[train])
+            probe = make_probe(settings).fit(X[:, train], y[train], allowed[train])
             hits["probe"][:, test] = probe.predict(X[:, test], allowed[test]) == y[test]
-            control = _probe(settings).fit(X[:, train], y_control[train], allowed[train])
+            control = make_probe(settings).fit(X[:, train], y_control[train], allowed[train])
             hits["control"][:, test] = control.predict(X[:, test], allowed[test]) == y_control[test]
             chosen_C[v] = probe.C_
             hits["transfer"][:, test] = (
@@ -183,5 +183,6 @@ def probe_models(
     return out
 
 
-def _probe(settings: ProbeSettings) -> LogisticProbe:
+def make_probe(settings: ProbeSettings) -> LogisticProbe:
+    """An unfitted probe with the settings' grid."""
     return LogisticProbe(settings.Cs, settings.folds, settings.seed, settings.max_iter, settings.tol)

@@ -24,9 +24,10 @@ def test_control_answers_stay_within_each_facts_choices():
     answers = np.array([0, 1, 2, 3, 3, 2])
     shuffled = control_answers(answers, np.array([4, 4, 4, 4, 2, 3]), seed=1)
     assert (shuffled < np.array([4, 4, 4, 4, 2, 3])).all()
-    assert control_answers(answers, np.full(6, 4), seed=1).tolist() == control_answers(
-        answers, np.full(6, 4), seed=1
-    ).tolist()
+    assert (
+        control_answers(answers, np.full(6, 4), seed=1).tolist()
+        == control_answers(answers, np.full(6, 4), seed=1).tolist()
+    )
 
 
 def test_choice_lens_by_hand():

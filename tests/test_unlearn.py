@@ -8,8 +8,8 @@ from forensics.cli import main
 from forensics.errors import InputError
 from forensics.scoring import score
 from forensics.unlearn import METHODS
-from forensics.unlearn.rmu import layer_index
 from forensics.unlearn.run import UnlearnSettings, unlearn
+from forensics.weights import layer_index
 from forensics.world import load_world
 
 FAST = {
@@ -141,3 +141,12 @@ def test_forget_overlapping_retain(micro_world, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     with pytest.raises(InputError, match="unknown method"):
         unlearn("nope", micro_world / "checkpoints/original", load_world(micro_world)[1], tmp_path / "x")
+
+
+def test_rmu_weight_diff_is_zero_outside_its_layers(micro_world, unlearned):
+    from forensics.weights import changed_layers, diff
+
+    result = diff(micro_world / "checkpoints/original", unlearned["rmu"][1])
+    assert changed_layers(result) == [0, 1]
+    outside = [t for t in result["tensors"] if t["layer"] not in (0, 1)]
+    assert outside and all(t["fro"] == 0 and t["frac_changed"] == 0 for t in outside)

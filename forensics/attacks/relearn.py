@@ -22,6 +22,7 @@ from forensics.facts import Sets
 from forensics.formats import LOSS_FORMATS, default_format, examples
 from forensics.scoring import score
 from forensics.train import TrainConfig, train
+from forensics.weights import layer_index
 
 REFERENCE, CONTROL = "original", "never_learned"
 
@@ -61,41 +62,57 @@ def check(sets: Sets, settings: RelearnSettings, only_v: Sequence[str] = ()) -> 
 
 
 def run_one(
-    model, tok, sets: Sets, v: str, lr: float, settings: RelearnSettings, before: float, progress: bool
+    model,
+    tok,
+    sets: Sets,
+    v: str,
+    lr: float,
+    settings: RelearnSettings,
+    before: float,
+    progress: bool,
+    layer: int | None = None,
+    on_epoch=None,
+    only_v: bool = False,
 ) -> dict:
     """One RTT run: train a copy of `model` on T at `lr`; acc on V, T and retain after each epoch.
 
-    `before` is the model's V accuracy before the attack, recorded with the run.
+    `before` is the model's V accuracy before the attack, recorded with the run. `layer` restricts
+    the update to that block's parameters; `on_epoch(epoch, model)` also runs after each epoch;
+    `only_v` skips scoring T and retain.
     """
     t_facts = [f for name, facts in sets.forget.items() if name != v for f in facts]
     v_facts = list(sets.forget[v])
     start = time.perf_counter()
     epochs: list[dict] = []
 
-    def on_epoch(epoch: int, m) -> None:
-        epochs.append(
-            {
-                "epoch": epoch,
-                "acc_v": score(m, tok, v_facts, settings.scorer).accuracy,
-                "acc_t": score(m, tok, t_facts, settings.scorer).accuracy,
-                "retain": score(m, tok, sets.retain, settings.scorer).accuracy,
-            }
-        )
+    def measure(epoch: int, m) -> None:
+        if on_epoch is not None:
+            on_epoch(epoch, m)
+        record = {"epoch": epoch, "acc_v": score(m, tok, v_facts, settings.scorer).accuracy}
+        if not only_v:
+            record["acc_t"] = score(m, tok, t_facts, settings.scorer).accuracy
+            record["retain"] = score(m, tok, sets.retain, settings.scorer).accuracy
+        epochs.append(record)
 
     attacked = copy.deepcopy(model)
     cfg = TrainConfig(lr=lr, epochs=settings.epochs, batch_size=settings.batch_size, seed=settings.seed)
+    params = None
+    if layer is not None:
+        params = [p for n, p in attacked.named_parameters() if layer_index(n) == layer]
     train(
         attacked,
         tok,
         {"t": examples(t_facts, settings.fmt)},
         cfg,
-        on_epoch=on_epoch,
+        params=params,
+        on_epoch=measure,
         desc=f"RTT V={v} lr={lr:g}",
         progress=progress,
     )
     return {
         "v": v,
         "lr": lr,
+        "layer": layer,
         "before": {"acc_v": before},
         "epochs": epochs,
         "seconds": round(time.perf_counter() - start, 2),

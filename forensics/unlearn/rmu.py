@@ -7,22 +7,14 @@ to the frozen original's, updating only layers ℓ-2..ℓ.
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from forensics.errors import InputError
+from forensics.weights import layer_index
 
 GRID = [{"lr": lr, "layer": None, "c": 3.0, "alpha": alpha} for lr in (3e-3, 1e-2) for alpha in (1.0, 10.0)]
 STEPS = 150
 STREAMS = ("forget", "retain")
-_LAYER = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")
-
-
-def layer_index(name: str) -> int | None:
-    """The transformer block a parameter name belongs to (Llama/Qwen/Gemma `layers.N`, GPT-2 `h.N`)."""
-    match = _LAYER.search(name)
-    return int(match.group(1)) if match else None
 
 
 def resolve(params: dict, n_layers: int) -> dict:

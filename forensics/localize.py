@@ -1,0 +1,183 @@
+"""Causal localization of the hiding, layer by layer, and how RTT undoes it.
+
+Per layer ℓ of an unlearned model: (a) revert ℓ's parameters to the original's; (b) patch the
+original's residual after ℓ into the unlearned forward pass; (c) RTT restricted to ℓ's parameters.
+Each re-scores the forget facts (V under RTT). RTT dynamics: per layer, the cosine between the RTT
+update and the reversed unlearning update, and probe accuracy on V along the attack.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from forensics.attacks.relearn import RelearnSettings, run_one
+from forensics.cache import RESID, checkpoint_digest
+from forensics.checkpoint import boot_bridge, load_checkpoint
+from forensics.facts import Sets
+from forensics.probing import ProbeSettings, features, labels, make_probe
+from forensics.scoring import score
+from forensics.weights import diff as weights_diff
+from forensics.weights import layer_index
+from probes.divergence import divergence
+
+
+def _scores(model, tok, sets: Sets, scorer: str) -> dict[str, float]:
+    return {
+        "forget": score(model, tok, sets.forget_facts(), scorer).accuracy,
+        "retain": score(model, tok, sets.retain, scorer).accuracy,
+    }
+
+
+@torch.no_grad()
+def revert(original, unlearned, tok, sets: Sets, scorer: str) -> list[dict]:
+    """Per layer: forget and retain accuracy of `unlearned` with that layer's parameters set back to
+    `original`'s (HF models of one architecture; `unlearned` is restored afterwards)."""
+    theirs = dict(original.named_parameters())
+    out = []
+    for layer in range(original.config.num_hidden_layers):
+        mine = {n: p for n, p in unlearned.named_parameters() if layer_index(n) == layer}
+        saved = {n: p.detach().clone() for n, p in mine.items()}
+        for n, p in mine.items():
+            p.copy_(theirs[n])
+        out.append(_scores(unlearned, tok, sets, scorer))
+        for n, p in mine.items():
+            p.copy_(saved[n])
+    return out
+
+
+class Patched(torch.nn.Module):
+    """The unlearned bridge with the original's residual after `layer` patched in at every position."""
+
+    def __init__(self, original_bridge, unlearned_bridge, layer: int):
+        super().__init__()
+        self.original, self.unlearned, self.hook = original_bridge, unlearned_bridge, RESID.format(layer)
+
+    def forward(self, input_ids, attention_mask=None):
+        _, cache = self.original.run_with_cache(
+            input_ids, attention_mask=attention_mask, names_filter=lambda n: n == self.hook
+        )
+        theirs = cache[self.hook]
+        with self.unlearned.hooks(fwd_hooks=[(self.hook, lambda act, hook=None: theirs)]):
+            return self.unlearned(input_ids, attention_mask=attention_mask)
+
+
+def patch(original_bridge, unlearned_bridge, sets: Sets, scorer: str) -> list[dict]:
+    """Per layer: forget and retain accuracy with the original's residual after that layer patched in."""
+    tok = unlearned_bridge.tokenizer
+    layers = range(unlearned_bridge.cfg.n_layers)
+    return [_scores(Patched(original_bridge, unlearned_bridge, i), tok, sets, scorer) for i in layers]
+
+
+def layer_rtt(model, tok, sets: Sets, settings: RelearnSettings, progress: bool = False) -> list[dict]:
+    """Per layer: RTT updating only that layer's parameters; best V accuracy over (lr, epoch) per V,
+    then the mean over the rotation (the same choice as full RTT)."""
+    out = []
+    for layer in range(model.config.num_hidden_layers):
+        per_v = {}
+        for v, _, v_facts in sets.rotations():
+            before = score(model, tok, v_facts, settings.scorer).accuracy
+            runs = [
+                run_one(model, tok, sets, v, lr, settings, before, progress, layer, only_v=True)
+                for lr in settings.lrs
+            ]
+            per_v[v] = max(e["acc_v"] for r in runs for e in r["epochs"])
+        out.append({"acc_v": float(np.mean(list(per_v.values()))), "per_v": per_v})
+    return out
+
+
+def _layer_vectors(model) -> dict[int, torch.Tensor]:
+    groups: dict[int, list[torch.Tensor]] = {}
+    for n, p in model.named_parameters():
+        if (layer := layer_index(n)) is not None:
+            groups.setdefault(layer, []).append(p.detach().flatten())
+    return {layer: torch.cat(ps).double() for layer, ps in sorted(groups.items())}
+
+
+def rtt_dynamics(
+    original,
+    unlearned,
+    bridge_of,
+    tok,
+    sets: Sets,
+    settings: RelearnSettings,
+    v: str,
+    probe_settings: ProbeSettings | None = None,
+    progress: bool = False,
+) -> dict:
+    """RTT on T (V = `v`, the first learning rate of `settings`); after each epoch, per layer, the
+    cosine between the update so far and the reversed unlearning update (original − unlearned), and
+    probe accuracy on V per layer (probe refitted on the attacked model's own activations).
+    `bridge_of(model)` wraps an HF model in a TransformerBridge."""
+    forget = sets.forget_facts()
+    facts = [*forget, *sets.near_retain, *sets.retain]
+    splits = np.array([f.split for f in forget] + [""] * (len(facts) - len(forget)))
+    test, train = np.flatnonzero(splits == v), np.flatnonzero(splits != v)
+    y, allowed, _ = labels(facts, settings.scorer)
+    start, target = _layer_vectors(unlearned), _layer_vectors(original)
+    reverse = {i: target[i] - start[i] for i in start}
+    points: list[dict] = []
+
+    def measure(epoch: int, model) -> dict:
+        now = _layer_vectors(model)
+        cos = [float(torch.cosine_similarity(now[i] - start[i], reverse[i], dim=0)) for i in now]
+        X = features(bridge_of(model), facts, settings.scorer, None, "")
+        probe = make_probe(probe_settings or ProbeSettings()).fit(X[:, train], y[train], allowed[train])
+        acc = probe.score(X[:, test], y[test], allowed[test]).tolist()
+        point = {"epoch": epoch, "cosine": cos, "probe_v": acc}
+        points.append(point)
+        return {}
+
+    measure(0, unlearned)
+    one = replace(settings, lrs=settings.lrs[:1])
+    run = run_one(unlearned, tok, sets, v, one.lrs[0], one, float("nan"), progress, None, measure, True)
+    return {"v": v, "lr": one.lrs[0], "points": points, "acc_v": [e["acc_v"] for e in run["epochs"]]}
+
+
+def localize_models(
+    original: Path,
+    models: Mapping[str, Path],
+    sets: Sets,
+    settings: RelearnSettings,
+    cache_dir: Path | None = None,
+    progress: bool = False,
+) -> dict[str, dict]:
+    """Every lens of this module for each unlearned model against `original`: {"weights",
+    "activations", "localize"}, each keyed by model name."""
+    scorer = settings.scorer
+    orig_model, tok = load_checkpoint(original)
+    orig_bridge = boot_bridge(original, orig_model, tok)
+    forget, retain = sets.forget_facts(), list(sets.retain)
+    digest = checkpoint_digest(original)
+    base = {
+        k: features(orig_bridge, f, scorer, cache_dir, digest)
+        for k, f in (("forget", forget), ("retain", retain))
+    }
+    out: dict[str, dict] = {"weights": {}, "activations": {}, "localize": {}}
+    for name, path in models.items():
+        start = time.perf_counter()
+        out["weights"][name] = weights_diff(original, path)
+        model, _ = load_checkpoint(path)
+        bridge = boot_bridge(path, model, tok)
+        digest = checkpoint_digest(path)
+        out["activations"][name] = {
+            k: divergence(base[k], features(bridge, f, scorer, cache_dir, digest))
+            for k, f in (("forget", forget), ("retain", retain))
+        }
+        first_v = next(iter(sets.forget))
+        out["localize"][name] = {
+            "before": _scores(model, tok, sets, scorer),
+            "revert": revert(orig_model, model, tok, sets, scorer),
+            "patch": patch(orig_bridge, bridge, sets, scorer),
+            "layer_rtt": layer_rtt(model, tok, sets, settings, progress),
+            "dynamics": rtt_dynamics(
+                orig_model, model, lambda m, p=path: boot_bridge(p, m, tok), tok, sets, settings, first_v
+            ),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+    return out

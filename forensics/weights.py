@@ -1,0 +1,233 @@
+"""Streaming weight diff of two safetensors checkpoints, per tensor and per (layer, module).
+
+Tensors are read through memory-mapped safetensors slices, one pair at a time, and large ones in
+row blocks, so memory stays near one block whatever the model's size. Statistics per tensor:
+‖ΔW‖_F, ‖ΔW‖_F/‖W‖_F, max |Δ|, fraction of entries changed and, for matrices, the top singular
+values and stable rank of ΔW (from the Gram matrix of the smaller side, accumulated block by block).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from forensics.checkpoint import check_dir, read_json, weight_files
+from forensics.errors import InputError
+
+TOP_K = 8
+BLOCK_BYTES = 16 << 20  # tensors above this are read in row blocks of about this size
+
+# (pattern on the parameter name, module kind); the layer index is the first `.N.` in the name
+KINDS = [
+    (r"(qkv_proj|c_attn|query_key_value|W_pack)\b", "attn_qkv"),
+    (r"(q_proj|query)\b", "attn_q"),
+    (r"(k_proj|key)\b", "attn_k"),
+    (r"(v_proj|value)\b", "attn_v"),
+    (r"(o_proj|attn\.c_proj|attention\.dense|out_proj)\b", "attn_o"),
+    (r"(gate_proj)\b", "mlp_gate"),
+    (r"(up_proj|c_fc|dense_h_to_4h|fc1|gate_up_proj)\b", "mlp_in"),
+    (r"(down_proj|mlp\.c_proj|dense_4h_to_h|fc2)\b", "mlp_out"),
+    (r"(norm|ln_\w+|layernorm)", "norm"),
+    (r"(embed_tokens|wte|wpe|embed_in|word_embeddings)\b", "embed"),
+    (r"(lm_head|embed_out)\b", "unembed"),
+]
+LAYER = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+def layer_index(name: str) -> int | None:
+    """The transformer block a parameter belongs to (Llama/Qwen/Gemma/NeoX `layers.N`, GPT-2 `h.N`)."""
+    match = LAYER.search(name)
+    return int(match.group(1)) if match else None
+
+
+def module_of(name: str) -> tuple[int | None, str]:
+    """(layer index or None, module kind) of a parameter name in Llama, GPT-2, GPT-NeoX, Gemma or
+    Qwen naming; kind "other" for anything unrecognised."""
+    layer = layer_index(name)
+    for pattern, kind in KINDS:
+        if re.search(pattern, name):
+            return layer, kind
+    return layer, "other"
+
+
+def tensor_index(path: Path) -> dict[str, Path]:
+    """Every tensor name of a checkpoint and the safetensors file holding it."""
+    check_dir(path)
+    index: dict[str, Path] = {}
+    for f in weight_files(path):
+        with safe_open(f, framework="pt") as handle:
+            for name in handle.keys():
+                index[name] = f
+    return index
+
+
+def check_pair(original: Path, unlearned: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Refuse two checkpoints that are not of one architecture with the same tensors and shapes."""
+    a, b = read_json(Path(original) / "config.json"), read_json(Path(unlearned) / "config.json")
+    if a.get("model_type") != b.get("model_type") or a.get("architectures") != b.get("architectures"):
+        raise InputError(
+            f"{unlearned}/config.json: architecture {b.get('model_type')} {b.get('architectures')} "
+            f"differs from {original}'s {a.get('model_type')} {a.get('architectures')}"
+        )
+    ia, ib = tensor_index(original), tensor_index(unlearned)
+    for name in ia:
+        if name not in ib:
+            raise InputError(f"{unlearned}: tensor '{name}' is missing (present in {ia[name]})")
+    for name in ib:
+        if name not in ia:
+            raise InputError(f"{original}: tensor '{name}' is missing (present in {ib[name]})")
+    for name in ia:
+        with safe_open(ia[name], framework="pt") as fa, safe_open(ib[name], framework="pt") as fb:
+            sa, sb = fa.get_slice(name).get_shape(), fb.get_slice(name).get_shape()
+        if sa != sb:
+            raise InputError(f"{ib[name]}: tensor '{name}' has shape {sb}, {ia[name]} has {sa}")
+    return ia, ib
+
+
+def _blocks(
+    name: str, shape: list[int], files: tuple[Path, Path]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(W, W') row blocks of one tensor, as float64, checked finite. Each block opens the files
+    afresh, so the memory map's pages of earlier blocks are released with it."""
+    rows = shape[0] if shape else 1
+    row_bytes = max(1, math.prod(shape[1:]) * 8)
+    step = max(1, BLOCK_BYTES // row_bytes) if rows * row_bytes > BLOCK_BYTES else rows
+    for start in range(0, rows, step):
+        pair = []
+        for f in files:
+            with safe_open(f, framework="pt") as handle:
+                sl = handle.get_slice(name)
+                t = (sl[start : start + step] if shape else sl[:]).to(torch.float64)
+            if not torch.isfinite(t).all():
+                raise InputError(f"{f}: tensor '{name}' holds NaN or Inf")
+            pair.append(t)
+        yield pair[0], pair[1]
+
+
+def stats_from_parts(sq_delta: float, sq_w: float, max_abs: float, changed: int, numel: int, gram) -> dict:
+    """The per-tensor statistics from accumulated sums (and the Gram matrix of ΔW for matrices)."""
+    out = {
+        "fro": math.sqrt(sq_delta),
+        "w_norm": math.sqrt(sq_w),
+        "rel": math.sqrt(sq_delta) / math.sqrt(sq_w) if sq_w > 0 else (0.0 if sq_delta == 0 else math.inf),
+        "max_abs": max_abs,
+        "frac_changed": changed / numel if numel else 0.0,
+    }
+    if gram is not None:
+        eig = torch.linalg.eigvalsh(gram).flip(0).clamp(min=0)
+        sv = eig[:TOP_K].sqrt()
+        out["top_sv"] = sv.tolist()
+        out["stable_rank"] = sq_delta / float(sv[0]) ** 2 if sv[0] > 0 else 0.0
+    return out
+
+
+def tensor_stats(W: torch.Tensor, W2: torch.Tensor) -> dict:
+    """Statistics of one whole tensor pair (the plain, full-load reference computation)."""
+    W, D = W.to(torch.float64), W2.to(torch.float64) - W.to(torch.float64)
+    gram = None
+    if D.ndim == 2:
+        gram = D.T @ D if D.shape[0] >= D.shape[1] else D @ D.T
+    return stats_from_parts(
+        float((D**2).sum()),
+        float((W**2).sum()),
+        float(D.abs().max()) if D.numel() else 0.0,
+        int((D != 0).sum()),
+        D.numel(),
+        gram,
+    )
+
+
+def stream_stats(name: str, files: tuple[Path, Path]) -> tuple[dict, list[int]]:
+    """Statistics of one tensor, read in row blocks."""
+    with safe_open(files[0], framework="pt") as handle:
+        shape = handle.get_slice(name).get_shape()
+    sq_d = sq_w = max_abs = 0.0
+    changed = 0
+    tall = len(shape) == 2 and shape[0] >= shape[1]
+    gram = None
+    if len(shape) == 2:
+        side = shape[1] if tall else shape[0]
+        gram = torch.zeros(side, side, dtype=torch.float64)
+    pending = []  # a wide matrix's blocks: ΔW ΔWᵀ needs every row, and wide matrices are small
+    for W, W2 in _blocks(name, shape, files):
+        D = W2 - W
+        sq_d += float((D**2).sum())
+        sq_w += float((W**2).sum())
+        if D.numel():
+            max_abs = max(max_abs, float(D.abs().max()))
+        changed += int((D != 0).sum())
+        if tall:
+            gram += D.T @ D
+        elif gram is not None:
+            pending.append(D)
+    if pending:
+        D = torch.cat(pending)
+        gram = D @ D.T
+    return stats_from_parts(sq_d, sq_w, max_abs, changed, math.prod(shape), gram), list(shape)
+
+
+def group(tensors: list[dict]) -> dict:
+    """Per layer and module kind (and "all" kinds): ‖ΔW‖_F, ‖ΔW‖/‖W‖, max |Δ|, fraction changed."""
+    sums: dict = {}
+    for t in tensors:
+        layer = "none" if t["layer"] is None else str(t["layer"])
+        for key in ((layer, t["kind"]), (layer, "all")):
+            s = sums.setdefault(key, {"sq_d": 0.0, "sq_w": 0.0, "max_abs": 0.0, "changed": 0.0, "numel": 0})
+            numel = math.prod(t["shape"]) if t["shape"] else 1
+            s["sq_d"] += t["fro"] ** 2
+            s["sq_w"] += t["w_norm"] ** 2
+            s["max_abs"] = max(s["max_abs"], t["max_abs"])
+            s["changed"] += t["frac_changed"] * numel
+            s["numel"] += numel
+    out: dict = {}
+    for (layer, kind), s in sums.items():
+        out.setdefault(layer, {})[kind] = {
+            "fro": math.sqrt(s["sq_d"]),
+            "rel": math.sqrt(s["sq_d"] / s["sq_w"]) if s["sq_w"] > 0 else 0.0,
+            "max_abs": s["max_abs"],
+            "frac_changed": s["changed"] / s["numel"],
+        }
+    return out
+
+
+def diff(original: Path, unlearned: Path) -> dict:
+    """The streaming diff of two checkpoints of one architecture: per tensor and grouped."""
+    ia, ib = check_pair(original, unlearned)
+    tensors = []
+    for name in ia:
+        stats, shape = stream_stats(name, (ia[name], ib[name]))
+        layer, kind = module_of(name)
+        tensors.append({"name": name, "layer": layer, "kind": kind, "shape": shape, **stats})
+    return {
+        "original": str(original),
+        "unlearned": str(unlearned),
+        "tensors": tensors,
+        "layers": group(tensors),
+    }
+
+
+def full_load_diff(original: Path, unlearned: Path) -> dict:
+    """The plain reference: load both state dicts whole, then the same statistics per tensor."""
+    from safetensors.torch import load_file
+
+    a, b = {}, {}
+    for f in weight_files(original):
+        a.update(load_file(f))
+    for f in weight_files(unlearned):
+        b.update(load_file(f))
+    tensors = []
+    for name, W in a.items():
+        layer, kind = module_of(name)
+        tensors.append({"name": name, "layer": layer, "kind": kind, "shape": list(W.shape)})
+        tensors[-1].update(tensor_stats(W, b[name]))
+    return {"tensors": tensors, "layers": group(tensors)}
+
+
+def changed_layers(result: dict, tol: float = 0.0) -> list[int]:
+    """Layers with any tensor whose ‖ΔW‖_F exceeds `tol`."""
+    return sorted({t["layer"] for t in result["tensors"] if t["layer"] is not None and t["fro"] > tol})

@@ -1,0 +1,168 @@
+"""The streaming weight diff against a full-load diff, planted edits, localization, and bad input."""
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from forensics import weights
+from forensics.attacks.relearn import RelearnSettings
+from forensics.checkpoint import boot_bridge, load_checkpoint, read_json, save_checkpoint
+from forensics.cli import main
+from forensics.localize import localize_models, patch, revert
+from forensics.weights import changed_layers, diff, full_load_diff, module_of
+from forensics.world import load_world
+
+STATS = ("fro", "w_norm", "rel", "max_abs", "frac_changed", "stable_rank")
+
+
+@pytest.fixture(scope="module")
+def planted(micro_world, tmp_path_factory):
+    """A copy of the original whose layer-1 MLP alone is perturbed (enough to break the forget facts)."""
+    model, tok = load_checkpoint(micro_world / "checkpoints/original")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("model.layers.1.mlp."):
+                p.add_(torch.randn(p.shape, generator=gen) * p.std() * 3)
+    out = tmp_path_factory.mktemp("planted") / "planted"
+    return save_checkpoint(model, tok, out, {"planted": "layer 1 mlp"})
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert [t["name"] for t in a["tensors"]] == [t["name"] for t in b["tensors"]]
+    for x, y in zip(a["tensors"], b["tensors"], strict=True):
+        for k in STATS:
+            if k in y:
+                assert x[k] == pytest.approx(y[k], rel=1e-6, abs=1e-12), (x["name"], k)
+        if "top_sv" in y:  # singular values: relative to the largest
+            scale = max(y["top_sv"][0], 1e-30)
+            assert all(abs(p - q) <= 1e-6 * scale for p, q in zip(x["top_sv"], y["top_sv"], strict=True))
+    assert a["layers"].keys() == b["layers"].keys()
+
+
+def test_streaming_equals_full_load_in_row_blocks_and_shards(micro_world, planted, tmp_path, monkeypatch):
+    original = micro_world / "checkpoints/original"
+    reference = full_load_diff(original, planted)
+    assert_same(diff(original, planted), reference)
+    monkeypatch.setattr(weights, "BLOCK_BYTES", 2048)  # every matrix read in several row blocks
+    assert_same(diff(original, planted), reference)
+    # the same checkpoint written as shards with an index file
+    model, tok = load_checkpoint(planted)
+    sharded = tmp_path / "sharded"
+    model.save_pretrained(str(sharded), safe_serialization=True, max_shard_size="100KB")
+    tok.save_pretrained(str(sharded))
+    assert (sharded / "model.safetensors.index.json").exists()
+    assert_same(diff(original, sharded), reference)
+
+
+def test_singular_values_and_stable_rank_by_hand():
+    W = torch.zeros(6, 4, dtype=torch.float64)
+    u, v = torch.tensor([1.0, 2, 0, 0, 0, 2]), torch.tensor([0.0, 3, 4, 0])  # ‖u‖ 3, ‖v‖ 5
+    stats = weights.tensor_stats(W, W + torch.outer(u, v).double())
+    assert stats["top_sv"][0] == pytest.approx(15.0) and stats["stable_rank"] == pytest.approx(1.0)
+    assert stats["fro"] == pytest.approx(15.0) and stats["frac_changed"] == pytest.approx(6 / 24)
+    assert stats["max_abs"] == pytest.approx(8.0) and stats["rel"] == math.inf
+
+
+def test_module_names_of_common_architectures():
+    assert module_of("model.layers.3.self_attn.q_proj.weight") == (3, "attn_q")
+    assert module_of("model.layers.0.mlp.down_proj.weight") == (0, "mlp_out")
+    assert module_of("transformer.h.2.attn.c_attn.weight") == (2, "attn_qkv")
+    assert module_of("transformer.h.2.attn.c_proj.weight") == (2, "attn_o")
+    assert module_of("transformer.h.2.mlp.c_fc.weight") == (2, "mlp_in")
+    assert module_of("gpt_neox.layers.1.attention.query_key_value.weight") == (1, "attn_qkv")
+    assert module_of("gpt_neox.layers.1.mlp.dense_4h_to_h.weight") == (1, "mlp_out")
+    assert module_of("gpt_neox.embed_in.weight") == (None, "embed")
+    assert module_of("embed_out.weight") == (None, "unembed")
+    assert module_of("model.layers.4.post_feedforward_layernorm.weight") == (4, "norm")
+    assert module_of("transformer.wte.weight") == (None, "embed")
+    assert module_of("lm_head.weight") == (None, "unembed")
+
+
+def test_planted_edit_is_localized_by_diff_revert_and_patch(micro_world, planted):
+    result = diff(micro_world / "checkpoints/original", planted)
+    assert changed_layers(result) == [1]
+    assert set(result["layers"]["1"]) >= {"mlp_gate", "mlp_in", "mlp_out", "all"}
+    assert result["layers"]["1"]["attn_q"]["fro"] == 0
+    _, sets = load_world(micro_world)
+    original, tok = load_checkpoint(micro_world / "checkpoints/original")
+    broken, _ = load_checkpoint(planted)
+    reverted = revert(original, broken, tok, sets, "choice")
+    assert reverted[1]["forget"] == 1.0 and reverted[0]["forget"] < 1.0
+    patched = patch(boot_bridge(micro_world / "checkpoints/original"), boot_bridge(planted), sets, "choice")
+    assert patched[1]["forget"] == 1.0  # the last layer's residual is the original's: same answers
+    assert patched[0]["forget"] < 1.0
+
+
+def test_localize_models_on_the_planted_edit(micro_world, planted, tmp_path):
+    _, sets = load_world(micro_world)
+    settings = RelearnSettings(lrs=(1e-3,), epochs=1, scorer="choice")
+    out = localize_models(
+        micro_world / "checkpoints/original", {"planted": planted}, sets, settings, tmp_path
+    )
+    act = out["activations"]["planted"]
+    assert act["forget"]["cosine"][:2] == pytest.approx([1.0, 1.0])  # embedding and layer 0 untouched
+    assert act["forget"]["cosine"][2] < 0.999
+    loc = out["localize"]["planted"]
+    assert len(loc["layer_rtt"]) == 2 and all(0 <= r["acc_v"] <= 1 for r in loc["layer_rtt"])
+    dyn = loc["dynamics"]
+    assert [p["epoch"] for p in dyn["points"]] == [0, 1] and len(dyn["points"][0]["probe_v"]) == 3
+    assert math.isnan(dyn["points"][0]["cosine"][0])  # no update yet: the cosine is undefined
+
+
+def _bad(kind: str, ckpt):
+    st = ckpt / "model.safetensors"
+    if kind == "architecture":
+        cfg = json.loads((ckpt / "config.json").read_text())
+        cfg["model_type"] = "gpt2"
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+        return r"config\.json: architecture gpt2"
+    tensors = load_file(st)
+    if kind == "shape":
+        tensors["model.norm.weight"] = torch.ones(7)
+        message = r"model\.safetensors: tensor 'model\.norm\.weight' has shape \[7\]"
+    elif kind == "missing":
+        del tensors["model.norm.weight"]
+        message = r"tensor 'model\.norm\.weight' is missing"
+    elif kind == "nan":
+        tensors["model.layers.0.mlp.up_proj.weight"][0, 0] = float("nan")
+        message = r"model\.safetensors: tensor 'model\.layers\.0\.mlp\.up_proj\.weight' holds NaN or Inf"
+    else:  # truncated
+        save_file(tensors, str(st), metadata={"format": "pt"})
+        st.write_bytes(st.read_bytes()[:-100])
+        return r"model\.safetensors: corrupt or truncated safetensors"
+    save_file(tensors, str(st), metadata={"format": "pt"})
+    return message
+
+
+@pytest.mark.parametrize("kind", ["architecture", "shape", "missing", "nan", "truncated"])
+def test_diff_bad_input(micro_world, tmp_path, capsys, kind):
+    import re
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(micro_world / "checkpoints/original", ckpt)
+    message = _bad(kind, ckpt)
+    out = tmp_path / "diff.json"
+    assert main(["diff", str(micro_world / "checkpoints/original"), str(ckpt), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), captured.err
+
+
+def test_diff_and_localize_commands(micro_world, planted, tmp_path, capsys):
+    out = tmp_path / "diff.json"
+    assert main(["diff", str(micro_world / "checkpoints/original"), str(planted), "--out", str(out)]) == 0
+    assert changed_layers(read_json(out)) == [1]
+    assert "mlp_in" in capsys.readouterr().out
+    world = tmp_path / "world"
+    shutil.copytree(micro_world, world)
+    shutil.copytree(planted, world / "checkpoints/planted")
+    assert main(["localize", "--world", str(world), "--epochs", "1", "--quiet"]) == 0
+    for name in ("weights", "activations", "localize"):
+        assert list(read_json(world / f"{name}.json")) == ["planted"]
+    assert "revert" in capsys.readouterr().out
