@@ -316,7 +316,7 @@ def cmd_diff(a: argparse.Namespace) -> None:
 def cmd_localize(a: argparse.Namespace) -> None:
     from forensics.attacks.relearn import RelearnSettings
     from forensics.checkpoint import write_json
-    from forensics.localize import localize_models
+    from forensics.localize import activations_section, localize_section, weights_section
     from forensics.world import load_world
 
     root = Path(a.world)
@@ -326,7 +326,12 @@ def cmd_localize(a: argparse.Namespace) -> None:
     if not unlearned:
         raise InputError(f"{root / 'checkpoints'}: no unlearned checkpoints (run `forensics unlearn` first)")
     settings = RelearnSettings(lrs=a.lrs, epochs=a.epochs, scorer=world["scorer"], seed=a.seed)
-    out = localize_models(models["original"], unlearned, sets, settings, root / "cache", not a.quiet)
+    original = models["original"]
+    out = {
+        "weights": weights_section(original, unlearned),
+        "activations": activations_section(original, unlearned, sets, world["scorer"], root / "cache"),
+        "localize": localize_section(original, unlearned, sets, settings, not a.quiet),
+    }
     for key in ("weights", "activations", "localize"):
         write_json(out[key], root / f"{key}.json")
     for name, loc in out["localize"].items():

@@ -139,38 +139,41 @@ def rtt_dynamics(
     return {"v": v, "lr": one.lrs[0], "points": points, "acc_v": [e["acc_v"] for e in run["epochs"]]}
 
 
-def localize_models(
-    original: Path,
-    models: Mapping[str, Path],
-    sets: Sets,
-    settings: RelearnSettings,
-    cache_dir: Path | None = None,
-    progress: bool = False,
-) -> dict[str, dict]:
-    """Every lens of this module for each unlearned model against `original`: {"weights",
-    "activations", "localize"}, each keyed by model name."""
+def weights_section(original: Path, models: Mapping[str, Path]) -> dict:
+    """The streaming weight diff of each model against the original."""
+    return {name: weights_diff(original, path) for name, path in models.items()}
+
+
+def activations_section(
+    original: Path, models: Mapping[str, Path], sets: Sets, scorer: str, cache_dir: Path | None = None
+) -> dict:
+    """Per model, layer-wise divergence from the original's residuals, on forget and on retain prompts."""
+    kinds = (("forget", sets.forget_facts()), ("retain", list(sets.retain)))
+    base = {
+        k: features(boot_bridge(original), f, scorer, cache_dir, checkpoint_digest(original))
+        for k, f in kinds
+    }
+    out = {}
+    for name, path in models.items():
+        bridge, digest = boot_bridge(path), checkpoint_digest(path)
+        out[name] = {k: divergence(base[k], features(bridge, f, scorer, cache_dir, digest)) for k, f in kinds}
+    return out
+
+
+def localize_section(
+    original: Path, models: Mapping[str, Path], sets: Sets, settings: RelearnSettings, progress: bool = False
+) -> dict:
+    """Per model: revert, patch and layer-restricted RTT per layer, and the RTT dynamics on the first V."""
     scorer = settings.scorer
     orig_model, tok = load_checkpoint(original)
     orig_bridge = boot_bridge(original, orig_model, tok)
-    forget, retain = sets.forget_facts(), list(sets.retain)
-    digest = checkpoint_digest(original)
-    base = {
-        k: features(orig_bridge, f, scorer, cache_dir, digest)
-        for k, f in (("forget", forget), ("retain", retain))
-    }
-    out: dict[str, dict] = {"weights": {}, "activations": {}, "localize": {}}
+    out = {}
     for name, path in models.items():
         start = time.perf_counter()
-        out["weights"][name] = weights_diff(original, path)
         model, _ = load_checkpoint(path)
         bridge = boot_bridge(path, model, tok)
-        digest = checkpoint_digest(path)
-        out["activations"][name] = {
-            k: divergence(base[k], features(bridge, f, scorer, cache_dir, digest))
-            for k, f in (("forget", forget), ("retain", retain))
-        }
         first_v = next(iter(sets.forget))
-        out["localize"][name] = {
+        out[name] = {
             "before": _scores(model, tok, sets, scorer),
             "revert": revert(orig_model, model, tok, sets, scorer),
             "patch": patch(orig_bridge, bridge, sets, scorer),

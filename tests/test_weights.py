@@ -12,7 +12,7 @@ from forensics import weights
 from forensics.attacks.relearn import RelearnSettings
 from forensics.checkpoint import boot_bridge, load_checkpoint, read_json, save_checkpoint
 from forensics.cli import main
-from forensics.localize import localize_models, patch, revert
+from forensics.localize import localize_section, patch, revert
 from forensics.weights import changed_layers, diff, full_load_diff, module_of
 from forensics.world import load_world
 
@@ -98,16 +98,14 @@ def test_planted_edit_is_localized_by_diff_revert_and_patch(micro_world, planted
     assert patched[0]["forget"] < 1.0
 
 
-def test_localize_models_on_the_planted_edit(micro_world, planted, tmp_path):
+def test_activations_and_localize_on_the_planted_edit(micro_world, planted, tmp_path):
     _, sets = load_world(micro_world)
     settings = RelearnSettings(lrs=(1e-3,), epochs=1, scorer="choice")
-    out = localize_models(
-        micro_world / "checkpoints/original", {"planted": planted}, sets, settings, tmp_path
-    )
-    act = out["activations"]["planted"]
+    original, models = micro_world / "checkpoints/original", {"planted": planted}
+    act = activations_section(original, models, sets, "choice", tmp_path)["planted"]
     assert act["forget"]["cosine"][:2] == pytest.approx([1.0, 1.0])  # embedding and layer 0 untouched
     assert act["forget"]["cosine"][2] < 0.999
-    loc = out["localize"]["planted"]
+    loc = localize_section(original, models, sets, settings)["planted"]
     assert len(loc["layer_rtt"]) == 2 and all(0 <= r["acc_v"] <= 1 for r in loc["layer_rtt"])
     dyn = loc["dynamics"]
     assert [p["epoch"] for p in dyn["points"]] == [0, 1] and len(dyn["points"][0]["probe_v"]) == 3

@@ -37,6 +37,7 @@ class RelearnSettings:
     scorer: str = "choice"
     loss_format: str | None = None  # default: the one that matches the scorer
     seed: int = 0
+    patience: int | None = None  # stop a run once V accuracy has not improved for this many epochs
 
     @property
     def fmt(self) -> str:
@@ -85,7 +86,7 @@ def run_one(
     start = time.perf_counter()
     epochs: list[dict] = []
 
-    def measure(epoch: int, m) -> None:
+    def measure(epoch: int, m) -> dict | None:
         if on_epoch is not None:
             on_epoch(epoch, m)
         record = {"epoch": epoch, "acc_v": score(m, tok, v_facts, settings.scorer).accuracy}
@@ -93,6 +94,10 @@ def run_one(
             record["acc_t"] = score(m, tok, t_facts, settings.scorer).accuracy
             record["retain"] = score(m, tok, sets.retain, settings.scorer).accuracy
         epochs.append(record)
+        best = max(range(len(epochs)), key=lambda i: epochs[i]["acc_v"])
+        if settings.patience is not None and len(epochs) - 1 - best >= settings.patience:
+            return {"stop": True}
+        return None
 
     attacked = copy.deepcopy(model)
     cfg = TrainConfig(lr=lr, epochs=settings.epochs, batch_size=settings.batch_size, seed=settings.seed)

@@ -13,6 +13,12 @@ from forensics.errors import InputError
 from forensics.weights import layer_index
 
 GRID = [{"lr": lr, "layer": None, "c": 3.0, "alpha": alpha} for lr in (3e-3, 1e-2) for alpha in (1.0, 10.0)]
+DEMO = {
+    "lr": 3e-3,
+    "layer": None,
+    "c": 3.0,
+    "alpha": 1.0,
+}  # the point the full sweep picks on the default world
 STEPS = 150
 STREAMS = ("forget", "retain")
 

@@ -34,6 +34,7 @@ class UnlearnSettings:
     steps: int | None = None  # overrides each method's default
     rmu_layer: int | None = None  # overrides RMU's default (the middle layer)
     lrs: tuple[float, ...] | None = None  # replaces the learning rates of each method's grid
+    light: bool = False  # run only each method's DEMO point (the demo's grid) instead of its sweep
 
 
 def check_method(name: str) -> None:
@@ -53,7 +54,7 @@ def streams(sets: Sets, fmt: str) -> dict[str, list]:
 
 def grid_for(name: str, settings: UnlearnSettings, n_layers: int) -> list[dict]:
     """The method's sweep, with the settings' learning rates and RMU layer applied."""
-    grid = [dict(p) for p in METHODS[name].GRID]
+    grid = [dict(METHODS[name].DEMO)] if settings.light else [dict(p) for p in METHODS[name].GRID]
     if settings.lrs is not None:
         if not settings.lrs or any(lr <= 0 for lr in settings.lrs):
             raise InputError(f"learning rates must be positive (got {list(settings.lrs)})")
