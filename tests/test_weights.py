@@ -12,7 +12,7 @@ from forensics import weights
 from forensics.attacks.relearn import RelearnSettings
 from forensics.checkpoint import boot_bridge, load_checkpoint, read_json, save_checkpoint
 from forensics.cli import main
-from forensics.localize import localize_section, patch, revert
+from forensics.localize import activations_section, localize_section, patch, revert
 from forensics.weights import changed_layers, diff, full_load_diff, module_of
 from forensics.world import load_world
 
