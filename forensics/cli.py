@@ -111,15 +111,102 @@ def cmd_world(a: argparse.Namespace) -> None:
     print(f"done in {time.perf_counter() - start:.1f} s")
 
 
+def summary_rows(results: dict) -> list[dict]:
+    """The study's headline table: one row per method."""
+    rows = []
+    for name, r in results["summary"].items():
+        rows.append(
+            {
+                "method": name,
+                "forget": r.get("forget"),
+                "retain": r.get("retain"),
+                "RTT acc V": r.get("rtt_acc_v"),
+                "RTT recovery": r.get("rtt_recovery"),
+                "quantized": r.get("quantized_forget"),
+                "ablation": f"{r['ablation_v']:.2f} (l{r['ablation_layer']})" if "ablation_v" in r else "",
+                "probe": f"{r['probe_acc']:.2f} ({r['probe_layer']})" if "probe_acc" in r else "",
+                "verdict": r["verdict"],
+            }
+        )
+    return rows
+
+
+def finish_study(results: dict, out: Path, started: float) -> None:
+    """Write the report, print the summary table and the report's path."""
+    from reports.html import write_report
+
+    report = write_report(results, out / "report" / "index.html")
+    rows = summary_rows(results)
+    chance = next(iter(results["summary"].values()))["chance"] if rows else float("nan")
+    print(f"{results['name']}: {results['config']['scorer']} scorer, chance {chance:.2f}")
+    print(format_table(rows, list(rows[0])) if rows else "(no unlearned models)")
+    print(f"results: {out / 'results.json'}")
+    print(f"report: {report}")
+    print(f"done in {time.perf_counter() - started:.1f} s")
+
+
+def demo_config(out: Path, world: dict, methods: dict[str, Path]):
+    """The demo's study: the world's checkpoints and the lighter grids (named in the report)."""
+    from forensics.study import StudyConfig
+
+    root = out.resolve()
+    s = world["sets"]
+    return StudyConfig(
+        name="demo",
+        out=root,
+        original=root / world["models"]["original"]["path"],
+        never_learned=root / world["models"]["never_learned"]["path"],
+        unlearned={m: p.resolve() for m, p in methods.items()},
+        facts=root / world["facts"],
+        forget=tuple(s["forget"]),
+        retain=tuple(s["retain"]),
+        near_retain=tuple(s["near_retain"]),
+        scorer=world["scorer"],
+        relearn={"lrs": (1e-3,), "epochs": 4, "patience": 1},
+        localize={"lrs": (1e-3,), "epochs": 2, "patience": 1},
+        grid="demo",
+    )
+
+
 def cmd_demo(a: argparse.Namespace) -> None:
-    from forensics.world import build_world
+    from forensics.study import run_study
+    from forensics.unlearn import METHODS
+    from forensics.unlearn.run import UnlearnSettings, unlearn
+    from forensics.world import build_world, load_world
 
     start = time.perf_counter()
     out = Path(a.out)
     world = build_world(out, progress=not a.quiet)
     print(f"embedded world in {out} (checkpoints: original, never_learned):")
     print(world_table(world))
-    print(f"done in {time.perf_counter() - start:.1f} s")
+    _, sets = load_world(out)
+    settings = UnlearnSettings(scorer=world["scorer"], light=True)
+    methods = {}
+    for name in METHODS:
+        methods[name] = out / "checkpoints" / name
+        unlearn(name, out / world["models"]["original"]["path"], sets, methods[name], settings, not a.quiet)
+    results = run_study(demo_config(out, world, methods), progress=not a.quiet)
+    finish_study(results, out, start)
+
+
+def cmd_study(a: argparse.Namespace) -> None:
+    from forensics.study import load_config, run_study
+
+    start = time.perf_counter()
+    cfg = load_config(Path(a.config))
+    results = run_study(cfg, progress=not a.quiet)
+    finish_study(results, Path(cfg.out), start)
+
+
+def cmd_report(a: argparse.Namespace) -> None:
+    from forensics.checkpoint import read_json
+    from reports.html import write_report
+
+    results = read_json(Path(a.results))
+    if "schema_version" not in results or "summary" not in results:
+        raise InputError(f"{a.results}: not a forensics results.json (no schema_version or summary)")
+    out = Path(a.out) if a.out else Path(a.results).parent / "report" / "index.html"
+    print(f"report: {write_report(results, out)}")
 
 
 def cmd_score(a: argparse.Namespace) -> None:
@@ -431,6 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--seed", type=int, default=0)
     lo.add_argument("--quiet", action="store_true", help="no progress bars")
     lo.set_defaults(func=cmd_localize)
+    st = sub.add_parser("study", help="every lens on checkpoints named in a TOML config; results + report")
+    st.add_argument("config", help="a study TOML (see README)")
+    st.add_argument("--quiet", action="store_true", help="no progress bars")
+    st.set_defaults(func=cmd_study)
+    rp = sub.add_parser("report", help="render the HTML report of a results.json")
+    rp.add_argument("results", help="a results.json written by a study or the demo")
+    rp.add_argument("--out", help="the HTML file (default: report/index.html beside the results)")
+    rp.set_defaults(func=cmd_report)
     d = sub.add_parser("demo", help="the whole job on the embedded world, offline")
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)
     d.add_argument("--quiet", action="store_true", help="no progress bars")

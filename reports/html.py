@@ -1,0 +1,299 @@
+"""results.json → one self-contained HTML report (plotly.js embedded, no network, nothing to run).
+
+Every string that comes from a dataset or a config is escaped: text through `html.escape`, figure
+data through JSON with `<`, `>` and `&` written as unicode escapes, so no `</script>` can break out.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+from plotly.utils import PlotlyJSONEncoder
+
+COLORS = {"original": "#2b6cb0", "never_learned": "#718096", "method": "#c53030", "control": "#d69e2e"}
+KINDS_ORDER = ["attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o", "mlp_gate", "mlp_in", "mlp_out", "norm"]
+
+
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return esc(value)
+
+
+def figure_json(fig: go.Figure) -> str:
+    """The figure as JSON safe to place inside a <script> element."""
+    text = json.dumps(fig.to_plotly_json(), cls=PlotlyJSONEncoder)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+    fig.update_layout(
+        title={"text": esc(title), "x": 0.01},
+        height=height,
+        margin={"l": 50, "r": 20, "t": 60, "b": 40},
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.15},
+    )
+    return fig
+
+
+def rtt_figure(results: dict) -> go.Figure | None:
+    rtt = results.get("relearn")
+    if not rtt:
+        return None
+    metrics, best = rtt["metrics"], rtt["best"]
+    names = list(metrics)
+    before = [sum(b["before"] for b in best[n].values()) / len(best[n]) for n in names]
+    fig = go.Figure()
+    fig.add_bar(name="V before RTT", x=names, y=before, marker_color="#a0aec0")
+    fig.add_bar(
+        name="V after RTT (best lr, epoch)",
+        x=names,
+        y=[metrics[n]["acc_v"]["mean"] for n in names],
+        error_y={"type": "data", "array": [metrics[n]["acc_v"]["std"] for n in names]},
+        marker_color=[COLORS.get(n, COLORS["method"]) for n in names],
+    )
+    fig.add_hline(y=rtt["chance"], line_dash="dot", annotation_text="chance")
+    fig.update_yaxes(range=[0, 1.05], title="accuracy on V")
+    return _layout(fig, "Retraining on T (RTT): accuracy on the held-out V, mean ± sd over rotations")
+
+
+def hiding_figure(results: dict) -> go.Figure | None:
+    rows = {n: s["hiding_map"] for n, s in results.get("summary", {}).items() if s.get("hiding_map")}
+    if not rows:
+        return None
+    layers = next(iter(rows.values()))["layers"]
+    fig = go.Figure(
+        go.Heatmap(
+            z=[r["values"] for r in rows.values()],
+            x=[f"layer {x}" for x in layers],
+            y=list(rows),
+            zmin=0,
+            zmax=1,
+            colorscale="Reds",
+            colorbar={"title": "evidence"},
+        )
+    )
+    return _layout(
+        fig, "Hiding map: where the forget answers are still there (methods × layers)", 120 + 50 * len(rows)
+    )
+
+
+def _line(fig, x, y, name, color, row, col, dash=None, show=True):
+    fig.add_scatter(
+        x=x,
+        y=y,
+        name=name,
+        mode="lines+markers",
+        line={"color": color, "dash": dash},
+        legendgroup=name,
+        showlegend=show,
+        row=row,
+        col=col,
+    )
+
+
+def method_figure(results: dict, name: str) -> go.Figure:
+    """Six per-layer panels for one method."""
+    fig = make_subplots(
+        rows=2,
+        cols=3,
+        subplot_titles=[
+            "probe accuracy on V",
+            "logit lens on forget",
+            "‖ΔW‖/‖W‖ by module",
+            "cosine to the original's residuals",
+            "forget accuracy after revert / patch / layer-RTT",
+            "RTT update vs −ΔW (cosine, per epoch)",
+        ],
+        vertical_spacing=0.16,
+    )
+    probes = results.get("probes")
+    if probes and name in probes["models"]:
+        layers = probes["layers"]
+        series = [(name, "probe", COLORS["method"], None), ("original", "probe", COLORS["original"], None)]
+        series += [("never_learned", "probe", COLORS["never_learned"], None)]
+        series += [(name, "control", COLORS["control"], "dot")]
+        for model, key, color, dash in series:
+            if model in probes["models"]:
+                label = f"{model} (control task)" if key == "control" else model
+                _line(fig, layers, [p["acc"] for p in probes["models"][model][key]], label, color, 1, 1, dash)
+        for model, color in (
+            (name, COLORS["method"]),
+            ("original", COLORS["original"]),
+            ("never_learned", COLORS["never_learned"]),
+        ):
+            if model in probes["models"]:
+                lens = [p["acc"] for p in probes["models"][model]["lens"]["forget"]]
+                _line(fig, layers, lens, model, color, 1, 2, show=False)
+    weights = results.get("weights", {}).get(name)
+    if weights:
+        blocks = sorted((k for k in weights["layers"] if k != "none"), key=int)
+        kinds = [k for k in KINDS_ORDER if any(k in weights["layers"][b] for b in blocks)]
+        for kind in kinds:
+            fig.add_bar(
+                x=blocks,
+                y=[weights["layers"][b].get(kind, {}).get("rel", 0) for b in blocks],
+                name=kind,
+                row=1,
+                col=3,
+                legendgroup="kinds",
+            )
+    act = results.get("activations", {}).get(name)
+    if act:
+        layers = ["embed", *map(str, range(len(act["forget"]["cosine"]) - 1))]
+        _line(fig, layers, act["forget"]["cosine"], "forget prompts", "#805ad5", 2, 1)
+        _line(fig, layers, act["retain"]["cosine"], "retain prompts", "#38a169", 2, 1)
+    loc = results.get("localize", {}).get(name)
+    if loc:
+        blocks = [str(i) for i in range(len(loc["revert"]))]
+        _line(fig, blocks, [r["forget"] for r in loc["revert"]], "revert layer", "#dd6b20", 2, 2)
+        _line(fig, blocks, [r["forget"] for r in loc["patch"]], "patch residual", "#319795", 2, 2)
+        _line(
+            fig, blocks, [r["acc_v"] for r in loc["layer_rtt"]], "RTT on this layer only (V)", "#b83280", 2, 2
+        )
+        _line(
+            fig, blocks, [loc["before"]["forget"]] * len(blocks), "unlearned, as is", "#a0aec0", 2, 2, "dot"
+        )
+        for point in loc["dynamics"]["points"][1:]:
+            _line(fig, blocks, point["cosine"], f"after epoch {point['epoch']}", None, 2, 3, show=False)
+    fig.update_yaxes(range=[0, 1.05], row=1, col=1)
+    fig.update_yaxes(range=[0, 1.05], row=1, col=2)
+    fig.update_yaxes(range=[0, 1.05], row=2, col=2)
+    fig.update_xaxes(title="layer")
+    return _layout(fig, f"{name}: layer by layer", 720)
+
+
+def summary_table(results: dict) -> str:
+    cols = [
+        ("method", None),
+        ("forget", "forget"),
+        ("near-retain", "near_retain"),
+        ("retain", "retain"),
+        ("RTT acc V", "rtt_acc_v"),
+        ("RTT recovery", "rtt_recovery"),
+        ("quantized forget", "quantized_forget"),
+        ("best ablation V", "ablation_v"),
+        ("probe (best layer)", "probe_acc"),
+        ("verdict", "verdict"),
+    ]
+    head = "".join(f"<th>{esc(c)}</th>" for c, _ in cols)
+    rows = []
+    for name, row in results.get("summary", {}).items():
+        cells = []
+        for _, key in cols:
+            if key is None:
+                cells.append(f"<td>{esc(name)}</td>")
+            elif key == "probe_acc" and "probe_acc" in row:
+                cells.append(f"<td>{_fmt(row['probe_acc'])} (layer {esc(row['probe_layer'])})</td>")
+            elif key == "ablation_v" and "ablation_v" in row:
+                cells.append(f"<td>{_fmt(row['ablation_v'])} (layer {esc(row['ablation_layer'])})</td>")
+            elif key == "verdict":
+                verdict, evidence = esc(row["verdict"]), esc(row["evidence"])
+                cells.append(f"<td class='verdict'><b>{verdict}</b><br><small>{evidence}</small></td>")
+            else:
+                cells.append(f"<td>{_fmt(row.get(key))}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def facts_section(results: dict) -> str:
+    sets = results.get("sets", {})
+    parts = ["<h2>Facts and settings</h2>"]
+    forget = ", ".join(f"{esc(k)}: {v}" for k, v in sets.get("forget", {}).items())
+    parts.append(
+        f"<p>Forget splits (the RTT rotation): {forget}; near-retain {sets.get('near_retain', 0)} facts; "
+        f"retain {sets.get('retain', 0)} facts.</p>"
+    )
+    for kind, facts in sets.get("examples", {}).items():
+        items = "".join(
+            f"<li>{esc(f['question'])} — choices: {esc(' | '.join(f['choices']))}; answer: "
+            f"{esc(f['choices'][f['answer']])}</li>"
+            for f in facts
+        )
+        parts.append(f"<p>Examples of {esc(kind)} facts:</p><ul class='facts'>{items}</ul>")
+    rtt = results.get("relearn", {}).get("settings")
+    if rtt:
+        parts.append(
+            f"<p>RTT grid: learning rates {esc(rtt['lrs'])}, up to {esc(rtt['epochs'])} epochs, "
+            f"batch {esc(rtt['batch_size'])}; the best (lr, epoch) per V is chosen on V — the attacker's "
+            f"best case.</p>"
+        )
+    cfg = results.get("config", {})
+    parts.append(f"<p>Grid: <b>{esc(cfg.get('grid', 'full'))}</b>.</p>")
+    parts.append(
+        f"<details><summary>Full configuration</summary><pre>{esc(json.dumps(cfg, indent=2))}</pre></details>"
+    )
+    versions = ", ".join(f"{esc(k)} {esc(v)}" for k, v in results.get("versions", {}).items())
+    parts.append(f"<p class='small'>Versions: {versions}.</p>")
+    return "".join(parts)
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1300px;color:#1a202c}
+table{border-collapse:collapse;width:100%;font-size:14px}
+th,td{border:1px solid #e2e8f0;padding:6px;text-align:left;vertical-align:top}th{background:#f7fafc}
+td.verdict small{color:#4a5568}.figure{margin:18px 0}
+.small{color:#718096;font-size:12px}h1{margin-bottom:0}
+"""
+
+
+def render(results: dict) -> str:
+    """The whole report as one HTML string."""
+    figures: list[tuple[str, go.Figure]] = []
+    for key, fig in (("rtt", rtt_figure(results)), ("hiding", hiding_figure(results))):
+        if fig is not None:
+            figures.append((key, fig))
+    for i, name in enumerate(results.get("unlearned", [])):
+        figures.append((f"method-{i}", method_figure(results, name)))
+    divs = {key: f"<div class='figure plot' id='fig-{key}'></div>" for key, _ in figures}
+    scripts = "".join(
+        f"<script>(function(){{var f={figure_json(fig)};"
+        f"Plotly.newPlot('fig-{key}',f.data,f.layout,{{responsive:true,displaylogo:false}});}})();</script>"
+        for key, fig in figures
+    )
+    methods = "".join(divs[k] for k, _ in figures if k.startswith("method-"))
+    chance = next(iter(results.get("summary", {}).values()), {}).get("chance")
+    intro = (
+        "<p>Did unlearning <b>erase</b> the forget facts from the weights, or only <b>hide</b> them? Each "
+        "method is compared with the original and, where there is one, a model that never learned the facts "
+        f"(exact unlearning). Chance is {_fmt(chance)}. A verdict is never a bare label: the evidence is "
+        "beside it.</p>"
+    )
+    hiding_note = (
+        "<p class='small'>Hiding map: per layer, the largest of (probe accuracy − the never-learned "
+        "model's), (forget accuracy after reverting the layer − before) and (after patching the "
+        "original's residual − before), clipped to [0, 1].</p>"
+    )
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>unlearning forensics: {esc(results.get('name', ''))}</title><style>{CSS}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<h1>Unlearning forensics: {esc(results.get('name', ''))}</h1>{intro}"
+        f"<h2>Summary</h2>{summary_table(results)}"
+        f"<h2>Relearning attack</h2>{divs.get('rtt', '<p>not run</p>')}"
+        f"<h2>Where the hiding lives</h2>{divs.get('hiding', '<p>not run</p>')}{hiding_note}"
+        f"<h2>Per method, layer by layer</h2>{methods}"
+        f"{facts_section(results)}{scripts}</body></html>"
+    )
+
+
+def write_report(results: dict, path: Path) -> Path:
+    """Render and write atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render(results), encoding="utf-8")
+    tmp.replace(path)
+    return path
