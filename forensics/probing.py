@@ -25,7 +25,7 @@ from forensics.formats import choice_context, choice_continuation, letter_prompt
 from forensics.scoring import letter_token_ids
 from forensics.tokens import encode
 from probes.lens import IGNORE, Readout, choice_lens, letter_lens
-from probes.linear import LogisticProbe
+from probes.linear import LogisticProbe, fit_batched, restricted_argmax
 from probes.selectivity import accuracy_with_ci, control_answers
 
 
@@ -149,27 +149,23 @@ def probe_models(
         "train": "retain + near-retain + T, tested on V, rotated over V",
         "models": {},
     }
-    reference: dict[str, LogisticProbe] = {}
+    tests = [np.flatnonzero(splits == v) for v in rotations]
+    trains = [
+        np.concatenate([np.flatnonzero(splits != v), np.arange(n_forget, len(facts))]) for v in rotations
+    ]
+    reference: list | None = None
     for name, path in models.items():
         bridge = boot_bridge(path)
         digest = checkpoint_digest(path)
         X = features(bridge, facts, scorer, cache_dir, digest)
         out["layers"] = layer_names(X.shape[0] - 1)
-        hits = {
-            kind: np.zeros((X.shape[0], n_forget), dtype=bool) for kind in ("probe", "control", "transfer")
-        }
-        chosen_C = {}
-        for v in rotations:
-            test = np.flatnonzero(splits == v)
-            train = np.concatenate([np.flatnonzero(splits != v), np.arange(n_forget, len(facts))])
-            probe = make_probe(settings).fit(X[:, train], y[train], allowed[train])
-            hits["probe"][:, test] = probe.predict(X[:, test], allowed[test]) == y[test]
-            control = make_probe(settings).fit(X[:, train], y_control[train], allowed[train])
-            hits["control"][:, test] = control.predict(X[:, test], allowed[test]) == y_control[test]
-            chosen_C[v] = probe.C_
-            hits["transfer"][:, test] = (
-                reference.setdefault(v, probe).predict(X[:, test], allowed[test]) == y[test]
-            )
+        probes, controls, chosen_C = fit_rotations(X, y, y_control, allowed, trains, settings)
+        reference = reference or probes
+        hits = {k: np.zeros((X.shape[0], n_forget), dtype=bool) for k in ("probe", "control", "transfer")}
+        for test, probe, control, ref in zip(tests, probes, controls, reference, strict=True):
+            hits["probe"][:, test] = probe(X[:, test], allowed[test]) == y[test]
+            hits["control"][:, test] = control(X[:, test], allowed[test]) == y_control[test]
+            hits["transfer"][:, test] = ref(X[:, test], allowed[test]) == y[test]
         probe_acc, control_acc = _per_layer(hits["probe"]), _per_layer(hits["control"])
         lens = lens_correct(bridge, facts, scorer, cache_dir, digest)
         out["models"][name] = {
@@ -177,10 +173,42 @@ def probe_models(
             "control": control_acc,
             "selectivity": [p["acc"] - c["acc"] for p, c in zip(probe_acc, control_acc, strict=True)],
             "transfer": _per_layer(hits["transfer"]),
-            "C": chosen_C,
+            "C": dict(zip(rotations, chosen_C, strict=True)),
             "lens": {"forget": _per_layer(lens[:, :n_forget]), "retain": _per_layer(lens[:, -n_retain:])},
         }
     return out
+
+
+def fit_rotations(X, y, y_control, allowed, trains, settings: ProbeSettings):
+    """Probe and control-task probe per rotation: predictors `(X, allowed) -> classes` and the C
+    chosen per layer. With one strength, every rotation and the control task are fitted in one solve."""
+    if len(settings.Cs) > 1:
+        probes, controls, chosen = [], [], []
+        for train in trains:
+            probe = make_probe(settings).fit(X[:, train], y[train], allowed[train])
+            control = make_probe(settings).fit(X[:, train], y_control[train], allowed[train])
+            probes.append(probe.predict)
+            controls.append(control.predict)
+            chosen.append(probe.C_)
+        return probes, controls, chosen
+    n, r = X.shape[1], len(trains)
+    masks = torch.zeros(2 * r, n, dtype=torch.bool)
+    for i, train in enumerate(trains):
+        masks[i, train] = masks[r + i, train] = True
+    ys = torch.as_tensor(np.stack([y] * r + [y_control] * r), dtype=torch.long)
+    W, b = fit_batched(
+        X, ys, masks, settings.Cs, allowed.shape[1], settings.max_iter, settings.tol, torch.float32
+    )
+
+    def predictor(i: int):
+        def predict(Xt, allowed_t):
+            logits = torch.einsum("lnd,ldk->lnk", Xt.float(), W[:, i, 0]) + b[:, i, 0, None, :]
+            return restricted_argmax(logits, torch.as_tensor(allowed_t)).numpy()
+
+        return predict
+
+    chosen = [[settings.Cs[0]] * X.shape[0]] * r
+    return [predictor(i) for i in range(r)], [predictor(r + i) for i in range(r)], chosen
 
 
 def make_probe(settings: ProbeSettings) -> LogisticProbe:

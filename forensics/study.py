@@ -14,6 +14,7 @@ import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -148,10 +149,8 @@ def versions() -> dict:
     import transformer_lens
     import transformers
 
-    from forensics import __version__
-
     return {
-        "forensics": __version__,
+        "forensics": metadata.version("unlearning-forensics"),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -305,7 +304,8 @@ def summarize(results: dict, unlearned: list[str], chance: float) -> dict:
 def hiding_map(results: dict, name: str) -> dict | None:
     """Per block: the strongest sign that forget answers are still there at that layer — probe
     accuracy above the never-learned control's, or forget accuracy restored by reverting or patching
-    the layer (above the unlearned model's own), clipped to [0, 1]."""
+    the layer (above the unlearned model's own; not patching after the last block, which is the
+    original's output by construction), clipped to [0, 1]."""
     probes, loc = results.get("probes", {}), results.get("localize", {}).get(name)
     layers = probes.get("layers")
     if not layers and not loc:
@@ -319,9 +319,9 @@ def hiding_map(results: dict, name: str) -> dict | None:
     if loc:
         before = loc["before"]["forget"]
         for i in range(n):
-            values[i] = max(
-                values[i], loc["revert"][i]["forget"] - before, loc["patch"][i]["forget"] - before
-            )
+            # patching after the last block reproduces the original's output: no evidence, left out
+            patched = loc["patch"][i]["forget"] if i < n - 1 else before
+            values[i] = max(values[i], loc["revert"][i]["forget"] - before, patched - before)
     return {"layers": [str(i) for i in range(n)], "values": [min(1.0, max(0.0, v)) for v in values]}
 
 
@@ -358,6 +358,7 @@ def verdict(row: dict) -> tuple[str, str]:
     if hmap and max(hmap["values"], default=0) > 0.15:
         i = int(np.argmax(hmap["values"]))
         evidence.append(f"the hiding map peaks at layer {hmap['layers'][i]} ({hmap['values'][i]:.2f})")
+        signs.append("localization")
     if signs:
         return "hidden", "; ".join(evidence) + f" — recovered by {', '.join(signs)}"
     return "erased (as far as these lenses see)", "; ".join(evidence)

@@ -26,7 +26,8 @@ def fit_batched(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit one probe per (layer, fold, C).
 
-    X: [layers, n, d] features; y: [n] class indices; train_mask: [folds, n] rows each fold trains on;
+    X: [layers, n, d] features; y: [n] class indices, or [folds, n] for labels that differ per fold
+    (e.g. a control task beside the real one); train_mask: [folds, n] rows each fold trains on;
     Cs: strengths shared by every layer, or one list per layer.
     Returns W [layers, folds, Cs, d, K] and b [layers, folds, Cs, K].
     """
@@ -39,7 +40,9 @@ def fit_batched(
     rows = w.sum(1)
     W = torch.zeros(n_layers, folds, C.shape[1], d, n_classes, dtype=X.dtype, requires_grad=True)
     b = torch.zeros(n_layers, folds, C.shape[1], n_classes, dtype=X.dtype, requires_grad=True)
-    onehot = torch.nn.functional.one_hot(y, n_classes).to(X.dtype)
+    onehot = torch.nn.functional.one_hot(y, n_classes).to(X.dtype)  # [n, K] or [folds, n, K]
+    if onehot.ndim == 3:
+        onehot = onehot[None, :, None]
     opt = torch.optim.LBFGS(
         [W, b],
         lr=1,

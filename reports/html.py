@@ -274,7 +274,8 @@ def render(results: dict) -> str:
     hiding_note = (
         "<p class='small'>Hiding map: per layer, the largest of (probe accuracy − the never-learned "
         "model's), (forget accuracy after reverting the layer − before) and (after patching the "
-        "original's residual − before), clipped to [0, 1].</p>"
+        "original's residual − before; not after the last block, where it is the original's output), "
+        "clipped to [0, 1].</p>"
     )
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
