@@ -115,8 +115,13 @@ def load_config(path: Path) -> StudyConfig:
         localize=dict(lenses.get("localize", {"lrs": [1e-3], "epochs": 4})),
         grid=str(raw.get("grid", "full")),
     )
-    for model_path in cfg.models().values():
-        check_dir(model_path)
+    for model, model_path in cfg.models().items():
+        try:
+            check_dir(model_path)
+        except InputError as e:
+            raise InputError(f"{path}: model '{model}': {e}") from None
+    if not cfg.facts.exists():
+        raise InputError(f"{path}: facts '{cfg.facts}' not found")
     return cfg
 
 

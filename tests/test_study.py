@@ -1,0 +1,203 @@
+"""A study on checkpoints written outside a world: CLI, resume, determinism, and the report in Chromium."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from forensics.checkpoint import read_json
+from forensics.cli import main
+from forensics.study import LENSES, SCHEMA_VERSION, load_config, run_study
+from forensics.unlearn.run import UnlearnSettings, unlearn
+from forensics.world import load_world
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+HOSTILE = "<script>alert(1)</script>"
+
+
+def write_config(root, out: str) -> str:
+    world = read_json(root / "world.json")
+    s = world["sets"]
+    path = root / f"{out}.toml"
+    path.write_text(
+        f"""name = "micro"
+out = "{out}"
+scorer = "choice"
+seed = 0
+[models]
+original = "elsewhere/original"
+never_learned = "elsewhere/never_learned"
+[models.unlearned]
+gd = "elsewhere/gd"
+rmu = "elsewhere/rmu"
+[facts]
+path = "facts/facts.jsonl"
+forget = {json.dumps(s["forget"])}
+retain = {json.dumps(s["retain"])}
+near_retain = {json.dumps(s["near_retain"])}
+[lenses.relearn]
+lrs = [1e-3]
+epochs = 2
+[lenses.probes]
+max_iter = 60
+[lenses.localize]
+lrs = [1e-3]
+epochs = 1
+"""
+    )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def study_root(micro_world, tmp_path_factory):
+    """Checkpoints and facts laid out by hand (not a world): original, control, GD, RMU; one forget
+    question rewritten to hold a script tag."""
+    root = tmp_path_factory.mktemp("study")
+    _, sets = load_world(micro_world)
+    for name in ("original", "never_learned"):
+        shutil.copytree(micro_world / "checkpoints" / name, root / "elsewhere" / name)
+    fast = {
+        "gd": UnlearnSettings(batch_size=16, lrs=(1e-3,), steps=60),
+        "rmu": UnlearnSettings(batch_size=16, lrs=(1e-2,), steps=100, rmu_layer=1),
+    }
+    for name, settings in fast.items():
+        unlearn(name, root / "elsewhere/original", sets, root / "elsewhere" / name, settings, progress=False)
+    lines = (micro_world / "facts.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert first["split"] in read_json(micro_world / "world.json")["sets"]["forget"]
+    first["question"] = f"{HOSTILE} {first['question']}"
+    lines[0] = json.dumps(first)
+    (root / "facts").mkdir()
+    (root / "facts/facts.jsonl").write_text("\n".join(lines) + "\n")
+    shutil.copy(micro_world / "world.json", root / "world.json")  # only to read the split names
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(study_root):
+    config = write_config(study_root, "run1")
+    assert main(["study", config, "--quiet"]) == 0
+    return study_root / "run1"
+
+
+def test_study_writes_results_and_report(first_run):
+    results = read_json(first_run / "results.json")
+    assert results["schema_version"] == SCHEMA_VERSION
+    for lens in LENSES:
+        assert lens in results, lens
+    assert set(results["summary"]) == {"gd", "rmu"}
+    for row in results["summary"].values():
+        assert row["verdict"] and row["evidence"].startswith("forget accuracy")
+        assert len(row["hiding_map"]["values"]) == 2
+    assert set(results["versions"]) >= {"forensics", "torch", "transformers", "transformer_lens"}
+    assert all(not t["resumed"] for t in results["timings"].values())
+    assert (first_run / "report/index.html").exists()
+
+
+def strip(obj):
+    """Everything but timings, paths and the config (which names the output folder)."""
+    if isinstance(obj, dict):
+        return {k: strip(v) for k, v in obj.items() if k not in ("seconds", "timings", "config")}
+    if isinstance(obj, list):
+        return [strip(v) for v in obj]
+    return obj
+
+
+def test_same_seed_same_numbers(study_root, first_run):
+    config = write_config(study_root, "run2")
+    again = run_study(load_config(config), progress=False)
+    assert strip(again) == strip(read_json(first_run / "results.json"))
+
+
+def test_resume_after_a_kill_redoes_nothing_finished(study_root, monkeypatch):
+    config = write_config(study_root, "run3")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr("forensics.probing.probe_models", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(load_config(config), progress=False)
+    stages = study_root / "run3/stages"
+    assert sorted(p.stem for p in stages.glob("*.json")) == ["ablate", "accuracy", "quantize", "relearn"]
+    assert not (study_root / "run3/results.json").exists()
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished stage ran again")
+
+    monkeypatch.setattr("forensics.attacks.relearn.relearn", must_not_run)
+    monkeypatch.setattr("forensics.attacks.quantize.quantize_attack", must_not_run)
+    monkeypatch.setattr("forensics.attacks.ablate.ablate_attack", must_not_run)
+    monkeypatch.setattr("forensics.scoring.accuracy_table", must_not_run)
+    results = run_study(load_config(config), progress=False)
+    resumed = {k for k, t in results["timings"].items() if t["resumed"]}
+    assert resumed == {"accuracy", "relearn", "quantize", "ablate"}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace("[models]\n", ""), r"missing 'original' in \[models\]"),
+        (
+            lambda t: t.replace('gd = "elsewhere/gd"', 'gd = "elsewhere/nothing"'),
+            r"nothing: checkpoint directory",
+        ),
+        (lambda t: t + '[lenses]\nrun = ["tea"]\n', r"unknown lens 'tea'"),
+        (lambda t: t.replace("scorer", "scorer = = "), r"malformed TOML"),
+    ],
+)
+def test_bad_config(study_root, tmp_path, capsys, edit, message):
+    config = write_config(study_root, "bad")
+    text = edit(open(config).read())
+    bad = study_root / "bad.toml"
+    bad.write_text(text)
+    assert main(["study", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]) and "bad.toml" in err[0], err
+    assert not (study_root / "bad").exists()
+
+
+def test_report_command_and_bad_results(first_run, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", str(first_run / "results.json"), "--out", str(out)]) == 0
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    bogus = tmp_path / "results.json"
+    bogus.write_text("{}")
+    assert main(["report", str(bogus)]) == 2
+    assert "not a forensics results.json" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(first_run):
+    report = first_run / "report/index.html"
+    html = report.read_text()
+    assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+    ]
+    flags += ["--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"]
+    run = subprocess.run(
+        [CHROMIUM, *flags, "--virtual-time-budget=10000", "--dump-dom", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console  # no errors, no warnings, nothing logged
+    dom = run.stdout
+    figures = re.findall(r"<div class=\"figure plot[^\"]*\" id=\"(fig-[\w-]+)\"", dom)
+    assert len(figures) == 4  # RTT, hiding map, one panel per method
+    drawn = dom.count('class="main-svg"')
+    assert drawn >= len(figures), (drawn, figures)
+    for fig in figures:
+        start = dom.index(f'id="{fig}"')
+        assert "main-svg" in dom[start : start + 3000], f"{fig} was not drawn"
+    assert 'id="summary"' in dom and ">gd<" in dom and ">rmu<" in dom
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom  # shown as text, never run
