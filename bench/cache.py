@@ -13,25 +13,18 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from bench.models import LAYERS, VOCAB, D, llama_config
 from forensics.cache import extract_ids
 from forensics.checkpoint import boot_bridge, resolve_device
 from forensics.world import build_tokenizer
 
-LAYERS, D, VOCAB, BATCH, TOKENS, BATCHES, REPEATS = 12, 768, 32000, 16, 64, 4, 3
+BATCH, TOKENS, BATCHES, REPEATS = 16, 64, 4, 3
 
 
 def build(out: Path):
-    cfg = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=D,
-        intermediate_size=4 * D,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=12,
-        num_key_value_heads=12,
-        max_position_embeddings=TOKENS,
-    )
+    cfg = llama_config(max_position_embeddings=TOKENS)
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg).eval()
     tok = build_tokenizer([f"ship {i} was launched in {1800 + i % 200}" for i in range(500)], 512)

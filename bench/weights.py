@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-LAYERS, D, VOCAB = 12, 768, 32000
+from bench.models import LAYERS, VOCAB, D
 
 
 def rss_kb(field: str) -> int:
@@ -39,17 +39,11 @@ def child(kind: str, a: str, b: str) -> None:
 
 def build(root: Path) -> tuple[Path, Path]:
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    cfg = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=D,
-        intermediate_size=4 * D,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=12,
-        num_key_value_heads=12,
-        tie_word_embeddings=False,
-    )
+    from bench.models import llama_config
+
+    cfg = llama_config(tie_word_embeddings=False)
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg)
     a, b = root / "original", root / "unlearned"
@@ -78,9 +72,7 @@ def main():
                 text=True,
             )
             runs[kind] = json.loads(out.stdout.strip().splitlines()[-1])
-    worst = max(
-        abs(runs["stream"]["fro"][n] - f) / max(f, 1e-30) for n, f in runs["plain"]["fro"].items()
-    )
+    worst = max(abs(runs["stream"]["fro"][n] - f) / max(f, 1e-30) for n, f in runs["plain"]["fro"].items())
     print(
         json.dumps(
             {

@@ -162,8 +162,8 @@ def demo_config(out: Path, world: dict, methods: dict[str, Path]):
         retain=tuple(s["retain"]),
         near_retain=tuple(s["near_retain"]),
         scorer=world["scorer"],
-        relearn={"lrs": (1e-3,), "epochs": 4, "patience": 1},
-        localize={"lrs": (1e-3,), "epochs": 2, "patience": 1},
+        relearn={"lrs": (1e-3,), "epochs": 4, "patience": 1, "score_t_and_retain": False},
+        localize={"lrs": (1e-3,), "epochs": 2, "patience": 1, "score_t_and_retain": False, "rotations": 1},
         grid="demo",
     )
 

@@ -76,11 +76,12 @@ def patch(original_bridge, unlearned_bridge, sets: Sets, scorer: str) -> list[di
 
 def layer_rtt(model, tok, sets: Sets, settings: RelearnSettings, progress: bool = False) -> list[dict]:
     """Per layer: RTT updating only that layer's parameters; best V accuracy over (lr, epoch) per V,
-    then the mean over the rotation (the same choice as full RTT)."""
+    then the mean over the rotation (the same choice as full RTT; the first `settings.rotations` V)."""
     out = []
+    rotations = list(sets.rotations())[: settings.rotations]
     for layer in range(model.config.num_hidden_layers):
         per_v = {}
-        for v, _, v_facts in sets.rotations():
+        for v, _, v_facts in rotations:
             before = score(model, tok, v_facts, settings.scorer).accuracy
             runs = [
                 run_one(model, tok, sets, v, lr, settings, before, progress, layer, only_v=True)

@@ -38,14 +38,19 @@ def quantize_(model: torch.nn.Module, bits: int) -> int:
 
 
 def quantize_attack(
-    models: Mapping[str, Path], sets: Sets, scorer: str = "choice", bits: Sequence[int] = (8, 4)
+    models: Mapping[str, Path],
+    sets: Sets,
+    scorer: str = "choice",
+    bits: Sequence[int] = (8, 4),
+    full: Mapping[str, dict] | None = None,
 ) -> dict:
-    """Accuracy of each model at full precision and at each bit width."""
+    """Accuracy of each model at full precision and at each bit width; `full` reuses accuracy
+    tables already measured at full precision."""
     result: dict = {"bits": list(bits), "scorer": scorer, "models": {}}
     for name, path in models.items():
         model, tok = load_checkpoint(path)
         state = {k: v.clone() for k, v in model.state_dict().items()}
-        entry = {"full": accuracy_table(model, tok, sets, scorer)}
+        entry = {"full": (full or {}).get(name) or accuracy_table(model, tok, sets, scorer)}
         for b in bits:
             model.load_state_dict(state)
             entry["linear_weights"] = quantize_(model, b)

@@ -38,6 +38,8 @@ class RelearnSettings:
     loss_format: str | None = None  # default: the one that matches the scorer
     seed: int = 0
     patience: int | None = None  # stop a run once V accuracy has not improved for this many epochs
+    score_t_and_retain: bool = True  # also score T and retain after each epoch (not needed for the metrics)
+    rotations: int | None = None  # only the first this many V splits (layer-restricted RTT in a light grid)
 
     @property
     def fmt(self) -> str:
@@ -90,7 +92,7 @@ def run_one(
         if on_epoch is not None:
             on_epoch(epoch, m)
         record = {"epoch": epoch, "acc_v": score(m, tok, v_facts, settings.scorer).accuracy}
-        if not only_v:
+        if not only_v and settings.score_t_and_retain:
             record["acc_t"] = score(m, tok, t_facts, settings.scorer).accuracy
             record["retain"] = score(m, tok, sets.retain, settings.scorer).accuracy
         epochs.append(record)
@@ -188,8 +190,8 @@ def best_per_v(grid: Mapping[str, list[dict]]) -> dict[str, dict[str, dict]]:
                         "lr": run["lr"],
                         "epoch": e["epoch"],
                         "acc_v": e["acc_v"],
-                        "acc_t": e["acc_t"],
-                        "retain": e["retain"],
+                        "acc_t": e.get("acc_t"),
+                        "retain": e.get("retain"),
                         "before": run["before"]["acc_v"],
                     }
     return best
