@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from probes.linear import LogisticProbe, kfold_masks
+from probes.linear import LogisticProbe, RidgeProbe, kfold_masks
 
 LAYERS, ROWS, TEST, D, K, FOLDS = 13, 500, 500, 768, 4, 5
 CS = (0.001, 0.01, 0.1, 1.0)
@@ -53,6 +53,9 @@ def main():
     start = time.perf_counter()
     ours = LogisticProbe(Cs=CS, folds=FOLDS).fit(X, y).score(Xt, yt)
     t_ours = time.perf_counter() - start
+    start = time.perf_counter()
+    ridge = RidgeProbe(alpha=1.0).fit(X, y).score(Xt, yt)
+    t_ridge = time.perf_counter() - start
     print(
         json.dumps(
             {
@@ -70,6 +73,9 @@ def main():
                 "acc_sklearn": [round(a, 3) for a in ref],
                 "acc_batched": [round(float(a), 3) for a in ours],
                 "max_abs_diff": round(float(np.max(np.abs(np.array(ref) - ours))), 3),
+                "ridge_s": round(t_ridge, 3),
+                "ridge_speedup": round(t_sk / t_ridge, 1),
+                "acc_ridge": [round(float(a), 3) for a in ridge],
             }
         )
     )

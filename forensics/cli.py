@@ -375,6 +375,8 @@ def cmd_probe(a: argparse.Namespace) -> None:
     print(layer_table({n: [x["acc"] for x in m["control"]] for n, m in ms.items()}, layers))
     print("transfer (the original's probe on each model's activations):")
     print(layer_table({n: [x["acc"] for x in m["transfer"]] for n, m in ms.items()}, layers))
+    print("closed-form ridge probe (the fast screen):")
+    print(layer_table({n: [x["acc"] for x in m["ridge"]] for n, m in ms.items()}, layers))
     print("logit lens on forget, per layer:")
     print(layer_table({n: [x["acc"] for x in m["lens"]["forget"]] for n, m in ms.items()}, layers))
     print(f"written: {root / 'probes.json'}")

@@ -4,8 +4,8 @@ Probes: features are the residual at the final prompt position (embedding, then 
 labels the correct answer (the letter under `letter`, the answer string under `choice`), predicted
 among the question's own choices. Trained on retain + near-retain + T, tested on V, rotated over
 V as in RTT, so every forget fact is tested once per model. Beside each: a control task (answers
-shuffled across facts), selectivity (accuracy − control), and transfer (the original's probe on
-this model's V).
+shuffled across facts), selectivity (accuracy − control), a closed-form ridge probe (a fast screen),
+and transfer (the original's probe on this model's V).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from forensics.formats import choice_context, choice_continuation, letter_prompt
 from forensics.scoring import letter_token_ids
 from forensics.tokens import encode
 from probes.lens import IGNORE, Readout, choice_lens, letter_lens
-from probes.linear import LogisticProbe, fit_batched, restricted_argmax
+from probes.linear import LogisticProbe, RidgeProbe, fit_batched, restricted_argmax
 from probes.selectivity import accuracy_with_ci, control_answers
 
 
@@ -161,8 +161,11 @@ def probe_models(
         out["layers"] = layer_names(X.shape[0] - 1)
         probes, controls, chosen_C = fit_rotations(X, y, y_control, allowed, trains, settings)
         reference = reference or probes
-        hits = {k: np.zeros((X.shape[0], n_forget), dtype=bool) for k in ("probe", "control", "transfer")}
-        for test, probe, control, ref in zip(tests, probes, controls, reference, strict=True):
+        kinds = ("probe", "control", "transfer", "ridge")
+        hits = {k: np.zeros((X.shape[0], n_forget), dtype=bool) for k in kinds}
+        for test, train, probe, control, ref in zip(tests, trains, probes, controls, reference, strict=True):
+            ridge = RidgeProbe().fit(X[:, train], y[train], allowed[train])  # the fast screen beside it
+            hits["ridge"][:, test] = ridge.predict(X[:, test], allowed[test]) == y[test]
             hits["probe"][:, test] = probe(X[:, test], allowed[test]) == y[test]
             hits["control"][:, test] = control(X[:, test], allowed[test]) == y_control[test]
             hits["transfer"][:, test] = ref(X[:, test], allowed[test]) == y[test]
@@ -173,6 +176,7 @@ def probe_models(
             "control": control_acc,
             "selectivity": [p["acc"] - c["acc"] for p, c in zip(probe_acc, control_acc, strict=True)],
             "transfer": _per_layer(hits["transfer"]),
+            "ridge": _per_layer(hits["ridge"]),
             "C": dict(zip(rotations, chosen_C, strict=True)),
             "lens": {"forget": _per_layer(lens[:, :n_forget]), "retain": _per_layer(lens[:, -n_retain:])},
         }

@@ -129,3 +129,37 @@ class LogisticProbe:
 
     def score(self, X, y, allowed=None) -> np.ndarray:
         return (self.predict(X, allowed) == np.asarray(y)[None, :]).mean(1)
+
+
+@dataclass
+class RidgeProbe:
+    """Closed-form ridge regression onto one-hot labels, per layer: a fast screen beside the logistic
+    probe (one solve per layer, no iterations; usually a few points less accurate).
+
+    Same interface as `LogisticProbe`; features are centred and the intercept left unpenalised.
+    """
+
+    alpha: float = 1.0
+
+    def fit(self, X, y, allowed=None) -> RidgeProbe:
+        X = torch.as_tensor(np.asarray(X)).double()
+        y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+        self.n_classes_ = int(y.max()) + 1 if allowed is None else int(np.asarray(allowed).shape[1])
+        Y = torch.nn.functional.one_hot(y, self.n_classes_).double()
+        mean_x, mean_y = X.mean(1, keepdim=True), Y.mean(0, keepdim=True)
+        Xc, Yc = X - mean_x, Y - mean_y
+        d = X.shape[-1]
+        gram = Xc.transpose(1, 2) @ Xc + self.alpha * torch.eye(d, dtype=X.dtype)
+        self.coef_ = torch.linalg.solve(gram, Xc.transpose(1, 2) @ Yc)  # [layers, d, K]
+        self.intercept_ = mean_y - (mean_x @ self.coef_)[:, 0]  # [layers, K]
+        return self
+
+    def predict(self, X, allowed=None) -> np.ndarray:
+        X = torch.as_tensor(np.asarray(X)).double()
+        logits = X @ self.coef_ + self.intercept_[:, None, :]
+        if allowed is None:
+            allowed = torch.ones(X.shape[1], self.n_classes_, dtype=torch.bool)
+        return restricted_argmax(logits, torch.as_tensor(np.asarray(allowed), dtype=torch.bool)).numpy()
+
+    def score(self, X, y, allowed=None) -> np.ndarray:
+        return (self.predict(X, allowed) == np.asarray(y)[None, :]).mean(1)

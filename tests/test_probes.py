@@ -56,3 +56,18 @@ def test_prediction_is_restricted_to_allowed_choices():
     allowed = np.zeros((200, 4), dtype=bool)
     allowed[:, [1, 3]] = True
     assert set(np.unique(probe.predict(X, allowed))) <= {1, 3}
+
+
+def test_ridge_probe_equals_sklearn_ridge():
+    from sklearn.linear_model import Ridge
+
+    from probes.linear import RidgeProbe
+
+    X, y = blobs(layers=2, n=150, seed=4)
+    probe = RidgeProbe(alpha=3.0).fit(X, y)
+    onehot = np.eye(4)[y]
+    for layer in range(2):
+        ref = Ridge(alpha=3.0).fit(X[layer], onehot)
+        np.testing.assert_allclose(probe.coef_[layer].T.numpy(), ref.coef_, atol=1e-8)
+        np.testing.assert_allclose(probe.intercept_[layer].numpy(), ref.intercept_, atol=1e-8)
+        assert probe.score(X, y)[layer] == (ref.predict(X[layer]).argmax(1) == y).mean()

@@ -70,6 +70,7 @@ def test_probe_study_on_the_micro_world(micro_world, tmp_path):
     assert orig["lens"]["forget"][-1]["acc"] == 1.0  # the original answers every forget fact
     for entry in orig["probe"]:
         assert entry["ci"][0] <= entry["acc"] <= entry["ci"][1] and entry["n"] == 12
+    assert len(orig["ridge"]) == 3 and all(0 <= r["acc"] <= 1 for r in orig["ridge"])
     assert orig["transfer"] == orig["probe"]  # the original's probe on its own activations
     again = probe_models(models, sets, "choice", tmp_path, ProbeSettings())  # cached features
     assert again == out
