@@ -20,11 +20,12 @@ from forensics.attacks.relearn import RelearnSettings, run_one
 from forensics.cache import RESID, checkpoint_digest
 from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.facts import Sets
-from forensics.probing import ProbeSettings, features, labels, make_probe
+from forensics.probing import features, labels
 from forensics.scoring import score
 from forensics.weights import diff as weights_diff
 from forensics.weights import layer_index
 from probes.divergence import divergence
+from probes.linear import RidgeProbe
 
 
 def _scores(model, tok, sets: Sets, scorer: str) -> dict[str, float]:
@@ -108,12 +109,11 @@ def rtt_dynamics(
     sets: Sets,
     settings: RelearnSettings,
     v: str,
-    probe_settings: ProbeSettings | None = None,
     progress: bool = False,
 ) -> dict:
     """RTT on T (V = `v`, the first learning rate of `settings`); after each epoch, per layer, the
     cosine between the update so far and the reversed unlearning update (original − unlearned), and
-    probe accuracy on V per layer (probe refitted on the attacked model's own activations).
+    ridge-probe accuracy on V per layer (the fast screen, refitted on the attacked model's activations).
     `bridge_of(model)` wraps an HF model in a TransformerBridge."""
     forget = sets.forget_facts()
     facts = [*forget, *sets.near_retain, *sets.retain]
@@ -128,9 +128,9 @@ def rtt_dynamics(
         now = _layer_vectors(model)
         cos = [float(torch.cosine_similarity(now[i] - start[i], reverse[i], dim=0)) for i in now]
         X = features(bridge_of(model), facts, settings.scorer, None, "")
-        probe = make_probe(probe_settings or ProbeSettings()).fit(X[:, train], y[train], allowed[train])
+        probe = RidgeProbe().fit(X[:, train], y[train], allowed[train])
         acc = probe.score(X[:, test], y[test], allowed[test]).tolist()
-        point = {"epoch": epoch, "cosine": cos, "probe_v": acc}
+        point = {"epoch": epoch, "cosine": cos, "ridge_probe_v": acc}
         points.append(point)
         return {}
 

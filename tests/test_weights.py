@@ -108,7 +108,7 @@ def test_activations_and_localize_on_the_planted_edit(micro_world, planted, tmp_
     loc = localize_section(original, models, sets, settings)["planted"]
     assert len(loc["layer_rtt"]) == 2 and all(0 <= r["acc_v"] <= 1 for r in loc["layer_rtt"])
     dyn = loc["dynamics"]
-    assert [p["epoch"] for p in dyn["points"]] == [0, 1] and len(dyn["points"][0]["probe_v"]) == 3
+    assert [p["epoch"] for p in dyn["points"]] == [0, 1] and len(dyn["points"][0]["ridge_probe_v"]) == 3
     assert dyn["points"][0]["cosine"] == [0.0, 0.0]  # no update yet
     assert dyn["points"][1]["cosine"][0] == 0.0  # layer 0 was never unlearned: nothing to reverse
     assert dyn["points"][1]["cosine"][1] != 0.0
