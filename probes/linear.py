@@ -149,8 +149,9 @@ class RidgeProbe:
         mean_x, mean_y = X.mean(1, keepdim=True), Y.mean(0, keepdim=True)
         Xc, Yc = X - mean_x, Y - mean_y
         d = X.shape[-1]
-        gram = Xc.transpose(1, 2) @ Xc + self.alpha * torch.eye(d, dtype=X.dtype)
-        self.coef_ = torch.linalg.solve(gram, Xc.transpose(1, 2) @ Yc)  # [layers, d, K]
+        gram = (Xc.mT @ Xc + self.alpha * torch.eye(d, dtype=X.dtype)).contiguous()  # SPD
+        factor = torch.linalg.cholesky(gram)
+        self.coef_ = torch.cholesky_solve((Xc.mT @ Yc).contiguous(), factor)  # [layers, d, K]
         self.intercept_ = mean_y - (mean_x @ self.coef_)[:, 0]  # [layers, K]
         return self
 
