@@ -30,7 +30,7 @@ def data(seed=0):
 
 def sklearn_loop(X, y, Xt, yt):
     masks = kfold_masks(ROWS, FOLDS).numpy()
-    accs = []
+    accs, chosen = [], []
     for layer in range(LAYERS):
         cv = []
         for C in CS:
@@ -40,18 +40,20 @@ def sklearn_loop(X, y, Xt, yt):
                 scores.append(m.score(X[layer][~masks[f]], y[~masks[f]]))
             cv.append(np.mean(scores))
         C = CS[int(np.argmax(cv))]
+        chosen.append(C)
         accs.append(LogisticRegression(C=C, max_iter=1000).fit(X[layer], y).score(Xt[layer], yt))
-    return accs
+    return accs, chosen
 
 
 def main():
     torch.set_num_threads(torch.get_num_threads())
     X, y, Xt, yt = data()
     start = time.perf_counter()
-    ref = sklearn_loop(X, y, Xt, yt)
+    ref, ref_C = sklearn_loop(X, y, Xt, yt)
     t_sk = time.perf_counter() - start
     start = time.perf_counter()
-    ours = LogisticProbe(Cs=CS, folds=FOLDS).fit(X, y).score(Xt, yt)
+    probe = LogisticProbe(Cs=CS, folds=FOLDS).fit(X, y)
+    ours = probe.score(Xt, yt)
     t_ours = time.perf_counter() - start
     start = time.perf_counter()
     ridge = RidgeProbe(alpha=1.0).fit(X, y).score(Xt, yt)
@@ -72,6 +74,8 @@ def main():
                 "speedup": round(t_sk / t_ours, 2),
                 "acc_sklearn": [round(a, 3) for a in ref],
                 "acc_batched": [round(float(a), 3) for a in ours],
+                "C_sklearn": ref_C,
+                "C_batched": probe.C_,
                 "max_abs_diff": round(float(np.max(np.abs(np.array(ref) - ours))), 3),
                 "ridge_s": round(t_ridge, 3),
                 "ridge_speedup": round(t_sk / t_ridge, 1),

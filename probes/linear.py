@@ -95,6 +95,10 @@ class LogisticProbe:
     max_iter: int = 500
     tol: float = 1e-5  # on the summed gradient; float32 with this tolerance keeps sklearn's accuracy
     dtype: torch.dtype = torch.float32
+    # The inner-CV fits only rank the strengths by held-out accuracy, which settles long before the
+    # weights do: they stop early; the final probe at the chosen strength is fitted to `tol`.
+    cv_max_iter: int = 50
+    cv_tol: float = 1e-3
 
     def fit(self, X, y, allowed=None) -> LogisticProbe:
         X, y = torch.as_tensor(np.asarray(X)), torch.as_tensor(np.asarray(y), dtype=torch.long)
@@ -104,7 +108,9 @@ class LogisticProbe:
             self.C_ = [self.Cs[0]] * X.shape[0]
         else:
             masks = kfold_masks(len(y), self.folds, self.seed)
-            W, b = fit_batched(X, y, masks, self.Cs, self.n_classes_, self.max_iter, self.tol, self.dtype)
+            W, b = fit_batched(
+                X, y, masks, self.Cs, self.n_classes_, self.cv_max_iter, self.cv_tol, self.dtype
+            )
             logits = torch.einsum("lnd,lfcdk->lfcnk", X.to(self.dtype), W) + b[..., None, :]
             correct = (restricted_argmax(logits, allowed) == y).double()  # [l, f, c, n]
             held = (~masks).double()[None, :, None, :]

@@ -71,3 +71,17 @@ def test_ridge_probe_equals_sklearn_ridge():
         np.testing.assert_allclose(probe.coef_[layer].T.numpy(), ref.coef_, atol=1e-8)
         np.testing.assert_allclose(probe.intercept_[layer].numpy(), ref.intercept_, atol=1e-8)
         assert probe.score(X, y)[layer] == (ref.predict(X[layer]).argmax(1) == y).mean()
+
+
+def test_early_stopped_inner_cv_picks_a_strength_as_good_as_full_cv():
+    X, y = blobs(n=300, seed=5)
+    Cs = (0.001, 0.01, 0.1, 1.0)
+    probe = LogisticProbe(Cs=Cs, folds=5).fit(X, y)
+    masks = kfold_masks(len(y), 5, seed=0).numpy()
+    for layer in range(X.shape[0]):
+        cv = []
+        for C in Cs:
+            fits = [LogisticRegression(C=C, max_iter=5000).fit(X[layer][m], y[m]) for m in masks]
+            cv.append(np.mean([f.score(X[layer][~m], y[~m]) for f, m in zip(fits, masks, strict=True)]))
+        # the early-stopped CV may break a near-tie differently, never by more than a point
+        assert cv[Cs.index(probe.C_[layer])] >= max(cv) - 0.01
