@@ -366,7 +366,7 @@ def cmd_probe(a: argparse.Namespace) -> None:
     world, sets = load_world(root)
     models = _world_models(root, a.models)
     settings = ProbeSettings(Cs=a.Cs, folds=a.folds, seed=a.seed)
-    result = probe_models(models, sets, world["scorer"], root / "cache", settings)
+    result = probe_models(models, sets, world["scorer"], root / "cache", settings, a.device, a.dtype)
     write_json(result, root / "probes.json")
     layers, ms = result["layers"], result["models"]
     print(f"probe accuracy on V per layer (trained on {result['train']}; chance {result['chance']:.2f}):")
@@ -506,6 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--folds", type=int, default=3, help="inner CV folds (with several --Cs)")
     pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--device", default="auto", help="auto, cpu or cuda (the cache runs where the model is)")
+    pr.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
     pr.set_defaults(func=cmd_probe)
     df = sub.add_parser("diff", help="streaming per-layer weight diff of two checkpoints")
     df.add_argument("original", help="an HF checkpoint directory (safetensors)")

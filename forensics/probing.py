@@ -125,9 +125,12 @@ def probe_models(
     scorer: str,
     cache_dir: Path | None = None,
     settings: ProbeSettings = ProbeSettings(),
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> dict:
     """Probe, control, selectivity, transfer and logit lens per layer for every model; the first
-    model is the reference (the original) whose probes are transferred."""
+    model is the reference (the original) whose probes are transferred. `device`/`dtype` are the
+    models' (the cache returns float32 CPU tensors either way)."""
     forget = sets.forget_facts()
     facts = [*forget, *sets.near_retain, *sets.retain]
     n_forget, n_retain = len(forget), len(sets.retain)
@@ -155,7 +158,7 @@ def probe_models(
     ]
     reference: list | None = None
     for name, path in models.items():
-        bridge = boot_bridge(path)
+        bridge = boot_bridge(path, device=device, dtype=dtype)
         digest = checkpoint_digest(path)
         X = features(bridge, facts, scorer, cache_dir, digest)
         out["layers"] = layer_names(X.shape[0] - 1)

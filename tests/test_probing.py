@@ -86,3 +86,10 @@ def test_probe_cli_writes_probes_json(micro_world, capsys):
 def test_probe_refuses_too_many_folds(micro_world, capsys):
     assert main(["probe", "--world", str(micro_world), "--Cs", "0.1,1", "--folds", "40"]) == 2
     assert "too few training facts" in capsys.readouterr().err
+
+
+def test_probe_refuses_cuda_where_there_is_none(micro_world, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["probe", "--world", str(micro_world), "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
