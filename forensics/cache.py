@@ -21,6 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from forensics.checkpoint import weight_files
 from forensics.errors import InputError
 from forensics.tokens import encode, pad_id
 
@@ -239,6 +240,4 @@ def _load(folder: Path, hooks: list[str], positions: str) -> Activations:
 
 def checkpoint_digest(path: Path) -> str:
     """Content hash of a checkpoint directory's weights (every safetensors file)."""
-    from forensics.checkpoint import weight_files
-
     return hashlib.blake2b("".join(file_digest(f) for f in weight_files(path)).encode()).hexdigest()[:32]
