@@ -150,10 +150,8 @@ def activations_section(
 ) -> dict:
     """Per model, layer-wise divergence from the original's residuals, on forget and on retain prompts."""
     kinds = (("forget", sets.forget_facts()), ("retain", list(sets.retain)))
-    base = {
-        k: features(boot_bridge(original), f, scorer, cache_dir, checkpoint_digest(original))
-        for k, f in kinds
-    }
+    bridge, digest = boot_bridge(original), checkpoint_digest(original)
+    base = {k: features(bridge, f, scorer, cache_dir, digest) for k, f in kinds}
     out = {}
     for name, path in models.items():
         bridge, digest = boot_bridge(path), checkpoint_digest(path)
