@@ -109,7 +109,7 @@ def _encode_prompts(tok, prompts: Sequence[str]) -> list[list[int]]:
     return ids
 
 
-def _forward(bridge, ids: torch.Tensor, attention: torch.Tensor, hooks: list[str], write) -> None:
+def forward_until(bridge, ids: torch.Tensor, attention: torch.Tensor, hooks: list[str], write) -> None:
     """One forward pass; `write(hook, activation)` per hook; stops after the last hook in the stream."""
     last = max(hooks, key=hook_layer)
 
@@ -206,7 +206,7 @@ def extract_ids(
                 else:
                     buf[name][sl, :length].copy_((act * keep).to(dtype), non_blocking=pin)  # pads: 0
 
-            _forward(bridge, batch.to(device), attention.to(device), hooks, write)
+            forward_until(bridge, batch.to(device), attention.to(device), hooks, write)
             passes += 1
         if pin:
             torch.cuda.synchronize()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from forensics.attacks.relearn import RelearnSettings, run_one
-from forensics.cache import RESID, checkpoint_digest
+from forensics.cache import RESID, checkpoint_digest, forward_until
 from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.facts import Sets
 from forensics.probing import features, labels
@@ -60,10 +60,9 @@ class Patched(torch.nn.Module):
         self.original, self.unlearned, self.hook = original_bridge, unlearned_bridge, RESID.format(layer)
 
     def forward(self, input_ids, attention_mask=None):
-        _, cache = self.original.run_with_cache(
-            input_ids, attention_mask=attention_mask, names_filter=lambda n: n == self.hook
-        )
-        theirs = cache[self.hook]
+        captured = {}  # the original runs only up to the patched layer
+        forward_until(self.original, input_ids, attention_mask, [self.hook], captured.__setitem__)
+        theirs = captured[self.hook]
         with self.unlearned.hooks(fwd_hooks=[(self.hook, lambda act, hook=None: theirs)]):
             return self.unlearned(input_ids, attention_mask=attention_mask)
 
@@ -80,12 +79,12 @@ def layer_rtt(model, tok, sets: Sets, settings: RelearnSettings, progress: bool 
     then the mean over the rotation (the same choice as full RTT; the first `settings.rotations` V)."""
     out = []
     rotations = list(sets.rotations())[: settings.rotations]
+    before = {v: score(model, tok, v_facts, settings.scorer).accuracy for v, _, v_facts in rotations}
     for layer in range(model.config.num_hidden_layers):
         per_v = {}
-        for v, _, v_facts in rotations:
-            before = score(model, tok, v_facts, settings.scorer).accuracy
+        for v, _, _ in rotations:
             runs = [
-                run_one(model, tok, sets, v, lr, settings, before, progress, layer, only_v=True)
+                run_one(model, tok, sets, v, lr, settings, before[v], progress, layer, only_v=True)
                 for lr in settings.lrs
             ]
             per_v[v] = max(e["acc_v"] for r in runs for e in r["epochs"])

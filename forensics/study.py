@@ -262,7 +262,7 @@ def _sets_summary(sets: Sets, examples: int = 3) -> dict:
         "near_retain": len(sets.near_retain),
         "retain": len(sets.retain),
         "examples": {"forget": show(sets.forget_facts()), "retain": show(list(sets.retain))},
-        "dropped_duplicates": list(getattr(sets, "dropped", []) or []),
+        "dropped_duplicates": [f.question for f in sets.dropped],
     }
 
 
