@@ -9,7 +9,6 @@ with the same key runs no forward pass. Past a memory budget, rows go to safeten
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,15 +20,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from forensics.checkpoint import weight_files
-from forensics.errors import InputError
+from forensics.digest import key, weights_digest
+from forensics.errors import InputError, warn
 from forensics.tokens import encode, pad_id
 
 RESID = "blocks.{}.hook_resid_post"
 EMBED = "hook_embed"
 POSITIONS = ("final", "all")
 MASK = "__mask__"
-_FILE_HASHES: dict[tuple, str] = {}
+DONE = "done.json"
 
 
 def default_hooks(n_layers: int) -> list[str]:
@@ -37,37 +36,9 @@ def default_hooks(n_layers: int) -> list[str]:
     return [EMBED, *(RESID.format(layer) for layer in range(n_layers))]
 
 
-def hook_layer(name: str) -> int:
-    """Residual-stream index of a hook: -1 for the embedding, ℓ for `blocks.ℓ.*`."""
-    return int(name.split(".")[1]) if name.startswith("blocks.") else -1
-
-
-def file_digest(path: Path) -> str:
-    """blake2b of a file's bytes, remembered per (path, size, mtime) within the process."""
-    st = Path(path).stat()
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.blake2b(digest_size=16)
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 24):
-                h.update(chunk)
-        _FILE_HASHES[key] = h.hexdigest()
-    return _FILE_HASHES[key]
-
-
-def weights_digest(model) -> str:
-    """Content hash of a model's parameters and buffers (for models not read from disk)."""
-    h = hashlib.blake2b(digest_size=16)
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def cache_key(weights: str, prompts: Sequence, hooks: Sequence[str], positions: str, dtype) -> str:
-    """Content address of one extraction."""
-    blob = json.dumps([weights, list(prompts), list(hooks), positions, str(dtype)])
-    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+    """Content address of one extraction (the checkpoint digest covers weights, config and tokenizer)."""
+    return key("activations", weights, list(prompts), list(hooks), positions, str(dtype))
 
 
 @dataclass
@@ -110,13 +81,15 @@ def _encode_prompts(tok, prompts: Sequence[str]) -> list[list[int]]:
 
 
 def forward_until(bridge, ids: torch.Tensor, attention: torch.Tensor, hooks: list[str], write) -> None:
-    """One forward pass; `write(hook, activation)` per hook; stops after the last hook in the stream."""
-    last = max(hooks, key=hook_layer)
+    """One forward pass; `write(hook, activation)` per hook; stops once every hook has fired, which is
+    after the last of them in the model's own forward order (whatever their names say)."""
+    pending = set(hooks)
 
     def make(name):
         def fn(act, hook=None):
             write(name, act)
-            if name == last:
+            pending.discard(name)
+            if not pending:
                 raise _Stop
             return act
 
@@ -127,6 +100,8 @@ def forward_until(bridge, ids: torch.Tensor, attention: torch.Tensor, hooks: lis
             bridge(ids, attention_mask=attention)
         except _Stop:
             pass
+    if pending:
+        raise InputError(f"hook(s) {', '.join(sorted(pending))} never ran in the forward pass")
 
 
 def extract(bridge, prompts: Sequence[str], **kwargs) -> Activations:
@@ -162,8 +137,11 @@ def extract_ids(
     ids = [list(map(int, row)) for row in ids]
     key = cache_key(weights or weights_digest(bridge), ids, hooks, positions, dtype) if cache_dir else ""
     folder = Path(cache_dir) / key if cache_dir else None
-    if folder and (folder / "done.json").exists():
-        return _load(folder, hooks, positions)
+    if folder and (folder / DONE).exists():
+        try:
+            return _load(folder, hooks, positions, len(ids))
+        except InputError as e:
+            warn(f"{folder}: corrupt cache entry, recomputing ({e})")
     n, d = len(ids), bridge.cfg.d_model
     width = max(map(len, ids))
     row_bytes = len(hooks) * (width if positions == "all" else 1) * d * torch.finfo(dtype).bits // 8
@@ -174,7 +152,7 @@ def extract_ids(
     pad = pad_id(bridge.tokenizer)
     device = next(bridge.parameters()).device
     pin = device.type == "cuda"
-    tmp = folder.with_name(f".{folder.name}.tmp") if folder else None
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp") if folder else None
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -216,9 +194,12 @@ def extract_ids(
         if tmp:
             save_file(buf, str(tmp / f"shard_{shard_no:05d}.safetensors"))
     if tmp:
-        (tmp / "done.json").write_text(json.dumps({"hooks": hooks, "positions": positions, "rows": n}))
+        (tmp / DONE).write_text(json.dumps({"hooks": hooks, "positions": positions, "rows": n}))
         shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process finished the same entry first: theirs is as good
+            shutil.rmtree(tmp, ignore_errors=True)
     out = Activations(hooks, positions, forward_passes=passes)
     if folder:
         out.shards = sorted(folder.glob("shard_*.safetensors"))
@@ -230,14 +211,58 @@ def extract_ids(
     return out
 
 
-def _load(folder: Path, hooks: list[str], positions: str) -> Activations:
-    """A finished extraction read back from its shards (per hook, on demand)."""
-    out = Activations(hooks, positions, shards=sorted(folder.glob("shard_*.safetensors")))
+def _load(folder: Path, hooks: list[str], positions: str, rows: int) -> Activations:
+    """A finished extraction read back from its shards (per hook, on demand), after checking that
+    every shard opens and holds every hook, and that the rows add up; marks the entry as used."""
+    shards = sorted(folder.glob("shard_*.safetensors"))
+    total = 0
+    for shard in shards:
+        try:
+            with safe_open(shard, framework="pt") as f:
+                if not set(hooks) | {MASK} <= set(f.keys()):
+                    raise InputError(f"{shard.name} lacks a hook")
+                total += f.get_slice(MASK).get_shape()[0]
+        except InputError:
+            raise
+        except Exception as e:  # safetensors raises its own types for truncated or corrupt files
+            raise InputError(f"{shard.name}: {e}") from None
+    if not shards or total != rows:
+        raise InputError(f"{rows} rows expected, {total} found")
+    os.utime(folder / DONE)  # least recently used goes first when the cache is over its cap
+    out = Activations(hooks, positions, shards=shards)
     if positions == "all":
         out.mask = out[MASK]
     return out
 
 
-def checkpoint_digest(path: Path) -> str:
-    """Content hash of a checkpoint directory's weights (every safetensors file)."""
-    return hashlib.blake2b("".join(file_digest(f) for f in weight_files(path)).encode()).hexdigest()[:32]
+def entries(cache_dir: Path) -> list[dict]:
+    """Every finished cache entry: key, size in bytes, last use (oldest first)."""
+    out = []
+    for done in Path(cache_dir).glob(f"*/{DONE}"):
+        folder = done.parent
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        out.append({"key": folder.name, "path": folder, "bytes": size, "used": done.stat().st_mtime})
+    return sorted(out, key=lambda e: e["used"])
+
+
+def enforce_cap(cache_dir: Path, max_gb: float) -> list[str]:
+    """Delete least recently used entries until the cache holds at most `max_gb`; returns their keys."""
+    found = entries(cache_dir)
+    total, removed = sum(e["bytes"] for e in found), []
+    for e in found:
+        if total <= max_gb * 2**30:
+            break
+        shutil.rmtree(e["path"], ignore_errors=True)
+        total -= e["bytes"]
+        removed.append(e["key"])
+    return removed
+
+
+def clear(cache_dir: Path) -> int:
+    """Delete every entry (and any unfinished one) of a cache folder; returns the bytes freed."""
+    freed = 0
+    for folder in Path(cache_dir).iterdir() if Path(cache_dir).is_dir() else []:
+        if folder.is_dir():
+            freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
+    return freed

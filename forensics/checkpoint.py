@@ -53,8 +53,11 @@ def weight_files(path: Path) -> list[Path]:
     if index.exists():
         try:
             shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, AttributeError):
+        except (json.JSONDecodeError, KeyError, AttributeError, TypeError, UnicodeDecodeError):
             raise InputError(f"{index}: malformed safetensors index") from None
+        for s in shards:
+            if not isinstance(s, str) or Path(s).name != s or s in ("", ".", ".."):
+                raise InputError(f"{index}: shard {s!r} is not a file name inside the checkpoint folder")
         files = [path / s for s in shards]
         for f in files:
             if not f.exists():
@@ -83,8 +86,12 @@ def check_dir(path: Path) -> None:
 
 
 def load_tokenizer(path: Path):
-    """The checkpoint's tokenizer, with a pad token (EOS when it defines none)."""
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    """The checkpoint's tokenizer, with a pad token (EOS when it defines none); never remote code."""
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except Exception as e:  # transformers raises many types for a tokenizer it cannot build
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"{path}: cannot load the tokenizer ({first[:200]})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -95,20 +102,48 @@ def load_checkpoint(path: Path, device: str = "cpu", dtype: str = "float32"):
     path = Path(path)
     check_dir(path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model, info = AutoModelForCausalLM.from_pretrained(
             str(path),
             local_files_only=True,
             use_safetensors=True,
             trust_remote_code=False,
             dtype=resolve_dtype(dtype),
+            output_loading_info=True,
         )
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: cannot load checkpoint ({str(e).splitlines()[0]})") from None
+    except RuntimeError:  # a tensor's shape disagrees with config.json
+        raise InputError(_shape_mismatch(path)) from None
+    for kind, what in (
+        ("missing_keys", "missing from the safetensors (config.json's model needs it)"),
+        ("unexpected_keys", "in the safetensors is not part of config.json's model"),
+    ):
+        if info.get(kind):
+            names = sorted(info[kind])
+            more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+            raise InputError(f"{path}: tensor '{names[0]}'{more} {what}")
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise InputError(f"{path}: tensor '{name}' holds NaN or Inf")
     model.to(resolve_device(device)).eval()
     return model, load_tokenizer(path)
+
+
+def _shape_mismatch(path: Path) -> str:
+    """The first tensor whose stored shape disagrees with the model config.json describes."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
+    for f in weight_files(path):
+        with safe_open(f, framework="pt") as handle:
+            for name in handle.keys():
+                shape = list(handle.get_slice(name).get_shape())
+                if name in expected and shape != expected[name]:
+                    return f"{f}: tensor '{name}' has shape {shape}, config.json implies {expected[name]}"
+    return f"{path}: the weights do not fit config.json"
 
 
 def read_json(path: Path) -> dict:

@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from forensics.errors import InputError
+from forensics.outdir import claim, safe_name
 
 DEFAULT_DEMO_DIR = "runs/demo"
 
@@ -102,7 +103,7 @@ def cmd_world(a: argparse.Namespace) -> None:
     from forensics.world import build_world
 
     start = time.perf_counter()
-    world = build_world(Path(a.out), _world_config(a), progress=not a.quiet)
+    world = build_world(Path(a.out), _world_config(a), progress=not a.quiet, force=a.force)
     print(f"world ({world['scorer']} scorer) in {a.out}:")
     print(world_table(world))
     dropped = world.get("dropped_duplicates", [])
@@ -146,8 +147,8 @@ def finish_study(results: dict, out: Path, started: float) -> None:
 
 
 def demo_config(out: Path, world: dict, methods: dict[str, Path]):
-    """The demo's study: the world's checkpoints and the lighter grids (named in the report)."""
-    from forensics.study import StudyConfig
+    """The demo's study: the world's checkpoints and the `demo` grid preset (named in the report)."""
+    from forensics.study_config import GRIDS, StudyConfig
 
     root = out.resolve()
     s = world["sets"]
@@ -162,9 +163,8 @@ def demo_config(out: Path, world: dict, methods: dict[str, Path]):
         retain=tuple(s["retain"]),
         near_retain=tuple(s["near_retain"]),
         scorer=world["scorer"],
-        relearn={"lrs": (1e-3,), "epochs": 4, "patience": 1, "score_t_and_retain": False},
-        localize={"lrs": (1e-3,), "epochs": 2, "patience": 1, "score_t_and_retain": False, "rotations": 1},
         grid="demo",
+        settings=GRIDS["demo"],
     )
 
 
@@ -176,35 +176,48 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     out = Path(a.out)
-    world = build_world(out, progress=not a.quiet)
-    print(f"embedded world in {out} (checkpoints: original, never_learned):")
-    print(world_table(world))
-    _, sets = load_world(out)
-    settings = UnlearnSettings(scorer=world["scorer"], light=True)
-    methods = {}
-    for name in METHODS:
-        methods[name] = out / "checkpoints" / name
-        unlearn(name, out / world["models"]["original"]["path"], sets, methods[name], settings, not a.quiet)
-    results = run_study(demo_config(out, world, methods), progress=not a.quiet)
-    finish_study(results, out, start)
+    with claim(out, "demo", a.force):
+        world = build_world(out, progress=not a.quiet)
+        print(f"embedded world in {out} (checkpoints: original, never_learned):")
+        print(world_table(world))
+        _, sets = load_world(out)
+        settings = UnlearnSettings(scorer=world["scorer"], light=True)
+        methods = {}
+        for name in METHODS:
+            methods[name] = out / "checkpoints" / safe_name(name)
+            unlearn(
+                name, out / world["models"]["original"]["path"], sets, methods[name], settings, not a.quiet
+            )
+        results = run_study(demo_config(out, world, methods), progress=not a.quiet)
+        finish_study(results, out, start)
 
 
 def cmd_study(a: argparse.Namespace) -> None:
-    from forensics.study import load_config, run_study
+    from forensics.study import run_study
+    from forensics.study_config import load_config
 
     start = time.perf_counter()
     cfg = load_config(Path(a.config))
-    results = run_study(cfg, progress=not a.quiet)
+    results = run_study(cfg, progress=not a.quiet, force=a.force)
     finish_study(results, Path(cfg.out), start)
 
 
 def cmd_report(a: argparse.Namespace) -> None:
     from forensics.checkpoint import read_json
+    from forensics.study import SCHEMA_VERSION
     from reports.html import write_report
 
     results = read_json(Path(a.results))
-    if "schema_version" not in results or "summary" not in results:
+    if not isinstance(results, dict) or "schema_version" not in results or "summary" not in results:
         raise InputError(f"{a.results}: not a forensics results.json (no schema_version or summary)")
+    version = results["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InputError(f"{a.results}: schema_version must be an integer (got {version!r})")
+    if not 1 <= version <= SCHEMA_VERSION:
+        raise InputError(
+            f"{a.results}: schema_version {version} is not one this version reads (1..{SCHEMA_VERSION}); "
+            "upgrade unlearning-forensics"
+        )
     out = Path(a.out) if a.out else Path(a.results).parent / "report" / "index.html"
     print(f"report: {write_report(results, out)}")
 
@@ -212,7 +225,12 @@ def cmd_report(a: argparse.Namespace) -> None:
 def cmd_score(a: argparse.Namespace) -> None:
     from forensics.checkpoint import load_checkpoint
     from forensics.facts import load_facts
-    from forensics.scoring import score
+    from forensics.formats import default_format
+    from forensics.pair import check_context
+    from forensics.scoring import SCORERS, score
+
+    if a.scorer not in SCORERS:
+        raise InputError(f"--scorer {a.scorer}: choose {', '.join(SCORERS)}")
 
     facts = load_facts(Path(a.facts))
     names = list(a.splits) or facts.names()
@@ -220,6 +238,7 @@ def cmd_score(a: argparse.Namespace) -> None:
         if name not in facts.splits:
             raise InputError(f"{a.facts}: split '{name}' not found (have: {', '.join(facts.names())})")
     model, tok = load_checkpoint(Path(a.checkpoint), a.device, a.dtype)
+    check_context(Path(a.checkpoint), facts.facts(names), a.scorer, default_format(a.scorer), tok)
     rows = []
     for name in names:
         s = score(model, tok, facts.splits[name], a.scorer, a.batch_size)
@@ -262,7 +281,9 @@ def cmd_unlearn(a: argparse.Namespace) -> None:
     rows = []
     for name in names:
         start = time.perf_counter()
-        meta = unlearn(name, original, sets, root / "checkpoints" / name, settings, progress=not a.quiet)
+        with claim(root, "unlearn", a.force):
+            path = root / "checkpoints" / safe_name(name)
+            meta = unlearn(name, original, sets, path, settings, progress=not a.quiet, force=a.force)
         chosen = meta["chosen"]
         rows.append(
             {
@@ -294,31 +315,32 @@ def cmd_relearn(a: argparse.Namespace) -> None:
     from forensics.attacks.relearn import RelearnSettings, check, relearn
     from forensics.world import load_world
 
-    world, sets = load_world(Path(a.world))
-    settings = RelearnSettings(
-        lrs=a.lrs,
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        scorer=world["scorer"],
-        loss_format=a.format,
-        seed=a.seed,
-    )
-    vs = check(sets, settings, a.v)
-    models = _world_models(Path(a.world), a.models)
-    result = relearn(models, sets, Path(a.world), settings, vs, progress=not a.quiet)
-    rows = []
-    for name, m in result["metrics"].items():
-        row = {"model": name}
-        for key in ("acc_v", "recovery", "recovery_above_chance", "hidden"):
-            if key in m:
-                row[key] = f"{m[key]['mean']:.2f} ± {m[key]['std']:.2f}"
-        rows.append(row)
-    print(
-        f"RTT ({settings.fmt} loss, lrs {list(settings.lrs)}, {settings.epochs} epochs, V over {vs}; "
-        f"chance {result['chance']:.2f}); best (lr, epoch) per V chosen on V, the attacker's best case:"
-    )
-    print(format_table(rows, ["model", "acc_v", "recovery", "recovery_above_chance", "hidden"]))
-    print(f"written: {Path(a.world) / 'relearn.json'}")
+    with claim(Path(a.world), "relearn", a.force, create=False):
+        world, sets = load_world(Path(a.world))
+        settings = RelearnSettings(
+            lrs=a.lrs,
+            epochs=a.epochs,
+            batch_size=a.batch_size,
+            scorer=world["scorer"],
+            loss_format=a.format,
+            seed=a.seed,
+        )
+        vs = check(sets, settings, a.v)
+        models = _world_models(Path(a.world), a.models)
+        result = relearn(models, sets, Path(a.world), settings, vs, progress=not a.quiet)
+        rows = []
+        for name, m in result["metrics"].items():
+            row = {"model": name}
+            for key in ("acc_v", "recovery", "recovery_above_chance", "hidden"):
+                if key in m:
+                    row[key] = f"{m[key]['mean']:.2f} ± {m[key]['std']:.2f}"
+            rows.append(row)
+        print(
+            f"RTT ({settings.fmt} loss, lrs {list(settings.lrs)}, {settings.epochs} epochs, V over {vs}; "
+            f"chance {result['chance']:.2f}); best (lr, epoch) per V chosen on V, the attacker's best case:"
+        )
+        print(format_table(rows, ["model", "acc_v", "recovery", "recovery_above_chance", "hidden"]))
+        print(f"written: {Path(a.world) / 'relearn.json'}")
 
 
 def cmd_attack(a: argparse.Namespace) -> None:
@@ -328,27 +350,30 @@ def cmd_attack(a: argparse.Namespace) -> None:
     from forensics.world import load_world
 
     root = Path(a.world)
-    world, sets = load_world(root)
-    models = _world_models(root, a.models)
-    quantized = quantize_attack(models, sets, world["scorer"], a.bits)
-    unlearned = [n for n in models if n not in ("original", "never_learned")]
-    original = forget_residuals(boot_bridge(models["original"]), sets, world["scorer"])
-    ablated = {n: ablate_attack(boot_bridge(models[n]), original, sets, world["scorer"]) for n in unlearned}
-    write_json({"quantize": quantized, "ablate": ablated}, root / "attacks.json")
-    rows = []
-    for name, q in quantized["models"].items():
-        row = {"model": name, "forget": q["full"]["forget"], "retain": q["full"]["retain"]}
-        for b in a.bits:
-            row[f"forget int{b}"] = q[f"int{b}"]["forget"]
-            row[f"retain int{b}"] = q[f"int{b}"]["retain"]
-        if name in ablated:
-            best = ablated[name]["best_layer"]
-            row["V before ablation"] = ablated[name]["mean_before"]
-            row["V ablated (best layer)"] = f"{ablated[name]['mean_after'][best]:.2f} (layer {best})"
-        rows.append(row)
-    print(f"quantization (RTN per output channel) and direction ablation ({world['scorer']} scorer):")
-    print(format_table(rows, list(rows[-1])))
-    print(f"written: {root / 'attacks.json'}")
+    with claim(Path(a.world), "attack", a.force, create=False):
+        world, sets = load_world(root)
+        models = _world_models(root, a.models)
+        quantized = quantize_attack(models, sets, world["scorer"], a.bits)
+        unlearned = [n for n in models if n not in ("original", "never_learned")]
+        original = forget_residuals(boot_bridge(models["original"]), sets, world["scorer"])
+        ablated = {
+            n: ablate_attack(boot_bridge(models[n]), original, sets, world["scorer"]) for n in unlearned
+        }
+        write_json({"quantize": quantized, "ablate": ablated}, root / "attacks.json")
+        rows = []
+        for name, q in quantized["models"].items():
+            row = {"model": name, "forget": q["full"]["forget"], "retain": q["full"]["retain"]}
+            for b in a.bits:
+                row[f"forget int{b}"] = q[f"int{b}"]["forget"]
+                row[f"retain int{b}"] = q[f"int{b}"]["retain"]
+            if name in ablated:
+                best = ablated[name]["best_layer"]
+                row["V before ablation"] = ablated[name]["mean_before"]
+                row["V ablated (best layer)"] = f"{ablated[name]['mean_after'][best]:.2f} (layer {best})"
+            rows.append(row)
+        print(f"quantization (RTN per output channel) and direction ablation ({world['scorer']} scorer):")
+        print(format_table(rows, list(rows[-1])))
+        print(f"written: {root / 'attacks.json'}")
 
 
 def layer_table(per_model: dict[str, list[float]], layers: list[str]) -> str:
@@ -363,23 +388,24 @@ def cmd_probe(a: argparse.Namespace) -> None:
     from forensics.world import load_world
 
     root = Path(a.world)
-    world, sets = load_world(root)
-    models = _world_models(root, a.models)
-    settings = ProbeSettings(Cs=a.Cs, folds=a.folds, seed=a.seed)
-    result = probe_models(models, sets, world["scorer"], root / "cache", settings, a.device, a.dtype)
-    write_json(result, root / "probes.json")
-    layers, ms = result["layers"], result["models"]
-    print(f"probe accuracy on V per layer (trained on {result['train']}; chance {result['chance']:.2f}):")
-    print(layer_table({n: [x["acc"] for x in m["probe"]] for n, m in ms.items()}, layers))
-    print("control task (answers shuffled across facts):")
-    print(layer_table({n: [x["acc"] for x in m["control"]] for n, m in ms.items()}, layers))
-    print("transfer (the original's probe on each model's activations):")
-    print(layer_table({n: [x["acc"] for x in m["transfer"]] for n, m in ms.items()}, layers))
-    print("closed-form ridge probe (the fast screen):")
-    print(layer_table({n: [x["acc"] for x in m["ridge"]] for n, m in ms.items()}, layers))
-    print("logit lens on forget, per layer:")
-    print(layer_table({n: [x["acc"] for x in m["lens"]["forget"]] for n, m in ms.items()}, layers))
-    print(f"written: {root / 'probes.json'}")
+    with claim(Path(a.world), "probe", a.force, create=False):
+        world, sets = load_world(root)
+        models = _world_models(root, a.models)
+        settings = ProbeSettings(Cs=a.Cs, folds=a.folds, seed=a.seed)
+        result = probe_models(models, sets, world["scorer"], root / "cache", settings, a.device, a.dtype)
+        write_json(result, root / "probes.json")
+        layers, ms = result["layers"], result["models"]
+        print(f"probe accuracy on V per layer (trained on {result['train']}; chance {result['chance']:.2f}):")
+        print(layer_table({n: [x["acc"] for x in m["probe"]] for n, m in ms.items()}, layers))
+        print("control task (answers shuffled across facts):")
+        print(layer_table({n: [x["acc"] for x in m["control"]] for n, m in ms.items()}, layers))
+        print("transfer (the original's probe on each model's activations):")
+        print(layer_table({n: [x["acc"] for x in m["transfer"]] for n, m in ms.items()}, layers))
+        print("closed-form ridge probe (the fast screen):")
+        print(layer_table({n: [x["acc"] for x in m["ridge"]] for n, m in ms.items()}, layers))
+        print("logit lens on forget, per layer:")
+        print(layer_table({n: [x["acc"] for x in m["lens"]["forget"]] for n, m in ms.items()}, layers))
+        print(f"written: {root / 'probes.json'}")
 
 
 def diff_table(result: dict) -> str:
@@ -409,41 +435,84 @@ def cmd_localize(a: argparse.Namespace) -> None:
     from forensics.world import load_world
 
     root = Path(a.world)
-    world, sets = load_world(root)
-    models = _world_models(root, a.models)
-    unlearned = {n: p for n, p in models.items() if n not in ("original", "never_learned")}
-    if not unlearned:
-        raise InputError(f"{root / 'checkpoints'}: no unlearned checkpoints (run `forensics unlearn` first)")
-    settings = RelearnSettings(lrs=a.lrs, epochs=a.epochs, scorer=world["scorer"], seed=a.seed)
-    original = models["original"]
-    out = {
-        "weights": weights_section(original, unlearned),
-        "activations": activations_section(original, unlearned, sets, world["scorer"], root / "cache"),
-        "localize": localize_section(original, unlearned, sets, settings, not a.quiet),
-    }
-    for key in ("weights", "activations", "localize"):
-        write_json(out[key], root / f"{key}.json")
-    for name, loc in out["localize"].items():
-        rows = []
-        for layer in range(len(loc["revert"])):
-            rows.append(
-                {
-                    "layer": layer,
-                    "ΔW rel": out["weights"][name]["layers"][str(layer)]["all"]["rel"],
-                    "cos forget": out["activations"][name]["forget"]["cosine"][layer + 1],
-                    "cos retain": out["activations"][name]["retain"]["cosine"][layer + 1],
-                    "revert": loc["revert"][layer]["forget"],
-                    "patch": loc["patch"][layer]["forget"],
-                    "layer RTT V": loc["layer_rtt"][layer]["acc_v"],
-                    "RTT cos(Δ, −ΔW)": loc["dynamics"]["points"][-1]["cosine"][layer],
-                }
+    with claim(Path(a.world), "localize", a.force, create=False):
+        world, sets = load_world(root)
+        models = _world_models(root, a.models)
+        unlearned = {n: p for n, p in models.items() if n not in ("original", "never_learned")}
+        if not unlearned:
+            raise InputError(
+                f"{root / 'checkpoints'}: no unlearned checkpoints (run `forensics unlearn` first)"
             )
-        print(f"{name}: forget {loc['before']['forget']:.2f}, retain {loc['before']['retain']:.2f}")
-        print(format_table(rows, list(rows[0])))
-    print(f"written: {', '.join(str(root / f'{k}.json') for k in ('weights', 'activations', 'localize'))}")
+        settings = RelearnSettings(lrs=a.lrs, epochs=a.epochs, scorer=world["scorer"], seed=a.seed)
+        original = models["original"]
+        out = {
+            "weights": weights_section(original, unlearned),
+            "activations": activations_section(original, unlearned, sets, world["scorer"], root / "cache"),
+            "localize": localize_section(original, unlearned, sets, settings, not a.quiet),
+        }
+        for key in ("weights", "activations", "localize"):
+            write_json(out[key], root / f"{key}.json")
+        for name, loc in out["localize"].items():
+            rows = []
+            for layer in range(len(loc["revert"])):
+                rows.append(
+                    {
+                        "layer": layer,
+                        "ΔW rel": out["weights"][name]["layers"][str(layer)]["all"]["rel"],
+                        "cos forget": out["activations"][name]["forget"]["cosine"][layer + 1],
+                        "cos retain": out["activations"][name]["retain"]["cosine"][layer + 1],
+                        "revert": loc["revert"][layer]["forget"],
+                        "patch": loc["patch"][layer]["forget"],
+                        "layer RTT V": loc["layer_rtt"][layer]["acc_v"],
+                        "RTT cos(Δ, −ΔW)": loc["dynamics"]["points"][-1]["cosine"][layer],
+                    }
+                )
+            print(f"{name}: forget {loc['before']['forget']:.2f}, retain {loc['before']['retain']:.2f}")
+            print(format_table(rows, list(rows[0])))
+        print(
+            f"written: {', '.join(str(root / f'{k}.json') for k in ('weights', 'activations', 'localize'))}"
+        )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def cmd_cache(a: argparse.Namespace) -> None:
+    from forensics.cache import clear, entries
+
+    folder = Path(a.folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such cache folder")
+    if a.clear:
+        print(f"cleared {folder}: {clear(folder) / 2**20:.1f} MB freed")
+        return
+    found = entries(folder)
+    rows = [
+        {
+            "entry": e["key"],
+            "MB": e["bytes"] / 2**20,
+            "last used": time.strftime("%Y-%m-%d %H:%M", time.localtime(e["used"])),
+        }
+        for e in reversed(found)
+    ]
+    if rows:
+        print(format_table(rows, ["entry", "MB", "last used"]))
+    print(f"{len(found)} entries, {sum(e['bytes'] for e in found) / 2**20:.1f} MB in {folder}")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from forensics.attacks.quantize import QuantizeSettings
+    from forensics.attacks.relearn import RelearnSettings
+    from forensics.probing import ProbeSettings
+    from forensics.study_config import GRIDS
+    from forensics.unlearn.run import UnlearnSettings
+
+    rtt, loc, probe, unl = RelearnSettings(), GRIDS["full"].localize, ProbeSettings(), UnlearnSettings()
+    force = {"action": "store_true", "help": "write into a folder that is not a forensics output folder"}
     p = argparse.ArgumentParser(
         prog="forensics",
         description=("Did an unlearning method erase facts from a model's weights, or only hide them?"),
@@ -452,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("world", help="build the embedded world: facts, tokenizer, two models")
     w.add_argument("--out", required=True, help="directory to write the world to")
     w.add_argument("--quiet", action="store_true", help="no progress bars")
+    w.add_argument("--force", **force)
     _world_args(w)
     w.set_defaults(func=cmd_world)
     s = sub.add_parser("score", help="multiple-choice accuracy of a checkpoint, per split")
@@ -459,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--facts", required=True, help="a paper-layout folder or a generic JSONL file")
     s.add_argument("--splits", type=_split_list, default=(), help="comma-separated (default: all)")
     s.add_argument("--scorer", default="choice", help="choice, letter or letter_calibrated")
-    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--batch-size", type=_positive_int, default=64)
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
     s.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
     s.set_defaults(func=cmd_score)
@@ -474,38 +544,46 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--drop-duplicates", action="store_true", help="leave out repeated questions")
     u.add_argument("--out", help="with --original: checkpoints go to OUT/checkpoints/<method>")
     u.add_argument("--scorer", default="choice", help="with --original: choice, letter or letter_calibrated")
-    u.add_argument("--min-retain", type=float, default=0.9, help="retain floor, × the original's accuracy")
+    u.add_argument(
+        "--min-retain", type=float, default=unl.min_retain, help="retain floor, × the original's accuracy"
+    )
     u.add_argument("--lr", type=_float_list, help="comma-separated learning rates (replace the grid's)")
     u.add_argument("--steps", type=int, help="optimizer steps per run (default: each method's own)")
     u.add_argument("--rmu-layer", type=int, help="RMU's layer ℓ (default: the middle layer)")
-    u.add_argument("--batch-size", type=int, default=32)
-    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--batch-size", type=_positive_int, default=unl.batch_size)
+    u.add_argument("--seed", type=int, default=unl.seed)
+    u.add_argument("--force", **force)
     u.add_argument("--quiet", action="store_true", help="no progress bars")
     u.set_defaults(func=cmd_unlearn)
     r = sub.add_parser("relearn", help="the relearning attack (RTT) on every checkpoint of a world")
     r.add_argument("--world", required=True, help="a world directory (from `forensics world`)")
     r.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")
-    r.add_argument("--lrs", type=_float_list, default=(1e-4, 3e-4, 1e-3), help="comma-separated")
-    r.add_argument("--epochs", type=int, default=6)
+    r.add_argument("--lrs", type=_float_list, default=rtt.lrs, help="comma-separated")
+    r.add_argument("--epochs", type=int, default=rtt.epochs)
     r.add_argument("--format", help="loss format: qla, letter, qa or corpus (default: the scorer's)")
     r.add_argument("--v", type=_split_list, default=(), help="only these V splits (default: every one)")
-    r.add_argument("--batch-size", type=int, default=16)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--batch-size", type=_positive_int, default=rtt.batch_size)
+    r.add_argument("--seed", type=int, default=rtt.seed)
+    r.add_argument("--force", **force)
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_relearn)
     t = sub.add_parser("attack", help="quantization and direction-ablation attacks on a world's checkpoints")
     t.add_argument("--world", required=True, help="a world directory (from `forensics world`)")
     t.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")
-    t.add_argument("--bits", type=lambda x: tuple(int(b) for b in _split_list(x)), default=(8, 4))
+    t.add_argument(
+        "--bits", type=lambda x: tuple(int(b) for b in _split_list(x)), default=QuantizeSettings().bits
+    )
+    t.add_argument("--force", **force)
     t.set_defaults(func=cmd_attack)
     pr = sub.add_parser("probe", help="linear probes and logit lens per layer on a world's checkpoints")
     pr.add_argument("--world", required=True, help="a world directory (from `forensics world`)")
     pr.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")
     pr.add_argument(
-        "--Cs", type=_float_list, default=(1.0,), help="L2 strengths; several are chosen by inner CV"
+        "--Cs", type=_float_list, default=probe.Cs, help="L2 strengths; several are chosen by inner CV"
     )
-    pr.add_argument("--folds", type=int, default=3, help="inner CV folds (with several --Cs)")
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--folds", type=int, default=probe.folds, help="inner CV folds (with several --Cs)")
+    pr.add_argument("--seed", type=int, default=probe.seed)
+    pr.add_argument("--force", **force)
     pr.add_argument("--device", default="auto", help="auto, cpu or cuda (the cache runs where the model is)")
     pr.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
     pr.set_defaults(func=cmd_probe)
@@ -517,14 +595,16 @@ def build_parser() -> argparse.ArgumentParser:
     lo = sub.add_parser("localize", help="weights, activations and causal localization per layer")
     lo.add_argument("--world", required=True, help="a world directory with unlearned checkpoints")
     lo.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")
-    lo.add_argument("--lrs", type=_float_list, default=(1e-3,), help="layer-restricted RTT learning rates")
-    lo.add_argument("--epochs", type=int, default=4, help="layer-restricted RTT epochs")
-    lo.add_argument("--seed", type=int, default=0)
+    lo.add_argument("--lrs", type=_float_list, default=loc.lrs, help="layer-restricted RTT learning rates")
+    lo.add_argument("--epochs", type=int, default=loc.epochs, help="layer-restricted RTT epochs")
+    lo.add_argument("--seed", type=int, default=loc.seed)
+    lo.add_argument("--force", **force)
     lo.add_argument("--quiet", action="store_true", help="no progress bars")
     lo.set_defaults(func=cmd_localize)
     st = sub.add_parser("study", help="every lens on checkpoints named in a TOML config; results + report")
     st.add_argument("config", help="a study TOML (see README)")
     st.add_argument("--quiet", action="store_true", help="no progress bars")
+    st.add_argument("--force", **force)
     st.set_defaults(func=cmd_study)
     rp = sub.add_parser("report", help="render the HTML report of a results.json")
     rp.add_argument("results", help="a results.json written by a study or the demo")
@@ -533,7 +613,14 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the whole job on the embedded world, offline")
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)
     d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.add_argument("--force", **force)
     d.set_defaults(func=cmd_demo)
+    c = sub.add_parser("cache", help="list or clear an activation cache folder (e.g. runs/demo/cache)")
+    c.add_argument("folder", help="a cache folder (OUT/cache)")
+    action = c.add_mutually_exclusive_group(required=True)
+    action.add_argument("--list", action="store_true", help="every entry, its size and last use")
+    action.add_argument("--clear", action="store_true", help="delete every entry")
+    c.set_defaults(func=cmd_cache)
     return p
 
 
@@ -546,6 +633,13 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"forensics: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a read-only folder, a full disk, a file that vanished
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"forensics: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("forensics: interrupted; finished stages and runs are kept, rerun to resume", file=sys.stderr)
+        return 130
     return 0
 
 

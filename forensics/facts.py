@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -114,7 +115,22 @@ def _str_list(record: dict, key: str, where: str) -> tuple[str, ...]:
     value = record.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InputError(f"{where}: '{key}' must be a list of strings")
+    for v in value:
+        _check_unicode(v, where)
     return tuple(value)
+
+
+def _check_unicode(text: str, where: str) -> None:
+    """Refuse text that is not valid Unicode (a lone surrogate from a JSON escape such as "\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{where}: text {text[:40]!r} holds a lone surrogate (not valid Unicode)") from None
+
+
+def normalized(question: str) -> str:
+    """A question as the leak check compares it: NFKC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", question).casefold().split())
 
 
 def _parse_question(record: dict, split: str, where: str) -> Fact:
@@ -135,6 +151,8 @@ def _parse_question(record: dict, split: str, where: str) -> Fact:
     if not 0 <= answer < len(choices):
         raise InputError(f"{where}: answer {answer} out of range for {len(choices)} choices")
     texts = tuple(str(c) for c in choices)
+    for value in (question, *texts):
+        _check_unicode(value, where)
     return Fact(
         question=question,
         choices=texts,
@@ -157,6 +175,7 @@ def load_jsonl(paths: Path | Sequence[Path]) -> FactSet:
             split = record.get("split", path.stem)
             if not isinstance(split, str) or not split:
                 raise InputError(f"{path}:{number}: 'split' must be a non-empty string")
+            _check_unicode(split, f"{path}:{number}")
             splits.setdefault(split, []).append(_parse_question(record, split, f"{path}:{number}"))
         if sum(map(len, splits.values())) == before:
             raise InputError(f"{path}: split '{path.stem}' is empty (no questions)")
@@ -249,6 +268,7 @@ def _attach_corpus(facts: list[Fact], paths: list[Path], kind: str) -> tuple[lis
             text = record.get("text")
             if not isinstance(text, str):
                 raise InputError(f"{path}:{number}: malformed line (missing 'text')")
+            _check_unicode(text, f"{path}:{number}")
             i = _match(record, text, facts, words, by_answer, hint)
             if i < 0:
                 unmatched.append(f"{path}:{number}")
@@ -327,19 +347,19 @@ def select(
     chosen = facts.facts(list(seen))
     by_question: dict[str, list[Fact]] = defaultdict(list)
     for f in chosen:
-        by_question[f.question].append(f)
+        by_question[normalized(f.question)].append(f)
     repeated = {q for q, fs in by_question.items() if len(fs) > 1}
     if repeated and not drop_duplicates:
         q = next(q for q in by_question if q in repeated)
         a, b = by_question[q][:2]
         kind = "in two splits: a T/V leak" if a.split != b.split else "twice in one split"
         raise InputError(
-            f"{b.source}: question {q!r} appears {kind} (also {a.source}); "
+            f"{b.source}: question {b.question!r} appears {kind} (also {a.source}, as {a.question!r}); "
             "remove it, or drop repeated questions (--drop-duplicates)"
         )
 
     def keep(names: list[str]) -> dict[str, tuple[Fact, ...]]:
-        return {n: tuple(f for f in facts.splits[n] if f.question not in repeated) for n in names}
+        return {n: tuple(f for f in facts.splits[n] if normalized(f.question) not in repeated) for n in names}
 
     forget_sets = keep(groups["forget"])
     for name, kept in forget_sets.items():
@@ -352,5 +372,5 @@ def select(
         forget=forget_sets,
         retain=retain_facts,
         near_retain=tuple(f for fs in keep(groups["near_retain"]).values() for f in fs),
-        dropped=tuple(f for f in chosen if f.question in repeated),
+        dropped=tuple(f for f in chosen if normalized(f.question) in repeated),
     )

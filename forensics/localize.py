@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from forensics.attacks.relearn import RelearnSettings, run_one
-from forensics.cache import RESID, checkpoint_digest, forward_until
+from forensics.cache import RESID, forward_until
 from forensics.checkpoint import boot_bridge, load_checkpoint
+from forensics.digest import checkpoint_digest
 from forensics.facts import Sets
 from forensics.probing import features, labels
 from forensics.scoring import score

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forensics.cache import checkpoint_digest, extract, extract_ids
+from forensics.cache import extract, extract_ids
 from forensics.checkpoint import boot_bridge
+from forensics.digest import checkpoint_digest
 from forensics.errors import InputError
 from forensics.facts import Fact, Sets
 from forensics.formats import choice_context, choice_continuation, letter_prompt
@@ -38,6 +39,16 @@ class ProbeSettings:
     max_iter: int = 200
     tol: float = 1e-4
     seed: int = 0
+
+    def __post_init__(self):
+        if not self.Cs or any(not c > 0 for c in self.Cs):
+            raise InputError(f"'Cs': L2 strengths must be positive, at least one (got {list(self.Cs)})")
+        if self.folds < 2:
+            raise InputError(f"'folds' must be at least 2 (got {self.folds})")
+        if self.max_iter < 1:
+            raise InputError(f"'max_iter' must be at least 1 (got {self.max_iter})")
+        if not self.tol > 0:
+            raise InputError(f"'tol' must be positive (got {self.tol})")
 
 
 def layer_names(n_layers: int) -> list[str]:

@@ -7,151 +7,53 @@ a killed study resumes where it stopped. `results.json` is written atomically at
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
-import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from forensics.cache import checkpoint_digest
-from forensics.checkpoint import check_dir, read_json, write_json
-from forensics.errors import InputError
+from forensics.cache import enforce_cap
+from forensics.checkpoint import read_json, write_json
+from forensics.digest import checkpoint_digest, facts_digest
+from forensics.digest import key as digest_key
+from forensics.errors import InputError, warn
 from forensics.facts import Sets, load_facts, select
+from forensics.outdir import claim, safe_name
+from forensics.pair import check_models
+from forensics.study_config import CONTROL, LENSES, StudyConfig
 
 SCHEMA_VERSION = 1
-LENSES = ("accuracy", "relearn", "quantize", "ablate", "probes", "weights", "activations", "localize")
-REFERENCE, CONTROL = "original", "never_learned"
-
-
-@dataclass
-class StudyConfig:
-    """What a study runs on and how; paths are resolved against the config file's folder."""
-
-    name: str
-    out: Path
-    original: Path
-    unlearned: dict[str, Path]
-    facts: Path
-    forget: tuple[str, ...]
-    retain: tuple[str, ...]
-    never_learned: Path | None = None
-    near_retain: tuple[str, ...] = ()
-    drop_duplicates: bool = False
-    scorer: str = "choice"
-    seed: int = 0
-    lenses: tuple[str, ...] = LENSES
-    relearn: dict = field(default_factory=dict)
-    quantize: dict = field(default_factory=dict)
-    probes: dict = field(default_factory=dict)
-    localize: dict = field(default_factory=lambda: {"lrs": [1e-3], "epochs": 4})
-    grid: str = "full"  # "full", or "demo" for the demo's lighter grids (named in the report)
-
-    def models(self) -> dict[str, Path]:
-        """Every checkpoint, the original first and the control second."""
-        out = {REFERENCE: self.original}
-        if self.never_learned:
-            out[CONTROL] = self.never_learned
-        return {**out, **self.unlearned}
-
-    def as_json(self) -> dict:
-        return json.loads(json.dumps(asdict(self), default=str))
-
-
-def load_config(path: Path) -> StudyConfig:
-    """Parse and check a study TOML; every problem is an InputError naming the file."""
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: malformed TOML ({e})") from None
-    here = path.parent
-
-    def need(table: dict, key: str, where: str):
-        if key not in table:
-            raise InputError(f"{path}: missing '{key}' in {where}")
-        return table[key]
-
-    def resolve(p: str) -> Path:
-        return (here / p).resolve()
-
-    models, facts = need(raw, "models", "the config"), need(raw, "facts", "the config")
-    lenses = raw.get("lenses", {})
-    run = tuple(lenses.get("run", LENSES))
-    for lens in run:
-        if lens not in LENSES:
-            raise InputError(f"{path}: unknown lens '{lens}' (choose from {', '.join(LENSES)})")
-    unlearned = {str(k): resolve(v) for k, v in need(models, "unlearned", "[models]").items()}
-    if not unlearned:
-        raise InputError(f"{path}: [models.unlearned] names no checkpoint")
-    for name in unlearned:
-        if name in (REFERENCE, CONTROL):
-            raise InputError(f"{path}: '{name}' is reserved; name the unlearned checkpoint otherwise")
-    name = str(raw.get("name", path.stem))
-    cfg = StudyConfig(
-        name=name,
-        out=resolve(raw["out"]) if "out" in raw else Path("runs") / name,
-        original=resolve(need(models, "original", "[models]")),
-        never_learned=resolve(models["never_learned"]) if "never_learned" in models else None,
-        unlearned=unlearned,
-        facts=resolve(need(facts, "path", "[facts]")),
-        forget=tuple(need(facts, "forget", "[facts]")),
-        retain=tuple(need(facts, "retain", "[facts]")),
-        near_retain=tuple(facts.get("near_retain", ())),
-        drop_duplicates=bool(facts.get("drop_duplicates", False)),
-        scorer=str(raw.get("scorer", "choice")),
-        seed=int(raw.get("seed", 0)),
-        lenses=run,
-        relearn=dict(lenses.get("relearn", {})),
-        quantize=dict(lenses.get("quantize", {})),
-        probes=dict(lenses.get("probes", {})),
-        localize=dict(lenses.get("localize", {"lrs": [1e-3], "epochs": 4})),
-        grid=str(raw.get("grid", "full")),
-    )
-    for model, model_path in cfg.models().items():
-        try:
-            check_dir(model_path)
-        except InputError as e:
-            raise InputError(f"{path}: model '{model}': {e}") from None
-    if not cfg.facts.exists():
-        raise InputError(f"{path}: facts '{cfg.facts}' not found")
-    return cfg
-
-
-def _facts_digest(sets: Sets) -> str:
-    facts = [*sets.forget_facts(), *sets.near_retain, *sets.retain]
-    blob = json.dumps([(f.split, f.question, list(f.choices), f.answer) for f in facts])
-    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
 
 def _stage(out: Path, name: str, inputs: dict, fn: Callable[[], dict], timings: dict) -> dict:
-    """Run `fn` unless OUT/stages/<name>.json holds a result for the same inputs."""
-    key = hashlib.blake2b(
-        json.dumps(inputs, sort_keys=True, default=str).encode(), digest_size=16
-    ).hexdigest()
-    file = out / "stages" / f"{name}.json"
-    if file.exists() and (done := read_json(file)).get("key") == key:
-        timings[name] = {"seconds": done["seconds"], "resumed": True}
-        return done["result"]
+    """Run `fn` unless OUT/stages/<name>.json holds a result for the same inputs; a stage file that
+    cannot be read is recomputed, with a warning."""
+    stage_key = digest_key("stage", name, inputs)
+    file = out / "stages" / f"{safe_name(name)}.json"
+    if file.exists():
+        try:
+            done = read_json(file)
+            if done.get("key") == stage_key:
+                timings[name] = {"seconds": done["seconds"], "resumed": True}
+                return done["result"]
+        except (InputError, KeyError, AttributeError) as e:
+            warn(f"{file}: unreadable stage result, recomputing ({e})")
     start = time.perf_counter()
     result = json.loads(json.dumps(fn()))
     seconds = round(time.perf_counter() - start, 2)
     file.parent.mkdir(parents=True, exist_ok=True)
-    write_json({"key": key, "seconds": seconds, "result": result}, file)
+    write_json({"key": stage_key, "seconds": seconds, "result": result}, file)
     timings[name] = {"seconds": seconds, "resumed": False}
     return result
 
 
 def versions() -> dict:
     import torch
-    import transformer_lens
     import transformers
 
     return {
@@ -159,32 +61,34 @@ def versions() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "transformer_lens": getattr(transformer_lens, "__version__", "unknown"),
+        "transformer_lens": metadata.version("transformer-lens"),
     }
 
 
-def run_study(cfg: StudyConfig, progress: bool = True) -> dict:
-    """Every requested lens on every checkpoint; writes OUT/results.json and returns it."""
+def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> dict:
+    """Every requested lens on every checkpoint; writes OUT/results.json and returns it.
+
+    The checkpoints are checked as a pair with the original before anything runs; OUT is claimed
+    (refused when it is someone else's folder, unless `force`, or while another study holds it)."""
     from forensics.attacks.ablate import ablate_attack, forget_residuals
     from forensics.attacks.quantize import quantize_attack
-    from forensics.attacks.relearn import RelearnSettings, relearn
+    from forensics.attacks.relearn import relearn
     from forensics.checkpoint import boot_bridge, load_checkpoint
     from forensics.localize import activations_section, localize_section, weights_section
-    from forensics.probing import ProbeSettings, probe_models
+    from forensics.probing import probe_models
     from forensics.scoring import accuracy_table
 
     sets = select(load_facts(cfg.facts), cfg.forget, cfg.retain, cfg.near_retain, cfg.drop_duplicates)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     models, unlearned = cfg.models(), cfg.unlearned
+    check_models(models, sets, cfg.scorer, cfg.settings.relearn.fmt)
     digests = {name: checkpoint_digest(path) for name, path in models.items()}
-    base = {"facts": _facts_digest(sets), "scorer": cfg.scorer, "seed": cfg.seed}
+    base = {"facts": facts_digest([*sets.forget_facts(), *sets.near_retain, *sets.retain])}
+    base.update(scorer=cfg.scorer, seed=cfg.seed)
     timings: dict = {}
     results: dict = {}
-    relearn_settings = RelearnSettings(scorer=cfg.scorer, seed=cfg.seed, **_tuples(cfg.relearn))
-    localize_settings = RelearnSettings(scorer=cfg.scorer, seed=cfg.seed, **_tuples(cfg.localize))
-    probe_settings = ProbeSettings(seed=cfg.seed, **_tuples(cfg.probes))
-    bits = tuple(cfg.quantize.get("bits", (8, 4)))
+    grid = cfg.settings
+    out = Path(cfg.out)
+    cache = out / "cache"
 
     def accuracy() -> dict:
         tables = {}
@@ -200,51 +104,50 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict:
     stages = {
         "accuracy": (accuracy, {"models": digests}),
         "relearn": (
-            lambda: relearn(models, sets, out, relearn_settings, progress=progress),
-            {"models": digests, "settings": asdict(relearn_settings)},
+            lambda: relearn(models, sets, out, grid.relearn, progress=progress),
+            {"models": digests, "settings": asdict(grid.relearn)},
         ),
         "quantize": (
-            lambda: quantize_attack(models, sets, cfg.scorer, bits, results.get("accuracy")),
-            {"models": digests, "bits": bits},
+            lambda: quantize_attack(models, sets, cfg.scorer, grid.quantize.bits, results.get("accuracy")),
+            {"models": digests, "settings": asdict(grid.quantize)},
         ),
         "ablate": (ablate, {"models": digests}),
         "probes": (
-            lambda: probe_models(models, sets, cfg.scorer, out / "cache", probe_settings),
-            {"models": digests, "settings": asdict(probe_settings)},
+            lambda: probe_models(models, sets, cfg.scorer, cache, grid.probes),
+            {"models": digests, "settings": asdict(grid.probes)},
         ),
         "weights": (lambda: weights_section(cfg.original, unlearned), {"models": digests}),
         "activations": (
-            lambda: activations_section(cfg.original, unlearned, sets, cfg.scorer, out / "cache"),
+            lambda: activations_section(cfg.original, unlearned, sets, cfg.scorer, cache),
             {"models": digests},
         ),
         "localize": (
-            lambda: localize_section(cfg.original, unlearned, sets, localize_settings, progress),
-            {"models": digests, "settings": asdict(localize_settings)},
+            lambda: localize_section(cfg.original, unlearned, sets, grid.localize, progress),
+            {"models": digests, "settings": asdict(grid.localize)},
         ),
     }
-    for lens in LENSES:
-        if lens in cfg.lenses:
-            fn, inputs = stages[lens]
-            results[lens] = _stage(out, lens, {**base, **inputs}, fn, timings)
-    results = {
-        "schema_version": SCHEMA_VERSION,
-        "name": cfg.name,
-        "config": cfg.as_json(),
-        "versions": versions(),
-        "seeds": {"study": cfg.seed, "relearn": relearn_settings.seed, "probes": probe_settings.seed},
-        "sets": _sets_summary(sets),
-        "models": {name: str(path) for name, path in models.items()},
-        "unlearned": list(unlearned),
-        **results,
-        "summary": summarize(results, list(unlearned), chance=_chance(sets)),
-        "timings": timings,
-    }
-    write_json(results, out / "results.json")
+    with claim(out, "study", force):
+        for lens in LENSES:
+            if lens in cfg.lenses:
+                fn, inputs = stages[lens]
+                results[lens] = _stage(out, lens, {**base, **inputs}, fn, timings)
+                if cfg.cache_max_gb is not None:
+                    enforce_cap(cache, cfg.cache_max_gb)
+        results = {
+            "schema_version": SCHEMA_VERSION,
+            "name": cfg.name,
+            "config": cfg.as_json(),
+            "versions": versions(),
+            "seeds": {"study": cfg.seed, "relearn": grid.relearn.seed, "probes": grid.probes.seed},
+            "sets": _sets_summary(sets),
+            "models": {name: str(path) for name, path in models.items()},
+            "unlearned": list(unlearned),
+            **results,
+            "summary": summarize(results, list(unlearned), chance=_chance(sets)),
+            "timings": timings,
+        }
+        write_json(results, out / "results.json")
     return results
-
-
-def _tuples(d: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
 def _chance(sets: Sets) -> float:

@@ -21,6 +21,7 @@ from forensics.checkpoint import read_json, save_checkpoint, write_json
 from forensics.errors import InputError
 from forensics.facts import Fact, FactSet, Sets, load_facts, load_jsonl, select, write_jsonl
 from forensics.formats import default_format, examples, letter_target
+from forensics.outdir import claim
 from forensics.scoring import SCORERS, accuracy_table, score
 from forensics.train import TrainConfig, train
 
@@ -291,10 +292,18 @@ def check_config(cfg: WorldConfig) -> None:
         raise InputError(f"lr must be positive (got {cfg.lr})")
 
 
-def build_world(out: Path, cfg: WorldConfig = WorldConfig(), progress: bool = True) -> dict:
-    """Build (or reuse, when `world.json` matches `cfg`) the world under `out`; returns world.json."""
+def build_world(
+    out: Path, cfg: WorldConfig = WorldConfig(), progress: bool = True, force: bool = False
+) -> dict:
+    """Build (or reuse, when `world.json` matches `cfg`) the world under `out`; returns world.json.
+    `out` is claimed first: another program's folder is refused unless `force`."""
     out = Path(out)
     check_config(cfg)
+    with claim(out, "world", force):
+        return _build_world(out, cfg, progress)
+
+
+def _build_world(out: Path, cfg: WorldConfig, progress: bool) -> dict:
     existing = out / WORLD_FILE
     if existing.exists():
         world = read_json(existing)

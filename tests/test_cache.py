@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from forensics.cache import EMBED, RESID, checkpoint_digest, default_hooks, extract, extract_ids
+from forensics.cache import EMBED, RESID, default_hooks, extract, extract_ids
+from forensics.digest import checkpoint_digest
 from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.errors import InputError
 from forensics.formats import choice_context

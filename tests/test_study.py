@@ -9,7 +9,8 @@ import pytest
 
 from forensics.checkpoint import read_json
 from forensics.cli import main
-from forensics.study import LENSES, SCHEMA_VERSION, load_config, run_study
+from forensics.study import SCHEMA_VERSION, run_study
+from forensics.study_config import LENSES, load_config
 from forensics.unlearn.run import UnlearnSettings, unlearn
 from forensics.world import load_world
 
@@ -140,7 +141,8 @@ def test_resume_after_a_kill_redoes_nothing_finished(study_root, monkeypatch):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda t: t.replace("[models]\n", ""), r"missing 'original' in \[models\]"),
+        (lambda t: t.replace("[models]\n", ""), r"unknown key 'original'"),
+        (lambda t: t.replace('original = "elsewhere/original"\n', ""), r"missing 'original' in \[models\]"),
         (
             lambda t: t.replace('gd = "elsewhere/gd"', 'gd = "elsewhere/nothing"'),
             r"nothing: checkpoint directory",

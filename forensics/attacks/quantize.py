@@ -7,6 +7,7 @@ the same scorer runs. The original is quantized too, so a drop caused by roundin
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,6 +16,17 @@ from forensics.checkpoint import load_checkpoint
 from forensics.errors import InputError
 from forensics.facts import Sets
 from forensics.scoring import accuracy_table
+
+
+@dataclass(frozen=True)
+class QuantizeSettings:
+    """The bit widths the attack rounds the weights to."""
+
+    bits: tuple[int, ...] = (8, 4)
+
+    def __post_init__(self):
+        if not self.bits or any(not 2 <= b <= 16 for b in self.bits):
+            raise InputError(f"'bits': each must be in 2..16, at least one (got {list(self.bits)})")
 
 
 def rtn(weight: torch.Tensor, bits: int) -> torch.Tensor:

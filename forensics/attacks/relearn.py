@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from forensics.checkpoint import load_checkpoint, read_json, write_json
-from forensics.errors import InputError
+from forensics.digest import checkpoint_digest, facts_digest, key
+from forensics.errors import InputError, warn
 from forensics.facts import Sets
 from forensics.formats import LOSS_FORMATS, default_format, examples
-from forensics.scoring import score
+from forensics.outdir import safe_name
+from forensics.scoring import SCORERS, score
 from forensics.train import TrainConfig, train
 from forensics.weights import layer_index
 
@@ -41,6 +43,22 @@ class RelearnSettings:
     score_t_and_retain: bool = True  # also score T and retain after each epoch (not needed for the metrics)
     rotations: int | None = None  # only the first this many V splits (layer-restricted RTT in a light grid)
 
+    def __post_init__(self):
+        if not self.lrs:
+            raise InputError("'lrs': RTT needs at least one learning rate (the list is empty)")
+        if any(not lr > 0 for lr in self.lrs):
+            raise InputError(f"'lrs': learning rates must be positive (got {list(self.lrs)})")
+        for name in ("epochs", "batch_size", "patience", "rotations"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"'{name}' must be at least 1 (got {value})")
+        if self.scorer not in SCORERS:
+            raise InputError(f"unknown scorer '{self.scorer}' (choose from {', '.join(SCORERS)})")
+        if self.fmt not in LOSS_FORMATS:
+            raise InputError(
+                f"'loss_format': unknown loss format '{self.fmt}' (choose from {', '.join(LOSS_FORMATS)})"
+            )
+
     @property
     def fmt(self) -> str:
         return self.loss_format or default_format(self.scorer)
@@ -50,14 +68,6 @@ def check(sets: Sets, settings: RelearnSettings, only_v: Sequence[str] = ()) -> 
     """Refuse an attack that cannot run; returns the V splits to rotate over."""
     if len(sets.forget) < 2:
         raise InputError(f"RTT needs at least 2 forget splits to rotate over (have {list(sets.forget)})")
-    if not settings.lrs:
-        raise InputError("RTT needs at least one learning rate (the list is empty)")
-    if any(lr <= 0 for lr in settings.lrs):
-        raise InputError(f"learning rates must be positive (got {list(settings.lrs)})")
-    if settings.epochs < 1:
-        raise InputError(f"epochs must be at least 1 (got {settings.epochs})")
-    if settings.fmt not in LOSS_FORMATS:
-        raise InputError(f"unknown loss format '{settings.fmt}' (choose from {', '.join(LOSS_FORMATS)})")
     for v in only_v:
         if v not in sets.forget:
             raise InputError(f"V split '{v}' is not a forget split (forget: {', '.join(sets.forget)})")
@@ -138,17 +148,24 @@ def relearn(
     vs = check(sets, settings, only_v)
     out = Path(out)
     runs_dir = out / "relearn"
-    key = json.loads(json.dumps({"settings": asdict(settings)}))
+    settings_json = json.loads(json.dumps(asdict(settings)))
     grid: dict[str, list[dict]] = {}
     chance = score_chance(sets)
     for name, path in models.items():
         model, tok = None, None
         grid[name] = []
+        weights = checkpoint_digest(path)
         for v in vs:
             before = None  # V accuracy before the attack: scored once per (model, V)
+            facts = (
+                facts_digest(sets.forget[v]),
+                facts_digest(t for u, fs in sets.forget.items() if u != v for t in fs),
+            )
             for lr in settings.lrs:
-                file = runs_dir / name / f"{v}_lr{lr:g}.json"
-                if file.exists() and (done := read_json(file)).get("key") == {**key, "from": str(path)}:
+                # the run depends on the checkpoint's content, V's and T's facts, the settings and lr
+                run_key = key("rtt", weights, facts, settings_json, lr)
+                file = runs_dir / safe_name(name) / f"{safe_name(v)}_lr{lr:g}.json"
+                if file.exists() and (done := _done(file)).get("key") == run_key:
                     grid[name].append(done["run"])
                     continue
                 if model is None:
@@ -157,10 +174,10 @@ def relearn(
                     before = score(model, tok, list(sets.forget[v]), settings.scorer).accuracy
                 run = run_one(model, tok, sets, v, lr, settings, before, progress)
                 file.parent.mkdir(parents=True, exist_ok=True)
-                write_json({"key": {**key, "from": str(path)}, "run": run}, file)
+                write_json({"key": run_key, "from": str(path), "run": run}, file)
                 grid[name].append(run)
     result = {
-        "settings": key["settings"],
+        "settings": settings_json,
         "chance": chance,
         "v_splits": vs,
         "models": {name: str(path) for name, path in models.items()},
@@ -171,6 +188,17 @@ def relearn(
     result["metrics"] = rtt_metrics(result["best"], chance)
     write_json(result, out / "relearn.json")
     return result
+
+
+def _done(file: Path) -> dict:
+    """A finished run's file, or {} (with a warning) when it cannot be read: it is then redone."""
+    try:
+        done = read_json(file)
+        done["run"]["epochs"]
+        return done
+    except (InputError, KeyError, TypeError) as e:
+        warn(f"{file}: unreadable RTT run, redoing it ({e})")
+        return {}
 
 
 def score_chance(sets: Sets) -> float:

@@ -14,13 +14,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from forensics.checkpoint import check_dir, load_checkpoint, read_json, read_metadata, save_checkpoint
+from forensics.digest import CODE_VERSION, checkpoint_digest, facts_digest
 from forensics.errors import InputError
 from forensics.facts import Sets
 from forensics.formats import default_format, examples, wrong_examples
+from forensics.pair import check_context
 from forensics.scoring import accuracy_table
 from forensics.tokens import collate, encode, pad_id
 from forensics.train import TrainConfig, train
 from forensics.unlearn import METHODS, rmu
+
+MADE_BY = "forensics unlearn"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,16 @@ class UnlearnSettings:
     rmu_layer: int | None = None  # overrides RMU's default (the middle layer)
     lrs: tuple[float, ...] | None = None  # replaces the learning rates of each method's grid
     light: bool = False  # run only each method's DEMO point (the demo's grid) instead of its sweep
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise InputError(f"'batch_size' must be at least 1 (got {self.batch_size})")
+        if not 0 <= self.min_retain <= 1:
+            raise InputError(f"'min_retain' must be in 0..1 (got {self.min_retain})")
+        if self.steps is not None and self.steps < 1:
+            raise InputError(f"'steps' must be at least 1 (got {self.steps})")
+        if self.lrs is not None and (not self.lrs or any(not lr > 0 for lr in self.lrs)):
+            raise InputError(f"learning rates must be positive (got {list(self.lrs)})")
 
 
 def check_method(name: str) -> None:
@@ -56,8 +70,6 @@ def grid_for(name: str, settings: UnlearnSettings, n_layers: int) -> list[dict]:
     """The method's sweep, with the settings' learning rates and RMU layer applied."""
     grid = [dict(METHODS[name].DEMO)] if settings.light else [dict(p) for p in METHODS[name].GRID]
     if settings.lrs is not None:
-        if not settings.lrs or any(lr <= 0 for lr in settings.lrs):
-            raise InputError(f"learning rates must be positive (got {list(settings.lrs)})")
         others = list(dict.fromkeys(tuple((k, v) for k, v in p.items() if k != "lr") for p in grid))
         grid = [{"lr": lr, **dict(o)} for lr in settings.lrs for o in others]
     if name == "rmu":
@@ -71,10 +83,13 @@ def _request(name: str, original: Path, sets: Sets, settings: UnlearnSettings, g
     request = {
         "method": name,
         "from": str(Path(original).resolve()),
+        "original": checkpoint_digest(original),  # its weights, config and tokenizer
         "forget": list(sets.forget),
         "retain": sorted({f.split for f in sets.retain}),
+        "facts": facts_digest([*sets.forget_facts(), *sets.near_retain, *sets.retain]),
         "settings": asdict(settings),
         "grid": grid,
+        "code": CODE_VERSION,
     }
     return json.loads(json.dumps(request))  # as it reads back from the metadata file
 
@@ -86,16 +101,27 @@ def unlearn(
     out: Path,
     settings: UnlearnSettings = UnlearnSettings(),
     progress: bool = True,
+    force: bool = False,
 ) -> dict:
-    """Unlearn `sets.forget` from the checkpoint at `original` with method `name`; returns the metadata."""
+    """Unlearn `sets.forget` from the checkpoint at `original` with method `name`; returns the metadata.
+
+    A checkpoint at `out` made by the same request is returned as it is; one made by another request
+    is redone; a folder at `out` that this command did not make is refused unless `force`."""
     check_method(name)
     module = METHODS[name]
     check_dir(Path(original))
+    check_context(
+        original, [*sets.forget_facts(), *sets.retain], settings.scorer, default_format(settings.scorer)
+    )
     grid = grid_for(name, settings, read_json(Path(original) / "config.json")["num_hidden_layers"])
     request = _request(name, original, sets, settings, grid)
-    done = read_metadata(out) if (Path(out) / "model.safetensors").exists() else {}
-    if done.get("request") == request:
+    done = read_metadata(out) if Path(out).exists() else {}
+    if done.get("request") == request and (Path(out) / "model.safetensors").exists():
         return done
+    if Path(out).exists() and any(Path(out).iterdir()) and done.get("made_by") != MADE_BY and not force:
+        raise InputError(
+            f"{out}: exists and is not a checkpoint `forensics unlearn` made; --force replaces it"
+        )
     reference, tok = load_checkpoint(original)
     for p in reference.parameters():
         p.requires_grad_(False)
@@ -142,7 +168,7 @@ def unlearn(
         if best is None or key < best:
             best, best_model, chosen = key, model, i
     meta = {
-        "made_by": "forensics unlearn",
+        "made_by": MADE_BY,
         "method": name,
         "from": request["from"],
         "seed": settings.seed,

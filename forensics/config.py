@@ -1,0 +1,86 @@
+"""Typed settings from TOML tables: a dataclass's fields are the only keys, its type hints the types.
+
+Every settings dataclass of the toolkit (RTT, probes, quantization, the study itself) is read through
+`from_table`, so an unknown key or a wrong type is a one-line `InputError` naming the file, the table
+and the key, and range checks live in each dataclass's `__post_init__` (the CLI builds the same
+dataclasses, so its defaults and checks are these too).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from dataclasses import fields, replace
+from pathlib import Path
+
+from forensics.errors import InputError
+
+
+def from_table(cls, table, where: str, base=None, exclude: tuple[str, ...] = ()):
+    """An instance of dataclass `cls` from a TOML table: `base`'s values (or the defaults) overridden
+    by the table's keys. `where` names the file and table in errors; `exclude` lists fields that
+    are set elsewhere (e.g. the study-wide scorer and seed) and so are unknown here."""
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: must be a table, got {_show(table)}")
+    known = [f.name for f in fields(cls) if f.name not in exclude]
+    hints = typing.get_type_hints(cls)
+    for k in table:
+        if k not in known:
+            raise InputError(f"{where}: unknown key '{k}' (known: {', '.join(known)})")
+    values = {k: coerce(v, hints[k], f"{where}: '{k}'") for k, v in table.items()}
+    try:
+        return replace(base, **values) if base is not None else cls(**values)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+
+
+def coerce(value, hint, where: str):
+    """`value` checked against a type hint (int, float, str, bool, Path, tuple[X, ...], X | None)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if value is None and len(options) < len(args):
+            return None
+        if len(options) == 1:
+            return coerce(value, options[0], where)
+        for option in options:
+            try:
+                return coerce(value, option, where)
+            except InputError:
+                continue
+        raise InputError(f"{where}: expected {_name(hint)}, got {_show(value)}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise InputError(f"{where}: expected a list of {_name(args[0])}, got {_show(value)}")
+        return tuple(coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected a table, got {_show(value)}")
+        return {coerce(k, args[0], where): coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"{where}: expected true or false, got {_show(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{where}: expected an integer, got {_show(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise InputError(f"{where}: expected a finite number, got {_show(value)}")
+        return float(value)
+    if hint in (str, Path):
+        if not isinstance(value, str):
+            raise InputError(f"{where}: expected a string, got {_show(value)}")
+        return hint(value)
+    raise TypeError(f"no TOML reading for {hint!r}")  # a programming error, not bad input
+
+
+def _name(hint) -> str:
+    return getattr(hint, "__name__", str(hint))
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'…' if len(text) > 40 else ''}"

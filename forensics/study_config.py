@@ -1,0 +1,205 @@
+"""The study's typed configuration tree: TOML → `StudyConfig` (every lens's settings dataclass inside).
+
+Unknown keys and wrong types are one-line errors naming the file and key. `grid` names a preset of
+the lens settings (`full`, or the demo's lighter `demo`); keys given under `[lenses.<lens>]`
+override the preset's values. Paths resolve against the TOML's folder, `out` included (default
+`runs/<name>` beside the TOML).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from forensics.attacks.quantize import QuantizeSettings
+from forensics.attacks.relearn import RelearnSettings
+from forensics.checkpoint import check_dir
+from forensics.config import coerce, from_table
+from forensics.errors import InputError
+from forensics.outdir import safe_name
+from forensics.probing import ProbeSettings
+
+LENSES = ("accuracy", "relearn", "quantize", "ablate", "probes", "weights", "activations", "localize")
+REFERENCE, CONTROL = "original", "never_learned"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The settings of every lens that has a grid."""
+
+    relearn: RelearnSettings = RelearnSettings()
+    localize: RelearnSettings = RelearnSettings(lrs=(1e-3,), epochs=4)
+    probes: ProbeSettings = ProbeSettings()
+    quantize: QuantizeSettings = QuantizeSettings()
+
+
+GRIDS = {
+    "full": Grid(),
+    # the demo's lighter grid: one learning rate, early stop on V, V scored only, one rotation for
+    # layer-restricted RTT (the report names the grid that ran)
+    "demo": Grid(
+        relearn=RelearnSettings(lrs=(1e-3,), epochs=4, patience=1, score_t_and_retain=False),
+        localize=RelearnSettings(lrs=(1e-3,), epochs=2, patience=1, score_t_and_retain=False, rotations=1),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What a study runs on and how."""
+
+    name: str
+    out: Path
+    original: Path
+    unlearned: dict[str, Path]
+    facts: Path
+    forget: tuple[str, ...]
+    retain: tuple[str, ...]
+    never_learned: Path | None = None
+    near_retain: tuple[str, ...] = ()
+    drop_duplicates: bool = False
+    scorer: str = "choice"
+    seed: int = 0
+    lenses: tuple[str, ...] = LENSES
+    grid: str = "full"
+    settings: Grid = field(default_factory=Grid)
+    cache_max_gb: float | None = None  # cap on OUT/cache; least recently used entries go first
+
+    def __post_init__(self):
+        if self.grid not in GRIDS:
+            raise InputError(f"'grid': unknown grid '{self.grid}' (choose from {', '.join(GRIDS)})")
+        for lens in self.lenses:
+            if lens not in LENSES:
+                raise InputError(f"unknown lens '{lens}' (choose from {', '.join(LENSES)})")
+        if not self.unlearned:
+            raise InputError("[models.unlearned] names no checkpoint")
+        for name in self.unlearned:
+            if name in (REFERENCE, CONTROL):
+                raise InputError(f"'{name}' is reserved; name the unlearned checkpoint otherwise")
+        if self.cache_max_gb is not None and not self.cache_max_gb > 0:
+            raise InputError(f"'cache_max_gb' must be positive (got {self.cache_max_gb})")
+        # the study-wide scorer and seed go into every lens's settings
+        s = self.settings
+        object.__setattr__(
+            self,
+            "settings",
+            Grid(
+                relearn=replace(s.relearn, scorer=self.scorer, seed=self.seed),
+                localize=replace(s.localize, scorer=self.scorer, seed=self.seed),
+                probes=replace(s.probes, seed=self.seed),
+                quantize=s.quantize,
+            ),
+        )
+
+    def models(self) -> dict[str, Path]:
+        """Every checkpoint, the original first and the control second."""
+        out = {REFERENCE: self.original}
+        if self.never_learned:
+            out[CONTROL] = self.never_learned
+        return {**out, **self.unlearned}
+
+    def as_json(self) -> dict:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+
+TOP = ("name", "out", "scorer", "seed", "grid", "cache_max_gb", "models", "facts", "lenses")
+MODELS = ("original", "never_learned", "unlearned")
+FACTS = ("path", "forget", "retain", "near_retain", "drop_duplicates")
+LENS_TABLES = ("relearn", "localize", "probes", "quantize")
+
+
+def load_config(path: Path) -> StudyConfig:
+    """Parse and check a study TOML; every problem is an InputError naming the file and key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: malformed TOML ({e})") from None
+    here = path.parent
+
+    def table(parent: dict, key: str, where: str, known: tuple[str, ...], required: bool = True) -> dict:
+        if key not in parent:
+            if required:
+                raise InputError(f"{path}: missing '{key}' in {where}")
+            return {}
+        value = parent[key]
+        if not isinstance(value, dict):
+            raise InputError(f"{path}: '{key}' in {where} must be a table")
+        for k in value:
+            if k not in known:
+                raise InputError(f"{path}: unknown key '{k}' in [{key}] (known: {', '.join(known)})")
+        return value
+
+    def need(parent: dict, key: str, where: str):
+        if key not in parent:
+            raise InputError(f"{path}: missing '{key}' in {where}")
+        return parent[key]
+
+    def typed(value, hint, where: str):
+        return coerce(value, hint, f"{path}: {where}")
+
+    def resolve(value, where: str) -> Path:
+        return (here / typed(value, str, where)).resolve()
+
+    for k in raw:
+        if k not in TOP:
+            raise InputError(f"{path}: unknown key '{k}' (known: {', '.join(TOP)})")
+    models = table(raw, "models", "the config", MODELS)
+    facts = table(raw, "facts", "the config", FACTS)
+    lenses = table(raw, "lenses", "the config", ("run", *LENS_TABLES), required=False)
+    unlearned = need(models, "unlearned", "[models]")
+    if not isinstance(unlearned, dict):
+        raise InputError(f"{path}: [models.unlearned] must be a table of name = path")
+    name = typed(raw.get("name", path.stem), str, "'name'")
+    grid = typed(raw.get("grid", "full"), str, "'grid'")
+    if grid not in GRIDS:
+        raise InputError(f"{path}: 'grid': unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
+    preset = GRIDS[grid]
+    settings = {
+        lens: from_table(
+            type(getattr(preset, lens)),
+            lenses.get(lens, {}),
+            f"{path}: [lenses.{lens}]",
+            base=getattr(preset, lens),
+            exclude=("scorer", "seed"),
+        )
+        for lens in LENS_TABLES
+    }
+    values = dict(
+        name=name,
+        out=resolve(raw["out"], "'out'") if "out" in raw else here.resolve() / "runs" / safe_name(name),
+        original=resolve(need(models, "original", "[models]"), "[models] 'original'"),
+        never_learned=(
+            resolve(models["never_learned"], "[models] 'never_learned'")
+            if "never_learned" in models
+            else None
+        ),
+        unlearned={str(k): resolve(v, f"[models.unlearned] '{k}'") for k, v in unlearned.items()},
+        facts=resolve(need(facts, "path", "[facts]"), "[facts] 'path'"),
+        forget=typed(need(facts, "forget", "[facts]"), tuple[str, ...], "[facts] 'forget'"),
+        retain=typed(need(facts, "retain", "[facts]"), tuple[str, ...], "[facts] 'retain'"),
+        near_retain=typed(facts.get("near_retain", []), tuple[str, ...], "[facts] 'near_retain'"),
+        drop_duplicates=typed(facts.get("drop_duplicates", False), bool, "[facts] 'drop_duplicates'"),
+        scorer=typed(raw.get("scorer", "choice"), str, "'scorer'"),
+        seed=typed(raw.get("seed", 0), int, "'seed'"),
+        lenses=typed(lenses.get("run", list(LENSES)), tuple[str, ...], "[lenses] 'run'"),
+        grid=grid,
+        settings=Grid(**settings),
+        cache_max_gb=typed(raw["cache_max_gb"], float, "'cache_max_gb'") if "cache_max_gb" in raw else None,
+    )
+    try:
+        cfg = StudyConfig(**values)
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+    for model, model_path in cfg.models().items():
+        try:
+            check_dir(model_path)
+        except InputError as e:
+            raise InputError(f"{path}: model '{model}': {e}") from None
+    if not cfg.facts.exists():
+        raise InputError(f"{path}: facts '{cfg.facts}' not found")
+    return cfg
