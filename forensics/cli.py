@@ -474,6 +474,13 @@ def cmd_localize(a: argparse.Namespace) -> None:
         )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with bad arguments reported in one line (exit status 2), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"forensics: error: {self.prog}: {message}\n")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -513,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rtt, loc, probe, unl = RelearnSettings(), GRIDS["full"].localize, ProbeSettings(), UnlearnSettings()
     force = {"action": "store_true", "help": "write into a folder that is not a forensics output folder"}
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="forensics",
         description=("Did an unlearning method erase facts from a model's weights, or only hide them?"),
     )
@@ -627,7 +634,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or bad arguments (already reported in one line)
+        return int(e.code or 0)
     try:
         args.func(args)
     except InputError as e:

@@ -28,7 +28,7 @@ _HELD: dict[str, list] = {}  # resolved folder -> [lock file descriptor, depth],
 def safe_name(name: str) -> str:
     """A file-name component for `name`: letters, digits, `.`, `_` and `-` kept, anything else `_`;
     when that changed the name, a short hash of the original keeps distinct names distinct."""
-    clean = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:80]
+    clean = re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9._-]", "_", name)).lstrip(".")[:80]
     if clean == name and name:
         return name
     return (

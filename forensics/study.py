@@ -25,7 +25,8 @@ from forensics.errors import InputError, warn
 from forensics.facts import Sets, load_facts, select
 from forensics.outdir import claim, safe_name
 from forensics.pair import check_models
-from forensics.study_config import CONTROL, LENSES, StudyConfig
+from forensics.study_config import CONTROL, LENSES, REFERENCE, StudyConfig
+from forensics.unlearn.run import UnlearnSettings
 
 SCHEMA_VERSION = 1
 
@@ -184,6 +185,8 @@ def summarize(results: dict, unlearned: list[str], chance: float) -> dict:
         if name in acc:
             row["forget"], row["retain"] = acc[name]["forget"], acc[name]["retain"]
             row["near_retain"] = acc[name].get("near_retain")
+            if REFERENCE in acc:
+                row["original_retain"] = acc[REFERENCE]["retain"]
         metrics = rtt.get("metrics", {})
         if name in metrics:
             row["rtt_acc_v"] = metrics[name]["acc_v"]["mean"]
@@ -239,6 +242,13 @@ def verdict(row: dict) -> tuple[str, str]:
     if "forget" not in row:
         return "unknown", "accuracy was not measured"
     evidence.append(f"forget accuracy {row['forget']:.2f} (chance {chance:.2f}), retain {row['retain']:.2f}")
+    floor = UnlearnSettings().min_retain * row.get("original_retain", 0.0)
+    if row["retain"] < floor:
+        evidence.append(
+            f"retain fell below {UnlearnSettings().min_retain:g} × the original's "
+            f"{row['original_retain']:.2f} (the unlearning rule): the model collapsed rather than forgot"
+        )
+        return "not unlearned", "; ".join(evidence)
     if row["forget"] > chance + 0.25:
         return "not unlearned", "; ".join(evidence)
     signs = []

@@ -35,14 +35,24 @@ def unlearned(micro_world, tmp_path_factory):
     }
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", [m for m in METHODS if m != "ga"])
 def test_forget_falls_and_retain_holds(unlearned, name):
+    """GA is left out: pure gradient ascent collapses retain with forget (the decided baseline), so
+    whether one GA run lands above the floor depends on the machine; its selection rule is tested
+    below and in test_sweep_picks_lowest_forget_above_the_floor."""
     meta, _ = unlearned[name]
     before, after = meta["original_accuracy"], meta["chosen"]["accuracy"]
     assert before["forget"] == 1.0
     assert after["forget"] <= 0.6, after
     assert after["retain"] >= 0.85, after
     assert meta["chosen"] in meta["sweep"] and meta["chosen"]["retain_ok"]
+
+
+def test_ga_records_the_retain_rule(unlearned):
+    meta, _ = unlearned["ga"]
+    floor = 0.9 * meta["original_accuracy"]["retain"]
+    assert all(r["retain_ok"] == (r["accuracy"]["retain"] >= floor) for r in meta["sweep"])
+    assert meta["chosen"] in meta["sweep"]
 
 
 @pytest.mark.parametrize("name", ["ga", "gd", "ria", "npo"])

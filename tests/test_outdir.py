@@ -1,0 +1,129 @@
+"""Output folders: names from data never climb out, other programs' folders are not overwritten, and
+two processes never write one folder at once."""
+
+import fcntl
+import json
+import os
+import shutil
+
+import pytest
+
+from forensics.attacks.relearn import RelearnSettings, relearn
+from forensics.cli import main
+from forensics.errors import InputError
+from forensics.facts import load_jsonl, select
+from forensics.outdir import LOCK, MARKER, claim, safe_name
+
+
+@pytest.mark.parametrize("name", ["../../x", "..", ".", "/abs/path", "a/b", "ü", "", "\\..\\x", ".hidden"])
+def test_safe_name_is_one_plain_component(name):
+    clean = safe_name(name)
+    assert clean and clean not in (".", "..") and "/" not in clean and "\\" not in clean
+    assert not clean.startswith(".") and ".." not in clean
+    assert clean.isascii()
+
+
+def test_safe_name_keeps_plain_names_and_distinct_names_distinct():
+    assert safe_name("forget_0") == "forget_0" and safe_name("gd-v2.1") == "gd-v2.1"
+    assert safe_name("a/b") != safe_name("a_b") != safe_name("a?b")
+
+
+def test_split_and_model_names_stay_inside_out(micro_world, tmp_path):
+    lines = [json.loads(x) for x in (micro_world / "facts.jsonl").read_text().splitlines()]
+    for record in lines:
+        if record["split"] == "forget_0":
+            record["split"] = "../../x"
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    sets = select(load_jsonl(facts), ["../../x", "forget_1", "forget_2"], ["retain"])
+    out = tmp_path / "deep" / "er" / "out"
+    original = micro_world / "checkpoints/original"
+    models = {"original": original, "../../../m": original}
+    result = relearn(models, sets, out, RelearnSettings(lrs=(1e-3,), epochs=1), progress=False)
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p != facts]
+    assert written and all(out.resolve() in p.resolve().parents for p in written), written
+    assert len(list((out / "relearn").rglob("*.json"))) == 2 * 3
+    assert set(result["metrics"]) == {"original", "../../../m"}
+
+
+def test_a_folder_that_is_not_ours_is_refused_and_kept(micro_world, tmp_path, capsys):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "facts.jsonl").write_text("my own data\n")
+    (theirs / "results.json").write_text('{"mine": true}\n')
+    args = ["world", "--out", str(theirs), "--quiet", "--people", "8", "--ships", "8", "--forget-facts", "4"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not empty and not a forensics output folder" in err[0]
+    assert (theirs / "facts.jsonl").read_text() == "my own data\n"
+    assert sorted(p.name for p in theirs.iterdir()) == ["facts.jsonl", "results.json"]
+
+
+def test_study_out_on_an_unrelated_folder_is_refused_unless_forced(micro_world, tmp_path, capsys):
+    theirs = tmp_path / "theirs"
+    (theirs / "report").mkdir(parents=True)
+    (theirs / "results.json").write_text('{"mine": true}\n')
+    w = micro_world
+    config = tmp_path / "s.toml"
+    config.write_text(
+        f"""out = "{theirs}"
+[models]
+original = "{w}/checkpoints/original"
+[models.unlearned]
+nl = "{w}/checkpoints/never_learned"
+[facts]
+path = "{w}/facts.jsonl"
+forget = ["forget_0", "forget_1", "forget_2"]
+retain = ["retain"]
+[lenses]
+run = ["accuracy"]
+"""
+    )
+    assert main(["study", str(config), "--quiet"]) == 2
+    assert "not empty and not a forensics output folder" in capsys.readouterr().err
+    assert (theirs / "results.json").read_text() == '{"mine": true}\n'
+    assert sorted(p.name for p in theirs.iterdir()) == ["report", "results.json"]
+    assert main(["study", str(config), "--quiet", "--force"]) == 0
+    assert (theirs / MARKER).exists() and "accuracy" in json.loads((theirs / "results.json").read_text())
+
+
+def test_unlearn_does_not_replace_a_checkpoint_it_did_not_make(micro_world, tmp_path, capsys):
+    out = tmp_path / "o"
+    (out / "checkpoints").mkdir(parents=True)
+    shutil.copytree(micro_world / "checkpoints/never_learned", out / "checkpoints/gd")
+    (out / "checkpoints/gd/forensics.json").write_text('{"made_by": "someone else"}')
+    (out / MARKER).write_text("{}")
+    args = ["unlearn", "--method", "gd", "--original", str(micro_world / "checkpoints/original")]
+    args += ["--facts", str(micro_world / "facts.jsonl"), "--forget", "forget_0,forget_1,forget_2"]
+    args += ["--retain", "retain", "--out", str(out), "--quiet", "--steps", "1", "--lr", "1e-3"]
+    before = (out / "checkpoints/gd/model.safetensors").read_bytes()
+    assert main(args) == 2
+    assert "is not a checkpoint `forensics unlearn` made" in capsys.readouterr().err
+    assert (out / "checkpoints/gd/model.safetensors").read_bytes() == before
+
+
+def test_a_second_process_on_the_same_out_is_refused(tmp_path):
+    out = tmp_path / "o"
+    with claim(out, "test"):
+        pass  # the folder is now ours
+    fd = os.open(out / LOCK, os.O_RDWR)  # another process holding the lock
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(InputError, match="another forensics process is writing here"):
+            with claim(out, "test"):
+                pass
+    finally:
+        os.close(fd)
+    with claim(out, "test"), claim(out, "nested in the same process"):
+        pass
+
+
+def test_bad_input_inside_a_new_folder_leaves_nothing(tmp_path):
+    with pytest.raises(InputError):
+        with claim(tmp_path / "new", "test"):
+            raise InputError("bad")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="exists and is not a folder"):
+        with claim(tmp_path / "file", "test"):
+            pass
