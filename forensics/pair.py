@@ -49,7 +49,7 @@ def tokenizer_identity(path: Path) -> dict:
 def check_pair(original: Path, other: Path, name: str) -> None:
     """Refuse `other` unless it has the original's architecture, tensors, shapes and tokenizer."""
     a, b = read_json(Path(original) / "config.json"), read_json(Path(other) / "config.json")
-    for k in ("model_type", "architectures"):
+    for k in ("model_type", "architectures", "vocab_size"):
         if a.get(k) != b.get(k):
             raise InputError(
                 f"{other}: model '{name}' is {k} {b.get(k)}, the original ({original}) is {a.get(k)}"

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from forensics.cache import EMBED, RESID, default_hooks, extract, extract_ids
-from forensics.digest import checkpoint_digest
 from forensics.checkpoint import boot_bridge, load_checkpoint
+from forensics.digest import checkpoint_digest
 from forensics.errors import InputError
 from forensics.formats import choice_context
 from forensics.tokens import collate, encode, pad_id
@@ -75,3 +75,66 @@ def test_bad_requests(loaded):
         extract(bridge, prompts, positions="first")
     with pytest.raises(InputError, match="budget"):
         extract_ids(bridge, [[1, 2, 3]] * 4, memory_budget=10)
+
+
+def test_stops_after_the_last_hook_in_forward_order_not_by_block_index(loaded):
+    """resid_pre and resid_post of one block, and ln_final beside a block hook, all equal HF's values
+    (stopping at the highest block index used to return resid_post and ln_final as zeros)."""
+    _, model, tok, bridge, prompts = loaded
+    hooks = ["blocks.1.hook_resid_pre", RESID.format(1), "ln_final.hook_out"]
+    acts = extract(bridge, prompts, hooks=hooks)
+    batch = collate([encode(tok, p, "") for p in prompts], pad_id(tok))
+    with torch.no_grad():
+        hs = model(batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+    rows, last = torch.arange(len(prompts)), batch["attention_mask"].sum(1) - 1
+    hidden = hs.hidden_states
+    torch.testing.assert_close(acts["blocks.1.hook_resid_pre"], hidden[1][rows, last], atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        model.model.norm(acts[RESID.format(1)]), hidden[2][rows, last], atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(acts["ln_final.hook_out"], hidden[2][rows, last], atol=1e-5, rtol=0)
+    for hook in hooks:
+        assert acts[hook].abs().sum() > 0, hook
+
+
+def test_a_corrupt_entry_is_recomputed_with_a_warning(loaded, tmp_path, capsys):
+    path, _, _, bridge, prompts = loaded
+    digest = checkpoint_digest(path)
+    first = extract(bridge, prompts, cache_dir=tmp_path, weights=digest, memory_budget=3 * 32 * 4 * 5)
+    shard = first.shards[1]
+    shard.write_bytes(shard.read_bytes()[:100])  # truncated
+    again = extract(bridge, prompts, cache_dir=tmp_path, weights=digest, memory_budget=3 * 32 * 4 * 5)
+    assert again.forward_passes > 0 and "corrupt cache entry, recomputing" in capsys.readouterr().err
+    for hook in first.hooks:
+        torch.testing.assert_close(again[hook], extract(bridge, prompts)[hook], atol=0, rtol=0)
+    third = extract(bridge, prompts, cache_dir=tmp_path, weights=digest, memory_budget=3 * 32 * 4 * 5)
+    assert third.forward_passes == 0
+
+
+def test_cap_evicts_least_recently_used_and_the_command_lists_and_clears(loaded, tmp_path, capsys):
+    import os
+
+    from forensics.cache import enforce_cap, entries
+    from forensics.cli import main
+
+    path, _, _, bridge, prompts = loaded
+    digest = checkpoint_digest(path)
+    seen: set[str] = set()
+    for i, n in enumerate((4, 5, 6)):  # three entries, last used at times 1000, 1001, 1002
+        extract(bridge, prompts[:n], cache_dir=tmp_path, weights=digest)
+        (new,) = [e for e in entries(tmp_path) if e["key"] not in seen]
+        os.utime(new["path"] / "done.json", (1000 + i, 1000 + i))
+        seen.add(new["key"])
+    extract(bridge, prompts[:4], cache_dir=tmp_path, weights=digest)  # the oldest is used again
+    found = entries(tmp_path)
+    assert len(found) == 3
+    sizes = {e["key"]: e["bytes"] for e in found}
+    keep_bytes = sum(sizes.values()) - found[0]["bytes"]
+    removed = enforce_cap(tmp_path, keep_bytes / 2**30)
+    assert removed == [found[0]["key"]]
+    assert extract(bridge, prompts[:4], cache_dir=tmp_path, weights=digest).forward_passes == 0
+    assert main(["cache", str(tmp_path), "--list"]) == 0
+    assert "2 entries" in capsys.readouterr().out
+    assert main(["cache", str(tmp_path), "--clear"]) == 0
+    assert entries(tmp_path) == [] and "MB freed" in capsys.readouterr().out
+    assert main(["cache", str(tmp_path / "nope"), "--list"]) == 2

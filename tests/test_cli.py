@@ -137,6 +137,36 @@ def _corrupt(kind, ckpt, facts):
         return [], "tensor 'model.norm.weight' holds NaN or Inf"
     if kind == "cuda":
         return ["--device", "cuda"], "no CUDA device"
+    if kind in ("missing tensor", "unexpected tensor", "shape vs config"):
+        tensors = load_file(weights)
+        name = "model.layers.0.mlp.up_proj.weight"
+        if kind == "missing tensor":
+            del tensors[name]
+            message = rf"tensor '{name}' missing from the safetensors"
+        elif kind == "unexpected tensor":
+            tensors["model.extra.weight"] = tensors[name].clone()
+            message = r"tensor 'model.extra.weight' in the safetensors is not part of config.json's model"
+        else:
+            tensors[name] = tensors[name][:, :-1].contiguous()
+            message = rf"model\.safetensors: tensor '{name}' has shape \[\d+, \d+\], config\.json implies"
+        save_file(tensors, weights, metadata={"format": "pt"})
+        return [], message
+    if kind in ("shard outside", "shard absolute"):
+        shutil.copy(weights, ckpt.parent / "outside.safetensors")
+        weights.unlink()
+        target = (
+            "../outside.safetensors" if kind == "shard outside" else str(ckpt.parent / "outside.safetensors")
+        )
+        (ckpt / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": target}}))
+        return [], r"model\.safetensors\.index\.json: shard .* is not a file name inside the checkpoint"
+    if kind == "auto_map tokenizer":
+        config = json.loads((ckpt / "tokenizer_config.json").read_text())
+        config["auto_map"] = {"AutoTokenizer": ["remote.RemoteTokenizer", None]}
+        config["tokenizer_class"] = "RemoteTokenizer"
+        (ckpt / "tokenizer_config.json").write_text(json.dumps(config))
+        return [], r"ckpt: cannot load the tokenizer"
+    if kind == "batch size 0":
+        return ["--batch-size", "0"], r"--batch-size: must be at least 1"
     lines = facts.read_text().splitlines()
     record = json.loads(lines[0])
     if kind == "malformed line":
@@ -146,6 +176,13 @@ def _corrupt(kind, ckpt, facts):
         record["answer"] = 7
         lines[0] = json.dumps(record)
         message = r"facts\.jsonl:1: answer 7 out of range"
+    elif kind == "lone surrogate":
+        lines[0] = lines[0].replace('"question": "', '"question": "\\ud800', 1)
+        message = r"facts\.jsonl:1: text .* holds a lone surrogate"
+    elif kind == "too long":
+        record["question"] = " ".join(["When"] * 600) + "?"
+        lines[0] = json.dumps(record)
+        message = r"facts\.jsonl:1: a text of this fact is \d+ tokens, longer than the model's context of \d+"
     elif kind == "one choice":
         record["choices"] = record["choices"][:1]
         record["answer"] = 0
@@ -170,6 +207,15 @@ def _corrupt(kind, ckpt, facts):
         "answer range",
         "one choice",
         "empty split",
+        "missing tensor",
+        "unexpected tensor",
+        "shape vs config",
+        "shard outside",
+        "shard absolute",
+        "auto_map tokenizer",
+        "batch size 0",
+        "lone surrogate",
+        "too long",
     ],
 )
 def test_score_bad_input(micro_world, tmp_path, capsys, kind):

@@ -165,3 +165,14 @@ def test_missing_inputs(tmp_path):
         load_facts(tmp_path / "nope.jsonl")
     with pytest.raises(InputError, match="no split_N.jsonl"):
         load_paper_dir(tmp_path)
+
+
+@pytest.mark.parametrize("twin", ["same?", "Same? ", "  Same?", "SAME?", "Ｓａｍｅ?", "Same\u00a0?"])
+def test_leak_check_compares_normalised_questions(tmp_path, twin):
+    """Case, surrounding or inner whitespace and Unicode compatibility forms do not hide a T/V leak."""
+    path = write(tmp_path / "f.jsonl", [q("Same ?", split="a"), q(twin.replace("?", " ?"), split="b")])
+    path.write_text(path.read_text() + json.dumps(q("R?", split="r")) + "\n")
+    with pytest.raises(InputError, match=r"f\.jsonl:2: question .* appears in two splits"):
+        select(load_jsonl(path), ["a", "b"], ["r"])
+    sets = select(load_jsonl(path), ["a"], ["r"])  # one copy alone is no leak
+    assert len(sets.forget_facts()) == 1
