@@ -48,3 +48,24 @@ def paper_data() -> Path:
     if not PAPER_DATA.is_dir():
         pytest.skip(f"the paper's data is not at {PAPER_DATA}")
     return PAPER_DATA
+
+
+def accuracy_study(root: Path) -> Path:
+    """A study TOML in `root` over `root/original` (reference) and `root/never_learned` (as an
+    unlearned model 'm') with the micro world's facts at `root/facts.jsonl`, accuracy lens only."""
+    config = root / "s.toml"
+    config.write_text(
+        """out = "out"
+[models]
+original = "original"
+[models.unlearned]
+m = "never_learned"
+[facts]
+path = "facts.jsonl"
+forget = ["forget_0", "forget_1", "forget_2"]
+retain = ["retain"]
+[lenses]
+run = ["accuracy"]
+"""
+    )
+    return config

@@ -13,6 +13,7 @@ from forensics.digest import checkpoint_digest
 from forensics.facts import load_jsonl, select
 from forensics.scoring import score
 from forensics.unlearn.run import UnlearnSettings, unlearn
+from tests.conftest import accuracy_study
 
 SPLITS = ["forget_0", "forget_1", "forget_2"]
 
@@ -104,21 +105,7 @@ def test_unlearn_redoes_when_the_original_changed(ckpts):
 
 
 def test_study_recomputes_a_stage_after_config_json_changed(ckpts, capsys):
-    config = ckpts / "s.toml"
-    config.write_text(
-        """out = "out"
-[models]
-original = "original"
-[models.unlearned]
-m = "never_learned"
-[facts]
-path = "facts.jsonl"
-forget = ["forget_0", "forget_1", "forget_2"]
-retain = ["retain"]
-[lenses]
-run = ["accuracy"]
-"""
-    )
+    config = accuracy_study(ckpts)
     assert main(["study", str(config), "--quiet"]) == 0
     assert main(["study", str(config), "--quiet"]) == 0
     assert read_json(ckpts / "out/results.json")["timings"]["accuracy"]["resumed"]
@@ -129,3 +116,25 @@ run = ["accuracy"]
     model, tok = load_checkpoint(ckpts / "never_learned")
     sets = select(load_jsonl(ckpts / "facts.jsonl"), SPLITS, ["retain"])
     assert results["accuracy"]["m"]["retain"] == score(model, tok, sets.retain).accuracy
+
+
+def test_a_corrupt_run_file_is_redone_with_a_warning(ckpts, capsys):
+    sets = select(load_jsonl(ckpts / "facts.jsonl"), SPLITS, ["retain"])
+    first = rtt(ckpts, sets)
+    file = ckpts / "out/relearn/m/forget_0_lr0.001.json"
+    file.write_text('{"key": ')
+    again = rtt(ckpts, sets)
+    assert "unreadable RTT run, redoing it" in capsys.readouterr().err
+    assert again["best"] == first["best"]  # seeded: the redone run is the same run
+    assert read_json(file)["run"]["v"] == "forget_0"
+
+
+def test_a_corrupt_stage_file_is_recomputed_with_a_warning(ckpts, capsys):
+    config = accuracy_study(ckpts)
+    assert main(["study", str(config), "--quiet"]) == 0
+    first = read_json(ckpts / "out/results.json")["accuracy"]
+    (ckpts / "out/stages/accuracy.json").write_text("{truncated")
+    assert main(["study", str(config), "--quiet"]) == 0
+    assert "unreadable stage result, recomputing" in capsys.readouterr().err
+    results = read_json(ckpts / "out/results.json")
+    assert not results["timings"]["accuracy"]["resumed"] and results["accuracy"] == first

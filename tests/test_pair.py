@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from forensics.cli import main
+from tests.conftest import accuracy_study
 
 
 @pytest.fixture
@@ -16,21 +17,7 @@ def study(micro_world, tmp_path):
     for name in ("original", "never_learned"):
         shutil.copytree(micro_world / "checkpoints" / name, tmp_path / name)
     shutil.copy(micro_world / "facts.jsonl", tmp_path / "facts.jsonl")
-    config = tmp_path / "s.toml"
-    config.write_text(
-        """out = "out"
-[models]
-original = "original"
-[models.unlearned]
-m = "never_learned"
-[facts]
-path = "facts.jsonl"
-forget = ["forget_0", "forget_1", "forget_2"]
-retain = ["retain"]
-[lenses]
-run = ["accuracy"]
-"""
-    )
+    config = accuracy_study(tmp_path)
     return tmp_path, config
 
 
