@@ -50,12 +50,12 @@ def paper_data() -> Path:
     return PAPER_DATA
 
 
-def accuracy_study(root: Path) -> Path:
+def accuracy_study(root: Path, out: str = "out") -> Path:
     """A study TOML in `root` over `root/original` (reference) and `root/never_learned` (as an
     unlearned model 'm') with the micro world's facts at `root/facts.jsonl`, accuracy lens only."""
     config = root / "s.toml"
     config.write_text(
-        """out = "out"
+        f"""out = "{out}"
 [models]
 original = "original"
 [models.unlearned]

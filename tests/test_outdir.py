@@ -13,6 +13,7 @@ from forensics.cli import main
 from forensics.errors import InputError
 from forensics.facts import load_jsonl, select
 from forensics.outdir import LOCK, MARKER, claim, safe_name
+from tests.conftest import accuracy_study
 
 
 @pytest.mark.parametrize("name", ["../../x", "..", ".", "/abs/path", "a/b", "ü", "", "\\..\\x", ".hidden"])
@@ -63,22 +64,10 @@ def test_study_out_on_an_unrelated_folder_is_refused_unless_forced(micro_world, 
     theirs = tmp_path / "theirs"
     (theirs / "report").mkdir(parents=True)
     (theirs / "results.json").write_text('{"mine": true}\n')
-    w = micro_world
-    config = tmp_path / "s.toml"
-    config.write_text(
-        f"""out = "{theirs}"
-[models]
-original = "{w}/checkpoints/original"
-[models.unlearned]
-nl = "{w}/checkpoints/never_learned"
-[facts]
-path = "{w}/facts.jsonl"
-forget = ["forget_0", "forget_1", "forget_2"]
-retain = ["retain"]
-[lenses]
-run = ["accuracy"]
-"""
-    )
+    for name in ("original", "never_learned"):
+        (tmp_path / name).symlink_to(micro_world / "checkpoints" / name)
+    (tmp_path / "facts.jsonl").symlink_to(micro_world / "facts.jsonl")
+    config = accuracy_study(tmp_path, out=str(theirs))
     assert main(["study", str(config), "--quiet"]) == 2
     assert "not empty and not a forensics output folder" in capsys.readouterr().err
     assert (theirs / "results.json").read_text() == '{"mine": true}\n'
