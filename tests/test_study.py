@@ -93,6 +93,7 @@ def test_study_writes_results_and_report(first_run):
         assert row["verdict"] and row["evidence"].startswith("forget accuracy")
         assert len(row["hiding_map"]["values"]) == 2
     assert set(results["versions"]) >= {"forensics", "torch", "transformers", "transformer_lens"}
+    assert "unknown" not in results["versions"].values()
     assert all(not t["resumed"] for t in results["timings"].values())
     assert (first_run / "report/index.html").exists()
 

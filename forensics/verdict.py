@@ -1,0 +1,153 @@
+"""Verdicts and their statistics (DESIGN §9): method − control on the same facts, with intervals.
+
+Each information lens yields per-fact 0/1 outcomes ([seeds, facts], facts in forget order, each fact's
+stratum its V split) for the method and for the exact-unlearning control (or chance, when there is no
+control: the verdict then says "uncontrolled"). The difference of means is bootstrapped in pairs —
+facts resampled within their stratum, seeds resampled, the same draws for method and control — which
+gives an interval for every figure and keeps the comparison paired. Three outcomes:
+
+- *hidden*: some lens's one-sided lower bound of (method − control) exceeds `min_effect`, after Holm
+  correction across the lenses (and layers) tested;
+- *erased within ±margin*: every lens's 90% interval (two one-sided tests at 5%) lies inside ±margin;
+- *inconclusive* otherwise, naming the lens closest to settling it and about how many facts would.
+
+No model is loaded here: this module reads outcomes and returns numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from forensics.errors import InputError
+
+
+@dataclass(frozen=True)
+class VerdictSettings:
+    """The thresholds of the three outcomes and the bootstrap's size."""
+
+    min_effect: float = 0.05
+    margin: float = 0.10
+    alpha: float = 0.05
+    n_boot: int = 2000
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0 <= self.min_effect < 1:
+            raise InputError(f"'min_effect' must be in 0..1 (got {self.min_effect})")
+        if not 0 < self.margin < 1:
+            raise InputError(f"'margin' must be in (0, 1) (got {self.margin})")
+        if not 0 < self.alpha < 0.5:
+            raise InputError(f"'alpha' must be in (0, 0.5) (got {self.alpha})")
+        if self.n_boot < 100:
+            raise InputError(f"'n_boot' must be at least 100 (got {self.n_boot})")
+
+
+def paired_bootstrap(
+    method: np.ndarray, control: np.ndarray, strata: Sequence, n_boot: int = 2000, seed: int = 0
+) -> np.ndarray:
+    """[n_boot] bootstrap draws of mean(method) − mean(control). Both are [seeds, facts] (a 1-d array
+    is one seed); seeds are resampled with replacement and facts within their stratum, with the same
+    draws for both sides."""
+    method, control = np.atleast_2d(method).astype(float), np.atleast_2d(control).astype(float)
+    if control.shape[0] == 1 and method.shape[0] > 1:
+        control = np.repeat(control, method.shape[0], axis=0)
+    if method.shape != control.shape:
+        raise ValueError(f"method {method.shape} and control {control.shape} are not paired")
+    diff = method - control
+    rng = np.random.default_rng(seed)
+    n_seeds, n = diff.shape
+    per_fact = diff[rng.integers(0, n_seeds, size=(n_boot, n_seeds))].mean(1)  # [n_boot, facts]
+    strata = np.asarray(strata)
+    picks = np.empty((n_boot, n), dtype=int)
+    start = 0
+    for value in dict.fromkeys(strata.tolist()):
+        members = np.flatnonzero(strata == value)
+        picks[:, start : start + len(members)] = members[
+            rng.integers(0, len(members), (n_boot, len(members)))
+        ]
+        start += len(members)
+    return np.take_along_axis(per_fact, picks, axis=1).mean(1)
+
+
+def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
+    """Holm's step-down procedure: which hypotheses are rejected at family-wise level `alpha`."""
+    order = np.argsort(p_values, kind="stable")
+    rejected = [False] * len(p_values)
+    for rank, i in enumerate(order):
+        if p_values[i] > alpha / (len(p_values) - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def evidence(method: np.ndarray, control: np.ndarray, strata: Sequence, settings: VerdictSettings) -> dict:
+    """Difference of means, its 95% and 90% intervals, and the bootstrap p-value of
+    difference ≤ min_effect (small when the method clearly keeps more than the control)."""
+    draws = paired_bootstrap(method, control, strata, settings.n_boot, settings.seed)
+    diff = float(np.atleast_2d(method).mean() - np.atleast_2d(control).mean())
+    lo95, hi95 = np.quantile(draws, [0.025, 0.975])
+    lo90, hi90 = np.quantile(draws, [settings.alpha, 1 - settings.alpha])
+    p = (1 + int((draws <= settings.min_effect).sum())) / (len(draws) + 1)
+    return {
+        "diff": diff,
+        "ci95": [float(lo95), float(hi95)],
+        "ci90": [float(lo90), float(hi90)],
+        "p_hidden": p,
+        "method": float(np.atleast_2d(method).mean()),
+        "control": float(np.atleast_2d(control).mean()),
+        "facts": int(np.atleast_2d(method).shape[1]),
+        "seeds": int(np.atleast_2d(method).shape[0]),
+    }
+
+
+def facts_to_settle(e: Mapping, settings: VerdictSettings) -> int | None:
+    """About how many facts would settle an undecided lens: the interval's half-width shrinks as
+    1/√n, so n grows until the lower bound clears min_effect (if the difference exceeds it) or the
+    90% interval fits inside ±margin (if the difference is within it). None when neither can happen."""
+    half = (e["ci90"][1] - e["ci90"][0]) / 2
+    room = max(e["diff"] - settings.min_effect, settings.margin - abs(e["diff"]))
+    if room <= 0 or half <= 0:
+        return None
+    return max(e["facts"] + 1, math.ceil(e["facts"] * (half / room) ** 2))
+
+
+def decide(lenses: Mapping[str, dict], settings: VerdictSettings, controlled: bool) -> dict:
+    """The verdict over every information lens's evidence (`evidence` dicts by lens name)."""
+    if not lenses:
+        return {"verdict": "unknown", "deciding": None, "text": "no information lens measured per fact"}
+    names = list(lenses)
+    rejected = holm([lenses[n]["p_hidden"] for n in names], settings.alpha)
+    suffix = "" if controlled else " (uncontrolled: against chance, no never-learned control)"
+    if any(rejected):
+        hits = [n for n, r in zip(names, rejected, strict=True) if r]
+        deciding = max(hits, key=lambda n: lenses[n]["ci90"][0])
+        return {"verdict": "hidden", "deciding": deciding, "lenses": hits, "suffix": suffix}
+    if all(-settings.margin < lenses[n]["ci90"][0] and lenses[n]["ci90"][1] < settings.margin for n in names):
+        widest = max(names, key=lambda n: max(abs(x) for x in lenses[n]["ci90"]))
+        return {"verdict": f"erased within ±{settings.margin:g}", "deciding": widest, "suffix": suffix}
+    needs = {n: facts_to_settle(lenses[n], settings) for n in names}
+    open_ = [
+        n
+        for n in names
+        if not (-settings.margin < lenses[n]["ci90"][0] and lenses[n]["ci90"][1] < settings.margin)
+    ]
+    deciding = min(open_, key=lambda n: needs[n] if needs[n] is not None else math.inf)
+    return {
+        "verdict": "inconclusive",
+        "deciding": deciding,
+        "facts_needed": needs[deciding],
+        "suffix": suffix,
+    }
+
+
+def describe(name: str, e: Mapping) -> str:
+    """One lens's evidence in words: the method, the control and the difference with its interval."""
+    lo, hi = e["ci95"]
+    return (
+        f"{name}: {e['method']:.2f} vs {e['control']:.2f}, "
+        f"difference {e['diff']:+.2f} [95% CI {lo:+.2f}, {hi:+.2f}]"
+    )

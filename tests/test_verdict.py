@@ -1,0 +1,72 @@
+"""Verdict statistics against hand-worked cases: the paired stratified bootstrap, Holm, and the three
+outcomes (a study with too few facts says inconclusive)."""
+
+import numpy as np
+import pytest
+
+from forensics.verdict import VerdictSettings, decide, evidence, facts_to_settle, holm, paired_bootstrap
+
+
+def test_constant_paired_differences_give_a_point_interval():
+    method = np.array([[1, 1, 0, 1, 0, 1]])
+    assert np.all(paired_bootstrap(method, method, ["a"] * 6) == 0)
+    assert np.all(paired_bootstrap(np.ones((2, 5)), np.zeros((2, 5)), ["a"] * 5) == 1)
+
+
+def test_strata_keep_their_size():
+    """Stratum a: every difference 1; stratum b: every difference 0. Resampling within strata keeps
+    half of the facts in each, so every draw is exactly 0.5 (an unstratified bootstrap would vary)."""
+    method = np.array([1.0] * 10 + [0.0] * 10)
+    draws = paired_bootstrap(method, np.zeros(20), ["a"] * 10 + ["b"] * 10, n_boot=500)
+    assert np.allclose(draws, 0.5)
+
+
+def test_bernoulli_interval_matches_the_normal_approximation():
+    """n = 400 facts, half right, control 0: the mean is 0.5 and its standard error √(.25/400) = 0.025,
+    so the 95% interval is 0.5 ± 1.96 × 0.025 = [0.451, 0.549] (to bootstrap error)."""
+    method = np.array([1, 0] * 200)
+    e = evidence(method, np.zeros(400), ["v"] * 400, VerdictSettings(n_boot=4000))
+    assert e["diff"] == 0.5
+    assert e["ci95"] == pytest.approx([0.451, 0.549], abs=0.006)
+    assert e["ci90"] == pytest.approx([0.5 - 1.645 * 0.025, 0.5 + 1.645 * 0.025], abs=0.006)
+
+
+def test_seeds_are_resampled_too():
+    """Two seeds that disagree on every fact: seed resampling alone moves the mean between 0 and 1."""
+    method = np.array([[1] * 50, [0] * 50])
+    draws = paired_bootstrap(method, np.zeros((2, 50)), ["v"] * 50, n_boot=1000)
+    assert set(np.round(draws, 6)) == {0.0, 0.5, 1.0}
+
+
+def test_holm_by_hand():
+    # sorted: 0.01 <= 0.05/3 rejected; 0.03 > 0.05/2 stops; 0.04 is not tested
+    assert holm([0.01, 0.04, 0.03], 0.05) == [True, False, False]
+    # 0.001 <= 0.0167, 0.02 <= 0.025, 0.04 <= 0.05: all rejected
+    assert holm([0.04, 0.001, 0.02], 0.05) == [True, True, True]
+    assert holm([0.2, 0.3], 0.05) == [False, False]
+
+
+def lens(method, control, n):
+    strata = ["v0", "v1"] * (n // 2)
+    return evidence(np.array(method[:n]), np.array(control[:n]), strata, VerdictSettings())
+
+
+def test_three_outcomes():
+    s = VerdictSettings()
+    rng = np.random.default_rng(0)
+    same = rng.integers(0, 2, 400)
+    erased = decide({"rtt": lens(same, same, 400)}, s, controlled=True)
+    assert erased["verdict"] == "erased within ±0.1"
+    kept = (rng.random(400) < 0.8).astype(int)
+    low = (rng.random(400) < 0.25).astype(int)
+    hidden = decide({"rtt": lens(kept, low, 400), "probe": lens(same, same, 400)}, s, controlled=True)
+    assert hidden["verdict"] == "hidden" and hidden["deciding"] == "rtt"
+
+
+def test_too_few_facts_is_inconclusive_with_the_facts_that_would_settle_it():
+    s = VerdictSettings()
+    method, control = [1, 0, 1, 0, 0, 0, 1, 0], [0, 0, 1, 0, 0, 0, 1, 0]  # +0.125 on 8 facts
+    e = lens(method, control, 8)
+    out = decide({"rtt": e}, s, controlled=False)
+    assert out["verdict"] == "inconclusive" and out["suffix"].startswith(" (uncontrolled")
+    assert out["facts_needed"] == facts_to_settle(e, s) and out["facts_needed"] > 8
