@@ -19,6 +19,10 @@ def _split_list(text: str) -> tuple[str, ...]:
     return tuple(s for s in (p.strip() for p in text.split(",")) if s)
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in _split_list(text))
+
+
 def _float_list(text: str) -> tuple[float, ...]:
     return tuple(float(s) for s in _split_list(text))
 
@@ -113,36 +117,59 @@ def cmd_world(a: argparse.Namespace) -> None:
 
 
 def summary_rows(results: dict) -> list[dict]:
-    """The study's headline table: one row per method."""
+    """The study's headline table: one row per method, the deciding lens with its interval."""
     rows = []
     for name, r in results["summary"].items():
+        lens = r.get("deciding")
+        e = r.get("lenses", {}).get(lens) if lens else None
         rows.append(
             {
                 "method": name,
                 "forget": r.get("forget"),
                 "retain": r.get("retain"),
                 "RTT acc V": r.get("rtt_acc_v"),
-                "RTT recovery": r.get("rtt_recovery"),
-                "quantized": r.get("quantized_forget"),
-                "ablation": f"{r['ablation_v']:.2f} (l{r['ablation_layer']})" if "ablation_v" in r else "",
-                "probe": f"{r['probe_acc']:.2f} ({r['probe_layer']})" if "probe_acc" in r else "",
-                "verdict": r["verdict"],
+                "RTT control": r.get("rtt_control"),
+                "deciding lens": lens or "",
+                "method − control [95% CI]": (
+                    f"{e['diff']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]" if e else ""
+                ),
+                "verdict": r["verdict"] + (" (damaged)" if r.get("damaged") else ""),
             }
         )
     return rows
 
 
+# exit statuses of `study --fail-on` (documented in the README)
+FAIL_HIDDEN, FAIL_INCONCLUSIVE = 3, 4
+
+
+def gate(results: dict, fail_on: str | None) -> int:
+    """The exit status `--fail-on` asks for: 3 when a method is hidden (or not unlearned at all),
+    4 when, with `--fail-on inconclusive`, a method is inconclusive; else 0."""
+    if fail_on is None:
+        return 0
+    verdicts = [r["verdict"] for r in results["summary"].values()]
+    if any(v.startswith(("hidden", "not unlearned")) for v in verdicts):
+        return FAIL_HIDDEN
+    if fail_on == "inconclusive" and any(v.startswith("inconclusive") for v in verdicts):
+        return FAIL_INCONCLUSIVE
+    return 0
+
+
 def finish_study(results: dict, out: Path, started: float) -> None:
     """Write the report, print the summary table and the report's path."""
     from reports.html import write_report
+    from reports.markdown import write_summary
 
     report = write_report(results, out / "report" / "index.html")
+    summary = write_summary(results, out / "summary.md", report)
     rows = summary_rows(results)
     chance = next(iter(results["summary"].values()))["chance"] if rows else float("nan")
     print(f"{results['name']}: {results['config']['scorer']} scorer, chance {chance:.2f}")
     print(format_table(rows, list(rows[0])) if rows else "(no unlearned models)")
     print(f"results: {out / 'results.json'}")
     print(f"report: {report}")
+    print(f"summary: {summary}")
     print(f"done in {time.perf_counter() - started:.1f} s")
 
 
@@ -192,7 +219,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
         finish_study(results, out, start)
 
 
-def cmd_study(a: argparse.Namespace) -> None:
+def cmd_study(a: argparse.Namespace) -> int:
     from forensics.study import run_study
     from forensics.study_config import load_config
 
@@ -200,6 +227,10 @@ def cmd_study(a: argparse.Namespace) -> None:
     cfg = load_config(Path(a.config))
     results = run_study(cfg, progress=not a.quiet, force=a.force)
     finish_study(results, Path(cfg.out), start)
+    code = gate(results, a.fail_on)
+    if code:
+        print(f"forensics: --fail-on {a.fail_on}: exit status {code}", file=sys.stderr)
+    return code
 
 
 def cmd_report(a: argparse.Namespace) -> None:
@@ -323,7 +354,7 @@ def cmd_relearn(a: argparse.Namespace) -> None:
             batch_size=a.batch_size,
             scorer=world["scorer"],
             loss_format=a.format,
-            seed=a.seed,
+            seeds=a.seeds,
         )
         vs = check(sets, settings, a.v)
         models = _world_models(Path(a.world), a.models)
@@ -443,7 +474,7 @@ def cmd_localize(a: argparse.Namespace) -> None:
             raise InputError(
                 f"{root / 'checkpoints'}: no unlearned checkpoints (run `forensics unlearn` first)"
             )
-        settings = RelearnSettings(lrs=a.lrs, epochs=a.epochs, scorer=world["scorer"], seed=a.seed)
+        settings = RelearnSettings(lrs=a.lrs, epochs=a.epochs, scorer=world["scorer"], seeds=a.seeds)
         original = models["original"]
         out = {
             "weights": weights_section(original, unlearned),
@@ -570,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--format", help="loss format: qla, letter, qa or corpus (default: the scorer's)")
     r.add_argument("--v", type=_split_list, default=(), help="only these V splits (default: every one)")
     r.add_argument("--batch-size", type=_positive_int, default=rtt.batch_size)
-    r.add_argument("--seed", type=int, default=rtt.seed)
+    r.add_argument("--seeds", type=_int_list, default=rtt.seeds, help="comma-separated RTT seeds")
     r.add_argument("--force", **force)
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_relearn)
@@ -604,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")
     lo.add_argument("--lrs", type=_float_list, default=loc.lrs, help="layer-restricted RTT learning rates")
     lo.add_argument("--epochs", type=int, default=loc.epochs, help="layer-restricted RTT epochs")
-    lo.add_argument("--seed", type=int, default=loc.seed)
+    lo.add_argument("--seeds", type=_int_list, default=loc.seeds, help="comma-separated seeds")
     lo.add_argument("--force", **force)
     lo.add_argument("--quiet", action="store_true", help="no progress bars")
     lo.set_defaults(func=cmd_localize)
@@ -612,6 +643,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("config", help="a study TOML (see README)")
     st.add_argument("--quiet", action="store_true", help="no progress bars")
     st.add_argument("--force", **force)
+    st.add_argument(
+        "--fail-on",
+        choices=("hidden", "inconclusive"),
+        help="exit 3 when a method is hidden or not unlearned; with 'inconclusive', also 4 when one is",
+    )
     st.set_defaults(func=cmd_study)
     rp = sub.add_parser("report", help="render the HTML report of a results.json")
     rp.add_argument("results", help="a results.json written by a study or the demo")
@@ -639,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help, or bad arguments (already reported in one line)
         return int(e.code or 0)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except InputError as e:
         print(f"forensics: error: {e}", file=sys.stderr)
         return 2
@@ -650,7 +686,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("forensics: interrupted; finished stages and runs are kept, rerun to resume", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

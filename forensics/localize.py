@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forensics.attacks.relearn import RelearnSettings, run_one
+from forensics.attacks.relearn import RelearnSettings, derived_seed, run_one
 from forensics.cache import RESID, forward_until
 from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.digest import checkpoint_digest
@@ -75,21 +75,45 @@ def patch(original_bridge, unlearned_bridge, sets: Sets, scorer: str) -> list[di
     return [_scores(Patched(original_bridge, unlearned_bridge, i), tok, sets, scorer) for i in layers]
 
 
-def layer_rtt(model, tok, sets: Sets, settings: RelearnSettings, progress: bool = False) -> list[dict]:
-    """Per layer: RTT updating only that layer's parameters; best V accuracy over (lr, epoch) per V,
-    then the mean over the rotation (the same choice as full RTT; the first `settings.rotations` V)."""
+def layer_rtt(
+    model, tok, sets: Sets, settings: RelearnSettings, progress: bool = False, weights: str = ""
+) -> list[dict]:
+    """Per layer: RTT updating only that layer's parameters; per seed and V the best (lr, epoch) on V
+    (the same choice as full RTT; the first `settings.rotations` V), its per-fact outcomes (`correct`:
+    one 0/1 string per seed over the V facts in rotation order) and the mean V accuracy.
+    `weights` (the checkpoint's digest) derives each run's seed as full RTT does."""
     out = []
     rotations = list(sets.rotations())[: settings.rotations]
     before = {v: score(model, tok, v_facts, settings.scorer).accuracy for v, _, v_facts in rotations}
     for layer in range(model.config.num_hidden_layers):
-        per_v = {}
-        for v, _, _ in rotations:
-            runs = [
-                run_one(model, tok, sets, v, lr, settings, before[v], progress, layer, only_v=True)
-                for lr in settings.lrs
-            ]
-            per_v[v] = max(e["acc_v"] for r in runs for e in r["epochs"])
-        out.append({"acc_v": float(np.mean(list(per_v.values()))), "per_v": per_v})
+        per_v: dict[str, list[float]] = {v: [] for v, _, _ in rotations}
+        correct = []
+        for seed in settings.seeds:
+            outcome = ""
+            for v, _, _ in rotations:
+                epochs = [
+                    e
+                    for lr in settings.lrs
+                    for e in run_one(
+                        model,
+                        tok,
+                        sets,
+                        v,
+                        lr,
+                        settings,
+                        before[v],
+                        progress,
+                        layer,
+                        only_v=True,
+                        seed=derived_seed(seed, weights, v, lr),
+                    )["epochs"]
+                ]
+                best = max(epochs, key=lambda e: e["acc_v"])
+                per_v[v].append(best["acc_v"])
+                outcome += best["v_correct"]
+            correct.append(outcome)
+        means = {v: float(np.mean(a)) for v, a in per_v.items()}
+        out.append({"acc_v": float(np.mean(list(means.values()))), "per_v": means, "correct": correct})
     return out
 
 
@@ -176,7 +200,7 @@ def localize_section(
             "before": _scores(model, tok, sets, scorer),
             "revert": revert(orig_model, model, tok, sets, scorer),
             "patch": patch(orig_bridge, bridge, sets, scorer),
-            "layer_rtt": layer_rtt(model, tok, sets, settings, progress),
+            "layer_rtt": layer_rtt(model, tok, sets, settings, progress, checkpoint_digest(path)),
             "dynamics": rtt_dynamics(
                 orig_model, model, lambda m, p=path: boot_bridge(p, m, tok), tok, sets, settings, first_v
             ),

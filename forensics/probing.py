@@ -25,6 +25,7 @@ from forensics.facts import Fact, Sets
 from forensics.formats import choice_context, choice_continuation, letter_prompt
 from forensics.scoring import letter_token_ids
 from forensics.tokens import encode
+from forensics.verdict import bits
 from probes.lens import IGNORE, Readout, choice_lens, letter_lens
 from probes.linear import LogisticProbe, RidgeProbe, fit_batched, restricted_argmax
 from probes.selectivity import accuracy_with_ci, control_answers
@@ -187,12 +188,14 @@ def probe_models(
         lens = lens_correct(bridge, facts, scorer, cache_dir, digest)
         out["models"][name] = {
             "probe": probe_acc,
+            "probe_correct": [bits(row) for row in hits["probe"]],  # per layer, forget facts in order
             "control": control_acc,
             "selectivity": [p["acc"] - c["acc"] for p, c in zip(probe_acc, control_acc, strict=True)],
             "transfer": _per_layer(hits["transfer"]),
             "ridge": _per_layer(hits["ridge"]),
             "C": dict(zip(rotations, chosen_C, strict=True)),
             "lens": {"forget": _per_layer(lens[:, :n_forget]), "retain": _per_layer(lens[:, -n_retain:])},
+            "lens_correct": [bits(row) for row in lens[:, :n_forget]],
         }
     return out
 

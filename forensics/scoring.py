@@ -17,6 +17,7 @@ from forensics.errors import InputError
 from forensics.facts import Fact, Sets
 from forensics.formats import choice_context, choice_continuation, letter_prompt, letter_target
 from forensics.tokens import collate, encode, logits_of, pad_id, sequence_nll
+from forensics.verdict import bits
 
 SCORERS = ("letter", "letter_calibrated", "choice")
 
@@ -126,8 +127,9 @@ def score(model, tokenizer, facts: Sequence[Fact], scorer: str = "choice", batch
     return Scores(correct=predicted == answers, predicted=predicted, chance=chance)
 
 
-def accuracy_table(model, tokenizer, sets: Sets, scorer: str) -> dict[str, float]:
-    """Accuracy on every forget split, all of forget, near-retain and retain, plus the chance level."""
+def accuracy_table(model, tokenizer, sets: Sets, scorer: str, per_fact: bool = False) -> dict:
+    """Accuracy on every forget split, all of forget, near-retain and retain, plus the chance level;
+    with `per_fact`, also which forget facts are right (`forget_correct`, a 0/1 string)."""
     forget = score(model, tokenizer, sets.forget_facts(), scorer)
     table, start = {}, 0
     for name, facts in sets.forget.items():
@@ -139,4 +141,6 @@ def accuracy_table(model, tokenizer, sets: Sets, scorer: str) -> dict[str, float
     retain = score(model, tokenizer, sets.retain, scorer)
     table["retain"] = retain.accuracy
     table["chance"] = retain.chance
+    if per_fact:
+        table["forget_correct"] = bits(forget.correct)
     return table

@@ -20,6 +20,7 @@ from forensics.config import coerce, from_table
 from forensics.errors import InputError
 from forensics.outdir import safe_name
 from forensics.probing import ProbeSettings
+from forensics.verdict import VerdictSettings
 
 LENSES = ("accuracy", "relearn", "quantize", "ablate", "probes", "weights", "activations", "localize")
 REFERENCE, CONTROL = "original", "never_learned"
@@ -40,8 +41,10 @@ GRIDS = {
     # the demo's lighter grid: one learning rate, early stop on V, V scored only, one rotation for
     # layer-restricted RTT (the report names the grid that ran)
     "demo": Grid(
-        relearn=RelearnSettings(lrs=(1e-3,), epochs=4, patience=1, score_t_and_retain=False),
-        localize=RelearnSettings(lrs=(1e-3,), epochs=2, patience=1, score_t_and_retain=False, rotations=1),
+        relearn=RelearnSettings(lrs=(1e-3,), epochs=4, patience=1, score_t_and_retain=False, seeds=(0,)),
+        localize=RelearnSettings(
+            lrs=(1e-3,), epochs=2, patience=1, score_t_and_retain=False, rotations=1, seeds=(0,)
+        ),
     ),
 }
 
@@ -61,11 +64,12 @@ class StudyConfig:
     near_retain: tuple[str, ...] = ()
     drop_duplicates: bool = False
     scorer: str = "choice"
-    seed: int = 0
+    seeds: tuple[int, ...] | None = None  # RTT, layer RTT and probes; None: the grid's (full 3, demo 1)
     lenses: tuple[str, ...] = LENSES
     grid: str = "full"
     settings: Grid = field(default_factory=Grid)
     cache_max_gb: float | None = None  # cap on OUT/cache; least recently used entries go first
+    verdict: VerdictSettings = field(default_factory=VerdictSettings)
 
     def __post_init__(self):
         if self.grid not in GRIDS:
@@ -80,15 +84,19 @@ class StudyConfig:
                 raise InputError(f"'{name}' is reserved; name the unlearned checkpoint otherwise")
         if self.cache_max_gb is not None and not self.cache_max_gb > 0:
             raise InputError(f"'cache_max_gb' must be positive (got {self.cache_max_gb})")
-        # the study-wide scorer and seed go into every lens's settings
+        if self.seeds is not None and not self.seeds:
+            raise InputError("'seeds': at least one seed")
+        # the study-wide scorer and seeds go into every lens's settings
         s = self.settings
+        seeds = self.seeds or s.relearn.seeds
+        object.__setattr__(self, "seeds", tuple(seeds))
         object.__setattr__(
             self,
             "settings",
             Grid(
-                relearn=replace(s.relearn, scorer=self.scorer, seed=self.seed),
-                localize=replace(s.localize, scorer=self.scorer, seed=self.seed),
-                probes=replace(s.probes, seed=self.seed),
+                relearn=replace(s.relearn, scorer=self.scorer, seeds=self.seeds),
+                localize=replace(s.localize, scorer=self.scorer, seeds=self.seeds),
+                probes=replace(s.probes, seed=self.seeds[0]),
                 quantize=s.quantize,
             ),
         )
@@ -104,7 +112,19 @@ class StudyConfig:
         return json.loads(json.dumps(asdict(self), default=str))
 
 
-TOP = ("name", "out", "scorer", "seed", "grid", "cache_max_gb", "models", "facts", "lenses")
+TOP = (
+    "name",
+    "out",
+    "scorer",
+    "seed",
+    "seeds",
+    "grid",
+    "cache_max_gb",
+    "models",
+    "facts",
+    "lenses",
+    "verdict",
+)
 MODELS = ("original", "never_learned", "unlearned")
 FACTS = ("path", "forget", "retain", "near_retain", "drop_duplicates")
 LENS_TABLES = ("relearn", "localize", "probes", "quantize")
@@ -145,6 +165,8 @@ def load_config(path: Path) -> StudyConfig:
     def resolve(value, where: str) -> Path:
         return (here / typed(value, str, where)).resolve()
 
+    if "seed" in raw and "seeds" in raw:
+        raise InputError(f"{path}: give 'seed' or 'seeds', not both")
     for k in raw:
         if k not in TOP:
             raise InputError(f"{path}: unknown key '{k}' (known: {', '.join(TOP)})")
@@ -165,11 +187,12 @@ def load_config(path: Path) -> StudyConfig:
             lenses.get(lens, {}),
             f"{path}: [lenses.{lens}]",
             base=getattr(preset, lens),
-            exclude=("scorer", "seed"),
+            exclude=("scorer", "seed", "seeds"),
         )
         for lens in LENS_TABLES
     }
     values = dict(
+        verdict=from_table(VerdictSettings, raw.get("verdict", {}), f"{path}: [verdict]"),
         name=name,
         out=resolve(raw["out"], "'out'") if "out" in raw else here.resolve() / "runs" / safe_name(name),
         original=resolve(need(models, "original", "[models]"), "[models] 'original'"),
@@ -185,7 +208,13 @@ def load_config(path: Path) -> StudyConfig:
         near_retain=typed(facts.get("near_retain", []), tuple[str, ...], "[facts] 'near_retain'"),
         drop_duplicates=typed(facts.get("drop_duplicates", False), bool, "[facts] 'drop_duplicates'"),
         scorer=typed(raw.get("scorer", "choice"), str, "'scorer'"),
-        seed=typed(raw.get("seed", 0), int, "'seed'"),
+        seeds=(
+            typed(raw["seeds"], tuple[int, ...], "'seeds'")
+            if "seeds" in raw
+            else (typed(raw["seed"], int, "'seed'"),)
+            if "seed" in raw
+            else None
+        ),
         lenses=typed(lenses.get("run", list(LENSES)), tuple[str, ...], "[lenses] 'run'"),
         grid=grid,
         settings=Grid(**settings),

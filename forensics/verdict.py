@@ -46,6 +46,16 @@ class VerdictSettings:
             raise InputError(f"'n_boot' must be at least 100 (got {self.n_boot})")
 
 
+def bits(correct) -> str:
+    """Per-fact 0/1 outcomes as a compact string (results.json keeps every one)."""
+    return "".join("1" if c else "0" for c in correct)
+
+
+def unbits(text: str) -> np.ndarray:
+    """The outcomes `bits` wrote, as a 0/1 array."""
+    return np.frombuffer(text.encode("ascii"), dtype=np.uint8) - ord("0")
+
+
 def paired_bootstrap(
     method: np.ndarray, control: np.ndarray, strata: Sequence, n_boot: int = 2000, seed: int = 0
 ) -> np.ndarray:

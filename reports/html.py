@@ -69,25 +69,89 @@ def rtt_figure(results: dict) -> go.Figure | None:
     return _layout(fig, "Retraining on T (RTT): accuracy on the held-out V, mean ± sd over rotations")
 
 
-def hiding_figure(results: dict) -> go.Figure | None:
-    rows = {n: s["hiding_map"] for n, s in results.get("summary", {}).items() if s.get("hiding_map")}
-    if not rows:
+def information_figure(results: dict) -> go.Figure | None:
+    """Per information lens with layers: (method − never-learned control) per layer with 95% intervals;
+    the control is the zero line of every panel."""
+    summary = results.get("summary", {})
+    kinds = list(dict.fromkeys(k for row in summary.values() for k in row.get("information_map") or {}))
+    if not kinds:
         return None
-    layers = next(iter(rows.values()))["layers"]
-    fig = go.Figure(
-        go.Heatmap(
-            z=[r["values"] for r in rows.values()],
-            x=[f"layer {x}" for x in layers],
-            y=list(rows),
-            zmin=0,
-            zmax=1,
-            colorscale="Reds",
-            colorbar={"title": "evidence"},
-        )
+    fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=[f"{k}: method − control" for k in kinds])
+    palette = ["#c53030", "#2b6cb0", "#2f855a", "#805ad5", "#dd6b20", "#319795", "#b83280"]
+    for i, (name, row) in enumerate(summary.items()):
+        for col, kind in enumerate(kinds, 1):
+            m = (row.get("information_map") or {}).get(kind)
+            if not m:
+                continue
+            fig.add_scatter(
+                x=m["layers"],
+                y=m["diff"],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [h - d for h, d in zip(m["hi"], m["diff"], strict=True)],
+                    "arrayminus": [d - lo for d, lo in zip(m["diff"], m["lo"], strict=True)],
+                },
+                name=name,
+                legendgroup=name,
+                showlegend=col == 1,
+                mode="lines+markers",
+                line={"color": palette[i % len(palette)]},
+                row=1,
+                col=col,
+            )
+    controlled = all(r.get("controlled") for r in summary.values())
+    for col in range(1, len(kinds) + 1):
+        fig.add_hline(y=0, line_color=COLORS["never_learned"], row=1, col=col)
+    fig.add_scatter(
+        x=[None],
+        y=[None],
+        name="never-learned control" if controlled else "chance (no control)",
+        mode="lines",
+        line={"color": COLORS["never_learned"]},
+        row=1,
+        col=1,
     )
-    return _layout(
-        fig, "Hiding map: where the forget answers are still there (methods × layers)", 120 + 50 * len(rows)
-    )
+    fig.update_xaxes(title="layer")
+    fig.update_yaxes(range=[-1.05, 1.05])
+    return _layout(fig, "Information map: is the answer still in the model, layer by layer? (95% CI)", 400)
+
+
+def action_figure(results: dict) -> go.Figure | None:
+    """Where each method acted, per block; the control (which never learned the facts) beside them."""
+    summary = results.get("summary", {})
+    rows = {n: r["action_map"] for n, r in summary.items() if r.get("action_map")}
+    control = results.get("control_action_map")
+    if control:
+        rows = {**rows, "never_learned": control}
+    panels = [
+        ("dW_rel", "‖ΔW‖/‖W‖"),
+        ("divergence", "1 − cos to the original (forget prompts)"),
+        ("revert", "forget gained by reverting the block"),
+        ("patch", "forget gained by patching the original's residual"),
+    ]
+    panels = [(k, t) for k, t in panels if any(k in r for r in rows.values())]
+    if not panels:
+        return None
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for _, t in panels])
+    palette = ["#c53030", "#2b6cb0", "#2f855a", "#805ad5", "#dd6b20", "#319795", "#b83280"]
+    for i, (name, row) in enumerate(rows.items()):
+        color = COLORS["never_learned"] if name == "never_learned" else palette[i % len(palette)]
+        for col, (key, _) in enumerate(panels, 1):
+            if key in row:
+                fig.add_scatter(
+                    x=row["layers"],
+                    y=row[key],
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    mode="lines+markers",
+                    line={"color": color, "dash": "dot" if name == "never_learned" else None},
+                    row=1,
+                    col=col,
+                )
+    fig.update_xaxes(title="block")
+    return _layout(fig, "Action map: where each method changed the model (never decides the verdict)", 400)
 
 
 def _line(fig, x, y, name, color, row, col, dash=None, show=True):
@@ -182,10 +246,9 @@ def summary_table(results: dict) -> str:
         ("near-retain", "near_retain"),
         ("retain", "retain"),
         ("RTT acc V", "rtt_acc_v"),
+        ("RTT control", "rtt_control"),
         ("RTT recovery", "rtt_recovery"),
-        ("quantized forget", "quantized_forget"),
-        ("best ablation V", "ablation_v"),
-        ("probe (best layer)", "probe_acc"),
+        ("deciding lens: method − control [95% CI]", "deciding"),
         ("verdict", "verdict"),
     ]
     head = "".join(f"<th>{esc(c)}</th>" for c, _ in cols)
@@ -195,13 +258,19 @@ def summary_table(results: dict) -> str:
         for _, key in cols:
             if key is None:
                 cells.append(f"<td>{esc(name)}</td>")
-            elif key == "probe_acc" and "probe_acc" in row:
-                cells.append(f"<td>{_fmt(row['probe_acc'])} (layer {esc(row['probe_layer'])})</td>")
-            elif key == "ablation_v" and "ablation_v" in row:
-                cells.append(f"<td>{_fmt(row['ablation_v'])} (layer {esc(row['ablation_layer'])})</td>")
+            elif key == "deciding":
+                lens = row.get("deciding")
+                e = row.get("lenses", {}).get(lens) if lens else None
+                text = (
+                    f"{esc(lens)}: {e['diff']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]" if e else "–"
+                )
+                cells.append(f"<td>{text}</td>")
             elif key == "verdict":
                 verdict, evidence = esc(row["verdict"]), esc(row["evidence"])
-                cells.append(f"<td class='verdict'><b>{verdict}</b><br><small>{evidence}</small></td>")
+                damaged = " <span class='damaged'>damaged</span>" if row.get("damaged") else ""
+                cells.append(
+                    f"<td class='verdict'><b>{verdict}</b>{damaged}<br><small>{evidence}</small></td>"
+                )
             else:
                 cells.append(f"<td>{_fmt(row.get(key))}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
@@ -245,6 +314,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;ma
 table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{border:1px solid #e2e8f0;padding:6px;text-align:left;vertical-align:top}th{background:#f7fafc}
 td.verdict small{color:#4a5568}.figure{margin:18px 0}
+.damaged{background:#fed7d7;color:#9b2c2c;border-radius:3px;padding:0 4px;font-size:12px}
 .small{color:#718096;font-size:12px}h1{margin-bottom:0}
 """
 
@@ -252,7 +322,8 @@ td.verdict small{color:#4a5568}.figure{margin:18px 0}
 def render(results: dict) -> str:
     """The whole report as one HTML string."""
     figures: list[tuple[str, go.Figure]] = []
-    for key, fig in (("rtt", rtt_figure(results)), ("hiding", hiding_figure(results))):
+    maps = (("information", information_figure(results)), ("action", action_figure(results)))
+    for key, fig in (("rtt", rtt_figure(results)), *maps):
         if fig is not None:
             figures.append((key, fig))
     for i, name in enumerate(results.get("unlearned", [])):
@@ -271,11 +342,18 @@ def render(results: dict) -> str:
         f"(exact unlearning). Chance is {_fmt(chance)}. A verdict is never a bare label: the evidence is "
         "beside it.</p>"
     )
-    hiding_note = (
-        "<p class='small'>Hiding map: per layer, the largest of (probe accuracy − the never-learned "
-        "model's), (forget accuracy after reverting the layer − before) and (after patching the "
-        "original's residual − before; not after the last block, where it is the original's output), "
-        "clipped to [0, 1].</p>"
+    verdict = results.get("config", {}).get("verdict", {})
+    maps_note = (
+        "<p class='small'>Information lenses use only the unlearned model and what an attacker could have; "
+        "each point is (method − the same lens on the never-learned control) on the same facts, with a 95% "
+        "paired bootstrap interval (facts resampled within their V split, seeds resampled). A method is "
+        f"<b>hidden</b> when some lens's one-sided lower bound exceeds {_fmt(verdict.get('min_effect'))} "
+        "after Holm correction across lenses and layers; "
+        f"<b>erased within ±{_fmt(verdict.get('margin'))}</b> "
+        "when every lens's 90% interval lies inside that margin; otherwise <b>inconclusive</b>. Action "
+        "lenses put the original's weights or activations back, so the never-learned control lights them "
+        "up too: they say where a method acted, never whether it hid. The patch after the last block is "
+        "the original's output by construction and is left out.</p>"
     )
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -284,7 +362,8 @@ def render(results: dict) -> str:
         f"<h1>Unlearning forensics: {esc(results.get('name', ''))}</h1>{intro}"
         f"<h2>Summary</h2>{summary_table(results)}"
         f"<h2>Relearning attack</h2>{divs.get('rtt', '<p>not run</p>')}"
-        f"<h2>Where the hiding lives</h2>{divs.get('hiding', '<p>not run</p>')}{hiding_note}"
+        f"<h2>Where the answers still are</h2>{divs.get('information', '<p>not run</p>')}"
+        f"<h2>Where the methods acted</h2>{divs.get('action', '<p>not run</p>')}{maps_note}"
         f"<h2>Per method, layer by layer</h2>{methods}"
         f"{facts_section(results)}{scripts}</body></html>"
     )

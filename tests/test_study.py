@@ -26,7 +26,7 @@ def write_config(root, out: str) -> str:
         f"""name = "micro"
 out = "{out}"
 scorer = "choice"
-seed = 0
+seeds = [0]
 [models]
 original = "elsewhere/original"
 never_learned = "elsewhere/never_learned"
@@ -91,7 +91,13 @@ def test_study_writes_results_and_report(first_run):
     assert set(results["summary"]) == {"gd", "rmu"}
     for row in results["summary"].values():
         assert row["verdict"] and row["evidence"].startswith("forget accuracy")
-        assert len(row["hiding_map"]["values"]) == 2
+        assert row["action_map"]["layers"] == ["0", "1"] and len(row["action_map"]["revert"]) == 2
+        assert row["information_map"]["probe"]["layers"] == ["embed", "0", "1"]
+        assert row["controlled"] and row["deciding"] in row["lenses"]
+        for e in row["lenses"].values():
+            assert e["ci95"][0] <= e["diff"] <= e["ci95"][1]
+    assert results["control_action_map"]["layers"] == ["0", "1"]
+    assert (first_run / "summary.md").read_text().startswith("# Unlearning forensics: micro")
     assert set(results["versions"]) >= {"forensics", "torch", "transformers", "transformer_lens"}
     assert "unknown" not in results["versions"].values()
     assert all(not t["resumed"] for t in results["timings"].values())
@@ -196,7 +202,7 @@ def test_report_renders_in_headless_chromium(first_run):
     assert not console, console  # no errors, no warnings, nothing logged
     dom = run.stdout
     figures = re.findall(r"<div class=\"figure plot[^\"]*\" id=\"(fig-[\w-]+)\"", dom)
-    assert len(figures) == 4  # RTT, hiding map, one panel per method
+    assert len(figures) == 5  # RTT, information map, action map, one panel per method
     drawn = dom.count('class="main-svg"')
     assert drawn >= len(figures), (drawn, figures)
     for fig in figures:

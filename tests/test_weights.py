@@ -100,7 +100,7 @@ def test_planted_edit_is_localized_by_diff_revert_and_patch(micro_world, planted
 
 def test_activations_and_localize_on_the_planted_edit(micro_world, planted, tmp_path):
     _, sets = load_world(micro_world)
-    settings = RelearnSettings(lrs=(1e-3,), epochs=1, scorer="choice")
+    settings = RelearnSettings(lrs=(1e-3,), epochs=1, scorer="choice", seeds=(0,))
     original, models = micro_world / "checkpoints/original", {"planted": planted}
     act = activations_section(original, models, sets, "choice", tmp_path)["planted"]
     assert act["forget"]["cosine"][:2] == pytest.approx([1.0, 1.0])  # embedding and layer 0 untouched

@@ -15,6 +15,7 @@ from forensics.cache import RESID, extract
 from forensics.facts import Fact, Sets
 from forensics.formats import choice_context, letter_prompt
 from forensics.scoring import score
+from forensics.verdict import bits
 
 
 def final_residuals(bridge, facts: Sequence[Fact], scorer: str) -> torch.Tensor:
@@ -57,12 +58,13 @@ def ablate_attack(model, original_residuals: torch.Tensor, sets: Sets, scorer: s
     for v, _, v_facts in sets.rotations():
         in_t = torch.tensor([s != v for s in splits])
         directions = diff[:, in_t].mean(dim=1)
+        after = [
+            ablated_score(model, tok, v_facts, scorer, directions[layer], layer) for layer in out["layers"]
+        ]
         out["per_v"][v] = {
             "before": score(model, tok, v_facts, scorer).accuracy,
-            "after": [
-                ablated_score(model, tok, v_facts, scorer, directions[layer], layer).accuracy
-                for layer in out["layers"]
-            ],
+            "after": [s.accuracy for s in after],
+            "after_correct": [bits(s.correct) for s in after],  # per layer, V facts in order
         }
     per_layer = [[r["after"][layer] for r in out["per_v"].values()] for layer in out["layers"]]
     out["mean_after"] = [sum(x) / len(x) for x in per_layer]

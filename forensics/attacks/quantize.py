@@ -66,6 +66,6 @@ def quantize_attack(
         for b in bits:
             model.load_state_dict(state)
             entry["linear_weights"] = quantize_(model, b)
-            entry[f"int{b}"] = accuracy_table(model, tok, sets, scorer)
+            entry[f"int{b}"] = accuracy_table(model, tok, sets, scorer, per_fact=True)
         result["models"][name] = entry
     return result

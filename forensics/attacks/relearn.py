@@ -24,6 +24,7 @@ from forensics.formats import LOSS_FORMATS, default_format, examples
 from forensics.outdir import safe_name
 from forensics.scoring import SCORERS, score
 from forensics.train import TrainConfig, train
+from forensics.verdict import bits
 from forensics.weights import layer_index
 
 REFERENCE, CONTROL = "original", "never_learned"
@@ -31,19 +32,21 @@ REFERENCE, CONTROL = "original", "never_learned"
 
 @dataclass(frozen=True)
 class RelearnSettings:
-    """The attack's grid: log-spaced learning rates × epochs, loss format, batch size, seed."""
+    """The attack's grid: log-spaced learning rates × epochs × seeds, loss format, batch size."""
 
     lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
     epochs: int = 6
     batch_size: int = 16
     scorer: str = "choice"
     loss_format: str | None = None  # default: the one that matches the scorer
-    seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)  # each run's own seed is derived from (seed, model, V, lr)
     patience: int | None = None  # stop a run once V accuracy has not improved for this many epochs
     score_t_and_retain: bool = True  # also score T and retain after each epoch (not needed for the metrics)
     rotations: int | None = None  # only the first this many V splits (layer-restricted RTT in a light grid)
 
     def __post_init__(self):
+        if not self.seeds:
+            raise InputError("'seeds': at least one seed")
         if not self.lrs:
             raise InputError("'lrs': RTT needs at least one learning rate (the list is empty)")
         if any(not lr > 0 for lr in self.lrs):
@@ -86,12 +89,14 @@ def run_one(
     layer: int | None = None,
     on_epoch=None,
     only_v: bool = False,
+    seed: int = 0,
 ) -> dict:
     """One RTT run: train a copy of `model` on T at `lr`; acc on V, T and retain after each epoch.
 
     `before` is the model's V accuracy before the attack, recorded with the run. `layer` restricts
     the update to that block's parameters; `on_epoch(epoch, model)` also runs after each epoch;
-    `only_v` skips scoring T and retain.
+    `only_v` skips scoring T and retain; `seed` seeds the training run. Each epoch records which V
+    facts are right (`v_correct`, a 0/1 string in V's order): the per-fact outcomes of the verdict.
     """
     t_facts = [f for name, facts in sets.forget.items() if name != v for f in facts]
     v_facts = list(sets.forget[v])
@@ -101,7 +106,8 @@ def run_one(
     def measure(epoch: int, m) -> dict | None:
         if on_epoch is not None:
             on_epoch(epoch, m)
-        record = {"epoch": epoch, "acc_v": score(m, tok, v_facts, settings.scorer).accuracy}
+        v_scores = score(m, tok, v_facts, settings.scorer)
+        record = {"epoch": epoch, "acc_v": v_scores.accuracy, "v_correct": bits(v_scores.correct)}
         if not only_v and settings.score_t_and_retain:
             record["acc_t"] = score(m, tok, t_facts, settings.scorer).accuracy
             record["retain"] = score(m, tok, sets.retain, settings.scorer).accuracy
@@ -112,7 +118,7 @@ def run_one(
         return None
 
     attacked = copy.deepcopy(model)
-    cfg = TrainConfig(lr=lr, epochs=settings.epochs, batch_size=settings.batch_size, seed=settings.seed)
+    cfg = TrainConfig(lr=lr, epochs=settings.epochs, batch_size=settings.batch_size, seed=seed)
     params = None
     if layer is not None:
         params = [p for n, p in attacked.named_parameters() if layer_index(n) == layer]
@@ -129,6 +135,7 @@ def run_one(
     return {
         "v": v,
         "lr": lr,
+        "seed": seed,
         "layer": layer,
         "before": {"acc_v": before},
         "epochs": epochs,
@@ -162,20 +169,25 @@ def relearn(
                 facts_digest(t for u, fs in sets.forget.items() if u != v for t in fs),
             )
             for lr in settings.lrs:
-                # the run depends on the checkpoint's content, V's and T's facts, the settings and lr
-                run_key = key("rtt", weights, facts, settings_json, lr)
-                file = runs_dir / safe_name(name) / f"{safe_name(v)}_lr{lr:g}.json"
-                if file.exists() and (done := _done(file)).get("key") == run_key:
-                    grid[name].append(done["run"])
-                    continue
-                if model is None:
-                    model, tok = load_checkpoint(path)
-                if before is None:
-                    before = score(model, tok, list(sets.forget[v]), settings.scorer).accuracy
-                run = run_one(model, tok, sets, v, lr, settings, before, progress)
-                file.parent.mkdir(parents=True, exist_ok=True)
-                write_json({"key": run_key, "from": str(path), "run": run}, file)
-                grid[name].append(run)
+                for seed in settings.seeds:
+                    # the run depends on the checkpoint's content, V's and T's facts, the settings, lr
+                    # and seed; its training seed on (seed, weights, V, lr) only, so a model's numbers
+                    # do not depend on which other models are in the study
+                    run_key = key("rtt", weights, facts, settings_json, lr, seed)
+                    file = runs_dir / safe_name(name) / f"{safe_name(v)}_lr{lr:g}_s{seed}.json"
+                    if file.exists() and (done := _done(file)).get("key") == run_key:
+                        grid[name].append(done["run"])
+                        continue
+                    if model is None:
+                        model, tok = load_checkpoint(path)
+                    if before is None:
+                        before = score(model, tok, list(sets.forget[v]), settings.scorer).accuracy
+                    run_seed = derived_seed(seed, weights, v, lr)
+                    run = run_one(model, tok, sets, v, lr, settings, before, progress, seed=run_seed)
+                    run["seed"] = seed
+                    file.parent.mkdir(parents=True, exist_ok=True)
+                    write_json({"key": run_key, "from": str(path), "run": run}, file)
+                    grid[name].append(run)
     result = {
         "settings": settings_json,
         "chance": chance,
@@ -201,27 +213,56 @@ def _done(file: Path) -> dict:
         return {}
 
 
+def derived_seed(seed: int, weights: str, v: str, lr: float) -> int:
+    """A training run's seed from (study seed, model weights digest, V, lr) alone."""
+    return int(key("seed", seed, weights, v, lr)[:8], 16)
+
+
 def score_chance(sets: Sets) -> float:
     return float(np.mean([1.0 / len(f.choices) for f in sets.forget_facts()]))
 
 
 def best_per_v(grid: Mapping[str, list[dict]]) -> dict[str, dict[str, dict]]:
-    """Per model and V: the (lr, epoch) with the highest V accuracy (first one on ties)."""
-    best: dict[str, dict[str, dict]] = {}
+    """Per model and V: for each seed the (lr, epoch) with the highest V accuracy (first on ties), and
+    their mean; `seeds` keeps each seed's choice with its per-fact outcomes on V."""
+    chosen: dict[str, dict[str, dict[int, dict]]] = {}
     for name, runs in grid.items():
-        best[name] = {}
+        per_v = chosen.setdefault(name, {})
         for run in runs:
+            seed = run.get("seed", 0)
             for e in run["epochs"]:
-                current = best[name].get(run["v"])
+                current = per_v.setdefault(run["v"], {}).get(seed)
                 if current is None or e["acc_v"] > current["acc_v"]:
-                    best[name][run["v"]] = {
+                    per_v[run["v"]][seed] = {
+                        "seed": seed,
                         "lr": run["lr"],
                         "epoch": e["epoch"],
                         "acc_v": e["acc_v"],
                         "acc_t": e.get("acc_t"),
                         "retain": e.get("retain"),
                         "before": run["before"]["acc_v"],
+                        "v_correct": e.get("v_correct"),
                     }
+    best: dict[str, dict[str, dict]] = {}
+    for name, per_v in chosen.items():
+        best[name] = {}
+        for v, by_seed in per_v.items():
+            seeds = [by_seed[s] for s in sorted(by_seed)]
+            first = seeds[0]
+
+            def mean(k, seeds=seeds):
+                values = [c[k] for c in seeds if c[k] is not None]
+                return float(np.mean(values)) if values else None
+
+            best[name][v] = {
+                "lr": first["lr"],
+                "epoch": first["epoch"],
+                "acc_v": mean("acc_v"),
+                "acc_t": mean("acc_t"),
+                "retain": mean("retain"),
+                "before": first["before"],
+                "seeds": seeds,
+            }
     return best
 
 

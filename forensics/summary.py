@@ -1,0 +1,184 @@
+"""A study's results → per method: the headline numbers, the verdict, and the two maps (DESIGN §9).
+
+Information lenses (RTT, quantization, probes, logit lens, direction ablation, layer-restricted RTT)
+give per-fact outcomes on the forget facts; each is compared with the same lens on the never-learned
+control (or chance, without one) by `forensics.verdict`. Action lenses (ΔW, divergence, revert,
+patch) only say where the method acted: they are drawn in the action map and never decide.
+Reads the results dict only; loads no model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from forensics.verdict import VerdictSettings, decide, describe, evidence, unbits
+
+REFERENCE, CONTROL = "original", "never_learned"
+MIN_RETAIN = 0.9  # the unlearning rule: retain at or above this × the original's
+
+
+def outcomes(results: dict, name: str) -> dict[str, tuple[np.ndarray, list[int]]]:
+    """Per information lens (and layer): (outcomes [seeds, facts], indices of those facts among the
+    forget facts) for model `name`; lenses the study did not run, or ran without `name`, are absent."""
+    out: dict[str, tuple[np.ndarray, list[int]]] = {}
+    splits = results["facts"]["splits"]
+    everything = list(range(len(splits)))
+    rtt = results.get("relearn", {}).get("best", {}).get(name)
+    if rtt:
+        vs = list(dict.fromkeys(splits))
+        if all(v in rtt and rtt[v].get("seeds") for v in vs):
+            n_seeds = min(len(rtt[v]["seeds"]) for v in vs)
+            rows = ["".join(rtt[v]["seeds"][i]["v_correct"] for v in vs) for i in range(n_seeds)]
+            out["RTT"] = (np.stack([unbits(r) for r in rows]), everything)
+    quant = results.get("quantize", {})
+    for b in quant.get("bits", []):
+        table = quant["models"].get(name, {}).get(f"int{b}", {})
+        if "forget_correct" in table:
+            out[f"int{b} quantization"] = (unbits(table["forget_correct"])[None], everything)
+    probes = results.get("probes", {})
+    model = probes.get("models", {}).get(name, {})
+    for key, label in (("probe_correct", "probe"), ("lens_correct", "logit lens")):
+        for layer, row in zip(probes.get("layers", []), model.get(key, []), strict=False):
+            out[f"{label} @{layer}"] = (unbits(row)[None], everything)
+    ablate = results.get("ablate", {}).get(name)
+    if ablate:
+        for layer in ablate["layers"]:
+            row = "".join(ablate["per_v"][v]["after_correct"][layer] for v in ablate["per_v"])
+            out[f"ablation @{layer}"] = (unbits(row)[None], everything)
+    loc = results.get("localize", {}).get(name)
+    if loc:
+        for layer, entry in enumerate(loc["layer_rtt"]):
+            vs = list(entry["per_v"])
+            facts = [i for i, s in enumerate(splits) if s in vs]
+            out[f"layer RTT @{layer}"] = (np.stack([unbits(r) for r in entry["correct"]]), facts)
+    return out
+
+
+def lens_evidence(results: dict, name: str, settings: VerdictSettings) -> tuple[dict[str, dict], bool]:
+    """Per information lens: `verdict.evidence` of (model − control), paired on the same facts and
+    seeds; the reference is chance when the study has no control (second value False)."""
+    splits = np.array(results["facts"]["splits"])
+    chance = np.array(results["facts"]["chance"])
+    mine = outcomes(results, name)
+    theirs = outcomes(results, CONTROL) if CONTROL in results["models"] else {}
+    controlled = bool(theirs)
+    out = {}
+    for lens, (values, facts) in mine.items():
+        if controlled:
+            if lens not in theirs:
+                continue
+            control, their_facts = theirs[lens]
+            if their_facts != facts:
+                continue
+            seeds = min(values.shape[0], control.shape[0])
+            values, control = values[:seeds], control[:seeds]
+        else:
+            control = chance[facts][None]
+        out[lens] = evidence(values, control, splits[facts], settings)
+    return out, controlled
+
+
+def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings) -> dict:
+    """Per method: accuracy, RTT recovery, the verdict with its deciding lens and interval, the
+    evidence sentence, the damaged mark, and the information and action maps."""
+    acc = results.get("accuracy", {})
+    metrics = results.get("relearn", {}).get("metrics", {})
+    chance = float(np.mean(results["facts"]["chance"]))
+    out = {}
+    for name in unlearned:
+        row: dict = {"chance": chance}
+        if name in acc:
+            row.update(forget=acc[name]["forget"], retain=acc[name]["retain"])
+            row["near_retain"] = acc[name].get("near_retain")
+            if REFERENCE in acc:
+                row["original_retain"] = acc[REFERENCE]["retain"]
+                row["damaged"] = acc[name]["retain"] < MIN_RETAIN * acc[REFERENCE]["retain"]
+        if name in metrics:
+            row["rtt_acc_v"] = metrics[name]["acc_v"]["mean"]
+            row["rtt_recovery"] = metrics[name]["recovery"]["mean"]
+            if CONTROL in metrics:
+                row["rtt_control"] = metrics[CONTROL]["acc_v"]["mean"]
+        lenses, controlled = lens_evidence(results, name, settings)
+        row["controlled"] = controlled
+        row["lenses"] = lenses
+        row.update(judge(row, lenses, controlled, settings))
+        row["information_map"] = information_map(lenses)
+        row["action_map"] = action_map(results, name)
+        out[name] = row
+    return out
+
+
+def judge(row: dict, lenses: dict[str, dict], controlled: bool, settings: VerdictSettings) -> dict:
+    """The verdict label, the deciding lens and the evidence sentence (never a bare label)."""
+    if "forget" not in row:
+        return {"verdict": "unknown", "deciding": None, "evidence": "accuracy was not measured"}
+    words = [f"forget accuracy {row['forget']:.2f} (chance {row['chance']:.2f}), retain {row['retain']:.2f}"]
+    if row.get("damaged"):
+        words.append(
+            f"damaged: retain fell below {MIN_RETAIN:g} × the original's {row['original_retain']:.2f}"
+        )
+    if row["forget"] > row["chance"] + 0.25:
+        return {"verdict": "not unlearned", "deciding": None, "evidence": "; ".join(words)}
+    decision = decide(lenses, settings, controlled)
+    label, deciding = decision["verdict"], decision["deciding"]
+    reference = "the never-learned control" if controlled else "chance"
+    if deciding:
+        words.append(describe(deciding, lenses[deciding]) + f" (against {reference})")
+    if label == "hidden":
+        others = [n for n in decision["lenses"] if n != deciding]
+        if others:
+            words.append(f"also above {reference} after Holm correction: {', '.join(others)}")
+    elif label == "inconclusive":
+        need = decision.get("facts_needed")
+        words.append(
+            f"about {need} facts would settle it" if need else "no number of facts settles it at this effect"
+        )
+    return {
+        "verdict": label + decision.get("suffix", ""),
+        "deciding": deciding,
+        "facts_needed": decision.get("facts_needed"),
+        "evidence": "; ".join(words),
+    }
+
+
+def information_map(lenses: dict[str, dict]) -> dict:
+    """Per layered lens (probe, logit lens, ablation, layer RTT): per layer (method − control) with its
+    95% interval."""
+    out: dict[str, dict] = {}
+    for lens, e in lenses.items():
+        if " @" not in lens:
+            continue
+        kind, layer = lens.split(" @")
+        entry = out.setdefault(kind, {"layers": [], "diff": [], "lo": [], "hi": []})
+        entry["layers"].append(layer)
+        entry["diff"].append(e["diff"])
+        entry["lo"].append(e["ci95"][0])
+        entry["hi"].append(e["ci95"][1])
+    return out
+
+
+def action_map(results: dict, name: str) -> dict | None:
+    """Where the method acted, per block: ‖ΔW‖/‖W‖, 1 − cosine to the original's residual on forget
+    prompts, and forget accuracy gained by reverting or patching the block (the last block's patch is
+    the original's output by construction and left out). These never decide the verdict."""
+    weights = results.get("weights", {}).get(name)
+    acts = results.get("activations", {}).get(name)
+    loc = results.get("localize", {}).get(name)
+    if not (weights or acts or loc):
+        return None
+    out: dict[str, list] = {}
+    if weights:
+        layers = sorted((k for k in weights["layers"] if k.isdigit()), key=int)
+        out["layers"] = layers
+        out["dW_rel"] = [weights["layers"][k]["all"]["rel"] for k in layers]
+    if acts:
+        out["divergence"] = [1 - c for c in acts["forget"]["cosine"][1:]]
+    if loc:
+        before = loc["before"]["forget"]
+        n = len(loc["revert"])
+        out.setdefault("layers", [str(i) for i in range(n)])
+        out["revert"] = [r["forget"] - before for r in loc["revert"]]
+        out["patch"] = [p["forget"] - before if i < n - 1 else None for i, p in enumerate(loc["patch"])]
+    return out

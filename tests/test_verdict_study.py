@@ -1,0 +1,90 @@
+"""Verdicts on a real study of the micro world: the exact-unlearning control named as a method is never
+hidden, a model's numbers do not depend on which other models are in the study, and the CI gate."""
+
+import shutil
+
+import pytest
+
+from forensics.checkpoint import read_json
+from forensics.cli import FAIL_HIDDEN, main
+
+LENSES = '["accuracy", "relearn", "quantize", "ablate", "probes"]'
+
+
+def study(root, out, unlearned: dict[str, str]) -> str:
+    path = root / f"{out}.toml"
+    models = "\n".join(f'{k} = "{v}"' for k, v in unlearned.items())
+    path.write_text(
+        f"""out = "{out}"
+grid = "demo"
+[models]
+original = "original"
+never_learned = "never_learned"
+[models.unlearned]
+{models}
+[facts]
+path = "facts.jsonl"
+forget = ["forget_0", "forget_1", "forget_2"]
+retain = ["retain"]
+[lenses]
+run = {LENSES}
+"""
+    )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def root(micro_world, tmp_path_factory):
+    root = tmp_path_factory.mktemp("verdicts")
+    for name in ("original", "never_learned"):
+        shutil.copytree(micro_world / "checkpoints" / name, root / name)
+    shutil.copy(micro_world / "facts.jsonl", root / "facts.jsonl")
+    return root
+
+
+@pytest.fixture(scope="module")
+def exact_run(root):
+    assert main(["study", study(root, "exact", {"exact": "never_learned"}), "--quiet"]) == 0
+    return read_json(root / "exact/results.json")
+
+
+def test_the_exact_control_named_as_a_method_is_never_hidden(exact_run):
+    row = exact_run["summary"]["exact"]
+    assert row["controlled"] and row["verdict"] == "erased within ±0.1"
+    assert {"RTT", "int8 quantization", "probe @embed", "logit lens @1", "ablation @0"} <= set(row["lenses"])
+    for e in row["lenses"].values():  # the same lens on the same checkpoint: difference 0 everywhere
+        assert e["diff"] == 0 and e["ci95"] == [0, 0]
+    assert exact_run["schema_version"] == 2
+
+
+def test_a_models_numbers_do_not_depend_on_the_others_in_the_study(root, exact_run):
+    assert (
+        main(["study", study(root, "both", {"same": "original", "exact": "never_learned"}), "--quiet"]) == 0
+    )
+    both = read_json(root / "both/results.json")
+    for section, key in (("relearn", "best"), ("probes", "models"), ("quantize", "models")):
+        assert both[section][key]["exact"] == exact_run[section][key]["exact"], section
+    assert both["summary"]["exact"]["lenses"] == exact_run["summary"]["exact"]["lenses"]
+
+
+def test_fail_on_gate_and_summary_md(root, exact_run, capsys):
+    assert (
+        main(
+            [
+                "study",
+                study(root, "exact", {"exact": "never_learned"}),
+                "--quiet",
+                "--fail-on",
+                "inconclusive",
+            ]
+        )
+        == 0
+    )
+    summary = (root / "exact/summary.md").read_text()
+    assert "| exact |" in summary and "erased within ±0.1" in summary and "Report: " in summary
+    # the original named as a method still says its answers: not unlearned, which the gate refuses
+    config = study(root, "same", {"same": "original"})
+    assert main(["study", config, "--quiet", "--fail-on", "hidden"]) == FAIL_HIDDEN
+    assert "--fail-on hidden: exit status 3" in capsys.readouterr().err
+    assert read_json(root / "same/results.json")["summary"]["same"]["verdict"] == "not unlearned"
+    assert main(["study", config, "--quiet"]) == 0  # without --fail-on the verdict is only reported
