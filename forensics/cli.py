@@ -519,6 +519,36 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def cmd_validate(a: argparse.Namespace) -> None:
+    from forensics.validate import validate
+
+    world = Path(a.world)
+    if a.seeds < 1:
+        raise InputError(f"--seeds must be at least 1 (got {a.seeds})")
+    result = validate(world, Path(a.out) if a.out else world / "validate", a.seeds, progress=not a.quiet)
+    rows = [
+        {
+            "world": r["world"],
+            "model": r["model"],
+            "expected": r["expected"],
+            "verdict": r["verdict"],
+            "deciding lens": r["deciding"] or "",
+            "below its block": {True: "above control", False: "not above control"}.get(
+                r.get("above_control_below_block"), ""
+            ),
+        }
+        for r in result["rows"]
+    ]
+    print(format_table(rows, list(rows[0])))
+    verdicts = sorted({v for cell in result["confusion"].values() for v in cell})
+    table = [
+        {"expected": e, **{v: cell.get(v, 0) for v in verdicts}} for e, cell in result["confusion"].items()
+    ]
+    print("confusion (expected × verdict):")
+    print(format_table(table, ["expected", *verdicts]))
+    print(f"done in {result['seconds']:.1f} s")
+
+
 def cmd_cache(a: argparse.Namespace) -> None:
     from forensics.cache import clear, entries
 
@@ -658,6 +688,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.add_argument("--force", **force)
     d.set_defaults(func=cmd_demo)
+    va = sub.add_parser("validate", help="verdicts on models whose answer is known by construction")
+    va.add_argument("--world", required=True, help="a world directory (from `forensics world` or the demo)")
+    va.add_argument("--out", help="where the validation models and studies go (default WORLD/validate)")
+    va.add_argument("--seeds", type=int, default=1, help="world seeds: the given world and N-1 more")
+    va.add_argument("--quiet", action="store_true", help="no progress bars")
+    va.set_defaults(func=cmd_validate)
     c = sub.add_parser("cache", help="list or clear an activation cache folder (e.g. runs/demo/cache)")
     c.add_argument("folder", help="a cache folder (OUT/cache)")
     action = c.add_mutually_exclusive_group(required=True)

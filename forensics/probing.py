@@ -56,12 +56,19 @@ def layer_names(n_layers: int) -> list[str]:
     return ["embed", *map(str, range(n_layers))]
 
 
-def readout_of(model) -> Readout:
-    """The final norm and unembedding of an HF causal LM, as tensors for `probes.lens`."""
+def final_norm(model) -> torch.nn.Module:
+    """The final norm module of an HF causal LM (Llama/Qwen/Gemma `norm`, GPT-2 `ln_f`, NeoX
+    `final_layer_norm`)."""
     base = model.base_model
     norm = next((getattr(base, a) for a in ("norm", "ln_f", "final_layer_norm") if hasattr(base, a)), None)
     if norm is None:
         raise InputError(f"{type(model).__name__}: no final norm found (norm, ln_f or final_layer_norm)")
+    return norm
+
+
+def readout_of(model) -> Readout:
+    """The final norm and unembedding of an HF causal LM, as tensors for `probes.lens`."""
+    norm = final_norm(model)
     name = type(norm).__name__
     kind = (
         "layer" if "LayerNorm" in name and "RMS" not in name else "rms_offset" if "Gemma" in name else "rms"

@@ -1,0 +1,158 @@
+"""`forensics validate`: models whose right verdict is known by construction (DESIGN §9), a study on
+them, and the confusion table of expected against given verdicts — the toolkit's own accuracy.
+
+- exact: the world's never-learned model, and a second one retrained with another seed → never hidden;
+- planted: the original with one block fine-tuned (wrong answers + retain, that block's parameters only)
+  to suppress the forget answers; everything below that block is the original's → hidden, and the
+  information map above the control below the block;
+- output-only: only the final norm and unembedding fine-tuned the same way → hidden at every layer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from forensics.checkpoint import load_checkpoint, read_json, save_checkpoint
+from forensics.facts import Sets
+from forensics.formats import default_format
+from forensics.outdir import claim
+from forensics.probing import final_norm
+from forensics.study import run_study
+from forensics.study_config import GRIDS, StudyConfig
+from forensics.train import TrainConfig, train
+from forensics.unlearn import ria
+from forensics.unlearn.run import streams
+from forensics.weights import layer_index
+from forensics.world import WorldConfig, build_world, load_world, train_world_model
+
+EXPECTED = {"exact": "erased", "exact_reseeded": "erased", "planted": "hidden", "output_only": "hidden"}
+LENSES = ("accuracy", "relearn", "quantize", "ablate", "probes")
+# the suppression fine-tune per part: the output layer alone needs a larger step to move the answers
+SUPPRESS = {
+    "block": TrainConfig(lr=3e-3, steps=150, batch_size=16, warmup=5),
+    "output": TrainConfig(lr=3e-2, steps=200, batch_size=16, warmup=5),
+}
+
+
+def suppressed(original: Path, sets: Sets, scorer: str, out: Path, part: str, seed: int) -> Path:
+    """The original fine-tuned on wrong answers (+ retain) in one part only: `block:N` or `output`."""
+    model, tok = load_checkpoint(original)
+    if part == "output":
+        params = [*model.get_output_embeddings().parameters(), *final_norm(model).parameters()]
+    else:
+        block = int(part.split(":")[1])
+        params = [p for n, p in model.named_parameters() if layer_index(n) == block]
+    data = streams(sets, default_format(scorer))
+    train(
+        model,
+        tok,
+        {"wrong": data["wrong"], "retain": data["retain"]},
+        replace(SUPPRESS[part.split(":")[0]], seed=seed),
+        loss=ria.loss({"rc": 1.0}, {}),
+        params=params,
+        desc=f"validate: suppress in {part}",
+        progress=False,
+    )
+    save_checkpoint(
+        model, tok, out, {"made_by": "forensics validate", "from": str(original), "trained": part}
+    )
+    return out
+
+
+def validation_models(world_dir: Path, out: Path, progress: bool = False) -> tuple[dict[str, Path], int]:
+    """The validation checkpoints of one world (built under `out` unless there) and the planted block."""
+    world, sets = load_world(world_dir)
+    original = world_dir / world["models"]["original"]["path"]
+    n_layers = read_json(original / "config.json")["num_hidden_layers"]
+    block = n_layers // 2
+    models = {"exact": world_dir / world["models"]["never_learned"]["path"]}
+    reseeded = out / "exact_reseeded"
+    if not (reseeded / "model.safetensors").exists():
+        cfg = WorldConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in world["config"].items()})
+        cfg = replace(cfg, seed=cfg.seed + 1000)
+        _, tok = load_checkpoint(original)
+        positions = read_json(original / "config.json")["max_position_embeddings"]
+        model, _ = train_world_model(
+            cfg, tok, [*sets.near_retain, *sets.retain], positions, "reseeded", progress
+        )
+        save_checkpoint(model, tok, reseeded, {"made_by": "forensics validate", "seed": cfg.seed})
+    models["exact_reseeded"] = reseeded
+    for name, part in (("planted", f"block:{block}"), ("output_only", "output")):
+        path = out / name
+        if not (path / "model.safetensors").exists():
+            suppressed(original, sets, world["scorer"], path, part, world["config"]["seed"])
+        models[name] = path
+    return models, block
+
+
+def validate_world(world_dir: Path, out: Path, progress: bool = False) -> list[dict]:
+    """Validation models, a study on them (the demo's grid), one row per model."""
+    world, _ = load_world(world_dir)
+    models, block = validation_models(world_dir, out, progress)
+    root = world_dir.resolve()
+    s = world["sets"]
+    cfg = StudyConfig(
+        name=f"validate-{world_dir.name}",
+        out=out / "study",
+        original=root / world["models"]["original"]["path"],
+        never_learned=root / world["models"]["never_learned"]["path"],
+        unlearned={n: p.resolve() for n, p in models.items()},
+        facts=root / world["facts"],
+        forget=tuple(s["forget"]),
+        retain=tuple(s["retain"]),
+        near_retain=tuple(s["near_retain"]),
+        scorer=world["scorer"],
+        lenses=LENSES,
+        grid="demo",
+        settings=GRIDS["demo"],
+    )
+    results = run_study(cfg, progress=progress)
+    rows = []
+    for name, expected in EXPECTED.items():
+        row = results["summary"][name]
+        verdict = row["verdict"]
+        got = (
+            "hidden"
+            if verdict.startswith("hidden")
+            else "erased"
+            if verdict.startswith("erased")
+            else verdict
+        )
+        entry = {"world": world_dir.name, "model": name, "expected": expected, "verdict": verdict, "got": got}
+        entry["deciding"] = row.get("deciding")
+        if name == "planted":
+            # the residual after every block below the tuned one is the original's by construction: at
+            # each such layer some residual lens (probe or logit lens) must read above the control
+            maps = [row["information_map"][k] for k in ("probe", "logit lens") if k in row["information_map"]]
+            below = sorted({x for m in maps for x in m["layers"] if x.isdigit() and int(x) < block}, key=int)
+            lows = {x: max(m["lo"][m["layers"].index(x)] for m in maps if x in m["layers"]) for x in below}
+            entry["block"] = block
+            entry["above_control_below_block"] = bool(below) and all(lo > 0 for lo in lows.values())
+        rows.append(entry)
+    return rows
+
+
+def validate(world_dir: Path, out: Path, seeds: int = 1, progress: bool = False) -> dict:
+    """Validation over the given world and `seeds - 1` more worlds of its config with other seeds."""
+    start = time.perf_counter()
+    world_dir, out = Path(world_dir), Path(out)
+    world, _ = load_world(world_dir)
+    rows = []
+    with claim(out, "validate"):
+        worlds = [world_dir]
+        for k in range(1, seeds):
+            cfg = WorldConfig(
+                **{a: tuple(v) if isinstance(v, list) else v for a, v in world["config"].items()}
+            )
+            other = out / f"world_seed{cfg.seed + k}"
+            build_world(other, replace(cfg, seed=cfg.seed + k), progress=progress)
+            worlds.append(other)
+        for w in worlds:
+            rows += validate_world(w, out / f"models_{w.name}", progress)
+    confusion: dict[str, dict[str, int]] = {}
+    for r in rows:
+        cell = confusion.setdefault(r["expected"], {})
+        cell[r["got"]] = cell.get(r["got"], 0) + 1
+    return {"rows": rows, "confusion": confusion, "seconds": round(time.perf_counter() - start, 1)}
