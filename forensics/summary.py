@@ -9,7 +9,9 @@ Reads the results dict only; loads no model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -64,6 +66,9 @@ def lens_evidence(results: dict, name: str, settings: VerdictSettings) -> tuple[
     mine = outcomes(results, name)
     theirs = outcomes(results, CONTROL) if CONTROL in results["models"] else {}
     controlled = bool(theirs)
+    # enough draws that the smallest p-value can pass Holm's strictest step (alpha / lenses)
+    draws = max(settings.n_boot, math.ceil(4 * len(mine) / settings.alpha))
+    settings = replace(settings, n_boot=draws)
     out = {}
     for lens, (values, facts) in mine.items():
         if controlled:

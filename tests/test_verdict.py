@@ -70,3 +70,34 @@ def test_too_few_facts_is_inconclusive_with_the_facts_that_would_settle_it():
     out = decide({"rtt": e}, s, controlled=False)
     assert out["verdict"] == "inconclusive" and out["suffix"].startswith(" (uncontrolled")
     assert out["facts_needed"] == facts_to_settle(e, s) and out["facts_needed"] > 8
+
+
+def test_a_clear_effect_stays_hidden_among_a_hundred_layers():
+    """With 2 × 60 layered lenses Holm's strictest step is alpha/120: the bootstrap must draw enough
+    for its smallest p-value to pass it. Layer 7's probe reads every fact, the control none."""
+    from forensics.summary import summarize
+
+    n, layers = 40, [str(i) for i in range(60)]
+    splits = ["v0"] * 20 + ["v1"] * 20
+    zeros, ones = "0" * n, "1" * n
+    probes = {
+        "layers": layers,
+        "models": {
+            "m": {
+                "probe_correct": [ones if x == "7" else zeros for x in layers],
+                "lens_correct": [zeros] * 60,
+            },
+            "never_learned": {"probe_correct": [zeros] * 60, "lens_correct": [zeros] * 60},
+        },
+    }
+    table = {"forget": 0.0, "retain": 1.0}
+    results = {
+        "facts": {"splits": splits, "chance": [0.25] * n},
+        "models": {"original": "", "never_learned": "", "m": ""},
+        "accuracy": {"original": {"forget": 1.0, "retain": 1.0}, "never_learned": table, "m": table},
+        "probes": probes,
+    }
+    row = summarize(results, ["m"], VerdictSettings())["m"]
+    assert row["verdict"] == "hidden" and row["deciding"] == "probe @7"
+    assert len(row["lenses"]) == 120 and row["lenses"]["probe @7"]["ci95"] == [1.0, 1.0]
+    assert "damaged" in row and not row["damaged"]
