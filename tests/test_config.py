@@ -52,6 +52,8 @@ def root(micro_world, tmp_path):
         ('grid = "tiny"', r"'grid': unknown grid 'tiny' \(choose from full, demo\)"),
         ('scorer = "vibes"', r"unknown scorer 'vibes'"),
         ("seed = true", r"'seed': expected an integer, got bool"),
+        ("seed = 1\nseeds = [1]", r"give 'seed' or 'seeds', not both"),
+        ("seeds = []", r"'seeds': at least one seed"),
         ("cache_max_gb = 0", r"'cache_max_gb' must be positive"),
         ("#models\n[lenses.quantize]\nbits = [1]", r"'bits': each must be in 2..16"),
         ("#models\n[lenses.relearn]\nlrs = [1e-3, nan]", r"'lrs'\[1\]: expected a finite number"),
@@ -70,8 +72,11 @@ def test_bad_key_or_type_is_one_line_naming_file_and_key(root, capsys, body, mes
 
 def test_grid_preset_is_a_choice_and_tables_override_it(root):
     demo = load_config(write(root, 'grid = "demo"\nseed = 4'))
-    assert demo.settings.relearn == replace(GRIDS["demo"].relearn, seed=4)
+    assert demo.seeds == (4,) and demo.settings.relearn == replace(GRIDS["demo"].relearn, seeds=(4,))
     assert demo.settings.localize.rotations == 1 and demo.settings.probes.seed == 4
+    assert load_config(write(root, 'grid = "demo"')).settings.relearn.seeds == (0,)
+    assert load_config(write(root, "seeds = [3, 5]")).settings.localize.seeds == (3, 5)
+    assert load_config(write(root, "")).seeds == (0, 1, 2)
     full = load_config(write(root, "#models\n[lenses.relearn]\nepochs = 2"))
     assert full.settings.relearn == replace(GRIDS["full"].relearn, epochs=2)
     assert full.settings.relearn.lrs == (1e-4, 3e-4, 1e-3)
