@@ -173,30 +173,9 @@ def finish_study(results: dict, out: Path, started: float) -> None:
     print(f"done in {time.perf_counter() - started:.1f} s")
 
 
-def demo_config(out: Path, world: dict, methods: dict[str, Path]):
-    """The demo's study: the world's checkpoints and the `demo` grid preset (named in the report)."""
-    from forensics.study_config import GRIDS, StudyConfig
-
-    root = out.resolve()
-    s = world["sets"]
-    return StudyConfig(
-        name="demo",
-        out=root,
-        original=root / world["models"]["original"]["path"],
-        never_learned=root / world["models"]["never_learned"]["path"],
-        unlearned={m: p.resolve() for m, p in methods.items()},
-        facts=root / world["facts"],
-        forget=tuple(s["forget"]),
-        retain=tuple(s["retain"]),
-        near_retain=tuple(s["near_retain"]),
-        scorer=world["scorer"],
-        grid="demo",
-        settings=GRIDS["demo"],
-    )
-
-
 def cmd_demo(a: argparse.Namespace) -> None:
     from forensics.study import run_study
+    from forensics.study_config import world_study
     from forensics.unlearn import METHODS
     from forensics.unlearn.run import UnlearnSettings, unlearn
     from forensics.world import build_world, load_world
@@ -215,7 +194,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
             unlearn(
                 name, out / world["models"]["original"]["path"], sets, methods[name], settings, not a.quiet
             )
-        results = run_study(demo_config(out, world, methods), progress=not a.quiet)
+        results = run_study(world_study("demo", out, world, methods, out), progress=not a.quiet)
         finish_study(results, out, start)
 
 

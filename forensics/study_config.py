@@ -112,6 +112,29 @@ class StudyConfig:
         return json.loads(json.dumps(asdict(self), default=str))
 
 
+def world_study(
+    name: str, world_dir: Path, world: dict, unlearned: dict[str, Path], out: Path, lenses=LENSES
+) -> StudyConfig:
+    """A study over a world's original and never-learned checkpoints and `unlearned` ones, with the
+    world's facts and sets and the `demo` grid (the demo's study and the validation studies)."""
+    root, s = Path(world_dir).resolve(), world["sets"]
+    return StudyConfig(
+        name=name,
+        out=Path(out).resolve(),
+        original=root / world["models"]["original"]["path"],
+        never_learned=root / world["models"]["never_learned"]["path"],
+        unlearned={m: Path(p).resolve() for m, p in unlearned.items()},
+        facts=root / world["facts"],
+        forget=tuple(s["forget"]),
+        retain=tuple(s["retain"]),
+        near_retain=tuple(s["near_retain"]),
+        scorer=world["scorer"],
+        lenses=tuple(lenses),
+        grid="demo",
+        settings=GRIDS["demo"],
+    )
+
+
 TOP = (
     "name",
     "out",

@@ -20,7 +20,7 @@ from forensics.formats import default_format
 from forensics.outdir import claim
 from forensics.probing import final_norm
 from forensics.study import run_study
-from forensics.study_config import GRIDS, StudyConfig
+from forensics.study_config import world_study
 from forensics.train import TrainConfig, train
 from forensics.unlearn import ria
 from forensics.unlearn.run import streams
@@ -91,23 +91,7 @@ def validate_world(world_dir: Path, out: Path, progress: bool = False) -> list[d
     """Validation models, a study on them (the demo's grid), one row per model."""
     world, _ = load_world(world_dir)
     models, block = validation_models(world_dir, out, progress)
-    root = world_dir.resolve()
-    s = world["sets"]
-    cfg = StudyConfig(
-        name=f"validate-{world_dir.name}",
-        out=out / "study",
-        original=root / world["models"]["original"]["path"],
-        never_learned=root / world["models"]["never_learned"]["path"],
-        unlearned={n: p.resolve() for n, p in models.items()},
-        facts=root / world["facts"],
-        forget=tuple(s["forget"]),
-        retain=tuple(s["retain"]),
-        near_retain=tuple(s["near_retain"]),
-        scorer=world["scorer"],
-        lenses=LENSES,
-        grid="demo",
-        settings=GRIDS["demo"],
-    )
+    cfg = world_study(f"validate-{world_dir.name}", world_dir, world, models, out / "study", LENSES)
     results = run_study(cfg, progress=progress)
     rows = []
     for name, expected in EXPECTED.items():
