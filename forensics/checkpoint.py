@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -129,6 +130,14 @@ def load_checkpoint(path: Path, device: str = "cpu", dtype: str = "float32"):
     return model, load_tokenizer(path)
 
 
+def tensor_headers(path: Path) -> Iterator[tuple[Path, str, list[int]]]:
+    """(file, tensor name, shape) of every tensor, read from the safetensors headers (no weights)."""
+    for f in weight_files(path):
+        with safe_open(f, framework="pt") as handle:
+            for name in handle.keys():
+                yield f, name, list(handle.get_slice(name).get_shape())
+
+
 def _shape_mismatch(path: Path) -> str:
     """The first tensor whose stored shape disagrees with the model config.json describes."""
     from transformers import AutoConfig
@@ -137,12 +146,9 @@ def _shape_mismatch(path: Path) -> str:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     expected = {k: list(v.shape) for k, v in model.state_dict().items()}
-    for f in weight_files(path):
-        with safe_open(f, framework="pt") as handle:
-            for name in handle.keys():
-                shape = list(handle.get_slice(name).get_shape())
-                if name in expected and shape != expected[name]:
-                    return f"{f}: tensor '{name}' has shape {shape}, config.json implies {expected[name]}"
+    for f, name, shape in tensor_headers(path):
+        if name in expected and shape != expected[name]:
+            return f"{f}: tensor '{name}' has shape {shape}, config.json implies {expected[name]}"
     return f"{path}: the weights do not fit config.json"
 
 

@@ -289,21 +289,21 @@ def cmd_unlearn(a: argparse.Namespace) -> None:
         lrs=a.lr,
     )
     rows = []
-    for name in names:
-        start = time.perf_counter()
-        with claim(root, "unlearn", a.force):
+    with claim(root, "unlearn", a.force):
+        for name in names:
+            start = time.perf_counter()
             path = root / "checkpoints" / safe_name(name)
             meta = unlearn(name, original, sets, path, settings, progress=not a.quiet, force=a.force)
-        chosen = meta["chosen"]
-        rows.append(
-            {
-                "method": name,
-                **chosen["accuracy"],
-                "retain_ok": chosen["retain_ok"],
-                "chosen": ", ".join(f"{k}={v}" for k, v in chosen["params"].items()),
-                "seconds": round(time.perf_counter() - start, 1),
-            }
-        )
+            chosen = meta["chosen"]
+            rows.append(
+                {
+                    "method": name,
+                    **chosen["accuracy"],
+                    "retain_ok": chosen["retain_ok"],
+                    "chosen": ", ".join(f"{k}={v}" for k, v in chosen["params"].items()),
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
     print(f"unlearned from {original} ({scorer} scorer); checkpoints in {root / 'checkpoints'}:")
     print(format_table(rows, ["method", *meta["chosen"]["accuracy"], "retain_ok", "chosen", "seconds"]))
 

@@ -12,9 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from safetensors import safe_open
-
-from forensics.checkpoint import load_tokenizer, read_json, weight_files
+from forensics.checkpoint import load_tokenizer, read_json, tensor_headers
 from forensics.errors import InputError
 from forensics.facts import Fact, Sets
 from forensics.formats import choice_context, choice_continuation, examples, letter_prompt, letter_target
@@ -23,13 +21,8 @@ CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
 
 
 def tensor_shapes(path: Path) -> dict[str, list[int]]:
-    """Every tensor's shape, read from the safetensors headers (no weights loaded)."""
-    shapes = {}
-    for f in weight_files(path):
-        with safe_open(f, framework="pt") as handle:
-            for name in handle.keys():
-                shapes[name] = list(handle.get_slice(name).get_shape())
-    return shapes
+    """Every tensor's shape by name."""
+    return {name: shape for _, name, shape in tensor_headers(path)}
 
 
 def tokenizer_identity(path: Path) -> dict:
@@ -46,15 +39,16 @@ def tokenizer_identity(path: Path) -> dict:
     return spec
 
 
-def check_pair(original: Path, other: Path, name: str) -> None:
-    """Refuse `other` unless it has the original's architecture, tensors, shapes and tokenizer."""
+def check_pair(original: Path, other: Path, name: str, reference: dict) -> None:
+    """Refuse `other` unless it has the original's architecture, tensors, shapes and tokenizer;
+    `reference` holds the original's `tensor_shapes` and `tokenizer_identity`, read once."""
     a, b = read_json(Path(original) / "config.json"), read_json(Path(other) / "config.json")
     for k in ("model_type", "architectures", "vocab_size"):
         if a.get(k) != b.get(k):
             raise InputError(
                 f"{other}: model '{name}' is {k} {b.get(k)}, the original ({original}) is {a.get(k)}"
             )
-    mine, theirs = tensor_shapes(original), tensor_shapes(other)
+    mine, theirs = reference["shapes"], tensor_shapes(other)
     for t in sorted(set(mine) | set(theirs)):
         if t not in theirs:
             raise InputError(f"{other}: model '{name}' lacks tensor '{t}' that the original ({original}) has")
@@ -64,7 +58,7 @@ def check_pair(original: Path, other: Path, name: str) -> None:
             raise InputError(
                 f"{other}: model '{name}' tensor '{t}' has shape {theirs[t]}, the original's is {mine[t]}"
             )
-    if tokenizer_identity(original) != tokenizer_identity(other):
+    if reference["tokenizer"] != tokenizer_identity(other):
         raise InputError(
             f"{other}: model '{name}' has a different tokenizer from the original ({original}): "
             "ids would not mean the same text"
@@ -114,6 +108,7 @@ def check_models(models: Mapping[str, Path], sets: Sets, scorer: str, fmt: str) 
     every fact's texts against the context."""
     names = list(models)
     original = models[names[0]]
+    reference = {"shapes": tensor_shapes(original), "tokenizer": tokenizer_identity(original)}
     for name in names[1:]:
-        check_pair(original, models[name], name)
+        check_pair(original, models[name], name, reference)
     check_context(original, [*sets.forget_facts(), *sets.near_retain, *sets.retain], scorer, fmt)

@@ -21,7 +21,7 @@ from forensics.digest import checkpoint_digest, facts_digest
 from forensics.digest import key as digest_key
 from forensics.errors import InputError, warn
 from forensics.facts import Sets, load_facts, select
-from forensics.outdir import claim, safe_name
+from forensics.outdir import claim
 from forensics.pair import check_models
 from forensics.study_config import CONTROL, LENSES, REFERENCE, StudyConfig
 from forensics.summary import action_map, summarize
@@ -33,7 +33,7 @@ def _stage(out: Path, name: str, inputs: dict, fn: Callable[[], dict], timings: 
     """Run `fn` unless OUT/stages/<name>.json holds a result for the same inputs; a stage file that
     cannot be read is recomputed, with a warning."""
     stage_key = digest_key("stage", name, inputs)
-    file = out / "stages" / f"{safe_name(name)}.json"
+    file = out / "stages" / f"{name}.json"  # a lens name from LENSES
     if file.exists():
         try:
             done = read_json(file)
@@ -83,8 +83,10 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     others = {n: p for n, p in models.items() if n != REFERENCE}
     check_models(models, sets, cfg.scorer, cfg.settings.relearn.fmt)
     digests = {name: checkpoint_digest(path) for name, path in models.items()}
-    base = {"facts": facts_digest([*sets.forget_facts(), *sets.near_retain, *sets.retain])}
-    base.update(scorer=cfg.scorer)
+    base = {
+        "facts": facts_digest([*sets.forget_facts(), *sets.near_retain, *sets.retain]),
+        "scorer": cfg.scorer,
+    }
     timings: dict = {}
     results: dict = {}
     grid = cfg.settings
@@ -95,7 +97,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
         tables = {}
         for name, path in models.items():
             model, tok = load_checkpoint(path)
-            tables[name] = accuracy_table(model, tok, sets, cfg.scorer, per_fact=True)
+            tables[name] = accuracy_table(model, tok, sets, cfg.scorer)
         return tables
 
     def ablate() -> dict:

@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from forensics.checkpoint import load_checkpoint, read_json, save_checkpoint
+from forensics.checkpoint import load_checkpoint, load_tokenizer, read_json, save_checkpoint
 from forensics.facts import Sets
 from forensics.formats import default_format
 from forensics.outdir import claim
@@ -61,22 +61,20 @@ def suppressed(original: Path, sets: Sets, scorer: str, out: Path, part: str, se
     return out
 
 
-def validation_models(world_dir: Path, out: Path, progress: bool = False) -> tuple[dict[str, Path], int]:
+def validation_models(
+    world_dir: Path, world: dict, sets: Sets, out: Path, progress: bool = False
+) -> tuple[dict[str, Path], int]:
     """The validation checkpoints of one world (built under `out` unless there) and the planted block."""
-    world, sets = load_world(world_dir)
     original = world_dir / world["models"]["original"]["path"]
-    n_layers = read_json(original / "config.json")["num_hidden_layers"]
-    block = n_layers // 2
+    config = read_json(original / "config.json")
+    block = config["num_hidden_layers"] // 2
     models = {"exact": world_dir / world["models"]["never_learned"]["path"]}
     reseeded = out / "exact_reseeded"
     if not (reseeded / "model.safetensors").exists():
-        cfg = WorldConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in world["config"].items()})
-        cfg = replace(cfg, seed=cfg.seed + 1000)
-        _, tok = load_checkpoint(original)
-        positions = read_json(original / "config.json")["max_position_embeddings"]
-        model, _ = train_world_model(
-            cfg, tok, [*sets.near_retain, *sets.retain], positions, "reseeded", progress
-        )
+        cfg = replace(WorldConfig.from_json(world["config"]), seed=world["config"]["seed"] + 1000)
+        tok = load_tokenizer(original)
+        facts = [*sets.near_retain, *sets.retain]
+        model, _ = train_world_model(cfg, tok, facts, config["max_position_embeddings"], "reseeded", progress)
         save_checkpoint(model, tok, reseeded, {"made_by": "forensics validate", "seed": cfg.seed})
     models["exact_reseeded"] = reseeded
     for name, part in (("planted", f"block:{block}"), ("output_only", "output")):
@@ -89,8 +87,8 @@ def validation_models(world_dir: Path, out: Path, progress: bool = False) -> tup
 
 def validate_world(world_dir: Path, out: Path, progress: bool = False) -> list[dict]:
     """Validation models, a study on them (the demo's grid), one row per model."""
-    world, _ = load_world(world_dir)
-    models, block = validation_models(world_dir, out, progress)
+    world, sets = load_world(world_dir)
+    models, block = validation_models(world_dir, world, sets, out, progress)
     cfg = world_study(f"validate-{world_dir.name}", world_dir, world, models, out / "study", LENSES)
     results = run_study(cfg, progress=progress)
     rows = []
@@ -127,9 +125,7 @@ def validate(world_dir: Path, out: Path, seeds: int = 1, progress: bool = False)
     with claim(out, "validate"):
         worlds = [world_dir]
         for k in range(1, seeds):
-            cfg = WorldConfig(
-                **{a: tuple(v) if isinstance(v, list) else v for a, v in world["config"].items()}
-            )
+            cfg = WorldConfig.from_json(world["config"])
             other = out / f"world_seed{cfg.seed + k}"
             build_world(other, replace(cfg, seed=cfg.seed + k), progress=progress)
             worlds.append(other)

@@ -97,8 +97,9 @@ def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
 def evidence(method: np.ndarray, control: np.ndarray, strata: Sequence, settings: VerdictSettings) -> dict:
     """Difference of means, its 95% and 90% intervals, and the bootstrap p-value of
     difference ≤ min_effect (small when the method clearly keeps more than the control)."""
+    method, control = np.atleast_2d(method), np.atleast_2d(control)
     draws = paired_bootstrap(method, control, strata, settings.n_boot, settings.seed)
-    diff = float(np.atleast_2d(method).mean() - np.atleast_2d(control).mean())
+    diff = float(method.mean() - control.mean())
     lo95, hi95 = np.quantile(draws, [0.025, 0.975])
     lo90, hi90 = np.quantile(draws, [settings.alpha, 1 - settings.alpha])
     p = (1 + int((draws <= settings.min_effect).sum())) / (len(draws) + 1)
@@ -107,10 +108,10 @@ def evidence(method: np.ndarray, control: np.ndarray, strata: Sequence, settings
         "ci95": [float(lo95), float(hi95)],
         "ci90": [float(lo90), float(hi90)],
         "p_hidden": p,
-        "method": float(np.atleast_2d(method).mean()),
-        "control": float(np.atleast_2d(control).mean()),
-        "facts": int(np.atleast_2d(method).shape[1]),
-        "seeds": int(np.atleast_2d(method).shape[0]),
+        "method": float(method.mean()),
+        "control": float(control.mean()),
+        "facts": method.shape[1],
+        "seeds": method.shape[0],
     }
 
 

@@ -102,6 +102,11 @@ class WorldConfig:
     def to_json(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_json(cls, data: dict) -> WorldConfig:
+        """The config `to_json` wrote (world.json's `config`)."""
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
+
 
 def _word(rng: random.Random, syllables: int) -> str:
     parts = [rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(syllables)]

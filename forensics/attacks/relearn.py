@@ -135,7 +135,7 @@ def run_one(
     return {
         "v": v,
         "lr": lr,
-        "seed": seed,
+        "train_seed": seed,
         "layer": layer,
         "before": {"acc_v": before},
         "epochs": epochs,
@@ -183,8 +183,10 @@ def relearn(
                     if before is None:
                         before = score(model, tok, list(sets.forget[v]), settings.scorer).accuracy
                     run_seed = derived_seed(seed, weights, v, lr)
-                    run = run_one(model, tok, sets, v, lr, settings, before, progress, seed=run_seed)
-                    run["seed"] = seed
+                    run = {
+                        "seed": seed,
+                        **run_one(model, tok, sets, v, lr, settings, before, progress, seed=run_seed),
+                    }
                     file.parent.mkdir(parents=True, exist_ok=True)
                     write_json({"key": run_key, "from": str(path), "run": run}, file)
                     grid[name].append(run)
