@@ -46,14 +46,20 @@ def sklearn_loop(X, y, Xt, yt):
 
 
 def main():
-    torch.set_num_threads(torch.get_num_threads())
+    import argparse
+
+    p = argparse.ArgumentParser(description="batched probes vs scikit-learn")
+    p.add_argument("--device", default="cpu", help="where the batched probes run (cpu or cuda)")
+    device = p.parse_args().device
     X, y, Xt, yt = data()
     start = time.perf_counter()
     ref, ref_C = sklearn_loop(X, y, Xt, yt)
     t_sk = time.perf_counter() - start
     start = time.perf_counter()
-    probe = LogisticProbe(Cs=CS, folds=FOLDS).fit(X, y)
+    probe = LogisticProbe(Cs=CS, folds=FOLDS, device=device).fit(X, y)
     ours = probe.score(Xt, yt)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     t_ours = time.perf_counter() - start
     start = time.perf_counter()
     ridge = RidgeProbe(alpha=1.0).fit(X, y).score(Xt, yt)
@@ -69,6 +75,7 @@ def main():
                 "d": D,
                 "classes": K,
                 "threads": torch.get_num_threads(),
+                "device": device,
                 "sklearn_s": round(t_sk, 2),
                 "batched_s": round(t_ours, 2),
                 "speedup": round(t_sk / t_ours, 2),

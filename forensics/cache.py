@@ -1,10 +1,11 @@
-"""Batched activation cache: TransformerLens hooks read at chosen positions in one forward per batch.
+"""Batched activation cache: TransformerLens hooks read at the final prompt position, one forward per batch.
 
-Each hook writes only the rows it needs (the final prompt token, or every token with a mask) into
-preallocated CPU tensors (pinned, with non-blocking copies, on CUDA), and the forward pass stops
-after the last requested hook, so extracting residuals costs less than the model's own forward.
-Results are kept under a content hash of (weights, prompts, hooks, positions): a second request
-with the same key runs no forward pass. Past a memory budget, rows go to safetensors shards.
+Each hook writes only the row it needs (the final prompt token) into preallocated CPU tensors in the
+model's dtype (pinned, with non-blocking copies, on CUDA), and the forward pass stops after the last
+requested hook, so extracting residuals costs less than the model's own forward. Results are kept
+under a content hash of (weights, prompts, hooks, dtype): a second request with the same key runs no
+forward pass. Past a memory budget, rows go to safetensors shards. Statistics over every position
+are streamed batch by batch (`stream_ids`), never stored.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +27,6 @@ from forensics.tokens import encode, pad_id
 
 RESID = "blocks.{}.hook_resid_post"
 EMBED = "hook_embed"
-POSITIONS = ("final", "all")
-MASK = "__mask__"
 DONE = "done.json"
 
 
@@ -36,26 +35,24 @@ def default_hooks(n_layers: int) -> list[str]:
     return [EMBED, *(RESID.format(layer) for layer in range(n_layers))]
 
 
-def cache_key(weights: str, prompts: Sequence, hooks: Sequence[str], positions: str, dtype) -> str:
+def cache_key(weights: str, prompts: Sequence, hooks: Sequence[str], dtype: torch.dtype) -> str:
     """Content address of one extraction (the checkpoint digest covers weights, config and tokenizer)."""
-    return key("activations", weights, list(prompts), list(hooks), positions, str(dtype))
+    return key("activations", weights, list(prompts), list(hooks), "final", str(dtype))
 
 
 @dataclass
 class Activations:
-    """Cached activations: `acts[hook]` is [n, d] (final) or [n, T, d] with `mask` [n, T] (all)."""
+    """Cached final-position activations: `acts[hook]` is [n, d], in memory or read from shards."""
 
     hooks: list[str]
-    positions: str
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-    mask: torch.Tensor | None = None
     shards: list[Path] = field(default_factory=list)
     forward_passes: int = 0
 
     def __getitem__(self, hook: str) -> torch.Tensor:
         if hook in self.tensors:
             return self.tensors[hook]
-        if hook not in self.hooks and hook != MASK:
+        if hook not in self.hooks:
             raise KeyError(hook)
         parts = []
         for shard in self.shards:
@@ -109,42 +106,57 @@ def extract(bridge, prompts: Sequence[str], **kwargs) -> Activations:
     return extract_ids(bridge, _encode_prompts(bridge.tokenizer, prompts), **kwargs)
 
 
+def _batches(ids: list[list[int]], batch_size: int, pad: int, device):
+    """Length-sorted right-padded batches: (positions in `ids`, input ids, attention mask)."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # little padding
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        rows = [ids[i] for i in idx]
+        length = max(map(len, rows))
+        batch = torch.full((len(rows), length), pad, dtype=torch.long)
+        attention = torch.zeros(len(rows), length, dtype=torch.long)
+        for r, row in enumerate(rows):
+            batch[r, : len(row)] = torch.tensor(row)
+            attention[r, : len(row)] = 1
+        yield idx, batch.to(device), attention.to(device)
+
+
+def model_dtype(bridge) -> torch.dtype:
+    """The dtype of the model's parameters (what its residual stream is computed in)."""
+    return next(bridge.parameters()).dtype
+
+
 @torch.no_grad()
 def extract_ids(
     bridge,
     ids: Sequence[Sequence[int]],
     hooks: Sequence[str] | None = None,
-    positions: str = "final",
     batch_size: int = 32,
     memory_budget: int = 2 << 30,
     cache_dir: Path | None = None,
     weights: str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> Activations:
-    """Activations of token-id prompts at `hooks` (default: embedding + every resid_post).
+    """Activations of token-id prompts at their final position at `hooks` (default: embedding +
+    every resid_post), stored in `dtype` (default: the model's own, so a bf16 model caches half
+    the bytes of float32).
 
-    `positions`: "final" (last prompt token) or "all" (every token, right-padded, with a mask).
     `cache_dir` + `weights` (a content hash of the checkpoint; hashed from memory when absent) make
     the result reusable: a second call with the same key loads it instead of running the model.
     Past `memory_budget` bytes, rows go to safetensors shards under `cache_dir`.
     """
-    hooks = list(hooks or default_hooks(bridge.cfg.n_layers))
-    if positions not in POSITIONS:
-        raise InputError(f"positions '{positions}': choose {' or '.join(POSITIONS)}")
-    unknown = [h for h in hooks if h not in bridge.hook_dict]
-    if unknown:
-        raise InputError(f"unknown hook(s) {', '.join(unknown)} (e.g. {RESID.format(0)}, {EMBED})")
+    hooks = _check_hooks(bridge, hooks)
+    dtype = dtype or model_dtype(bridge)
     ids = [list(map(int, row)) for row in ids]
-    key = cache_key(weights or weights_digest(bridge), ids, hooks, positions, dtype) if cache_dir else ""
+    key = cache_key(weights or weights_digest(bridge), ids, hooks, dtype) if cache_dir else ""
     folder = Path(cache_dir) / key if cache_dir else None
     if folder and (folder / DONE).exists():
         try:
-            return _load(folder, hooks, positions, len(ids))
+            return _load(folder, hooks, len(ids))
         except InputError as e:
             warn(f"{folder}: corrupt cache entry, recomputing ({e})")
     n, d = len(ids), bridge.cfg.d_model
-    width = max(map(len, ids))
-    row_bytes = len(hooks) * (width if positions == "all" else 1) * d * torch.finfo(dtype).bits // 8
+    row_bytes = len(hooks) * d * torch.finfo(dtype).bits // 8
     rows_per_shard = max(1, memory_budget // max(row_bytes, 1))
     spill = n > rows_per_shard
     if spill and folder is None:
@@ -158,60 +170,74 @@ def extract_ids(
         tmp.mkdir(parents=True)
     passes = 0
     for shard_no, shard_start in enumerate(range(0, n, rows_per_shard)):
-        members = range(shard_start, min(n, shard_start + rows_per_shard))
-        order = sorted(members, key=lambda i: len(ids[i]))  # length-sorted batches: little padding
-        m = len(order)
-        shape = (m, d) if positions == "final" else (m, width, d)
-        buf = {h: torch.zeros(shape, dtype=dtype, pin_memory=pin) for h in hooks}
-        mask = torch.zeros(m, width, dtype=torch.bool)
-        for start in range(0, m, batch_size):
-            rows = [ids[i] for i in order[start : start + batch_size]]
-            length = max(map(len, rows))
-            batch = torch.full((len(rows), length), pad, dtype=torch.long)
-            attention = torch.zeros(len(rows), length, dtype=torch.long)
-            for r, row in enumerate(rows):
-                batch[r, : len(row)] = torch.tensor(row)
-                attention[r, : len(row)] = 1
-            sl = slice(start, start + len(rows))
-            mask[sl, :length] = attention.bool()
-            last = (attention.sum(1) - 1).to(device)
-            keep = attention.to(device)[..., None]
+        members = list(range(shard_start, min(n, shard_start + rows_per_shard)))
+        buf = {h: torch.zeros((len(members), d), dtype=dtype, pin_memory=pin) for h in hooks}
+        for idx, batch, attention in _batches([ids[i] for i in members], batch_size, pad, device):
+            rows = torch.tensor(idx)
+            last = attention.sum(1) - 1
 
-            def write(name, act, buf=buf, sl=sl, last=last, keep=keep, length=length):
-                if positions == "final":
-                    act = act[torch.arange(act.shape[0], device=act.device), last]
-                    buf[name][sl].copy_(act.to(dtype), non_blocking=pin)
-                else:
-                    buf[name][sl, :length].copy_((act * keep).to(dtype), non_blocking=pin)  # pads: 0
+            def write(name, act, buf=buf, rows=rows, last=last):
+                act = act[torch.arange(act.shape[0], device=act.device), last]
+                buf[name].index_copy_(0, rows, act.to(dtype).to(buf[name].device, non_blocking=pin))
 
-            forward_until(bridge, batch.to(device), attention.to(device), hooks, write)
+            forward_until(bridge, batch, attention, hooks, write)
             passes += 1
         if pin:
             torch.cuda.synchronize()
-        inverse = torch.argsort(torch.tensor(order))  # back to prompt order within the shard
-        buf = {h: t[inverse] for h, t in buf.items()}
-        buf[MASK] = mask[inverse]
         if tmp:
             save_file(buf, str(tmp / f"shard_{shard_no:05d}.safetensors"))
     if tmp:
-        (tmp / DONE).write_text(json.dumps({"hooks": hooks, "positions": positions, "rows": n}))
+        (tmp / DONE).write_text(json.dumps({"hooks": hooks, "dtype": str(dtype), "rows": n}))
         shutil.rmtree(folder, ignore_errors=True)
         try:
             os.replace(tmp, folder)
         except OSError:  # another process finished the same entry first: theirs is as good
             shutil.rmtree(tmp, ignore_errors=True)
-    out = Activations(hooks, positions, forward_passes=passes)
+    out = Activations(hooks, forward_passes=passes)
     if folder:
         out.shards = sorted(folder.glob("shard_*.safetensors"))
     if not spill:
         out.tensors = {h: buf[h] for h in hooks}
-        out.mask = buf[MASK] if positions == "all" else None
-    elif positions == "all":
-        out.mask = out[MASK]
     return out
 
 
-def _load(folder: Path, hooks: list[str], positions: str, rows: int) -> Activations:
+@torch.no_grad()
+def stream_ids(
+    bridge,
+    ids: Sequence[Sequence[int]],
+    reduce: Callable[[dict[str, torch.Tensor], torch.Tensor, list[int]], torch.Tensor],
+    hooks: Sequence[str] | None = None,
+    batch_size: int = 32,
+) -> torch.Tensor:
+    """A statistic over every position of every prompt, computed batch by batch and never stored
+    whole (all positions of a 32-layer d 4096 model would be tens of GB per prompt set).
+
+    `reduce(acts, attention, rows)` gets one batch's activations (hook → [b, T, d], pads included),
+    its attention mask [b, T] and the rows' positions in `ids`, and returns [..., b]; the batches'
+    results are put back in prompt order: [..., len(ids)].
+    """
+    hooks = _check_hooks(bridge, hooks)
+    ids = [list(map(int, row)) for row in ids]
+    device = next(bridge.parameters()).device
+    parts, order = [], []
+    for idx, batch, attention in _batches(ids, batch_size, pad_id(bridge.tokenizer), device):
+        acts: dict[str, torch.Tensor] = {}
+        forward_until(bridge, batch, attention, hooks, acts.__setitem__)
+        parts.append(reduce(acts, attention, idx))
+        order += idx
+    out = torch.cat(parts, dim=-1)
+    return out[..., torch.argsort(torch.tensor(order))]
+
+
+def _check_hooks(bridge, hooks: Sequence[str] | None) -> list[str]:
+    hooks = list(hooks or default_hooks(bridge.cfg.n_layers))
+    unknown = [h for h in hooks if h not in bridge.hook_dict]
+    if unknown:
+        raise InputError(f"unknown hook(s) {', '.join(unknown)} (e.g. {RESID.format(0)}, {EMBED})")
+    return hooks
+
+
+def _load(folder: Path, hooks: list[str], rows: int) -> Activations:
     """A finished extraction read back from its shards (per hook, on demand), after checking that
     every shard opens and holds every hook, and that the rows add up; marks the entry as used."""
     shards = sorted(folder.glob("shard_*.safetensors"))
@@ -219,9 +245,9 @@ def _load(folder: Path, hooks: list[str], positions: str, rows: int) -> Activati
     for shard in shards:
         try:
             with safe_open(shard, framework="pt") as f:
-                if not set(hooks) | {MASK} <= set(f.keys()):
+                if not set(hooks) <= set(f.keys()):
                     raise InputError(f"{shard.name} lacks a hook")
-                total += f.get_slice(MASK).get_shape()[0]
+                total += f.get_slice(hooks[0]).get_shape()[0]
         except InputError:
             raise
         except Exception as e:  # safetensors raises its own types for truncated or corrupt files
@@ -229,10 +255,7 @@ def _load(folder: Path, hooks: list[str], positions: str, rows: int) -> Activati
     if not shards or total != rows:
         raise InputError(f"{rows} rows expected, {total} found")
     os.utime(folder / DONE)  # least recently used goes first when the cache is over its cap
-    out = Activations(hooks, positions, shards=shards)
-    if positions == "all":
-        out.mask = out[MASK]
-    return out
+    return Activations(hooks, shards=shards)
 
 
 def entries(cache_dir: Path) -> list[dict]:

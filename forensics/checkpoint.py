@@ -7,9 +7,11 @@ naming the file.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,30 +21,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from forensics.errors import InputError
+from forensics.runtime import Runtime, input_device, torch_device
 
 METADATA = "forensics.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA when there is one; asking for `cuda` where there is none is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: no CUDA device on this machine")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise InputError(f"--device {name}: choose auto, cpu or cuda")
-    return torch.device(name)
-
-
-def resolve_dtype(name: str = "float32") -> torch.dtype:
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in dtypes:
-        raise InputError(f"--dtype {name}: choose {', '.join(dtypes)}")
-    return dtypes[name]
 
 
 def weight_files(path: Path) -> list[Path]:
@@ -98,18 +83,20 @@ def load_tokenizer(path: Path):
     return tok
 
 
-def load_checkpoint(path: Path, device: str = "cpu", dtype: str = "float32"):
-    """(model, tokenizer) of an HF checkpoint directory, in eval mode, weights checked finite."""
+def load_checkpoint(path: Path, runtime: Runtime = Runtime()):
+    """(model, tokenizer) of an HF checkpoint directory, in eval mode, weights checked finite, placed
+    as `runtime` says: on its device in its dtype, or spread by accelerate's `device_map`."""
     path = Path(path)
     check_dir(path)
+    offload = _offload_folder() if runtime.device_map else None
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
             str(path),
             local_files_only=True,
             use_safetensors=True,
             trust_remote_code=False,
-            dtype=resolve_dtype(dtype),
             output_loading_info=True,
+            **runtime.load_kwargs(path, offload),
         )
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: cannot load checkpoint ({str(e).splitlines()[0]})") from None
@@ -123,11 +110,52 @@ def load_checkpoint(path: Path, device: str = "cpu", dtype: str = "float32"):
             names = sorted(info[kind])
             more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
             raise InputError(f"{path}: tensor '{names[0]}'{more} {what}")
-    for name, tensor in model.state_dict().items():
+    for f, name, tensor in _stored_tensors(path):
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise InputError(f"{path}: tensor '{name}' holds NaN or Inf")
-    model.to(resolve_device(device)).eval()
-    return model, load_tokenizer(path)
+            raise InputError(f"{f}: tensor '{name}' holds NaN or Inf")
+    placed = set(map(str, (getattr(model, "hf_device_map", None) or {}).values()))
+    if placed == {"disk"}:
+        raise InputError(f"{path}: max_memory leaves nothing of the model in memory (all of it on disk)")
+    if not runtime.device_map and not runtime.quantize:
+        model.to(torch_device(runtime.device))
+    return model.eval(), load_tokenizer(path)
+
+
+_LAST: dict = {}
+
+
+def cached_checkpoint(path: Path, runtime: Runtime, digest: str):
+    """`load_checkpoint`, keeping the last one loaded in this process: consecutive jobs on one
+    checkpoint (same digest, same runtime) load it once. Callers must not change the model."""
+    memo = (str(path), repr(runtime), digest)
+    if memo not in _LAST:
+        _LAST.clear()
+        _LAST[memo] = load_checkpoint(path, runtime)
+    return _LAST[memo]
+
+
+def release_cached() -> None:
+    """Drop the model `cached_checkpoint` keeps."""
+    _LAST.clear()
+
+
+def _stored_tensors(path: Path) -> Iterator[tuple[Path, str, torch.Tensor]]:
+    """Every tensor as stored, one at a time (a dispatched model's weights may be on disk)."""
+    for f in weight_files(path):
+        with safe_open(f, framework="pt") as handle:
+            for name in handle.keys():
+                yield f, name, handle.get_tensor(name)
+
+
+_OFFLOAD: list[str] = []
+
+
+def _offload_folder() -> Path:
+    """A fresh folder for one model's disk-offloaded weights, removed when the process exits."""
+    if not _OFFLOAD:
+        _OFFLOAD.append(tempfile.mkdtemp(prefix="forensics-offload-"))
+        atexit.register(shutil.rmtree, _OFFLOAD[0], True)
+    return Path(tempfile.mkdtemp(dir=_OFFLOAD[0]))
 
 
 def tensor_headers(path: Path) -> Iterator[tuple[Path, str, list[int]]]:
@@ -191,17 +219,18 @@ def save_checkpoint(model, tokenizer, out: Path, metadata: dict) -> Path:
     return out
 
 
-def boot_bridge(path: Path, model=None, tokenizer=None, device: str = "cpu", dtype: str = "float32"):
-    """A TransformerLens `TransformerBridge` over a checkpoint dir (reusing a loaded model if given)."""
+def boot_bridge(path: Path, model=None, tokenizer=None, runtime: Runtime = Runtime()):
+    """A TransformerLens `TransformerBridge` over a checkpoint dir (reusing a loaded model if given,
+    where it is: the bridge leaves a pre-loaded model's placement alone)."""
     from transformer_lens.model_bridge import TransformerBridge
 
     if model is None:
-        model, tokenizer = load_checkpoint(path, device, dtype)
+        model, tokenizer = load_checkpoint(path, runtime)
     return TransformerBridge.boot_transformers(
         str(path),
         hf_model=model,
         tokenizer=tokenizer,
-        device=str(resolve_device(device)),
-        dtype=resolve_dtype(dtype),
+        device=None if getattr(model, "hf_device_map", None) else str(input_device(model)),
+        dtype=next(model.parameters()).dtype,
         trust_remote_code=False,
     )

@@ -13,6 +13,9 @@ from forensics.errors import InputError
 from forensics.outdir import claim, safe_name
 
 DEFAULT_DEMO_DIR = "runs/demo"
+# the demo runs its independent jobs (the world's two models, the methods, RTT runs, per-model
+# lenses) in worker processes side by side, one per core up to four
+DEMO_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def _split_list(text: str) -> tuple[str, ...]:
@@ -25,6 +28,57 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _float_list(text: str) -> tuple[float, ...]:
     return tuple(float(s) for s in _split_list(text))
+
+
+def _runtime_args(
+    p: argparse.ArgumentParser, grid: bool = False, defaults: bool = True, workers: int = 1
+) -> None:
+    """--device, --dtype, --device-map, --max-memory (and, for commands that run grids of jobs,
+    --executor and --ray-address). Without `defaults` they override the study config only when given."""
+    from forensics.runtime import Runtime
+
+    d = Runtime()
+    g = p.add_argument_group("where models run")
+    g.add_argument("--device", default=d.device if defaults else None, help="auto, cpu, cuda or cuda:N")
+    g.add_argument(
+        "--dtype",
+        default=d.dtype if defaults else None,
+        help="auto (the checkpoint's), float32, bfloat16, float16",
+    )
+    g.add_argument("--device-map", help="auto: accelerate spreads a large model over GPUs, CPU and disk")
+    g.add_argument("--max-memory", type=_memory, help="with --device-map: e.g. 0=70GiB,cpu=64GiB")
+    if grid:
+        g.add_argument("--executor", default="local" if defaults else None, help="local or ray")
+        g.add_argument(
+            "--workers",
+            type=_positive_int,
+            default=workers if defaults else None,
+            help=f"local executor: worker processes running jobs side by side (default {workers})",
+        )
+        g.add_argument(
+            "--ray-address", help="with --executor ray: an existing cluster (default: a local one)"
+        )
+
+
+def _memory(text: str) -> dict[str, str]:
+    pairs = [part.split("=", 1) for part in _split_list(text)]
+    if any(len(p) != 2 for p in pairs):
+        raise argparse.ArgumentTypeError(
+            f"expected DEVICE=AMOUNT pairs like 0=70GiB,cpu=64GiB (got {text!r})"
+        )
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _runtime(a: argparse.Namespace):
+    from forensics.runtime import Runtime
+
+    return Runtime(a.device, a.dtype, a.device_map, a.max_memory)
+
+
+def _executor(a: argparse.Namespace):
+    from forensics.executor import Executor
+
+    return Executor(a.executor, a.ray_address, a.workers)
 
 
 def _world_args(p: argparse.ArgumentParser) -> None:
@@ -107,7 +161,7 @@ def cmd_world(a: argparse.Namespace) -> None:
     from forensics.world import build_world
 
     start = time.perf_counter()
-    world = build_world(Path(a.out), _world_config(a), progress=not a.quiet, force=a.force)
+    world = build_world(Path(a.out), _world_config(a), not a.quiet, a.force, _runtime(a))
     print(f"world ({world['scorer']} scorer) in {a.out}:")
     print(world_table(world))
     dropped = world.get("dropped_duplicates", [])
@@ -174,6 +228,7 @@ def finish_study(results: dict, out: Path, started: float) -> None:
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
+    from forensics.executor import Job
     from forensics.study import run_study
     from forensics.study_config import world_study
     from forensics.unlearn import METHODS
@@ -182,19 +237,22 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     out = Path(a.out)
+    runtime, executor = _runtime(a), _executor(a)
     with claim(out, "demo", a.force):
-        world = build_world(out, progress=not a.quiet)
+        world = build_world(out, progress=not a.quiet, runtime=runtime, executor=executor)
         print(f"embedded world in {out} (checkpoints: original, never_learned):")
         print(world_table(world))
         _, sets = load_world(out)
         settings = UnlearnSettings(scorer=world["scorer"], light=True)
-        methods = {}
-        for name in METHODS:
-            methods[name] = out / "checkpoints" / safe_name(name)
-            unlearn(
-                name, out / world["models"]["original"]["path"], sets, methods[name], settings, not a.quiet
-            )
-        results = run_study(world_study("demo", out, world, methods, out), progress=not a.quiet)
+        methods = {name: out / "checkpoints" / safe_name(name) for name in METHODS}
+        original = out / world["models"]["original"]["path"]
+        jobs = [
+            Job(unlearn, (n, original, sets, path, settings, not a.quiet, False, runtime), runtime.gpus())
+            for n, path in methods.items()
+        ]
+        executor.run(jobs)
+        cfg = world_study("demo", out, world, methods, out, runtime=runtime, executor=executor)
+        results = run_study(cfg, progress=not a.quiet)
         finish_study(results, out, start)
 
 
@@ -203,13 +261,26 @@ def cmd_study(a: argparse.Namespace) -> int:
     from forensics.study_config import load_config
 
     start = time.perf_counter()
-    cfg = load_config(Path(a.config))
+    cfg = with_flags(load_config(Path(a.config)), a)
     results = run_study(cfg, progress=not a.quiet, force=a.force)
     finish_study(results, Path(cfg.out), start)
     code = gate(results, a.fail_on)
     if code:
         print(f"forensics: --fail-on {a.fail_on}: exit status {code}", file=sys.stderr)
     return code
+
+
+def with_flags(cfg, a: argparse.Namespace):
+    """The study config with what --device/--dtype/--device-map/--max-memory/--executor/--ray-address
+    gave in place of its own values."""
+    from dataclasses import replace
+
+    from forensics.runtime import Runtime
+
+    given = {k: getattr(a, k) for k in ("device", "dtype", "device_map", "max_memory") if getattr(a, k)}
+    runtime = Runtime(**{**vars(cfg.runtime), **given}) if given else cfg.runtime
+    jobs = {k: getattr(a, k) for k in ("executor", "ray_address", "workers") if getattr(a, k)}
+    return replace(cfg, runtime=runtime, **jobs)
 
 
 def cmd_report(a: argparse.Namespace) -> None:
@@ -247,7 +318,7 @@ def cmd_score(a: argparse.Namespace) -> None:
     for name in names:
         if name not in facts.splits:
             raise InputError(f"{a.facts}: split '{name}' not found (have: {', '.join(facts.names())})")
-    model, tok = load_checkpoint(Path(a.checkpoint), a.device, a.dtype)
+    model, tok = load_checkpoint(Path(a.checkpoint), _runtime(a))
     check_context(Path(a.checkpoint), facts.facts(names), a.scorer, default_format(a.scorer), tok)
     rows = []
     for name in names:
@@ -293,7 +364,7 @@ def cmd_unlearn(a: argparse.Namespace) -> None:
         for name in names:
             start = time.perf_counter()
             path = root / "checkpoints" / safe_name(name)
-            meta = unlearn(name, original, sets, path, settings, progress=not a.quiet, force=a.force)
+            meta = unlearn(name, original, sets, path, settings, not a.quiet, a.force, _runtime(a))
             chosen = meta["chosen"]
             rows.append(
                 {
@@ -334,10 +405,14 @@ def cmd_relearn(a: argparse.Namespace) -> None:
             scorer=world["scorer"],
             loss_format=a.format,
             seeds=a.seeds,
+            method=a.method,
+            lora_rank=a.lora_rank,
+            lora_alpha=a.lora_alpha,
+            lora_targets=a.lora_targets,
         )
         vs = check(sets, settings, a.v)
         models = _world_models(Path(a.world), a.models)
-        result = relearn(models, sets, Path(a.world), settings, vs, progress=not a.quiet)
+        result = relearn(models, sets, Path(a.world), settings, vs, not a.quiet, _runtime(a), _executor(a))
         rows = []
         for name, m in result["metrics"].items():
             row = {"model": name}
@@ -363,11 +438,13 @@ def cmd_attack(a: argparse.Namespace) -> None:
     with claim(Path(a.world), "attack", a.force, create=False):
         world, sets = load_world(root)
         models = _world_models(root, a.models)
-        quantized = quantize_attack(models, sets, world["scorer"], a.bits)
+        run = _runtime(a)
+        quantized = quantize_attack(models, sets, world["scorer"], a.bits, runtime=run)
         unlearned = [n for n in models if n not in ("original", "never_learned")]
-        original = forget_residuals(boot_bridge(models["original"]), sets, world["scorer"])
+        original = forget_residuals(boot_bridge(models["original"], runtime=run), sets, world["scorer"])
         ablated = {
-            n: ablate_attack(boot_bridge(models[n]), original, sets, world["scorer"]) for n in unlearned
+            n: ablate_attack(boot_bridge(models[n], runtime=run), original, sets, world["scorer"])
+            for n in unlearned
         }
         write_json({"quantize": quantized, "ablate": ablated}, root / "attacks.json")
         rows = []
@@ -402,7 +479,7 @@ def cmd_probe(a: argparse.Namespace) -> None:
         world, sets = load_world(root)
         models = _world_models(root, a.models)
         settings = ProbeSettings(Cs=a.Cs, folds=a.folds, seed=a.seed)
-        result = probe_models(models, sets, world["scorer"], root / "cache", settings, a.device, a.dtype)
+        result = probe_models(models, sets, world["scorer"], root / "cache", settings, _runtime(a))
         write_json(result, root / "probes.json")
         layers, ms = result["layers"], result["models"]
         print(f"probe accuracy on V per layer (trained on {result['train']}; chance {result['chance']:.2f}):")
@@ -457,8 +534,10 @@ def cmd_localize(a: argparse.Namespace) -> None:
         original = models["original"]
         out = {
             "weights": weights_section(original, unlearned),
-            "activations": activations_section(original, unlearned, sets, world["scorer"], root / "cache"),
-            "localize": localize_section(original, unlearned, sets, settings, not a.quiet),
+            "activations": activations_section(
+                original, unlearned, sets, world["scorer"], root / "cache", _runtime(a)
+            ),
+            "localize": localize_section(original, unlearned, sets, settings, not a.quiet, _runtime(a)),
         }
         for key in ("weights", "activations", "localize"):
             write_json(out[key], root / f"{key}.json")
@@ -504,7 +583,8 @@ def cmd_validate(a: argparse.Namespace) -> None:
     world = Path(a.world)
     if a.seeds < 1:
         raise InputError(f"--seeds must be at least 1 (got {a.seeds})")
-    result = validate(world, Path(a.out) if a.out else world / "validate", a.seeds, progress=not a.quiet)
+    out = Path(a.out) if a.out else world / "validate"
+    result = validate(world, out, a.seeds, not a.quiet, _runtime(a), _executor(a))
     rows = [
         {
             "world": r["world"],
@@ -570,6 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--quiet", action="store_true", help="no progress bars")
     w.add_argument("--force", **force)
     _world_args(w)
+    _runtime_args(w)
     w.set_defaults(func=cmd_world)
     s = sub.add_parser("score", help="multiple-choice accuracy of a checkpoint, per split")
     s.add_argument("checkpoint", help="an HF causal-LM directory (safetensors)")
@@ -577,8 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splits", type=_split_list, default=(), help="comma-separated (default: all)")
     s.add_argument("--scorer", default="choice", help="choice, letter or letter_calibrated")
     s.add_argument("--batch-size", type=_positive_int, default=64)
-    s.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    s.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    _runtime_args(s)
     s.set_defaults(func=cmd_score)
     u = sub.add_parser("unlearn", help="unlearn the forget set with a method (or all), sweeping its settings")
     u.add_argument("--method", required=True, help="ga, gd, ria, rmu, npo or all")
@@ -601,6 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--seed", type=int, default=unl.seed)
     u.add_argument("--force", **force)
     u.add_argument("--quiet", action="store_true", help="no progress bars")
+    _runtime_args(u)
     u.set_defaults(func=cmd_unlearn)
     r = sub.add_parser("relearn", help="the relearning attack (RTT) on every checkpoint of a world")
     r.add_argument("--world", required=True, help="a world directory (from `forensics world`)")
@@ -611,8 +692,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--v", type=_split_list, default=(), help="only these V splits (default: every one)")
     r.add_argument("--batch-size", type=_positive_int, default=rtt.batch_size)
     r.add_argument("--seeds", type=_int_list, default=rtt.seeds, help="comma-separated RTT seeds")
+    r.add_argument("--method", default=rtt.method, help="full fine-tuning or lora (adapters, peft)")
+    r.add_argument("--lora-rank", type=_positive_int, default=rtt.lora_rank)
+    r.add_argument("--lora-alpha", type=float, default=rtt.lora_alpha)
+    r.add_argument("--lora-targets", type=_split_list, help="module names (default: every linear layer)")
     r.add_argument("--force", **force)
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    _runtime_args(r, grid=True)
     r.set_defaults(func=cmd_relearn)
     t = sub.add_parser("attack", help="quantization and direction-ablation attacks on a world's checkpoints")
     t.add_argument("--world", required=True, help="a world directory (from `forensics world`)")
@@ -621,6 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bits", type=lambda x: tuple(int(b) for b in _split_list(x)), default=QuantizeSettings().bits
     )
     t.add_argument("--force", **force)
+    _runtime_args(t)
     t.set_defaults(func=cmd_attack)
     pr = sub.add_parser("probe", help="linear probes and logit lens per layer on a world's checkpoints")
     pr.add_argument("--world", required=True, help="a world directory (from `forensics world`)")
@@ -631,8 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--folds", type=int, default=probe.folds, help="inner CV folds (with several --Cs)")
     pr.add_argument("--seed", type=int, default=probe.seed)
     pr.add_argument("--force", **force)
-    pr.add_argument("--device", default="auto", help="auto, cpu or cuda (the cache runs where the model is)")
-    pr.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    _runtime_args(pr)
     pr.set_defaults(func=cmd_probe)
     df = sub.add_parser("diff", help="streaming per-layer weight diff of two checkpoints")
     df.add_argument("original", help="an HF checkpoint directory (safetensors)")
@@ -647,6 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--seeds", type=_int_list, default=loc.seeds, help="comma-separated seeds")
     lo.add_argument("--force", **force)
     lo.add_argument("--quiet", action="store_true", help="no progress bars")
+    _runtime_args(lo)
     lo.set_defaults(func=cmd_localize)
     st = sub.add_parser("study", help="every lens on checkpoints named in a TOML config; results + report")
     st.add_argument("config", help="a study TOML (see README)")
@@ -657,6 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("hidden", "inconclusive"),
         help="exit 3 when a method is hidden or not unlearned; with 'inconclusive', also 4 when one is",
     )
+    _runtime_args(st, grid=True, defaults=False)
     st.set_defaults(func=cmd_study)
     rp = sub.add_parser("report", help="render the HTML report of a results.json")
     rp.add_argument("results", help="a results.json written by a study or the demo")
@@ -666,12 +754,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.add_argument("--force", **force)
+    _runtime_args(d, grid=True, workers=DEMO_WORKERS)
     d.set_defaults(func=cmd_demo)
     va = sub.add_parser("validate", help="verdicts on models whose answer is known by construction")
     va.add_argument("--world", required=True, help="a world directory (from `forensics world` or the demo)")
     va.add_argument("--out", help="where the validation models and studies go (default WORLD/validate)")
     va.add_argument("--seeds", type=int, default=1, help="world seeds: the given world and N-1 more")
     va.add_argument("--quiet", action="store_true", help="no progress bars")
+    _runtime_args(va, grid=True)
     va.set_defaults(func=cmd_validate)
     c = sub.add_parser("cache", help="list or clear an activation cache folder (e.g. runs/demo/cache)")
     c.add_argument("folder", help="a cache folder (OUT/cache)")

@@ -20,8 +20,10 @@ from forensics.attacks.relearn import RelearnSettings, derived_seed, run_one
 from forensics.cache import RESID, forward_until
 from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.digest import checkpoint_digest
+from forensics.executor import Executor, Job
 from forensics.facts import Sets
 from forensics.probing import features, labels
+from forensics.runtime import Runtime
 from forensics.scoring import score
 from forensics.weights import diff as weights_diff
 from forensics.weights import layer_index
@@ -170,40 +172,58 @@ def weights_section(original: Path, models: Mapping[str, Path]) -> dict:
 
 
 def activations_section(
-    original: Path, models: Mapping[str, Path], sets: Sets, scorer: str, cache_dir: Path | None = None
+    original: Path,
+    models: Mapping[str, Path],
+    sets: Sets,
+    scorer: str,
+    cache_dir: Path | None = None,
+    runtime: Runtime = Runtime(),
 ) -> dict:
     """Per model, layer-wise divergence from the original's residuals, on forget and on retain prompts."""
     kinds = (("forget", sets.forget_facts()), ("retain", list(sets.retain)))
-    bridge, digest = boot_bridge(original), checkpoint_digest(original)
+    bridge, digest = boot_bridge(original, runtime=runtime), checkpoint_digest(original)
     base = {k: features(bridge, f, scorer, cache_dir, digest) for k, f in kinds}
     out = {}
     for name, path in models.items():
-        bridge, digest = boot_bridge(path), checkpoint_digest(path)
+        bridge, digest = boot_bridge(path, runtime=runtime), checkpoint_digest(path)
         out[name] = {k: divergence(base[k], features(bridge, f, scorer, cache_dir, digest)) for k, f in kinds}
     return out
 
 
 def localize_section(
-    original: Path, models: Mapping[str, Path], sets: Sets, settings: RelearnSettings, progress: bool = False
+    original: Path,
+    models: Mapping[str, Path],
+    sets: Sets,
+    settings: RelearnSettings,
+    progress: bool = False,
+    runtime: Runtime = Runtime(),
+    executor: Executor = Executor(),
 ) -> dict:
-    """Per model: revert, patch and layer-restricted RTT per layer, and the RTT dynamics on the first V."""
+    """Per model (a job of `executor` each): revert, patch and layer-restricted RTT per layer, and
+    the RTT dynamics on the first V."""
+    args = (original, sets, settings, progress, runtime)
+    jobs = [Job(localize_model, (path, *args), num_gpus=runtime.gpus()) for path in models.values()]
+    return dict(zip(models, executor.run(jobs), strict=True))
+
+
+def localize_model(
+    path: Path, original: Path, sets: Sets, settings: RelearnSettings, progress: bool, runtime: Runtime
+) -> dict:
+    """Revert, patch, layer-restricted RTT and RTT dynamics of one model against the original."""
+    start = time.perf_counter()
     scorer = settings.scorer
-    orig_model, tok = load_checkpoint(original)
+    orig_model, tok = load_checkpoint(original, runtime)
     orig_bridge = boot_bridge(original, orig_model, tok)
-    out = {}
-    for name, path in models.items():
-        start = time.perf_counter()
-        model, _ = load_checkpoint(path)
-        bridge = boot_bridge(path, model, tok)
-        first_v = next(iter(sets.forget))
-        out[name] = {
-            "before": _scores(model, tok, sets, scorer),
-            "revert": revert(orig_model, model, tok, sets, scorer),
-            "patch": patch(orig_bridge, bridge, sets, scorer),
-            "layer_rtt": layer_rtt(model, tok, sets, settings, progress, checkpoint_digest(path)),
-            "dynamics": rtt_dynamics(
-                orig_model, model, lambda m, p=path: boot_bridge(p, m, tok), tok, sets, settings, first_v
-            ),
-            "seconds": round(time.perf_counter() - start, 1),
-        }
-    return out
+    model, _ = load_checkpoint(path, runtime)
+    bridge = boot_bridge(path, model, tok)
+    first_v = next(iter(sets.forget))
+    return {
+        "before": _scores(model, tok, sets, scorer),
+        "revert": revert(orig_model, model, tok, sets, scorer),
+        "patch": patch(orig_bridge, bridge, sets, scorer),
+        "layer_rtt": layer_rtt(model, tok, sets, settings, progress, checkpoint_digest(path)),
+        "dynamics": rtt_dynamics(
+            orig_model, model, lambda m: boot_bridge(path, m, tok), tok, sets, settings, first_v
+        ),
+        "seconds": round(time.perf_counter() - start, 1),
+    }

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forensics.cache import extract, extract_ids
+from forensics.cache import default_hooks, extract, stream_ids
 from forensics.checkpoint import boot_bridge
 from forensics.digest import checkpoint_digest
 from forensics.errors import InputError
 from forensics.facts import Fact, Sets
-from forensics.formats import choice_context, choice_continuation, letter_prompt
-from forensics.scoring import letter_token_ids
-from forensics.tokens import encode
+from forensics.formats import choice_context, letter_prompt
+from forensics.runtime import Runtime, input_device
+from forensics.scoring import choice_plan, letter_token_ids, plan_table
 from forensics.verdict import bits
 from probes.lens import IGNORE, Readout, choice_lens, letter_lens
 from probes.linear import LogisticProbe, RidgeProbe, fit_batched, restricted_argmax
@@ -111,26 +111,38 @@ def features(
 
 
 def lens_correct(bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | None, weights: str):
-    """[layers + 1, n] bool: is the logit lens at each layer right on each fact (the scorer's rule)."""
+    """[layers + 1, n] bool: is the logit lens at each layer right on each fact (the scorer's rule).
+
+    Under `choice`, one-token choices are read from the cached final-position residuals (the
+    scorer's own plan); longer choices' rows are streamed through the lens batch by batch."""
     readout = readout_of(bridge.original_model)
-    tok = bridge.tokenizer
+    resid = features(bridge, facts, scorer, cache_dir, weights)
     answers = torch.tensor([f.answer for f in facts])
     if scorer.startswith("letter"):
-        resid = features(bridge, facts, scorer, cache_dir, weights)
-        letters = letter_token_ids(tok, max(len(f.choices) for f in facts))
+        letters = letter_token_ids(bridge.tokenizer, max(len(f.choices) for f in facts))
         return (letter_lens(resid, readout, letters, [len(f.choices) for f in facts]) == answers).numpy()
-    keys = [(i, j) for i, f in enumerate(facts) for j in range(len(f.choices))]
-    seqs = [encode(tok, choice_context(facts[i]), choice_continuation(facts[i].choices[j])) for i, j in keys]
-    acts = extract_ids(bridge, [s for s, _ in seqs], positions="all", cache_dir=cache_dir, weights=weights)
-    width = acts.mask.shape[1]
-    targets = torch.full((len(seqs), width), IGNORE)
-    for r, (ids, n_prompt) in enumerate(seqs):
-        targets[r, n_prompt - 1 : len(ids) - 1] = torch.tensor(ids[n_prompt:])
-    ll = choice_lens(acts.stack(), targets, readout)  # [layers + 1, seqs]
-    k = max(len(f.choices) for f in facts)
-    table = torch.full((ll.shape[0], len(facts), k), -torch.inf)
-    for r, (i, j) in enumerate(keys):
-        table[:, i, j] = ll[:, r]
+    plan = choice_plan(bridge.tokenizer, facts)
+    long = torch.zeros(resid.shape[0], len(plan.rows))
+    if plan.rows:
+        targets = torch.full((len(plan.rows), max(len(ids) for ids, _ in plan.rows)), IGNORE)
+        for r, (ids, n_prompt) in enumerate(plan.rows):
+            targets[r, n_prompt - 1 : len(ids) - 1] = torch.tensor(ids[n_prompt:])
+        hooks = default_hooks(bridge.cfg.n_layers)
+        on_device = readout.to(input_device(bridge))
+
+        def reduce(acts, attention, rows):
+            stacked = torch.stack([acts[h] for h in hooks])  # [layers + 1, b, T, d]
+            return choice_lens(
+                stacked, targets[rows, : attention.shape[1]].to(stacked.device), on_device
+            ).cpu()
+
+        long = stream_ids(bridge, [ids for ids, _ in plan.rows], reduce, hooks)
+    table = torch.stack(
+        [
+            plan_table(plan, torch.log_softmax(readout(layer), -1), ll)
+            for layer, ll in zip(resid, long, strict=True)
+        ]
+    )
     return (table.argmax(-1) == answers).numpy()
 
 
@@ -144,12 +156,11 @@ def probe_models(
     scorer: str,
     cache_dir: Path | None = None,
     settings: ProbeSettings = ProbeSettings(),
-    device: str = "cpu",
-    dtype: str = "float32",
+    runtime: Runtime = Runtime(),
 ) -> dict:
     """Probe, control, selectivity, transfer and logit lens per layer for every model; the first
-    model is the reference (the original) whose probes are transferred. `device`/`dtype` are the
-    models' (the cache returns float32 CPU tensors either way)."""
+    model is the reference (the original) whose probes are transferred. The models run where
+    `runtime` puts them; the cache keeps residuals on the CPU in their dtype."""
     forget = sets.forget_facts()
     facts = [*forget, *sets.near_retain, *sets.retain]
     n_forget, n_retain = len(forget), len(sets.retain)
@@ -177,7 +188,7 @@ def probe_models(
     ]
     reference: list | None = None
     for name, path in models.items():
-        bridge = boot_bridge(path, device=device, dtype=dtype)
+        bridge = boot_bridge(path, runtime=runtime)
         digest = checkpoint_digest(path)
         X = features(bridge, facts, scorer, cache_dir, digest)
         out["layers"] = layer_names(X.shape[0] - 1)

@@ -87,22 +87,66 @@ def letter_logits(model, tokenizer, facts: Sequence[Fact], batch_size: int = 64)
     return out
 
 
+@dataclass(frozen=True)
+class ChoicePlan:
+    """The sequences the `choice` scorer runs. Each fact's prompt runs once: its last position gives
+    the log-likelihood of every one-token choice (causal attention: the same number as on the prompt
+    + choice row). Longer choices run as prompt + choice rows of their own. On one-word answers this
+    is a fraction of one row per choice, with the same log-likelihoods."""
+
+    prompts: list[list[int]]  # one per fact
+    first: list[tuple[int, int, int]]  # (fact, choice, token) of every one-token choice
+    long: list[tuple[int, int]]  # (fact, choice) of every longer choice, in `rows` order
+    rows: list[tuple[list[int], int]]  # (prompt + choice ids, prompt length) per long choice
+    width: int  # most choices of a fact
+
+
+def choice_plan(tokenizer, facts: Sequence[Fact]) -> ChoicePlan:
+    prompts, first, long, rows = [], [], [], []
+    for i, f in enumerate(facts):
+        prompt = encode(tokenizer, choice_context(f), "")[0]
+        prompts.append(prompt)
+        for j, choice in enumerate(f.choices):
+            ids, n_prompt = encode(tokenizer, choice_context(f), choice_continuation(choice))
+            if len(ids) - n_prompt == 1:
+                first.append((i, j, ids[-1]))
+            else:
+                long.append((i, j))
+                rows.append((ids, n_prompt))
+    return ChoicePlan(prompts, first, long, rows, max(len(f.choices) for f in facts))
+
+
+def plan_table(plan: ChoicePlan, first_logp: torch.Tensor, long_ll: torch.Tensor) -> torch.Tensor:
+    """[..., facts, width] log-likelihoods (-inf pads) from the prompts' last-position log-probs
+    [..., facts, vocab] and the long rows' summed log-likelihoods [..., rows]."""
+    table = torch.full((*first_logp.shape[:-1], plan.width), -torch.inf, dtype=first_logp.dtype)
+    if plan.first:
+        i, j, t = (torch.tensor(c) for c in zip(*plan.first, strict=True))
+        table[..., i, j] = first_logp[..., i, t]
+    if plan.long:
+        i, j = (torch.tensor(c) for c in zip(*plan.long, strict=True))
+        table[..., i, j] = long_ll.to(table.dtype)
+    return table
+
+
 @torch.no_grad()
 def choice_logliks(model, tokenizer, facts: Sequence[Fact], batch_size: int = 64) -> np.ndarray:
-    """Summed log-likelihood of every choice given its question, [n_facts, max choices] (NaN pads)."""
-    k = max(len(f.choices) for f in facts)
-    keys = [(i, j) for i, f in enumerate(facts) for j in range(len(f.choices))]
-    items = [
-        encode(tokenizer, choice_context(facts[i]), choice_continuation(facts[i].choices[j])) for i, j in keys
-    ]
-    out = np.full((len(facts), k), np.nan)
+    """Summed log-likelihood of every choice given its question, [n_facts, max choices] (-inf pads)."""
+    plan = choice_plan(tokenizer, facts)
     device = next(model.parameters()).device
-    for idx, chunk in _batches(items, batch_size):
-        batch = collate(chunk, pad_id(tokenizer), device)
-        nll, _ = sequence_nll(logits_of(model, batch), batch["labels"])
-        for row, n in enumerate(idx):
-            out[keys[n]] = -float(nll[row])
-    return out
+    pad = pad_id(tokenizer)
+    needed = sorted({t for _, _, t in plan.first})
+    first = torch.zeros(len(facts), max(needed, default=0) + 1)
+    for idx, chunk in _batches([(p, len(p)) for p in plan.prompts], batch_size):
+        batch = collate(chunk, pad, device)
+        last = batch["attention_mask"].sum(1) - 1
+        logits = logits_of(model, batch)[torch.arange(len(idx)), last].float()
+        first[idx] = torch.log_softmax(logits, -1)[:, : first.shape[1]].cpu()
+    long = torch.zeros(len(plan.rows))
+    for idx, chunk in _batches(plan.rows, batch_size):
+        batch = collate(chunk, pad, device)
+        long[idx] = -sequence_nll(logits_of(model, batch), batch["labels"])[0].cpu()
+    return plan_table(plan, first, long).double().numpy()
 
 
 def score(model, tokenizer, facts: Sequence[Fact], scorer: str = "choice", batch_size: int = 64) -> Scores:
@@ -115,8 +159,7 @@ def score(model, tokenizer, facts: Sequence[Fact], scorer: str = "choice", batch
     model.eval()
     try:
         if scorer == "choice":
-            values = choice_logliks(model, tokenizer, facts, batch_size)
-            predicted = np.argmax(np.where(np.isnan(values), -np.inf, values), axis=1)
+            predicted = np.argmax(choice_logliks(model, tokenizer, facts, batch_size), axis=1)
         else:
             values = letter_logits(model, tokenizer, facts, batch_size)
             predicted = letter_predictions(values, calibrated=scorer == "letter_calibrated")

@@ -83,9 +83,11 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     others = {n: p for n, p in models.items() if n != REFERENCE}
     check_models(models, sets, cfg.scorer, cfg.settings.relearn.fmt)
     digests = {name: checkpoint_digest(path) for name, path in models.items()}
+    run = cfg.runtime
     base = {
         "facts": facts_digest([*sets.forget_facts(), *sets.near_retain, *sets.retain]),
         "scorer": cfg.scorer,
+        "runtime": run.as_json(),  # dtype and device move numbers; the executor does not
     }
     timings: dict = {}
     results: dict = {}
@@ -96,36 +98,43 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     def accuracy() -> dict:
         tables = {}
         for name, path in models.items():
-            model, tok = load_checkpoint(path)
+            model, tok = load_checkpoint(path, run)
             tables[name] = accuracy_table(model, tok, sets, cfg.scorer)
         return tables
 
     def ablate() -> dict:
-        original = forget_residuals(boot_bridge(cfg.original), sets, cfg.scorer)
-        return {n: ablate_attack(boot_bridge(p), original, sets, cfg.scorer) for n, p in others.items()}
+        original = forget_residuals(boot_bridge(cfg.original, runtime=run), sets, cfg.scorer)
+        return {
+            n: ablate_attack(boot_bridge(p, runtime=run), original, sets, cfg.scorer)
+            for n, p in others.items()
+        }
 
     stages = {
         "accuracy": (accuracy, {"models": digests}),
         "relearn": (
-            lambda: relearn(models, sets, out, grid.relearn, progress=progress),
+            lambda: relearn(
+                models, sets, out, grid.relearn, progress=progress, runtime=run, executor=cfg.jobs()
+            ),
             {"models": digests, "settings": asdict(grid.relearn)},
         ),
         "quantize": (
-            lambda: quantize_attack(models, sets, cfg.scorer, grid.quantize.bits, results.get("accuracy")),
+            lambda: quantize_attack(
+                models, sets, cfg.scorer, grid.quantize.bits, results.get("accuracy"), runtime=run
+            ),
             {"models": digests, "settings": asdict(grid.quantize)},
         ),
         "ablate": (ablate, {"models": digests}),
         "probes": (
-            lambda: probe_models(models, sets, cfg.scorer, cache, grid.probes),
+            lambda: probe_models(models, sets, cfg.scorer, cache, grid.probes, runtime=run),
             {"models": digests, "settings": asdict(grid.probes)},
         ),
         "weights": (lambda: weights_section(cfg.original, others), {"models": digests}),
         "activations": (
-            lambda: activations_section(cfg.original, others, sets, cfg.scorer, cache),
+            lambda: activations_section(cfg.original, others, sets, cfg.scorer, cache, run),
             {"models": digests},
         ),
         "localize": (
-            lambda: localize_section(cfg.original, others, sets, grid.localize, progress),
+            lambda: localize_section(cfg.original, others, sets, grid.localize, progress, run, cfg.jobs()),
             {"models": digests, "settings": asdict(grid.localize)},
         ),
     }

@@ -15,10 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from forensics.checkpoint import load_checkpoint, load_tokenizer, read_json, save_checkpoint
+from forensics.executor import Executor
 from forensics.facts import Sets
 from forensics.formats import default_format
 from forensics.outdir import claim
 from forensics.probing import final_norm
+from forensics.runtime import Runtime
 from forensics.study import run_study
 from forensics.study_config import world_study
 from forensics.train import TrainConfig, train
@@ -85,11 +87,18 @@ def validation_models(
     return models, block
 
 
-def validate_world(world_dir: Path, out: Path, progress: bool = False) -> list[dict]:
+def validate_world(
+    world_dir: Path,
+    out: Path,
+    progress: bool = False,
+    runtime: Runtime = Runtime(),
+    executor: Executor = Executor(),
+) -> list[dict]:
     """Validation models, a study on them (the demo's grid), one row per model."""
     world, sets = load_world(world_dir)
     models, block = validation_models(world_dir, world, sets, out, progress)
-    cfg = world_study(f"validate-{world_dir.name}", world_dir, world, models, out / "study", LENSES)
+    name = f"validate-{world_dir.name}"
+    cfg = world_study(name, world_dir, world, models, out / "study", LENSES, runtime, executor)
     results = run_study(cfg, progress=progress)
     rows = []
     for name, expected in EXPECTED.items():
@@ -116,7 +125,14 @@ def validate_world(world_dir: Path, out: Path, progress: bool = False) -> list[d
     return rows
 
 
-def validate(world_dir: Path, out: Path, seeds: int = 1, progress: bool = False) -> dict:
+def validate(
+    world_dir: Path,
+    out: Path,
+    seeds: int = 1,
+    progress: bool = False,
+    runtime: Runtime = Runtime(),
+    executor: Executor = Executor(),
+) -> dict:
     """Validation over the given world and `seeds - 1` more worlds of its config with other seeds."""
     start = time.perf_counter()
     world_dir, out = Path(world_dir), Path(out)
@@ -127,10 +143,10 @@ def validate(world_dir: Path, out: Path, seeds: int = 1, progress: bool = False)
         for k in range(1, seeds):
             cfg = WorldConfig.from_json(world["config"])
             other = out / f"world_seed{cfg.seed + k}"
-            build_world(other, replace(cfg, seed=cfg.seed + k), progress=progress)
+            build_world(other, replace(cfg, seed=cfg.seed + k), progress=progress, runtime=runtime)
             worlds.append(other)
         for w in worlds:
-            rows += validate_world(w, out / f"models_{w.name}", progress)
+            rows += validate_world(w, out / f"models_{w.name}", progress, runtime, executor)
     confusion: dict[str, dict[str, int]] = {}
     for r in rows:
         cell = confusion.setdefault(r["expected"], {})

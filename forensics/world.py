@@ -19,9 +19,11 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from forensics.checkpoint import read_json, save_checkpoint, write_json
 from forensics.errors import InputError
+from forensics.executor import Executor, Job
 from forensics.facts import Fact, FactSet, Sets, load_facts, load_jsonl, select, write_jsonl
 from forensics.formats import default_format, examples, letter_target
 from forensics.outdir import claim
+from forensics.runtime import Runtime, torch_device
 from forensics.scoring import SCORERS, accuracy_table, score
 from forensics.train import TrainConfig, train
 
@@ -233,7 +235,13 @@ def build_model(cfg: WorldConfig, tokenizer, n_positions: int) -> LlamaForCausal
 
 
 def train_world_model(
-    cfg: WorldConfig, tokenizer, facts: list[Fact], n_positions: int, name: str, progress: bool
+    cfg: WorldConfig,
+    tokenizer,
+    facts: list[Fact],
+    n_positions: int,
+    name: str,
+    progress: bool,
+    runtime: Runtime = Runtime(),
 ) -> tuple[LlamaForCausalLM, list[dict]]:
     """Train a fresh model on `facts` in the scorer's format plus their corpus statements.
 
@@ -241,7 +249,7 @@ def train_world_model(
     row (every `eval_every` epochs) bring no gain: the paper's data holds a few questions no model can
     get right (the answer listed twice among the choices).
     """
-    model = build_model(cfg, tokenizer, n_positions)
+    model = build_model(cfg, tokenizer, n_positions).to(torch_device(runtime.device), runtime.torch_dtype())
     data = examples(facts, default_format(cfg.scorer))
     data += examples([f for f in facts if f.statements], "corpus")
 
@@ -298,17 +306,23 @@ def check_config(cfg: WorldConfig) -> None:
 
 
 def build_world(
-    out: Path, cfg: WorldConfig = WorldConfig(), progress: bool = True, force: bool = False
+    out: Path,
+    cfg: WorldConfig = WorldConfig(),
+    progress: bool = True,
+    force: bool = False,
+    runtime: Runtime = Runtime(),
+    executor: Executor = Executor(),
 ) -> dict:
-    """Build (or reuse, when `world.json` matches `cfg`) the world under `out`; returns world.json.
-    `out` is claimed first: another program's folder is refused unless `force`."""
+    """Build (or reuse, when `world.json` matches `cfg`) the world under `out`, training on `runtime`'s
+    device (in float32 unless it names a dtype), the two models as jobs of `executor`; returns
+    world.json. `out` is claimed first: another program's folder is refused unless `force`."""
     out = Path(out)
     check_config(cfg)
     with claim(out, "world", force):
-        return _build_world(out, cfg, progress)
+        return _build_world(out, cfg, progress, runtime, executor)
 
 
-def _build_world(out: Path, cfg: WorldConfig, progress: bool) -> dict:
+def _build_world(out: Path, cfg: WorldConfig, progress: bool, runtime: Runtime, executor: Executor) -> dict:
     existing = out / WORLD_FILE
     if existing.exists():
         world = read_json(existing)
@@ -340,36 +354,53 @@ def _build_world(out: Path, cfg: WorldConfig, progress: bool) -> dict:
         "loss_format": default_format(cfg.scorer),
         "models": {},
     }
-    for name, facts in learned.items():
-        start = time.perf_counter()
-        model, history = train_world_model(cfg, tokenizer, facts, n_positions, name, progress)
-        seconds = time.perf_counter() - start
-        accuracy = accuracy_table(model, tokenizer, sets, cfg.scorer)
-        path = out / "checkpoints" / name
-        save_checkpoint(
-            model,
-            tokenizer,
-            path,
-            {
-                "made_by": "forensics world",
-                "model": name,
-                "from": None,
-                "trained_on": ["all facts"] if name == "original" else ["near_retain", "retain"],
-                "settings": cfg.to_json(),
-                "seed": cfg.seed,
-                "history": history,
-                "accuracy": accuracy,
-                "seconds": round(seconds, 2),
-            },
-        )
-        world["models"][name] = {
-            "path": f"checkpoints/{name}",
-            "accuracy": accuracy,
-            "epochs": history[-1]["epoch"],
-            "seconds": round(seconds, 2),
-        }
+    args = (cfg, tokenizer, sets, n_positions, progress, runtime, out)
+    jobs = [
+        Job(_world_model, (name, facts, *args), num_gpus=runtime.gpus()) for name, facts in learned.items()
+    ]
+    world["models"] = dict(zip(learned, executor.run(jobs), strict=True))
     write_json(world, out / WORLD_FILE)
     return world
+
+
+def _world_model(
+    name: str,
+    facts: list[Fact],
+    cfg: WorldConfig,
+    tokenizer,
+    sets: Sets,
+    n_positions: int,
+    progress: bool,
+    runtime: Runtime,
+    out: Path,
+) -> dict:
+    """Train one of the world's models on `facts`, score it, save it: its world.json entry."""
+    start = time.perf_counter()
+    model, history = train_world_model(cfg, tokenizer, facts, n_positions, name, progress, runtime)
+    seconds = time.perf_counter() - start
+    accuracy = accuracy_table(model, tokenizer, sets, cfg.scorer)
+    save_checkpoint(
+        model,
+        tokenizer,
+        out / "checkpoints" / name,
+        {
+            "made_by": "forensics world",
+            "model": name,
+            "from": None,
+            "trained_on": ["all facts"] if name == "original" else ["near_retain", "retain"],
+            "settings": cfg.to_json(),
+            "seed": cfg.seed,
+            "history": history,
+            "accuracy": accuracy,
+            "seconds": round(seconds, 2),
+        },
+    )
+    return {
+        "path": f"checkpoints/{name}",
+        "accuracy": accuracy,
+        "epochs": history[-1]["epoch"],
+        "seconds": round(seconds, 2),
+    }
 
 
 def _split_names(facts) -> list[str]:

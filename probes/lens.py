@@ -25,6 +25,11 @@ class Readout:
     unembed: torch.Tensor  # [vocab, d]
     unembed_bias: torch.Tensor | None = None
 
+    def to(self, device) -> Readout:
+        """The same readout with its tensors on `device`."""
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}
+        return Readout(**moved)
+
     def __call__(self, resid: torch.Tensor) -> torch.Tensor:
         x = resid.float()
         if self.norm == "layer":
@@ -54,7 +59,7 @@ def choice_lens(resid: torch.Tensor, targets: torch.Tensor, readout: Readout) ->
     is read out. resid [layers, seqs, T, d]; targets [seqs, T]: the next token at each position,
     IGNORE where none is scored. Returns [layers, seqs]."""
     rows, cols = (targets != IGNORE).nonzero(as_tuple=True)
-    out = torch.zeros(resid.shape[0], targets.shape[0])
+    out = torch.zeros(resid.shape[0], targets.shape[0], device=resid.device)
     for layer in range(resid.shape[0]):
         logp = torch.log_softmax(readout(resid[layer, rows, cols]), -1)
         out[layer].index_add_(0, rows, logp.gather(1, targets[rows, cols][:, None])[:, 0])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from forensics.cache import EMBED, RESID, default_hooks, extract, extract_ids
+from forensics.cache import EMBED, RESID, default_hooks, extract, extract_ids, stream_ids
 from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.digest import checkpoint_digest
 from forensics.errors import InputError
@@ -38,16 +38,36 @@ def test_final_position_equals_hf_hidden_states(loaded):
     torch.testing.assert_close(model.model.norm(acts[RESID.format(1)]), hs[2][rows, last], atol=1e-5, rtol=0)
 
 
-def test_all_positions_with_mask(loaded):
+def test_streamed_statistics_over_every_position(loaded):
+    """`stream_ids` hands each batch's activations at every position to a reducer and puts the
+    results back in prompt order: per prompt, the sum of the layer-0 residual over its real tokens
+    equals HF's hidden states summed by hand (pads excluded)."""
     _, model, tok, bridge, prompts = loaded
-    acts = extract(bridge, prompts[:5], positions="all")
-    ids = [encode(tok, p, "")[0] for p in prompts[:5]]
-    assert acts.mask.sum(1).tolist() == [len(i) for i in ids]
+    ids = [encode(tok, p, "")[0] for p in prompts[:9]]
+    hook = RESID.format(0)
+
+    def reduce(acts, attention, rows):
+        assert acts[hook].shape[:2] == attention.shape
+        return (acts[hook] * attention[..., None]).sum(1).T  # [d, b]
+
+    got = stream_ids(bridge, ids, reduce, hooks=[hook], batch_size=4)
     with torch.no_grad():
-        hs = model(torch.tensor([ids[2]]), output_hidden_states=True).hidden_states
-    got = acts[RESID.format(0)][2, : len(ids[2])]
-    torch.testing.assert_close(got, hs[1][0], atol=1e-5, rtol=0)
-    assert not acts[RESID.format(0)][2, len(ids[2]) :].any()  # padding stays zero
+        want = torch.stack(
+            [model(torch.tensor([i]), output_hidden_states=True).hidden_states[1][0].sum(0) for i in ids]
+        )
+    torch.testing.assert_close(got.T, want, atol=1e-4, rtol=1e-5)
+
+
+def test_final_positions_cached_in_the_models_dtype(loaded, tmp_path):
+    path, _, _, bridge, prompts = loaded
+    float32 = extract(bridge, prompts[:6])
+    assert float32[EMBED].dtype == torch.float32
+    half = extract(bridge, prompts[:6], dtype=torch.bfloat16, cache_dir=tmp_path, weights="w")
+    assert half[EMBED].dtype == torch.bfloat16
+    torch.testing.assert_close(half[EMBED].float(), float32[EMBED], atol=0.02, rtol=0.01)
+    assert (
+        extract(bridge, prompts[:6], cache_dir=tmp_path, weights="w").forward_passes > 0
+    )  # dtype in the key
 
 
 def test_spilled_cache_equals_in_memory_and_is_reused(loaded, tmp_path):
@@ -71,8 +91,8 @@ def test_bad_requests(loaded):
     _, _, _, bridge, prompts = loaded
     with pytest.raises(InputError, match="unknown hook"):
         extract(bridge, prompts, hooks=["blocks.9.hook_resid_post"])
-    with pytest.raises(InputError, match="positions"):
-        extract(bridge, prompts, positions="first")
+    with pytest.raises(InputError, match="unknown hook"):
+        stream_ids(bridge, [[1, 2, 3]], lambda acts, attention, rows: attention.sum(1), hooks=["blocks.9.x"])
     with pytest.raises(InputError, match="budget"):
         extract_ids(bridge, [[1, 2, 3]] * 4, memory_budget=10)
 

@@ -11,7 +11,9 @@ from tests.conftest import micro_config
 def test_demo_runs_every_method_and_lens(tmp_path, monkeypatch, capsys):
     build = forensics.world.build_world
     monkeypatch.setattr(
-        forensics.world, "build_world", lambda out, progress=True: build(out, micro_config(), False)
+        forensics.world,
+        "build_world",
+        lambda out, progress=True, **kw: build(out, micro_config(), False, **kw),
     )
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--quiet"]) == 0

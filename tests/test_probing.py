@@ -1,5 +1,7 @@
 """Probes, control task and logit lens on the micro world; the lens and interval arithmetic by hand."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -44,6 +46,8 @@ def test_last_layer_lens_equals_the_models_accuracy(micro_world, scorer):
     _, sets = load_world(micro_world)
     bridge = boot_bridge(micro_world / "checkpoints/original")
     facts = [*sets.forget_facts(), *sets.retain]
+    # one-token choices (" B", " C") beside multi-token years: both of the choice plan's paths
+    facts += [replace(f, choices=("B", f.choices[1], "C", f.choices[3])) for f in sets.retain[:8]]
     lens = lens_correct(bridge, facts, scorer, None, "x")
     own = score(bridge.original_model, bridge.tokenizer, facts, scorer)
     assert lens[-1].tolist() == own.correct.tolist()

@@ -106,3 +106,35 @@ def test_bad_input(micro_world, tmp_path, capsys):
     single = select(load_jsonl(micro_world / "facts.jsonl"), ["forget_0"], ["retain"])
     with pytest.raises(InputError, match="at least 2 forget splits"):
         relearn({"original": micro_world / "checkpoints/original"}, single, tmp_path)
+
+
+def test_lora_rtt_trains_adapters_only_and_leaves_the_model_as_it_was(micro_world, tmp_path):
+    """LoRA RTT: adapters on every linear layer, the model's own weights and flags untouched after
+    the run, the adapter settings recorded, the same numbers for the same seed."""
+    import torch
+
+    from forensics.attacks.relearn import run_one
+    from forensics.checkpoint import load_checkpoint
+
+    _, sets = load_world(micro_world)
+    model, tok = load_checkpoint(micro_world / "checkpoints/original")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = RelearnSettings(lrs=(3e-3,), epochs=2, batch_size=4, seeds=(0,), method="lora", lora_rank=4)
+    seen = {}
+
+    def count(epoch, m):
+        seen[epoch] = sum(p.numel() for p in m.parameters() if p.requires_grad)
+
+    first = run_one(model, tok, sets, "forget_0", 3e-3, settings, 1.0, False, on_epoch=count, seed=7)
+    assert 0 < seen[1] < sum(p.numel() for p in model.parameters()) / 5  # adapters only
+    assert {k: v for k, v in model.state_dict().items()}.keys() == state.keys()  # no adapter left behind
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert all(p.requires_grad for p in model.parameters())
+    again = run_one(model, tok, sets, "forget_0", 3e-3, settings, 1.0, False, seed=7)
+    assert [e["v_correct"] for e in again["epochs"]] == [e["v_correct"] for e in first["epochs"]]
+    models = {"original": micro_world / "checkpoints/original"}
+    result = relearn(models, sets, tmp_path, settings, progress=False)
+    assert (result["settings"]["method"], result["settings"]["lora_rank"]) == ("lora", 4)
+    with pytest.raises(InputError, match="unknown RTT method 'qlora'"):
+        RelearnSettings(method="qlora")

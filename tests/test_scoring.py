@@ -10,7 +10,7 @@ from forensics.checkpoint import load_checkpoint
 from forensics.errors import InputError
 from forensics.facts import Fact
 from forensics.formats import choice_context, letter_prompt
-from forensics.scoring import letter_predictions, score
+from forensics.scoring import choice_logliks, choice_plan, letter_predictions, score
 from forensics.world import load_world
 
 YEARS = ["1901", "1902", "1903", "1904", "1905", "1906"]
@@ -121,7 +121,7 @@ def test_unknown_scorer_and_bad_letters():
         score(model, tok, [], "choice")
 
 
-def reference_choice(model, tok, f):
+def reference_logliks(model, tok, f):
     """One unpadded forward per choice, summing log-probs by hand."""
     totals = []
     for c in f.choices:
@@ -129,7 +129,29 @@ def reference_choice(model, tok, f):
         ids = head + tok(" " + c, add_special_tokens=False)["input_ids"]
         logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
         totals.append(sum(float(logp[t - 1, ids[t]]) for t in range(len(head), len(ids))))
-    return int(np.argmax(totals))
+    return totals
+
+
+def reference_choice(model, tok, f):
+    return int(np.argmax(reference_logliks(model, tok, f)))
+
+
+def test_choice_plan_logliks_equal_one_row_per_choice(micro_world):
+    """One-token choices read at the prompt's last position, longer ones on their own rows: the
+    same log-likelihoods as one unpadded row per choice, for a mix of both kinds in one fact."""
+    _, sets = load_world(micro_world)
+    model, tok = load_checkpoint(micro_world / "checkpoints/original")
+    facts = sets.forget_facts()[:6]
+    mixed = Fact(
+        facts[0].question, (facts[0].choices[0], "Teiduk Breipoul", "B", "C"), 0, "s"
+    )  # " B": one token
+    facts = [*facts, mixed]
+    plan = choice_plan(tok, facts)
+    assert plan.first and plan.long  # both paths taken
+    got = choice_logliks(model, tok, facts, batch_size=3)
+    with torch.no_grad():
+        for f, row in zip(facts, got, strict=True):
+            np.testing.assert_allclose(row[: len(f.choices)], reference_logliks(model, tok, f), atol=1e-4)
 
 
 def test_batched_scores_equal_unbatched_reference(micro_world):

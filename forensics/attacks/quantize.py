@@ -2,19 +2,21 @@
 
 Round-to-nearest, symmetric, one scale per output row; the weights are dequantized back to float so
 the same scorer runs. The original is quantized too, so a drop caused by rounding itself shows.
+On CUDA, NF4 (bitsandbytes 4-bit, loaded through the one checkpoint loader) is added beside RTN.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from forensics.checkpoint import load_checkpoint
-from forensics.errors import InputError
+from forensics.errors import InputError, warn
 from forensics.facts import Sets
+from forensics.runtime import Runtime
 from forensics.scoring import accuracy_table
 
 
@@ -49,23 +51,40 @@ def quantize_(model: torch.nn.Module, bits: int) -> int:
     return count
 
 
+def _has_bitsandbytes() -> bool:
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        warn("CUDA without bitsandbytes: the NF4 quantization attack is skipped (pip install '.[gpu]')")
+        return False
+    return True
+
+
 def quantize_attack(
     models: Mapping[str, Path],
     sets: Sets,
     scorer: str = "choice",
     bits: Sequence[int] = (8, 4),
     full: Mapping[str, dict] | None = None,
+    runtime: Runtime = Runtime(),
 ) -> dict:
-    """Accuracy of each model at full precision and at each bit width; `full` reuses accuracy
-    tables already measured at full precision."""
-    result: dict = {"bits": list(bits), "scorer": scorer, "models": {}}
+    """Accuracy of each model at full precision and at each bit width (round to nearest); on CUDA
+    also NF4 through bitsandbytes (the 4-bit quantizers the published recovery results used);
+    `full` reuses accuracy tables already measured at full precision."""
+    nf4 = runtime.gpus() > 0 and _has_bitsandbytes()
+    result: dict = {"bits": list(bits), "nf4": nf4, "scorer": scorer, "models": {}}
     for name, path in models.items():
-        model, tok = load_checkpoint(path)
+        model, tok = load_checkpoint(path, runtime)
         state = {k: v.clone() for k, v in model.state_dict().items()}
         entry = {"full": (full or {}).get(name) or accuracy_table(model, tok, sets, scorer)}
         for b in bits:
             model.load_state_dict(state)
             entry["linear_weights"] = quantize_(model, b)
             entry[f"int{b}"] = accuracy_table(model, tok, sets, scorer, per_fact=True)
+        if nf4:
+            del model
+            quantized, _ = load_checkpoint(path, replace(runtime, quantize="nf4"))
+            entry["nf4"] = accuracy_table(quantized, tok, sets, scorer, per_fact=True)
+            del quantized
         result["models"][name] = entry
     return result

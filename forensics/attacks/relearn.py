@@ -10,24 +10,29 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from forensics.checkpoint import load_checkpoint, read_json, write_json
+from forensics.checkpoint import cached_checkpoint, read_json, release_cached, write_json
 from forensics.digest import checkpoint_digest, facts_digest, key
 from forensics.errors import InputError, warn
+from forensics.executor import Executor, Job
 from forensics.facts import Sets
 from forensics.formats import LOSS_FORMATS, default_format, examples
 from forensics.outdir import safe_name
+from forensics.runtime import Runtime
 from forensics.scoring import SCORERS, score
 from forensics.train import TrainConfig, train
 from forensics.verdict import bits
 from forensics.weights import layer_index
 
 REFERENCE, CONTROL = "original", "never_learned"
+RTT_METHODS = ("full", "lora")
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,20 @@ class RelearnSettings:
     patience: int | None = None  # stop a run once V accuracy has not improved for this many epochs
     score_t_and_retain: bool = True  # also score T and retain after each epoch (not needed for the metrics)
     rotations: int | None = None  # only the first this many V splits (layer-restricted RTT in a light grid)
+    method: str = "full"  # or "lora": low-rank adapters (peft) on a frozen model, for models too big to copy
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] | None = None  # module names; None: every linear layer but the output
 
     def __post_init__(self):
+        if self.method not in RTT_METHODS:
+            raise InputError(
+                f"'method': unknown RTT method '{self.method}' (choose {' or '.join(RTT_METHODS)})"
+            )
+        if self.lora_rank < 1:
+            raise InputError(f"'lora_rank' must be at least 1 (got {self.lora_rank})")
+        if not self.lora_alpha > 0:
+            raise InputError(f"'lora_alpha' must be positive (got {self.lora_alpha})")
         if not self.seeds:
             raise InputError("'seeds': at least one seed")
         if not self.lrs:
@@ -117,21 +134,23 @@ def run_one(
             return {"stop": True}
         return None
 
-    attacked = copy.deepcopy(model)
     cfg = TrainConfig(lr=lr, epochs=settings.epochs, batch_size=settings.batch_size, seed=seed)
-    params = None
-    if layer is not None:
-        params = [p for n, p in attacked.named_parameters() if layer_index(n) == layer]
-    train(
-        attacked,
-        tok,
-        {"t": examples(t_facts, settings.fmt)},
-        cfg,
-        params=params,
-        on_epoch=measure,
-        desc=f"RTT V={v} lr={lr:g}",
-        progress=progress,
-    )
+    with attackable(model, settings, seed) as attacked:
+        params = [p for p in attacked.parameters() if p.requires_grad]
+        if layer is not None:
+            params = [
+                p for n, p in attacked.named_parameters() if p.requires_grad and layer_index(n) == layer
+            ]
+        train(
+            attacked,
+            tok,
+            {"t": examples(t_facts, settings.fmt)},
+            cfg,
+            params=params,
+            on_epoch=measure,
+            desc=f"RTT V={v} lr={lr:g}",
+            progress=progress,
+        )
     return {
         "v": v,
         "lr": lr,
@@ -143,6 +162,31 @@ def run_one(
     }
 
 
+@contextmanager
+def attackable(model, settings: RelearnSettings, seed: int) -> Iterator:
+    """The model RTT trains: a full copy, or (`lora`) the model itself with fresh low-rank adapters
+    (initialised from `seed`) that are removed again afterwards, leaving it as it was."""
+    if settings.method == "full":
+        yield copy.deepcopy(model)
+        return
+    from peft import LoraConfig, get_peft_model
+
+    grads = {n: p.requires_grad for n, p in model.named_parameters()}
+    targets = list(settings.lora_targets) if settings.lora_targets else "all-linear"
+    config = LoraConfig(
+        r=settings.lora_rank, lora_alpha=settings.lora_alpha, target_modules=targets, lora_dropout=0.0
+    )
+    torch.manual_seed(seed)  # the adapters' initialisation
+    adapted = get_peft_model(model, config)
+    try:
+        yield adapted
+    finally:
+        adapted.unload()  # the model's own modules back in place, the adapters dropped
+        for n, p in model.named_parameters():
+            p.requires_grad_(grads[n])
+        model.eval()
+
+
 def relearn(
     models: Mapping[str, Path],
     sets: Sets,
@@ -150,20 +194,22 @@ def relearn(
     settings: RelearnSettings = RelearnSettings(),
     only_v: Sequence[str] = (),
     progress: bool = True,
+    runtime: Runtime = Runtime(),
+    executor: Executor = Executor(),
 ) -> dict:
-    """RTT on every model over the rotation and LR grid; writes `out/relearn.json` and returns it."""
+    """RTT on every model over the rotation, LR and seed grid; writes `out/relearn.json` and returns it.
+
+    Each (model, V, lr, seed) run is a job of `executor` that writes its own file under
+    `out/relearn/<model>/`; a run whose file holds the same key is read back, not redone."""
     vs = check(sets, settings, only_v)
     out = Path(out)
-    runs_dir = out / "relearn"
     settings_json = json.loads(json.dumps(asdict(settings)))
-    grid: dict[str, list[dict]] = {}
     chance = score_chance(sets)
+    runs: list[tuple[str, Path]] = []  # (model, run file) in grid order
+    jobs: list[Job] = []
     for name, path in models.items():
-        model, tok = None, None
-        grid[name] = []
         weights = checkpoint_digest(path)
         for v in vs:
-            before = None  # V accuracy before the attack: scored once per (model, V)
             facts = (
                 facts_digest(sets.forget[v]),
                 facts_digest(t for u, fs in sets.forget.items() if u != v for t in fs),
@@ -174,22 +220,16 @@ def relearn(
                     # and seed; its training seed on (seed, weights, V, lr) only, so a model's numbers
                     # do not depend on which other models are in the study
                     run_key = key("rtt", weights, facts, settings_json, lr, seed)
-                    file = runs_dir / safe_name(name) / f"{safe_name(v)}_lr{lr:g}_s{seed}.json"
-                    if file.exists() and (done := _done(file)).get("key") == run_key:
-                        grid[name].append(done["run"])
-                        continue
-                    if model is None:
-                        model, tok = load_checkpoint(path)
-                    if before is None:
-                        before = score(model, tok, list(sets.forget[v]), settings.scorer).accuracy
-                    run_seed = derived_seed(seed, weights, v, lr)
-                    run = {
-                        "seed": seed,
-                        **run_one(model, tok, sets, v, lr, settings, before, progress, seed=run_seed),
-                    }
-                    file.parent.mkdir(parents=True, exist_ok=True)
-                    write_json({"key": run_key, "from": str(path), "run": run}, file)
-                    grid[name].append(run)
+                    file = out / "relearn" / safe_name(name) / f"{safe_name(v)}_lr{lr:g}_s{seed}.json"
+                    runs.append((name, file))
+                    if not (file.exists() and _done(file).get("key") == run_key):
+                        args = (path, sets, v, lr, seed, settings, runtime, run_key, file, progress, weights)
+                        jobs.append(Job(rtt_job, args, num_gpus=runtime.gpus()))
+    executor.run(jobs)
+    release_cached()
+    grid: dict[str, list[dict]] = {name: [] for name in models}
+    for name, file in runs:
+        grid[name].append(read_json(file)["run"])
     result = {
         "settings": settings_json,
         "chance": chance,
@@ -202,6 +242,29 @@ def relearn(
     result["metrics"] = rtt_metrics(result["best"], chance)
     write_json(result, out / "relearn.json")
     return result
+
+
+def rtt_job(
+    path: Path,
+    sets: Sets,
+    v: str,
+    lr: float,
+    seed: int,
+    settings: RelearnSettings,
+    runtime: Runtime,
+    run_key: str,
+    file: Path,
+    progress: bool,
+    weights: str,
+) -> None:
+    """One RTT run as a job: writes `file` ({key, from, run}); its training seed comes from
+    (seed, weights, V, lr) alone, wherever it runs."""
+    model, tok = cached_checkpoint(path, runtime, weights)
+    before = score(model, tok, list(sets.forget[v]), settings.scorer).accuracy
+    run_seed = derived_seed(seed, weights, v, lr)
+    run = {"seed": seed, **run_one(model, tok, sets, v, lr, settings, before, progress, seed=run_seed)}
+    file.parent.mkdir(parents=True, exist_ok=True)
+    write_json({"key": run_key, "from": str(path), "run": run}, file)
 
 
 def _done(file: Path) -> dict:

@@ -19,6 +19,7 @@ from forensics.errors import InputError
 from forensics.facts import Sets
 from forensics.formats import default_format, examples, wrong_examples
 from forensics.pair import check_context
+from forensics.runtime import Runtime
 from forensics.scoring import accuracy_table
 from forensics.tokens import collate, encode, pad_id
 from forensics.train import TrainConfig, train
@@ -78,7 +79,9 @@ def grid_for(name: str, settings: UnlearnSettings, n_layers: int) -> list[dict]:
     return grid
 
 
-def _request(name: str, original: Path, sets: Sets, settings: UnlearnSettings, grid: list[dict]) -> dict:
+def _request(
+    name: str, original: Path, sets: Sets, settings: UnlearnSettings, grid: list[dict], runtime: Runtime
+) -> dict:
     """What determines an unlearned checkpoint; equal requests give equal checkpoints."""
     request = {
         "method": name,
@@ -89,6 +92,7 @@ def _request(name: str, original: Path, sets: Sets, settings: UnlearnSettings, g
         "facts": facts_digest([*sets.forget_facts(), *sets.near_retain, *sets.retain]),
         "settings": asdict(settings),
         "grid": grid,
+        "runtime": runtime.as_json(),
         "code": CODE_VERSION,
     }
     return json.loads(json.dumps(request))  # as it reads back from the metadata file
@@ -102,8 +106,10 @@ def unlearn(
     settings: UnlearnSettings = UnlearnSettings(),
     progress: bool = True,
     force: bool = False,
+    runtime: Runtime = Runtime(),
 ) -> dict:
-    """Unlearn `sets.forget` from the checkpoint at `original` with method `name`; returns the metadata.
+    """Unlearn `sets.forget` from the checkpoint at `original` with method `name` (run where `runtime`
+    says, saved in the dtype it was loaded in); returns the metadata.
 
     A checkpoint at `out` made by the same request is returned as it is; one made by another request
     is redone; a folder at `out` that this command did not make is refused unless `force`."""
@@ -114,7 +120,7 @@ def unlearn(
         original, [*sets.forget_facts(), *sets.retain], settings.scorer, default_format(settings.scorer)
     )
     grid = grid_for(name, settings, read_json(Path(original) / "config.json")["num_hidden_layers"])
-    request = _request(name, original, sets, settings, grid)
+    request = _request(name, original, sets, settings, grid, runtime)
     done = read_metadata(out) if Path(out).exists() else {}
     if done.get("request") == request and (Path(out) / "model.safetensors").exists():
         return done
@@ -122,7 +128,7 @@ def unlearn(
         raise InputError(
             f"{out}: exists and is not a checkpoint `forensics unlearn` made; --force replaces it"
         )
-    reference, tok = load_checkpoint(original)
+    reference, tok = load_checkpoint(original, runtime)
     for p in reference.parameters():
         p.requires_grad_(False)
     data = streams(sets, default_format(settings.scorer))
