@@ -10,6 +10,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from forensics.errors import InputError
@@ -53,7 +54,14 @@ class Executor:
             return [job.fn(*job.args) for job in jobs]
         if self.kind == "local":
             pool = _pool(self.workers)
-            return [f.result() for f in [pool.submit(_released, job.fn, None, *job.args) for job in jobs]]
+            try:
+                return [f.result() for f in [pool.submit(_released, job.fn, None, *job.args) for job in jobs]]
+            except BrokenProcessPool:
+                _POOLS.pop(self.workers, None)
+                raise InputError(
+                    "a worker process died: out of memory, or a script that runs forensics with "
+                    'workers > 1 outside `if __name__ == "__main__":` (worker processes import it)'
+                ) from None
         ray = _ray(self.address)
         refs = [
             ray.remote(num_gpus=job.num_gpus, num_cpus=job.num_cpus, max_retries=0)(_released).remote(

@@ -23,7 +23,7 @@ from forensics.digest import checkpoint_digest
 from forensics.executor import Executor, Job
 from forensics.facts import Sets
 from forensics.probing import features, labels
-from forensics.runtime import Runtime
+from forensics.runtime import Runtime, in_memory
 from forensics.scoring import score
 from forensics.weights import diff as weights_diff
 from forensics.weights import layer_index
@@ -42,6 +42,7 @@ def _scores(model, tok, sets: Sets, scorer: str) -> dict[str, float]:
 def revert(original, unlearned, tok, sets: Sets, scorer: str) -> list[dict]:
     """Per layer: forget and retain accuracy of `unlearned` with that layer's parameters set back to
     `original`'s (HF models of one architecture; `unlearned` is restored afterwards)."""
+    in_memory(unlearned, "reverting a layer")
     theirs = dict(original.named_parameters())
     out = []
     for layer in range(original.config.num_hidden_layers):

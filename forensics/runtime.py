@@ -118,6 +118,16 @@ def declared_dtype(checkpoint: Path) -> torch.dtype:
     return DTYPES.get(name, torch.float32)
 
 
+def in_memory(model, what: str) -> None:
+    """Refuse to edit or copy the weights of a model whose weights were offloaded to disk (they
+    are loaded only inside accelerate's hooks): `what` names the lens that needs them."""
+    if any(p.device.type == "meta" for p in model.parameters()):
+        raise InputError(
+            f"{what} changes the model's weights, and some were offloaded to disk: give max_memory "
+            'room for the whole model on GPUs and CPU (or use relearn method = "lora" for RTT)'
+        )
+
+
 def input_device(model) -> torch.device:
     """Where a model's inputs go: its input embedding's device (accelerate's hooks move activations
     on from there); CPU when the embedding was offloaded to disk. Works on HF models and bridges."""

@@ -9,6 +9,7 @@ import torch
 from forensics.attacks.relearn import RelearnSettings, relearn
 from forensics.errors import InputError
 from forensics.executor import Executor, Job
+from forensics.study import run_study
 from forensics.study_config import load_config
 from forensics.world import load_world
 from tests.conftest import accuracy_study
@@ -89,3 +90,33 @@ def test_a_failing_job_reports_its_error_and_bad_settings(micro_world, tmp_path)
     config.write_text(config.read_text().replace("workers = 2", "workers = 0"))
     with pytest.raises(InputError, match="'workers' must be at least 1"):
         load_config(config)
+
+
+def test_a_study_on_ray_equals_the_local_study(micro_world, tmp_path):
+    """The micro world's study (accuracy, RTT, localization) under the Ray executor: the same
+    results as the local executor on the same threads per job, verdicts included."""
+    ray = pytest.importorskip("ray")
+    for ckpt in ("original", "never_learned"):
+        (tmp_path / ckpt).symlink_to(micro_world / "checkpoints" / ckpt)
+    (tmp_path / "facts.jsonl").symlink_to(micro_world / "facts.jsonl")
+    config = accuracy_study(tmp_path)
+    text = config.read_text().replace('run = ["accuracy"]', 'run = ["accuracy", "relearn", "localize"]')
+    config.write_text('grid = "demo"\n' + text)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = run_study(load_config(config), progress=False)
+    finally:
+        torch.set_num_threads(before)
+    config.write_text('executor = "ray"\n' + config.read_text().replace('out = "out"', 'out = "on-ray"'))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = run_study(load_config(config), progress=False)
+    finally:
+        ray.shutdown()
+    assert grid_numbers(on_ray["relearn"]) == grid_numbers(local["relearn"])
+    drop = {"seconds"}
+    assert {k: v for k, v in on_ray["localize"]["m"].items() if k not in drop} == {
+        k: v for k, v in local["localize"]["m"].items() if k not in drop
+    }
+    assert on_ray["summary"]["m"]["verdict"] == local["summary"]["m"]["verdict"]

@@ -6,12 +6,14 @@ import shutil
 import pytest
 import torch
 
+from forensics.attacks.quantize import quantize_attack
+from forensics.attacks.relearn import RelearnSettings, run_one
 from forensics.cache import extract
 from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.cli import build_parser, main
 from forensics.errors import InputError
 from forensics.formats import choice_context
-from forensics.localize import patch
+from forensics.localize import patch, revert
 from forensics.runtime import Runtime, input_device, torch_device
 from forensics.scoring import score
 from forensics.world import load_world
@@ -94,7 +96,8 @@ def test_offloaded_model_gives_the_same_activations_scores_and_patches(micro_wor
     path = micro_world / "checkpoints/original"
     whole, tok = load_checkpoint(path, Runtime(device="cpu"))
     size = sum(p.numel() * p.element_size() for p in whole.parameters())
-    split, _ = load_checkpoint(path, Runtime(device_map="auto", max_memory={"cpu": f"{size * 9 // 10240}KB"}))
+    memory = {"cpu": f"{size * 9 // 10240}KB"}
+    split, _ = load_checkpoint(path, Runtime(device_map="auto", max_memory=memory))
     assert {"cpu", "disk"} <= set(split.hf_device_map.values())
     assert input_device(split).type == "cpu"
     facts = [*sets.forget_facts(), *sets.retain]
@@ -107,6 +110,13 @@ def test_offloaded_model_gives_the_same_activations_scores_and_patches(micro_wor
     never, _ = load_checkpoint(micro_world / "checkpoints/never_learned", Runtime(device="cpu"))
     target = boot_bridge(micro_world / "checkpoints/never_learned", never, tok)
     assert patch(a, target, sets, "choice") == patch(b, target, sets, "choice")
+    # lenses that edit or copy weights refuse disk-offloaded ones in one line
+    with pytest.raises(InputError, match="reverting a layer changes the model's weights"):
+        revert(whole, split, tok, sets, "choice")
+    with pytest.raises(InputError, match="full RTT changes"):
+        run_one(split, tok, sets, "forget_0", 1e-3, RelearnSettings(epochs=1), 0.0, False)
+    with pytest.raises(InputError, match="quantization attack changes"):
+        quantize_attack({"original": path}, sets, runtime=Runtime(device_map="auto", max_memory=memory))
     with pytest.raises(InputError, match="nothing of the model in memory"):
         load_checkpoint(path, Runtime(device_map="auto", max_memory={"cpu": "1KB"}))
 

@@ -16,7 +16,7 @@ import torch
 from forensics.checkpoint import load_checkpoint
 from forensics.errors import InputError, warn
 from forensics.facts import Sets
-from forensics.runtime import Runtime
+from forensics.runtime import Runtime, in_memory
 from forensics.scoring import accuracy_table
 
 
@@ -75,6 +75,7 @@ def quantize_attack(
     result: dict = {"bits": list(bits), "nf4": nf4, "scorer": scorer, "models": {}}
     for name, path in models.items():
         model, tok = load_checkpoint(path, runtime)
+        in_memory(model, "the quantization attack")
         state = {k: v.clone() for k, v in model.state_dict().items()}
         entry = {"full": (full or {}).get(name) or accuracy_table(model, tok, sets, scorer)}
         for b in bits:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -25,7 +26,7 @@ from forensics.executor import Executor, Job
 from forensics.facts import Sets
 from forensics.formats import LOSS_FORMATS, default_format, examples
 from forensics.outdir import safe_name
-from forensics.runtime import Runtime
+from forensics.runtime import Runtime, in_memory
 from forensics.scoring import SCORERS, score
 from forensics.train import TrainConfig, train
 from forensics.verdict import bits
@@ -167,6 +168,7 @@ def attackable(model, settings: RelearnSettings, seed: int) -> Iterator:
     """The model RTT trains: a full copy, or (`lora`) the model itself with fresh low-rank adapters
     (initialised from `seed`) that are removed again afterwards, leaving it as it was."""
     if settings.method == "full":
+        in_memory(model, "full RTT")
         yield copy.deepcopy(model)
         return
     from peft import LoraConfig, get_peft_model
@@ -177,7 +179,9 @@ def attackable(model, settings: RelearnSettings, seed: int) -> Iterator:
         r=settings.lora_rank, lora_alpha=settings.lora_alpha, target_modules=targets, lora_dropout=0.0
     )
     torch.manual_seed(seed)  # the adapters' initialisation
-    adapted = get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft asks transformers about checkpointing the deprecated way
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        adapted = get_peft_model(model, config)
     try:
         yield adapted
     finally:
