@@ -92,7 +92,7 @@ def child(stage: str, root: Path, device: str, dtype: str, device_map: str) -> N
     from forensics.digest import checkpoint_digest
     from forensics.facts import select
     from forensics.probing import features, labels
-    from forensics.runtime import Runtime
+    from forensics.runtime import Runtime, torch_device
     from forensics.weights import diff
     from forensics.world import generate_facts
     from probes.divergence import divergence
@@ -110,22 +110,25 @@ def child(stage: str, root: Path, device: str, dtype: str, device_map: str) -> N
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     left = None
-    if stage in ("cache", "probes", "divergence"):
-        if stage == "cache":
-            shutil.rmtree(cache, ignore_errors=True)
-        bridge = boot_bridge(original, runtime=runtime)
-        X = features(bridge, every, "choice", cache, checkpoint_digest(original))
+    if stage == "cache":
+        shutil.rmtree(cache, ignore_errors=True)
+        features(boot_bridge(original, runtime=runtime), every, "choice", cache, checkpoint_digest(original))
         left = cache
+    elif stage in ("probes", "divergence"):  # from the cache alone: no model is loaded
+        X = from_cache(original, every, cache, runtime)
         if stage == "probes":
             splits = np.array([f.split for f in every])
             v = roles["forget"][0]
             y, allowed, _ = labels(every, "choice")
             train, test = splits != v, splits == v
-            probe = LogisticProbe(Cs=(1.0,), max_iter=100).fit(X[:, train], y[train], allowed[train])
-            probe.score(X[:, test], y[test], allowed[test])
-        if stage == "divergence":
-            other = boot_bridge(unlearned, runtime=runtime)
-            divergence(X, features(other, every, "choice", cache, checkpoint_digest(unlearned)))
+            probe = LogisticProbe(Cs=(1.0,), max_iter=100, device=str(torch_device(device)))
+            probe.fit(X[:, train], y[train], allowed[train]).score(X[:, test], y[test], allowed[test])
+        else:
+            features(
+                boot_bridge(unlearned, runtime=runtime), every, "choice", cache, checkpoint_digest(unlearned)
+            )
+            divergence(X, from_cache(unlearned, every, cache, runtime))
+            left = cache
     elif stage == "diff":
         diff(original, unlearned)
     elif stage == "lora":
@@ -147,6 +150,26 @@ def child(stage: str, root: Path, device: str, dtype: str, device_map: str) -> N
             }
         )
     )
+
+
+def from_cache(checkpoint: Path, facts, cache: Path, runtime):
+    """[layers + 1, n, d] residuals of `facts` read from the cache entry the `cache` stage wrote."""
+    import torch
+
+    from forensics.cache import cache_key, cached, default_hooks
+    from forensics.checkpoint import load_tokenizer, read_json
+    from forensics.digest import checkpoint_digest
+    from forensics.formats import choice_context
+    from forensics.tokens import encode
+
+    tok = load_tokenizer(checkpoint)
+    ids = [encode(tok, choice_context(f), "")[0] for f in facts]
+    hooks = default_hooks(read_json(checkpoint / "config.json")["num_hidden_layers"])
+    key = cache_key(checkpoint_digest(checkpoint), ids, hooks, runtime.torch_dtype(checkpoint))
+    found = cached(cache / key, hooks, len(ids))
+    if found is None:
+        raise SystemExit(f"{checkpoint}: no cache entry (run the cache stage first)")
+    return found.stack().to(torch.float32)
 
 
 def run_size(size: str, device: str, dtype: str, device_map: str, keep: Path | None) -> dict:

@@ -150,11 +150,8 @@ def extract_ids(
     ids = [list(map(int, row)) for row in ids]
     key = cache_key(weights or weights_digest(bridge), ids, hooks, dtype) if cache_dir else ""
     folder = Path(cache_dir) / key if cache_dir else None
-    if folder and (folder / DONE).exists():
-        try:
-            return _load(folder, hooks, len(ids))
-        except InputError as e:
-            warn(f"{folder}: corrupt cache entry, recomputing ({e})")
+    if folder and (found := cached(folder, hooks, len(ids))):
+        return found
     n, d = len(ids), bridge.cfg.d_model
     row_bytes = len(hooks) * d * torch.finfo(dtype).bits // 8
     rows_per_shard = max(1, memory_budget // max(row_bytes, 1))
@@ -235,6 +232,18 @@ def _check_hooks(bridge, hooks: Sequence[str] | None) -> list[str]:
     if unknown:
         raise InputError(f"unknown hook(s) {', '.join(unknown)} (e.g. {RESID.format(0)}, {EMBED})")
     return hooks
+
+
+def cached(folder: Path, hooks: list[str], rows: int) -> Activations | None:
+    """The finished extraction in `folder` (a cache directory / `cache_key(...)`), or None when there
+    is none or it is corrupt (with a warning: it is then recomputed). Needs no model."""
+    if not (folder / DONE).exists():
+        return None
+    try:
+        return _load(folder, hooks, rows)
+    except InputError as e:
+        warn(f"{folder}: corrupt cache entry, recomputing ({e})")
+        return None
 
 
 def _load(folder: Path, hooks: list[str], rows: int) -> Activations:
