@@ -364,7 +364,9 @@ def cmd_unlearn(a: argparse.Namespace) -> None:
         for name in names:
             start = time.perf_counter()
             path = root / "checkpoints" / safe_name(name)
-            meta = unlearn(name, original, sets, path, settings, not a.quiet, a.force, _runtime(a))
+            meta = unlearn(
+                name, original, sets, path, settings, not a.quiet, a.force, _runtime(a), _executor(a)
+            )
             chosen = meta["chosen"]
             rows.append(
                 {
@@ -479,7 +481,9 @@ def cmd_probe(a: argparse.Namespace) -> None:
         world, sets = load_world(root)
         models = _world_models(root, a.models)
         settings = ProbeSettings(Cs=a.Cs, folds=a.folds, seed=a.seed)
-        result = probe_models(models, sets, world["scorer"], root / "cache", settings, _runtime(a))
+        result = probe_models(
+            models, sets, world["scorer"], root / "cache", settings, _runtime(a), _executor(a)
+        )
         write_json(result, root / "probes.json")
         layers, ms = result["layers"], result["models"]
         print(f"probe accuracy on V per layer (trained on {result['train']}; chance {result['chance']:.2f}):")
@@ -537,7 +541,9 @@ def cmd_localize(a: argparse.Namespace) -> None:
             "activations": activations_section(
                 original, unlearned, sets, world["scorer"], root / "cache", _runtime(a)
             ),
-            "localize": localize_section(original, unlearned, sets, settings, not a.quiet, _runtime(a)),
+            "localize": localize_section(
+                original, unlearned, sets, settings, not a.quiet, _runtime(a), _executor(a)
+            ),
         }
         for key in ("weights", "activations", "localize"):
             write_json(out[key], root / f"{key}.json")
@@ -681,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--seed", type=int, default=unl.seed)
     u.add_argument("--force", **force)
     u.add_argument("--quiet", action="store_true", help="no progress bars")
-    _runtime_args(u)
+    _runtime_args(u, grid=True)
     u.set_defaults(func=cmd_unlearn)
     r = sub.add_parser("relearn", help="the relearning attack (RTT) on every checkpoint of a world")
     r.add_argument("--world", required=True, help="a world directory (from `forensics world`)")
@@ -718,7 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--folds", type=int, default=probe.folds, help="inner CV folds (with several --Cs)")
     pr.add_argument("--seed", type=int, default=probe.seed)
     pr.add_argument("--force", **force)
-    _runtime_args(pr)
+    _runtime_args(pr, grid=True)
     pr.set_defaults(func=cmd_probe)
     df = sub.add_parser("diff", help="streaming per-layer weight diff of two checkpoints")
     df.add_argument("original", help="an HF checkpoint directory (safetensors)")
@@ -733,7 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--seeds", type=_int_list, default=loc.seeds, help="comma-separated seeds")
     lo.add_argument("--force", **force)
     lo.add_argument("--quiet", action="store_true", help="no progress bars")
-    _runtime_args(lo)
+    _runtime_args(lo, grid=True)
     lo.set_defaults(func=cmd_localize)
     st = sub.add_parser("study", help="every lens on checkpoints named in a TOML config; results + report")
     st.add_argument("config", help="a study TOML (see README)")

@@ -50,7 +50,7 @@ class Executor:
         """Every job's result, in job order."""
         if not jobs:
             return []
-        if self.kind == "local" and (self.workers == 1 or len(jobs) == 1):
+        if self.kind == "local" and self.workers == 1:
             return [job.fn(*job.args) for job in jobs]
         if self.kind == "local":
             pool = _pool(self.workers)

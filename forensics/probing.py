@@ -21,6 +21,7 @@ from forensics.cache import default_hooks, extract, stream_ids
 from forensics.checkpoint import boot_bridge
 from forensics.digest import checkpoint_digest
 from forensics.errors import InputError
+from forensics.executor import Executor, Job
 from forensics.facts import Fact, Sets
 from forensics.formats import choice_context, letter_prompt
 from forensics.runtime import Runtime, input_device
@@ -157,10 +158,50 @@ def probe_models(
     cache_dir: Path | None = None,
     settings: ProbeSettings = ProbeSettings(),
     runtime: Runtime = Runtime(),
+    executor: Executor = Executor(),
 ) -> dict:
     """Probe, control, selectivity, transfer and logit lens per layer for every model; the first
-    model is the reference (the original) whose probes are transferred. The models run where
-    `runtime` puts them; the cache keeps residuals on the CPU in their dtype."""
+    model is the reference (the original) whose probes are transferred. Each model is a job of
+    `executor` (the reference first: the others take its probes); the models run where `runtime`
+    puts them, and the cache keeps residuals on the CPU in their dtype."""
+    forget = sets.forget_facts()
+    facts = [*forget, *sets.near_retain, *sets.retain]
+    splits = np.array([f.split for f in forget])
+    rotations = [v for v, _, _ in sets.rotations()]
+    if len(facts) - max((splits == v).sum() for v in rotations) < 2 * settings.folds:
+        raise InputError(f"too few training facts for {settings.folds} probe folds")
+    names = list(models)
+    args = (sets, scorer, cache_dir, settings, runtime)
+    gpus = runtime.gpus()
+    first = executor.run([Job(probe_model, (models[names[0]], *args, None), gpus)])[0]
+    reference = first.pop("probes")
+    rest = executor.run([Job(probe_model, (models[n], *args, reference), gpus) for n in names[1:]])
+    results = [first, *rest]
+    return {
+        "scorer": scorer,
+        "layers": first.pop("layers"),
+        "classes": first.pop("classes"),
+        "chance": float(np.mean([1 / len(f.choices) for f in forget])),
+        "settings": asdict(settings),
+        "train": "retain + near-retain + T, tested on V, rotated over V",
+        "models": {
+            n: {k: v for k, v in r.items() if k not in ("probes", "layers", "classes")}
+            for n, r in zip(names, results, strict=True)
+        },
+    }
+
+
+def probe_model(
+    path: Path,
+    sets: Sets,
+    scorer: str,
+    cache_dir: Path | None,
+    settings: ProbeSettings,
+    runtime: Runtime,
+    reference: list | None,
+) -> dict:
+    """One model's probes, control task, ridge screen, transfer of `reference`'s probes (its own
+    when None: it is the reference) and logit lens; with its fitted probes under `probes`."""
     forget = sets.forget_facts()
     facts = [*forget, *sets.near_retain, *sets.retain]
     n_forget, n_retain = len(forget), len(sets.retain)
@@ -171,63 +212,61 @@ def probe_models(
         facts, scorer, control_answers([f.answer for f in facts], n_choices, settings.seed)
     )
     rotations = [v for v, _, _ in sets.rotations()]
-    if len(facts) - max((splits == v).sum() for v in rotations) < 2 * settings.folds:
-        raise InputError(f"too few training facts for {settings.folds} probe folds")
-    out: dict = {
-        "scorer": scorer,
-        "layers": None,
-        "classes": len(classes),
-        "chance": float(np.mean([1 / len(f.choices) for f in forget])),
-        "settings": asdict(settings),
-        "train": "retain + near-retain + T, tested on V, rotated over V",
-        "models": {},
-    }
     tests = [np.flatnonzero(splits == v) for v in rotations]
     trains = [
         np.concatenate([np.flatnonzero(splits != v), np.arange(n_forget, len(facts))]) for v in rotations
     ]
-    reference: list | None = None
-    for name, path in models.items():
-        bridge = boot_bridge(path, runtime=runtime)
-        digest = checkpoint_digest(path)
-        X = features(bridge, facts, scorer, cache_dir, digest)
-        out["layers"] = layer_names(X.shape[0] - 1)
-        probes, controls, chosen_C = fit_rotations(X, y, y_control, allowed, trains, settings)
-        reference = reference or probes
-        kinds = ("probe", "control", "transfer", "ridge")
-        hits = {k: np.zeros((X.shape[0], n_forget), dtype=bool) for k in kinds}
-        for test, train, probe, control, ref in zip(tests, trains, probes, controls, reference, strict=True):
-            ridge = RidgeProbe().fit(X[:, train], y[train], allowed[train])  # the fast screen beside it
-            hits["ridge"][:, test] = ridge.predict(X[:, test], allowed[test]) == y[test]
-            hits["probe"][:, test] = probe(X[:, test], allowed[test]) == y[test]
-            hits["control"][:, test] = control(X[:, test], allowed[test]) == y_control[test]
-            hits["transfer"][:, test] = ref(X[:, test], allowed[test]) == y[test]
-        probe_acc, control_acc = _per_layer(hits["probe"]), _per_layer(hits["control"])
-        lens = lens_correct(bridge, facts, scorer, cache_dir, digest)
-        out["models"][name] = {
-            "probe": probe_acc,
-            "probe_correct": [bits(row) for row in hits["probe"]],  # per layer, forget facts in order
-            "control": control_acc,
-            "selectivity": [p["acc"] - c["acc"] for p, c in zip(probe_acc, control_acc, strict=True)],
-            "transfer": _per_layer(hits["transfer"]),
-            "ridge": _per_layer(hits["ridge"]),
-            "C": dict(zip(rotations, chosen_C, strict=True)),
-            "lens": {"forget": _per_layer(lens[:, :n_forget]), "retain": _per_layer(lens[:, -n_retain:])},
-            "lens_correct": [bits(row) for row in lens[:, :n_forget]],
-        }
-    return out
+    bridge = boot_bridge(path, runtime=runtime)
+    digest = checkpoint_digest(path)
+    X = features(bridge, facts, scorer, cache_dir, digest)
+    probes, controls, chosen_C = fit_rotations(X, y, y_control, allowed, trains, settings)
+    reference = reference or probes
+    kinds = ("probe", "control", "transfer", "ridge")
+    hits = {k: np.zeros((X.shape[0], n_forget), dtype=bool) for k in kinds}
+    for test, train, probe, control, ref in zip(tests, trains, probes, controls, reference, strict=True):
+        ridge = RidgeProbe().fit(X[:, train], y[train], allowed[train])  # the fast screen beside it
+        hits["ridge"][:, test] = ridge.predict(X[:, test], allowed[test]) == y[test]
+        hits["probe"][:, test] = predict(probe, X[:, test], allowed[test]) == y[test]
+        hits["control"][:, test] = predict(control, X[:, test], allowed[test]) == y_control[test]
+        hits["transfer"][:, test] = predict(ref, X[:, test], allowed[test]) == y[test]
+    probe_acc, control_acc = _per_layer(hits["probe"]), _per_layer(hits["control"])
+    lens = lens_correct(bridge, facts, scorer, cache_dir, digest)
+    return {
+        "layers": layer_names(X.shape[0] - 1),
+        "classes": len(classes),
+        "probes": probes,
+        "probe": probe_acc,
+        "probe_correct": [bits(row) for row in hits["probe"]],  # per layer, forget facts in order
+        "control": control_acc,
+        "selectivity": [p["acc"] - c["acc"] for p, c in zip(probe_acc, control_acc, strict=True)],
+        "transfer": _per_layer(hits["transfer"]),
+        "ridge": _per_layer(hits["ridge"]),
+        "C": dict(zip(rotations, chosen_C, strict=True)),
+        "lens": {"forget": _per_layer(lens[:, :n_forget]), "retain": _per_layer(lens[:, -n_retain:])},
+        "lens_correct": [bits(row) for row in lens[:, :n_forget]],
+    }
+
+
+Weights = tuple[torch.Tensor, torch.Tensor]  # a fitted probe per layer: W [layers, d, K], b [layers, K]
+
+
+def predict(weights: Weights, X: torch.Tensor, allowed) -> np.ndarray:
+    """[layers, n] classes a fitted probe predicts, among each row's allowed classes."""
+    W, b = weights
+    logits = torch.einsum("lnd,ldk->lnk", X.to(W.dtype), W) + b[:, None, :]
+    return restricted_argmax(logits, torch.as_tensor(allowed)).numpy()
 
 
 def fit_rotations(X, y, y_control, allowed, trains, settings: ProbeSettings):
-    """Probe and control-task probe per rotation: predictors `(X, allowed) -> classes` and the C
-    chosen per layer. With one strength, every rotation and the control task are fitted in one solve."""
+    """Probe and control-task probe per rotation (their `Weights`) and the C chosen per layer. With
+    one strength, every rotation and the control task are fitted in one solve."""
     if len(settings.Cs) > 1:
         probes, controls, chosen = [], [], []
         for train in trains:
             probe = make_probe(settings).fit(X[:, train], y[train], allowed[train])
             control = make_probe(settings).fit(X[:, train], y_control[train], allowed[train])
-            probes.append(probe.predict)
-            controls.append(control.predict)
+            probes.append((probe.coef_, probe.intercept_))
+            controls.append((control.coef_, control.intercept_))
             chosen.append(probe.C_)
         return probes, controls, chosen
     n, r = X.shape[1], len(trains)
@@ -238,16 +277,9 @@ def fit_rotations(X, y, y_control, allowed, trains, settings: ProbeSettings):
     W, b = fit_batched(
         X, ys, masks, settings.Cs, allowed.shape[1], settings.max_iter, settings.tol, torch.float32
     )
-
-    def predictor(i: int):
-        def predict(Xt, allowed_t):
-            logits = torch.einsum("lnd,ldk->lnk", Xt.float(), W[:, i, 0]) + b[:, i, 0, None, :]
-            return restricted_argmax(logits, torch.as_tensor(allowed_t)).numpy()
-
-        return predict
-
+    fitted = [(W[:, i, 0], b[:, i, 0]) for i in range(2 * r)]
     chosen = [[settings.Cs[0]] * X.shape[0]] * r
-    return [predictor(i) for i in range(r)], [predictor(r + i) for i in range(r)], chosen
+    return fitted[:r], fitted[r:], chosen
 
 
 def make_probe(settings: ProbeSettings) -> LogisticProbe:

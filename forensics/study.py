@@ -125,7 +125,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
         ),
         "ablate": (ablate, {"models": digests}),
         "probes": (
-            lambda: probe_models(models, sets, cfg.scorer, cache, grid.probes, runtime=run),
+            lambda: probe_models(models, sets, cfg.scorer, cache, grid.probes, run, cfg.jobs()),
             {"models": digests, "settings": asdict(grid.probes)},
         ),
         "weights": (lambda: weights_section(cfg.original, others), {"models": digests}),

@@ -80,6 +80,27 @@ def test_probe_study_on_the_micro_world(micro_world, tmp_path):
     assert again == out
 
 
+def test_probes_per_model_in_worker_processes(micro_world, tmp_path):
+    """Each model's probes a job in a worker process (the reference's first, then the others with
+    its probes for transfer): the same numbers as in this process on the workers' threads."""
+    import os
+
+    from forensics.executor import Executor
+
+    _, sets = load_world(micro_world)
+    models = {n: micro_world / "checkpoints" / n for n in ("original", "never_learned")}
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        here = probe_models(models, sets, "choice", tmp_path / "a", ProbeSettings())
+    finally:
+        torch.set_num_threads(before)
+    pooled = probe_models(
+        models, sets, "choice", tmp_path / "b", ProbeSettings(), executor=Executor(workers=2)
+    )
+    assert pooled == here
+
+
 def test_probe_cli_writes_probes_json(micro_world, capsys):
     assert main(["probe", "--world", str(micro_world), "--models", "never_learned", "--Cs", "0.1,1"]) == 0
     result = read_json(micro_world / "probes.json")

@@ -107,6 +107,38 @@ def test_sweep_picks_lowest_forget_above_the_floor(micro_world, tmp_path):
     ok = [r for r in meta["sweep"] if r["accuracy"]["retain"] >= floor]
     assert ok and meta["chosen"]["accuracy"]["forget"] == min(r["accuracy"]["forget"] for r in ok)
     assert all(r["retain_ok"] == (r in ok) for r in meta["sweep"])
+    assert not list(tmp_path.glob(".*sweep"))  # the points' models are gone, the chosen one kept
+
+
+def test_sweep_points_in_worker_processes_choose_the_same(micro_world, tmp_path):
+    """Each sweep point a job in a worker process: the same runs and choice as in this process on
+    the workers' threads, and the chosen checkpoint is the one the metadata names."""
+    import os
+
+    import torch
+
+    from forensics.checkpoint import load_checkpoint
+    from forensics.executor import Executor
+    from forensics.scoring import accuracy_table
+
+    _, sets = load_world(micro_world)
+    settings = UnlearnSettings(batch_size=16, lrs=(1e-5, 1e-3, 3e-3), steps=30)
+    original = micro_world / "checkpoints/original"
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        here = unlearn("gd", original, sets, tmp_path / "here", settings, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    pooled = unlearn("gd", original, sets, tmp_path / "pool", settings, False, executor=Executor(workers=2))
+
+    def runs(meta):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in meta["sweep"]]
+
+    assert runs(pooled) == runs(here)
+    assert pooled["chosen"]["params"] == here["chosen"]["params"]
+    model, tok = load_checkpoint(tmp_path / "pool")
+    assert accuracy_table(model, tok, sets, "choice") == pooled["chosen"]["accuracy"]
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from forensics.checkpoint import check_dir, load_checkpoint, read_json, read_metadata, save_checkpoint
+from forensics.checkpoint import (
+    METADATA,
+    check_dir,
+    load_checkpoint,
+    read_json,
+    read_metadata,
+    save_checkpoint,
+    write_json,
+)
 from forensics.digest import CODE_VERSION, checkpoint_digest, facts_digest
 from forensics.errors import InputError
+from forensics.executor import Executor, Job
 from forensics.facts import Sets
 from forensics.formats import default_format, examples, wrong_examples
 from forensics.pair import check_context
@@ -107,14 +118,15 @@ def unlearn(
     progress: bool = True,
     force: bool = False,
     runtime: Runtime = Runtime(),
+    executor: Executor = Executor(),
 ) -> dict:
     """Unlearn `sets.forget` from the checkpoint at `original` with method `name` (run where `runtime`
-    says, saved in the dtype it was loaded in); returns the metadata.
+    says, saved in the dtype it was loaded in; each sweep point a job of `executor`); returns the
+    metadata.
 
     A checkpoint at `out` made by the same request is returned as it is; one made by another request
     is redone; a folder at `out` that this command did not make is refused unless `force`."""
     check_method(name)
-    module = METHODS[name]
     check_dir(Path(original))
     check_context(
         original, [*sets.forget_facts(), *sets.retain], settings.scorer, default_format(settings.scorer)
@@ -128,51 +140,24 @@ def unlearn(
         raise InputError(
             f"{out}: exists and is not a checkpoint `forensics unlearn` made; --force replaces it"
         )
-    reference, tok = load_checkpoint(original, runtime)
-    for p in reference.parameters():
-        p.requires_grad_(False)
-    data = streams(sets, default_format(settings.scorer))
-    sample = collate([encode(tok, e.prompt, e.target) for e in data["forget"][:64]], pad_id(tok))
-    state = {"reference": reference, "seed": settings.seed, "forget_sample": sample}
-    baseline = accuracy_table(reference, tok, sets, settings.scorer)
-    runs, best, best_model = [], None, None
-    for i, params in enumerate(grid):
-        start = time.perf_counter()
-        model = copy.deepcopy(reference)
-        for p in model.parameters():
-            p.requires_grad_(True)
-        trainable = module.trainable(model, params) if hasattr(module, "trainable") else None
-        cfg = TrainConfig(
-            lr=params["lr"],
-            steps=settings.steps or module.STEPS,
-            batch_size=settings.batch_size,
-            warmup=5,
-            seed=settings.seed,
-        )
-        history = train(
-            model,
-            tok,
-            {s: data[s] for s in module.STREAMS},
-            cfg,
-            loss=module.loss(params, state),
-            params=trainable,
-            desc=f"{name} {i + 1}/{len(grid)}",
-            progress=progress,
-        )
-        acc = accuracy_table(model, tok, sets, settings.scorer)
-        ok = acc["retain"] >= settings.min_retain * baseline["retain"]
-        runs.append(
-            {
-                "params": params,
-                "accuracy": acc,
-                "retain_ok": ok,
-                "final_loss": history[-1]["loss"],
-                "seconds": round(time.perf_counter() - start, 2),
-            }
-        )
-        key = (not ok, acc["forget"], -acc["retain"])
-        if best is None or key < best:
-            best, best_model, chosen = key, model, i
+    baseline = accuracy_table(*load_checkpoint(original, runtime), sets, settings.scorer)
+    sweep = Path(out).with_name(f".{Path(out).name}.sweep")  # each point's model, until one is kept
+    shutil.rmtree(sweep, ignore_errors=True)
+    args = (name, original, sets, settings, progress, runtime, len(grid))
+    jobs = [
+        Job(sweep_point, (i, params, sweep / str(i), *args), runtime.gpus()) for i, params in enumerate(grid)
+    ]
+    runs = executor.run(jobs)
+    for run in runs:
+        run["retain_ok"] = run["accuracy"]["retain"] >= settings.min_retain * baseline["retain"]
+    chosen = min(
+        range(len(runs)),
+        key=lambda i: (
+            not runs[i]["retain_ok"],
+            runs[i]["accuracy"]["forget"],
+            -runs[i]["accuracy"]["retain"],
+        ),
+    )
     meta = {
         "made_by": MADE_BY,
         "method": name,
@@ -185,5 +170,62 @@ def unlearn(
         "rule": f"lowest forget accuracy with retain >= {settings.min_retain} x the original's",
     }
     meta = json.loads(json.dumps(meta))
-    save_checkpoint(best_model, tok, out, meta)
+    kept = sweep / str(chosen)
+    write_json(meta, kept / METADATA)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(kept, out)
+    shutil.rmtree(sweep, ignore_errors=True)
     return meta
+
+
+def sweep_point(
+    index: int,
+    params: dict,
+    keep: Path,
+    name: str,
+    original: Path,
+    sets: Sets,
+    settings: UnlearnSettings,
+    progress: bool,
+    runtime: Runtime,
+    total: int,
+) -> dict:
+    """One point of a method's sweep (a job): the original trained with `params`, scored, saved to
+    `keep`; returns its run record (the retain rule is applied by the caller)."""
+    start = time.perf_counter()
+    module = METHODS[name]
+    reference, tok = load_checkpoint(original, runtime)
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    data = streams(sets, default_format(settings.scorer))
+    sample = collate([encode(tok, e.prompt, e.target) for e in data["forget"][:64]], pad_id(tok))
+    state = {"reference": reference, "seed": settings.seed, "forget_sample": sample}
+    model = copy.deepcopy(reference)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    trainable = module.trainable(model, params) if hasattr(module, "trainable") else None
+    cfg = TrainConfig(
+        lr=params["lr"],
+        steps=settings.steps or module.STEPS,
+        batch_size=settings.batch_size,
+        warmup=5,
+        seed=settings.seed,
+    )
+    history = train(
+        model,
+        tok,
+        {s: data[s] for s in module.STREAMS},
+        cfg,
+        loss=module.loss(params, state),
+        params=trainable,
+        desc=f"{name} {index + 1}/{total}",
+        progress=progress,
+    )
+    acc = accuracy_table(model, tok, sets, settings.scorer)
+    save_checkpoint(model, tok, keep, {})
+    return {
+        "params": params,
+        "accuracy": acc,
+        "final_loss": history[-1]["loss"],
+        "seconds": round(time.perf_counter() - start, 2),
+    }
