@@ -213,10 +213,12 @@ def localize_model(
     """Revert, patch, layer-restricted RTT and RTT dynamics of one model against the original."""
     start = time.perf_counter()
     scorer = settings.scorer
+    # the bridges get copies of their own: booting one rewires the model it wraps, and revert and
+    # RTT copy and change the plain models
     orig_model, tok = load_checkpoint(original, runtime)
-    orig_bridge = boot_bridge(original, orig_model, tok)
+    orig_bridge = boot_bridge(original, runtime=runtime)
     model, _ = load_checkpoint(path, runtime)
-    bridge = boot_bridge(path, model, tok)
+    bridge = boot_bridge(path, runtime=runtime)
     first_v = next(iter(sets.forget))
     return {
         "before": _scores(model, tok, sets, scorer),

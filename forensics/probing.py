@@ -161,9 +161,11 @@ def probe_models(
     executor: Executor = Executor(),
 ) -> dict:
     """Probe, control, selectivity, transfer and logit lens per layer for every model; the first
-    model is the reference (the original) whose probes are transferred. Each model is a job of
-    `executor` (the reference first: the others take its probes); the models run where `runtime`
-    puts them, and the cache keeps residuals on the CPU in their dtype."""
+    model is the reference (the original) whose probes are transferred. On a Ray executor each model
+    is a task (the reference first: the others take its probes); locally they run in this process,
+    since the fits are matrix products that use every core (worker processes would only split the
+    cores between them). The models run where `runtime` puts them; the cache keeps residuals on the
+    CPU in their dtype."""
     forget = sets.forget_facts()
     facts = [*forget, *sets.near_retain, *sets.retain]
     splits = np.array([f.split for f in forget])
@@ -171,6 +173,7 @@ def probe_models(
     if len(facts) - max((splits == v).sum() for v in rotations) < 2 * settings.folds:
         raise InputError(f"too few training facts for {settings.folds} probe folds")
     names = list(models)
+    executor = executor if executor.kind == "ray" else Executor()
     args = (sets, scorer, cache_dir, settings, runtime)
     gpus = runtime.gpus()
     first = executor.run([Job(probe_model, (models[names[0]], *args, None), gpus)])[0]

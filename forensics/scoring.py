@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import torch
 from forensics.errors import InputError
 from forensics.facts import Fact, Sets
 from forensics.formats import choice_context, choice_continuation, letter_prompt, letter_target
-from forensics.tokens import collate, encode, logits_of, pad_id, sequence_nll
+from forensics.tokens import collate, encode, encode_tails, logits_of, pad_id, sequence_nll
 from forensics.verdict import bits
 
 SCORERS = ("letter", "letter_calibrated", "choice")
@@ -102,17 +103,25 @@ class ChoicePlan:
 
 
 def choice_plan(tokenizer, facts: Sequence[Fact]) -> ChoicePlan:
+    """The plan for `facts` (kept for the last few fact lists: RTT and localization score the same
+    facts again and again)."""
+    return _plan(tokenizer, tuple(facts))
+
+
+@functools.lru_cache(maxsize=16)
+def _plan(tokenizer, facts: tuple[Fact, ...]) -> ChoicePlan:
     prompts, first, long, rows = [], [], [], []
     for i, f in enumerate(facts):
-        prompt = encode(tokenizer, choice_context(f), "")[0]
+        prompt, tails = encode_tails(
+            tokenizer, choice_context(f), [choice_continuation(c) for c in f.choices]
+        )
         prompts.append(prompt)
-        for j, choice in enumerate(f.choices):
-            ids, n_prompt = encode(tokenizer, choice_context(f), choice_continuation(choice))
-            if len(ids) - n_prompt == 1:
-                first.append((i, j, ids[-1]))
+        for j, tail in enumerate(tails):
+            if len(tail) == 1:
+                first.append((i, j, tail[0]))
             else:
                 long.append((i, j))
-                rows.append((ids, n_prompt))
+                rows.append((prompt + tail, len(prompt)))
     return ChoicePlan(prompts, first, long, rows, max(len(f.choices) for f in facts))
 
 
@@ -156,7 +165,8 @@ def score(model, tokenizer, facts: Sequence[Fact], scorer: str = "choice", batch
     if not facts:
         raise InputError("no facts to score")
     was_training = model.training
-    model.eval()
+    if was_training:  # eval() walks every module: skipped when there is nothing to switch
+        model.eval()
     try:
         if scorer == "choice":
             predicted = np.argmax(choice_logliks(model, tokenizer, facts, batch_size), axis=1)
@@ -164,7 +174,8 @@ def score(model, tokenizer, facts: Sequence[Fact], scorer: str = "choice", batch
             values = letter_logits(model, tokenizer, facts, batch_size)
             predicted = letter_predictions(values, calibrated=scorer == "letter_calibrated")
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     answers = np.array([f.answer for f in facts])
     chance = float(np.mean([1.0 / len(f.choices) for f in facts]))
     return Scores(correct=predicted == answers, predicted=predicted, chance=chance)

@@ -16,9 +16,15 @@ IGNORE = -100
 
 def encode(tokenizer, prompt: str, target: str) -> tuple[list[int], int]:
     """Token ids of prompt+target and the number of prompt tokens."""
-    head = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    tail = tokenizer(target, add_special_tokens=False)["input_ids"] if target else []
-    return list(head) + list(tail), len(head)
+    head, (tail,) = encode_tails(tokenizer, prompt, [target])
+    return head + tail, len(head)
+
+
+def encode_tails(tokenizer, prompt: str, targets: Sequence[str]) -> tuple[list[int], list[list[int]]]:
+    """`encode` of one prompt with several targets: the prompt's ids once, each target's ids
+    (prompt + tail is what `encode(prompt, target)` gives)."""
+    head = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+    return head, [list(tokenizer(t, add_special_tokens=False)["input_ids"]) if t else [] for t in targets]
 
 
 def collate(

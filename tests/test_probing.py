@@ -80,25 +80,31 @@ def test_probe_study_on_the_micro_world(micro_world, tmp_path):
     assert again == out
 
 
-def test_probes_per_model_in_worker_processes(micro_world, tmp_path):
-    """Each model's probes a job in a worker process (the reference's first, then the others with
-    its probes for transfer): the same numbers as in this process on the workers' threads."""
-    import os
-
+def test_probes_per_model_as_ray_tasks(micro_world, tmp_path):
+    """Each model's probes a Ray task (the reference's first, then the others with its probes for
+    transfer): the same numbers as in this process on a task's one thread."""
+    ray = pytest.importorskip("ray")
     from forensics.executor import Executor
 
     _, sets = load_world(micro_world)
-    models = {n: micro_world / "checkpoints" / n for n in ("original", "never_learned")}
+    models = {
+        "original": micro_world / "checkpoints/original",
+        "m": micro_world / "checkpoints/never_learned",
+    }
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    torch.set_num_threads(1)
     try:
         here = probe_models(models, sets, "choice", tmp_path / "a", ProbeSettings())
     finally:
         torch.set_num_threads(before)
-    pooled = probe_models(
-        models, sets, "choice", tmp_path / "b", ProbeSettings(), executor=Executor(workers=2)
-    )
-    assert pooled == here
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = probe_models(
+            models, sets, "choice", tmp_path / "b", ProbeSettings(), executor=Executor("ray")
+        )
+    finally:
+        ray.shutdown()
+    assert on_ray == here
 
 
 def test_probe_cli_writes_probes_json(micro_world, capsys):
