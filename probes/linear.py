@@ -48,8 +48,13 @@ def fit_batched(
     scale = torch.where(std > 1e-6 * std.amax(-1, keepdim=True).clamp(min=1e-30), std, 1.0)  # constant: as is
     Z = (X - mean) / scale
     inv = (1 / scale)[:, 0, None, None, :, None]  # [l, 1, 1, d, 1]
+    # A layer whose features are the same on every row (e.g. the embedding of a prompt's fixed last
+    # token) has Z = 0: its weights get no gradient and stay 0, only its intercepts move. Leaving
+    # its weights out of the solve changes no iterate and saves their share of the work.
+    varies = (std[:, 0] > 0).any(-1)
+    varying, constant = varies.nonzero()[:, 0], (~varies).nonzero()[:, 0]
     V = torch.zeros(
-        n_layers, folds, C.shape[1], d, n_classes, dtype=X.dtype, device=X.device, requires_grad=True
+        len(varying), folds, C.shape[1], d, n_classes, dtype=X.dtype, device=X.device, requires_grad=True
     )
     c = torch.zeros(
         n_layers, folds, C.shape[1], n_classes, dtype=X.dtype, device=X.device, requires_grad=True
@@ -69,16 +74,18 @@ def fit_batched(
 
     def closure():
         opt.zero_grad()
-        logits = torch.einsum("lnd,lfcdk->lfcnk", Z, V) + c[..., None, :]
+        logits = torch.einsum("lnd,lfcdk->lfcnk", Z[varying], V) + c[varying, ..., None, :]
         ce = -(torch.log_softmax(logits, -1) * onehot).sum(-1)  # [l, f, c, n]
-        data = (ce * w[None, :, None, :]).sum(-1) / rows[None, :, None]
-        penalty = ((V * inv) ** 2).sum((-2, -1)) / (2 * C[:, None, :] * rows[None, :, None])
-        total = (data + penalty).sum()
+        ce_constant = -(torch.log_softmax(c[constant, ..., None, :], -1) * onehot).sum(-1)
+        data = ((torch.cat([ce, ce_constant]) * w[None, :, None, :]).sum(-1) / rows[None, :, None]).sum()
+        penalty = ((V * inv[varying]) ** 2).sum((-2, -1)) / (2 * C[varying, None, :] * rows[None, :, None])
+        total = data + penalty.sum()
         total.backward()
         return total
 
     opt.step(closure)
-    W = V.detach() * inv
+    W = torch.zeros(n_layers, folds, C.shape[1], d, n_classes, dtype=X.dtype, device=X.device)
+    W[varying] = V.detach() * inv[varying]
     b = c.detach() - torch.einsum("ld,lfcdk->lfck", mean[:, 0], W)
     return W, b
 

@@ -85,3 +85,22 @@ def test_early_stopped_inner_cv_picks_a_strength_as_good_as_full_cv():
             cv.append(np.mean([f.score(X[layer][~m], y[~m]) for f, m in zip(fits, masks, strict=True)]))
         # the early-stopped CV may break a near-tie differently, never by more than a point
         assert cv[Cs.index(probe.C_[layer])] >= max(cv) - 0.01
+
+
+def test_a_constant_layer_gets_zero_weights_and_the_others_are_unchanged():
+    """A layer whose features are the same on every row (the embedding of a prompt's fixed last
+    token) is left out of the solve: zero weights, intercepts fitted, the other layers as if it
+    were not there."""
+    X, y = blobs(layers=2)
+    with_constant = np.concatenate([np.broadcast_to(X[0, :1], X[0].shape)[None], X])
+    W, b = fit_batched(
+        torch.tensor(with_constant), torch.tensor(y), torch.ones(1, len(y), dtype=torch.bool), (1.0,), 4
+    )
+    assert not W[0].any() and b[0].abs().sum() > 0
+    alone, alone_b = fit_batched(
+        torch.tensor(X), torch.tensor(y), torch.ones(1, len(y), dtype=torch.bool), (1.0,), 4
+    )
+    torch.testing.assert_close(W[1:], alone, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(b[1:], alone_b, atol=1e-5, rtol=1e-4)
+    counts = np.bincount(y, minlength=4)
+    assert b[0, 0, 0].argmax().item() == counts.argmax()  # the most frequent class
