@@ -126,3 +126,22 @@ def test_nf4_needs_cuda():
         Runtime(device="cpu", quantize="nf4")
     with pytest.raises(InputError, match="only nf4"):
         Runtime(device="cpu", quantize="int3")
+
+
+def test_an_unlearned_checkpoint_keeps_the_originals_dtype(micro_world, tmp_path):
+    """A bf16 original is loaded as bf16 (dtype auto) and its unlearned copy is saved as bf16: the
+    same bytes on disk, not a float32 copy twice the size."""
+    from forensics.unlearn.run import UnlearnSettings, unlearn
+
+    _, sets = load_world(micro_world)
+    model, tok = load_checkpoint(micro_world / "checkpoints/original", Runtime(dtype="bfloat16"))
+    model.save_pretrained(tmp_path / "original")
+    tok.save_pretrained(tmp_path / "original")
+    settings = UnlearnSettings(batch_size=16, lrs=(1e-3,), steps=5)
+    unlearn("gd", tmp_path / "original", sets, tmp_path / "gd", settings, progress=False)
+    assert next(load_checkpoint(tmp_path / "gd")[0].parameters()).dtype == torch.bfloat16
+
+    def size(path):
+        return sum(f.stat().st_size for f in path.glob("*.safetensors"))
+
+    assert size(tmp_path / "gd") == size(tmp_path / "original")
