@@ -110,7 +110,13 @@ def load_checkpoint(path: Path, runtime: Runtime = Runtime()):
             names = sorted(info[kind])
             more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
             raise InputError(f"{path}: tensor '{names[0]}'{more} {what}")
-    for f, name, tensor in _stored_tensors(path):
+    offloaded = set()
+    for name, tensor in model.state_dict().items():
+        if tensor.device.type == "meta":  # on disk under accelerate: checked as stored, below
+            offloaded.add(name)
+        elif tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise InputError(f"{path}: tensor '{name}' holds NaN or Inf")
+    for f, name, tensor in _stored_tensors(path, offloaded):
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise InputError(f"{f}: tensor '{name}' holds NaN or Inf")
     placed = set(map(str, (getattr(model, "hf_device_map", None) or {}).values()))
@@ -139,12 +145,15 @@ def release_cached() -> None:
     _LAST.clear()
 
 
-def _stored_tensors(path: Path) -> Iterator[tuple[Path, str, torch.Tensor]]:
-    """Every tensor as stored, one at a time (a dispatched model's weights may be on disk)."""
+def _stored_tensors(path: Path, names: set[str]) -> Iterator[tuple[Path, str, torch.Tensor]]:
+    """The named tensors as stored, one at a time (only weights offloaded to disk are read again)."""
+    if not names:
+        return
     for f in weight_files(path):
         with safe_open(f, framework="pt") as handle:
             for name in handle.keys():
-                yield f, name, handle.get_tensor(name)
+                if name in names:
+                    yield f, name, handle.get_tensor(name)
 
 
 _OFFLOAD: list[str] = []

@@ -145,3 +145,21 @@ def test_an_unlearned_checkpoint_keeps_the_originals_dtype(micro_world, tmp_path
         return sum(f.stat().st_size for f in path.glob("*.safetensors"))
 
     assert size(tmp_path / "gd") == size(tmp_path / "original")
+
+
+def test_nan_in_an_offloaded_tensor_is_refused(micro_world, tmp_path):
+    """Weights in memory are checked as loaded; weights accelerate left on disk are read from the
+    safetensors and checked there: an Inf in the head (offloaded here) is still one line."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(micro_world / "checkpoints/original", tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    tensors = load_file(weights)
+    tensors["lm_head.weight"][0, 0] = float("inf")
+    save_file(tensors, weights, metadata={"format": "pt"})
+    size = sum(t.numel() * t.element_size() for t in tensors.values())
+    runtime = Runtime(device_map="auto", max_memory={"cpu": f"{size * 9 // 10240}KB"})
+    clean, _ = load_checkpoint(micro_world / "checkpoints/original", runtime)
+    assert clean.hf_device_map["lm_head"] == "disk"  # the check below reads it from the file
+    with pytest.raises(InputError, match="tensor 'lm_head.weight' holds NaN or Inf"):
+        load_checkpoint(tmp_path / "m", runtime)
