@@ -156,17 +156,15 @@ def from_cache(checkpoint: Path, facts, cache: Path, runtime):
     """[layers + 1, n, d] residuals of `facts` read from the cache entry the `cache` stage wrote."""
     import torch
 
-    from forensics.cache import cache_key, cached, default_hooks
+    from forensics.cache import default_hooks, lookup
     from forensics.checkpoint import load_tokenizer, read_json
     from forensics.digest import checkpoint_digest
-    from forensics.formats import choice_context
-    from forensics.tokens import encode
+    from forensics.probing import feature_prompts
 
-    tok = load_tokenizer(checkpoint)
-    ids = [encode(tok, choice_context(f), "")[0] for f in facts]
     hooks = default_hooks(read_json(checkpoint / "config.json")["num_hidden_layers"])
-    key = cache_key(checkpoint_digest(checkpoint), ids, hooks, runtime.torch_dtype(checkpoint))
-    found = cached(cache / key, hooks, len(ids))
+    prompts = feature_prompts(facts, "choice")
+    dtype = runtime.torch_dtype(checkpoint)
+    found = lookup(cache, checkpoint_digest(checkpoint), load_tokenizer(checkpoint), prompts, hooks, dtype)
     if found is None:
         raise SystemExit(f"{checkpoint}: no cache entry (run the cache stage first)")
     return found.stack().to(torch.float32)

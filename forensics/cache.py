@@ -234,6 +234,14 @@ def _check_hooks(bridge, hooks: Sequence[str] | None) -> list[str]:
     return hooks
 
 
+def lookup(
+    cache_dir: Path, weights: str, tokenizer, prompts: Sequence[str], hooks: list[str], dtype: torch.dtype
+) -> Activations | None:
+    """What `extract` stored for these text prompts, found without a model (None when absent)."""
+    ids = _encode_prompts(tokenizer, prompts)
+    return cached(Path(cache_dir) / cache_key(weights, ids, hooks, dtype), hooks, len(ids))
+
+
 def cached(folder: Path, hooks: list[str], rows: int) -> Activations | None:
     """The finished extraction in `folder` (a cache directory / `cache_key(...)`), or None when there
     is none or it is corrupt (with a warning: it is then recomputed). Needs no model."""

@@ -106,9 +106,14 @@ def features(
     bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | None, weights: str
 ) -> torch.Tensor:
     """[layers + 1, n, d]: embedding and every block's residual at the final prompt position."""
-    prompt = letter_prompt if scorer.startswith("letter") else choice_context
-    acts = extract(bridge, [prompt(f) for f in facts], cache_dir=cache_dir, weights=weights)
+    acts = extract(bridge, feature_prompts(facts, scorer), cache_dir=cache_dir, weights=weights)
     return acts.stack()
+
+
+def feature_prompts(facts: Sequence[Fact], scorer: str) -> list[str]:
+    """The prompts whose final-position residuals are the probes' features (the scorer's prompt)."""
+    prompt = letter_prompt if scorer.startswith("letter") else choice_context
+    return [prompt(f) for f in facts]
 
 
 def lens_correct(bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | None, weights: str):

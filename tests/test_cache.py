@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from forensics.cache import EMBED, RESID, default_hooks, extract, extract_ids, stream_ids
+from forensics.cache import EMBED, RESID, default_hooks, extract, extract_ids, lookup, stream_ids
 from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.digest import checkpoint_digest
 from forensics.errors import InputError
@@ -85,6 +85,11 @@ def test_spilled_cache_equals_in_memory_and_is_reused(loaded, tmp_path):
     # another hook set or other prompts are another key
     other = extract(bridge, prompts[:3], cache_dir=tmp_path, weights=digest)
     assert other.forward_passes == 1
+    # found without a model: the tokenizer, the hooks and the dtype make the key
+    tok, hooks = bridge.tokenizer, memory.hooks
+    found = lookup(tmp_path, digest, tok, prompts, hooks, torch.float32)
+    assert found is not None and torch.equal(found.stack(), memory.stack())
+    assert lookup(tmp_path, digest, tok, prompts, hooks, torch.bfloat16) is None
 
 
 def test_bad_requests(loaded):
