@@ -26,12 +26,13 @@ from forensics.errors import InputError, warn
 from forensics.tokens import encode, pad_id
 
 RESID = "blocks.{}.hook_resid_post"
-EMBED = "hook_embed"
+# the residual stream entering block 0: the embeddings summed and scaled as the model does them
+EMBED = "blocks.0.hook_resid_pre"
 DONE = "done.json"
 
 
 def default_hooks(n_layers: int) -> list[str]:
-    """The embedding output, then the residual stream after every block."""
+    """The residual stream entering the first block (the embeddings), then after every block."""
     return [EMBED, *(RESID.format(layer) for layer in range(n_layers))]
 
 

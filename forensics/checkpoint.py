@@ -8,6 +8,7 @@ naming the file.
 from __future__ import annotations
 
 import atexit
+import copy
 import json
 import os
 import shutil
@@ -72,15 +73,33 @@ def check_dir(path: Path) -> None:
 
 
 def load_tokenizer(path: Path):
-    """The checkpoint's tokenizer, with a pad token (EOS when it defines none); never remote code."""
+    """The checkpoint's tokenizer as it declares it (tokenizer_config.json's `tokenizer_class`, which
+    AutoTokenizer would override with the model family's own class), with a pad token (EOS when it
+    defines none); never remote code."""
+    import transformers
+
+    declared = _declared_tokenizer_class(Path(path))
+    loader = getattr(transformers, declared, None) if declared else None
     try:
-        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+        tok = (loader or AutoTokenizer).from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=False
+        )
     except Exception as e:  # transformers raises many types for a tokenizer it cannot build
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InputError(f"{path}: cannot load the tokenizer ({first[:200]})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def _declared_tokenizer_class(path: Path) -> str | None:
+    config = path / "tokenizer_config.json"
+    if not config.exists():
+        return None
+    cls = read_json(config).get("tokenizer_class")
+    if cls is not None and not (isinstance(cls, str) and cls.isidentifier()):
+        raise InputError(f"{config}: 'tokenizer_class' must be a class name (got {cls!r})")
+    return cls
 
 
 def load_checkpoint(path: Path, runtime: Runtime = Runtime()):
@@ -229,13 +248,17 @@ def save_checkpoint(model, tokenizer, out: Path, metadata: dict) -> Path:
 
 
 def boot_bridge(path: Path, model=None, tokenizer=None, runtime: Runtime = Runtime()):
-    """A TransformerLens `TransformerBridge` over a checkpoint dir (reusing a loaded model if given,
-    where it is: the bridge leaves a pre-loaded model's placement alone)."""
+    """A TransformerLens `TransformerBridge` over a checkpoint dir, or over a copy of `model` where it
+    is (booting rewires the model it wraps: its parameters get the bridge's names, GPT-2's fused
+    QKV split ones; a model the caller still uses must stay as it is)."""
     from transformer_lens.model_bridge import TransformerBridge
 
     if model is None:
         model, tokenizer = load_checkpoint(path, runtime)
-    return TransformerBridge.boot_transformers(
+    else:
+        model = copy.deepcopy(model)
+    tokenizer = tokenizer or load_tokenizer(path)
+    bridge = TransformerBridge.boot_transformers(
         str(path),
         hf_model=model,
         tokenizer=tokenizer,
@@ -243,3 +266,11 @@ def boot_bridge(path: Path, model=None, tokenizer=None, runtime: Runtime = Runti
         dtype=next(model.parameters()).dtype,
         trust_remote_code=False,
     )
+    # the bridge reloads the tokenizer through AutoTokenizer with a BOS added, which can pick the
+    # family's class over the one the checkpoint declares (a Qwen2 model with its own BPE) or add a
+    # BOS the model never saw (GPT-2): prompts are encoded by the checkpoint's own tokenizer, as the
+    # scorers encode them. (The public setter would re-run that reload.)
+    bridge._tokenizer = tokenizer
+    if bridge.tokenizer is not tokenizer:
+        raise RuntimeError("TransformerBridge keeps its tokenizer elsewhere: update boot_bridge")
+    return bridge

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from forensics.arch import arch_of
 from forensics.attacks.relearn import RelearnSettings, derived_seed, run_one
 from forensics.cache import RESID, forward_until
 from forensics.checkpoint import boot_bridge, load_checkpoint
@@ -26,7 +27,6 @@ from forensics.probing import features, labels
 from forensics.runtime import Runtime, in_memory
 from forensics.scoring import score
 from forensics.weights import diff as weights_diff
-from forensics.weights import layer_index
 from probes.divergence import divergence
 from probes.linear import RidgeProbe
 
@@ -44,9 +44,10 @@ def revert(original, unlearned, tok, sets: Sets, scorer: str) -> list[dict]:
     `original`'s (HF models of one architecture; `unlearned` is restored afterwards)."""
     in_memory(unlearned, "reverting a layer")
     theirs = dict(original.named_parameters())
+    arch = arch_of(original.config)
     out = []
-    for layer in range(original.config.num_hidden_layers):
-        mine = {n: p for n, p in unlearned.named_parameters() if layer_index(n) == layer}
+    for layer in range(arch.n_layers):
+        mine = arch.block_params(unlearned, layer)
         saved = {n: p.detach().clone() for n, p in mine.items()}
         for n, p in mine.items():
             p.copy_(theirs[n])
@@ -88,7 +89,7 @@ def layer_rtt(
     out = []
     rotations = list(sets.rotations())[: settings.rotations]
     before = {v: score(model, tok, v_facts, settings.scorer).accuracy for v, _, v_facts in rotations}
-    for layer in range(model.config.num_hidden_layers):
+    for layer in range(arch_of(model.config).n_layers):
         per_v: dict[str, list[float]] = {v: [] for v, _, _ in rotations}
         correct = []
         for seed in settings.seeds:
@@ -121,11 +122,12 @@ def layer_rtt(
 
 
 def _layer_vectors(model) -> dict[int, torch.Tensor]:
-    groups: dict[int, list[torch.Tensor]] = {}
-    for n, p in model.named_parameters():
-        if (layer := layer_index(n)) is not None:
-            groups.setdefault(layer, []).append(p.detach().flatten())
-    return {layer: torch.cat(ps).double() for layer, ps in sorted(groups.items())}
+    """Each block's parameters, by their HF names, as one float64 vector."""
+    arch = arch_of(model.config)
+    return {
+        layer: torch.cat([p.detach().flatten() for p in arch.block_params(model, layer).values()]).double()
+        for layer in range(arch.n_layers)
+    }
 
 
 def rtt_dynamics(

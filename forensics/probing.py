@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from forensics.arch import arch_of
 from forensics.cache import default_hooks, extract, stream_ids
 from forensics.checkpoint import boot_bridge
 from forensics.digest import checkpoint_digest
@@ -27,7 +28,7 @@ from forensics.formats import choice_context, letter_prompt
 from forensics.runtime import Runtime, input_device
 from forensics.scoring import choice_plan, letter_token_ids, plan_table
 from forensics.verdict import bits
-from probes.lens import IGNORE, Readout, choice_lens, letter_lens
+from probes.lens import IGNORE, choice_lens, letter_lens
 from probes.linear import LogisticProbe, RidgeProbe, fit_batched, restricted_argmax
 from probes.selectivity import accuracy_with_ci, control_answers
 
@@ -55,34 +56,6 @@ class ProbeSettings:
 
 def layer_names(n_layers: int) -> list[str]:
     return ["embed", *map(str, range(n_layers))]
-
-
-def final_norm(model) -> torch.nn.Module:
-    """The final norm module of an HF causal LM (Llama/Qwen/Gemma `norm`, GPT-2 `ln_f`, NeoX
-    `final_layer_norm`)."""
-    base = model.base_model
-    norm = next((getattr(base, a) for a in ("norm", "ln_f", "final_layer_norm") if hasattr(base, a)), None)
-    if norm is None:
-        raise InputError(f"{type(model).__name__}: no final norm found (norm, ln_f or final_layer_norm)")
-    return norm
-
-
-def readout_of(model) -> Readout:
-    """The final norm and unembedding of an HF causal LM, as tensors for `probes.lens`."""
-    norm = final_norm(model)
-    name = type(norm).__name__
-    kind = (
-        "layer" if "LayerNorm" in name and "RMS" not in name else "rms_offset" if "Gemma" in name else "rms"
-    )
-    head = model.get_output_embeddings()
-    return Readout(
-        norm=kind,
-        weight=norm.weight.detach().cpu(),
-        bias=getattr(norm, "bias", None) if kind == "layer" else None,
-        eps=float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6))),
-        unembed=head.weight.detach().cpu(),
-        unembed_bias=None if getattr(head, "bias", None) is None else head.bias.detach().cpu(),
-    )
 
 
 def labels(facts: Sequence[Fact], scorer: str, answers: np.ndarray | None = None):
@@ -121,7 +94,7 @@ def lens_correct(bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | N
 
     Under `choice`, one-token choices are read from the cached final-position residuals (the
     scorer's own plan); longer choices' rows are streamed through the lens batch by batch."""
-    readout = readout_of(bridge.original_model)
+    readout = arch_of(bridge.original_model.config).readout(bridge.original_model)
     resid = features(bridge, facts, scorer, cache_dir, weights)
     answers = torch.tensor([f.answer for f in facts])
     if scorer.startswith("letter"):

@@ -14,19 +14,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from forensics.checkpoint import load_checkpoint, load_tokenizer, read_json, save_checkpoint
+from forensics.arch import arch_of, arch_of_checkpoint
+from forensics.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
 from forensics.executor import Executor
 from forensics.facts import Sets
 from forensics.formats import default_format
 from forensics.outdir import claim
-from forensics.probing import final_norm
+from forensics.pair import context_length
 from forensics.runtime import Runtime
 from forensics.study import run_study
 from forensics.study_config import world_study
 from forensics.train import TrainConfig, train
 from forensics.unlearn import ria
 from forensics.unlearn.run import streams
-from forensics.weights import layer_index
 from forensics.world import WorldConfig, build_world, load_world, train_world_model
 
 EXPECTED = {"exact": "erased", "exact_reseeded": "erased", "planted": "hidden", "output_only": "hidden"}
@@ -41,11 +41,11 @@ SUPPRESS = {
 def suppressed(original: Path, sets: Sets, scorer: str, out: Path, part: str, seed: int) -> Path:
     """The original fine-tuned on wrong answers (+ retain) in one part only: `block:N` or `output`."""
     model, tok = load_checkpoint(original)
+    arch = arch_of(model.config)
     if part == "output":
-        params = [*model.get_output_embeddings().parameters(), *final_norm(model).parameters()]
+        params = arch.output_params(model)
     else:
-        block = int(part.split(":")[1])
-        params = [p for n, p in model.named_parameters() if layer_index(n) == block]
+        params = list(arch.block_params(model, int(part.split(":")[1])).values())
     data = streams(sets, default_format(scorer))
     train(
         model,
@@ -68,15 +68,14 @@ def validation_models(
 ) -> tuple[dict[str, Path], int]:
     """The validation checkpoints of one world (built under `out` unless there) and the planted block."""
     original = world_dir / world["models"]["original"]["path"]
-    config = read_json(original / "config.json")
-    block = config["num_hidden_layers"] // 2
+    block = arch_of_checkpoint(original).n_layers // 2
     models = {"exact": world_dir / world["models"]["never_learned"]["path"]}
     reseeded = out / "exact_reseeded"
     if not (reseeded / "model.safetensors").exists():
         cfg = replace(WorldConfig.from_json(world["config"]), seed=world["config"]["seed"] + 1000)
         tok = load_tokenizer(original)
         facts = [*sets.near_retain, *sets.retain]
-        model, _ = train_world_model(cfg, tok, facts, config["max_position_embeddings"], "reseeded", progress)
+        model, _ = train_world_model(cfg, tok, facts, context_length(original), "reseeded", progress)
         save_checkpoint(model, tok, reseeded, {"made_by": "forensics validate", "seed": cfg.seed})
     models["exact_reseeded"] = reseeded
     for name, part in (("planted", f"block:{block}"), ("output_only", "output")):

@@ -9,50 +9,18 @@ values and stable rank of ΔW (from the Gram matrix of the smaller side, accumul
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 
+from forensics.arch import arch_of_checkpoint
 from forensics.checkpoint import check_dir, read_json, weight_files
 from forensics.errors import InputError
 
 TOP_K = 8
 BLOCK_BYTES = 16 << 20  # tensors above this are read in row blocks of about this size
-
-# (pattern on the parameter name, module kind); the layer index is the first `.N.` in the name
-KINDS = [
-    (r"(qkv_proj|c_attn|query_key_value|W_pack)\b", "attn_qkv"),
-    (r"(q_proj|query)\b", "attn_q"),
-    (r"(k_proj|key)\b", "attn_k"),
-    (r"(v_proj|value)\b", "attn_v"),
-    (r"(o_proj|attn\.c_proj|attention\.dense|out_proj)\b", "attn_o"),
-    (r"(gate_proj)\b", "mlp_gate"),
-    (r"(up_proj|c_fc|dense_h_to_4h|fc1|gate_up_proj)\b", "mlp_in"),
-    (r"(down_proj|mlp\.c_proj|dense_4h_to_h|fc2)\b", "mlp_out"),
-    (r"(norm|ln_\w+|layernorm)", "norm"),
-    (r"(embed_tokens|wte|wpe|embed_in|word_embeddings)\b", "embed"),
-    (r"(lm_head|embed_out)\b", "unembed"),
-]
-LAYER = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
-
-
-def layer_index(name: str) -> int | None:
-    """The transformer block a parameter belongs to (Llama/Qwen/Gemma/NeoX `layers.N`, GPT-2 `h.N`)."""
-    match = LAYER.search(name)
-    return int(match.group(1)) if match else None
-
-
-def module_of(name: str) -> tuple[int | None, str]:
-    """(layer index or None, module kind) of a parameter name in Llama, GPT-2, GPT-NeoX, Gemma or
-    Qwen naming; kind "other" for anything unrecognised."""
-    layer = layer_index(name)
-    for pattern, kind in KINDS:
-        if re.search(pattern, name):
-            return layer, kind
-    return layer, "other"
 
 
 def tensor_index(path: Path) -> dict[str, Path]:
@@ -198,10 +166,11 @@ def group(tensors: list[dict]) -> dict:
 def diff(original: Path, unlearned: Path) -> dict:
     """The streaming diff of two checkpoints of one architecture: per tensor and grouped."""
     ia, ib = check_pair(original, unlearned)
+    arch = arch_of_checkpoint(original)
     tensors = []
     for name in ia:
         stats, shape = stream_stats(name, (ia[name], ib[name]))
-        layer, kind = module_of(name)
+        layer, kind = arch.kind_of(name)
         tensors.append({"name": name, "layer": layer, "kind": kind, "shape": shape, **stats})
     return {
         "original": str(original),
@@ -220,9 +189,10 @@ def full_load_diff(original: Path, unlearned: Path) -> dict:
         a.update(load_file(f))
     for f in weight_files(unlearned):
         b.update(load_file(f))
+    arch = arch_of_checkpoint(original)
     tensors = []
     for name, W in a.items():
-        layer, kind = module_of(name)
+        layer, kind = arch.kind_of(name)
         tensors.append({"name": name, "layer": layer, "kind": kind, "shape": list(W.shape)})
         tensors[-1].update(tensor_stats(W, b[name]))
     return {"tensors": tensors, "layers": group(tensors)}

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+from forensics.arch import tiny_config
 from forensics.checkpoint import read_json, save_checkpoint, write_json
 from forensics.errors import InputError
 from forensics.executor import Executor, Job
@@ -95,6 +96,7 @@ class WorldConfig:
     batch_size: int = 64
     eval_every: int = 5
     seed: int = 0
+    model_type: str = "llama"  # the HF family of the world's models (llama, gpt2, gpt_neox, qwen2, ...)
     facts_dir: str | None = None  # a paper-layout folder instead of generated facts
     forget: tuple[str, ...] = ()  # with facts_dir: split names
     retain: tuple[str, ...] = ()
@@ -215,23 +217,19 @@ def build_tokenizer(texts: list[str], vocab_size: int, n_letters: int = 4) -> Pr
     )
 
 
-def build_model(cfg: WorldConfig, tokenizer, n_positions: int) -> LlamaForCausalLM:
-    """A small Llama-style model, initialised from the config's seed."""
+def build_model(cfg: WorldConfig, tokenizer, n_positions: int):
+    """A small model of the config's HF family (`model_type`), initialised from the config's seed."""
     torch.manual_seed(cfg.seed)
-    config = LlamaConfig(
+    config = tiny_config(
+        cfg.model_type,
         vocab_size=len(tokenizer),
-        hidden_size=cfg.d_model,
-        intermediate_size=4 * cfg.d_model,
-        num_hidden_layers=cfg.layers,
-        num_attention_heads=cfg.heads,
-        num_key_value_heads=cfg.heads,
-        max_position_embeddings=n_positions,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        d_model=cfg.d_model,
+        layers=cfg.layers,
+        heads=cfg.heads,
+        n_positions=n_positions,
+        special={k: getattr(tokenizer, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")},
     )
-    return LlamaForCausalLM(config)
+    return AutoModelForCausalLM.from_config(config)
 
 
 def train_world_model(
@@ -242,7 +240,7 @@ def train_world_model(
     name: str,
     progress: bool,
     runtime: Runtime = Runtime(),
-) -> tuple[LlamaForCausalLM, list[dict]]:
+) -> tuple[torch.nn.Module, list[dict]]:
     """Train a fresh model on `facts` in the scorer's format plus their corpus statements.
 
     Stops early once every trained fact is answered correctly, or, above 0.95, when two checks in a

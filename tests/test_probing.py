@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from forensics.arch import arch_of
 from forensics.checkpoint import boot_bridge, read_json
 from forensics.cli import main
-from forensics.probing import ProbeSettings, labels, lens_correct, probe_models, readout_of
+from forensics.probing import ProbeSettings, labels, lens_correct, probe_models
 from forensics.scoring import score
 from forensics.world import load_world
 from probes.lens import IGNORE, Readout, choice_lens
@@ -51,7 +52,7 @@ def test_last_layer_lens_equals_the_models_accuracy(micro_world, scorer):
     lens = lens_correct(bridge, facts, scorer, None, "x")
     own = score(bridge.original_model, bridge.tokenizer, facts, scorer)
     assert lens[-1].tolist() == own.correct.tolist()
-    assert readout_of(bridge.original_model).norm == "rms"
+    assert arch_of(bridge.original_model.config).norm == "rms"
 
 
 def test_labels_under_each_scorer(micro_world):

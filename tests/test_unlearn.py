@@ -3,13 +3,13 @@
 import pytest
 import torch
 
+from forensics.arch import arch_of_checkpoint
 from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.cli import main
 from forensics.errors import InputError
 from forensics.scoring import score
 from forensics.unlearn import METHODS
 from forensics.unlearn.run import UnlearnSettings, unlearn
-from forensics.weights import layer_index
 from forensics.world import load_world
 
 FAST = {
@@ -73,7 +73,8 @@ def test_rmu_changes_only_its_layers(micro_world, unlearned):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed, "RMU changed nothing"
     # layer ℓ = 1 updates layers max(0, ℓ-2)..ℓ = 0..1; embeddings, final norm, unembedding untouched
-    assert all(layer_index(k) in (0, 1) for k in changed)
+    layer_of = arch_of_checkpoint(path).layer_of
+    assert all(layer_of(k) in (0, 1) for k in changed)
     for k in ("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"):
         assert torch.equal(before[k], after[k])
 
@@ -84,7 +85,8 @@ def test_rmu_layer_zero_touches_only_layer_zero(micro_world, tmp_path):
     unlearn("rmu", micro_world / "checkpoints/original", sets, tmp_path / "rmu0", settings, progress=False)
     before = load_checkpoint(micro_world / "checkpoints/original")[0].state_dict()
     after = load_checkpoint(tmp_path / "rmu0")[0].state_dict()
-    assert {layer_index(k) for k in before if not torch.equal(before[k], after[k])} == {0}
+    layer_of = arch_of_checkpoint(tmp_path / "rmu0").layer_of
+    assert {layer_of(k) for k in before if not torch.equal(before[k], after[k])} == {0}
 
 
 def test_resume_does_not_redo(micro_world, unlearned):

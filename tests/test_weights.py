@@ -9,11 +9,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from forensics import weights
+from forensics.arch import arch_of, tiny_config
 from forensics.attacks.relearn import RelearnSettings
 from forensics.checkpoint import boot_bridge, load_checkpoint, read_json, save_checkpoint
 from forensics.cli import main
+from forensics.errors import InputError
 from forensics.localize import activations_section, localize_section, patch, revert
-from forensics.weights import changed_layers, diff, full_load_diff, module_of
+from forensics.weights import changed_layers, diff, full_load_diff
 from forensics.world import load_world
 
 STATS = ("fro", "w_norm", "rel", "max_abs", "frac_changed", "stable_rank")
@@ -68,19 +70,45 @@ def test_singular_values_and_stable_rank_by_hand():
     assert stats["max_abs"] == pytest.approx(8.0) and stats["rel"] == math.inf
 
 
-def test_module_names_of_common_architectures():
-    assert module_of("model.layers.3.self_attn.q_proj.weight") == (3, "attn_q")
-    assert module_of("model.layers.0.mlp.down_proj.weight") == (0, "mlp_out")
-    assert module_of("transformer.h.2.attn.c_attn.weight") == (2, "attn_qkv")
-    assert module_of("transformer.h.2.attn.c_proj.weight") == (2, "attn_o")
-    assert module_of("transformer.h.2.mlp.c_fc.weight") == (2, "mlp_in")
-    assert module_of("gpt_neox.layers.1.attention.query_key_value.weight") == (1, "attn_qkv")
-    assert module_of("gpt_neox.layers.1.mlp.dense_4h_to_h.weight") == (1, "mlp_out")
-    assert module_of("gpt_neox.embed_in.weight") == (None, "embed")
-    assert module_of("embed_out.weight") == (None, "unembed")
-    assert module_of("model.layers.4.post_feedforward_layernorm.weight") == (4, "norm")
-    assert module_of("transformer.wte.weight") == (None, "embed")
-    assert module_of("lm_head.weight") == (None, "unembed")
+def _arch(model_type):
+    return arch_of(
+        tiny_config(model_type, vocab_size=64, d_model=16, layers=3, heads=2, n_positions=32, special={})
+    )
+
+
+def test_module_kinds_come_from_each_architectures_layout():
+    llama, gpt2, neox, phi = _arch("llama"), _arch("gpt2"), _arch("gpt_neox"), _arch("phi")
+    assert llama.kind_of("model.layers.2.self_attn.q_proj.weight") == (2, "attn_q")
+    assert llama.kind_of("model.layers.0.mlp.down_proj.weight") == (0, "mlp_out")
+    assert llama.kind_of("model.norm.weight") == (None, "norm")
+    # under peft's prefix (a LoRA attack's parameter names)
+    assert llama.kind_of("base_model.model.model.layers.1.mlp.up_proj.lora_A.default.weight") == (1, "mlp_in")
+    assert gpt2.kind_of("transformer.h.2.attn.c_attn.weight") == (2, "attn_qkv")
+    assert gpt2.kind_of("transformer.h.2.attn.c_proj.weight") == (2, "attn_o")
+    assert gpt2.kind_of("transformer.h.2.mlp.c_proj.weight") == (2, "mlp_out")
+    assert gpt2.kind_of("h.1.mlp.c_fc.weight") == (1, "mlp_in")  # the hub's GPT-2 stores no prefix
+    assert gpt2.kind_of("transformer.wpe.weight") == (None, "embed")
+    assert neox.kind_of("gpt_neox.layers.1.attention.query_key_value.weight") == (1, "attn_qkv")
+    assert neox.kind_of("embed_out.weight") == (None, "unembed")  # stored name, renamed on load
+    assert phi.kind_of("model.layers.0.self_attn.dense.weight") == (0, "attn_o")
+    assert phi.kind_of("model.final_layernorm.bias") == (None, "norm")
+    assert _arch("gemma2").kind_of("model.layers.1.post_feedforward_layernorm.weight") == (1, "norm")
+    assert (_arch("gemma").norm, _arch("gemma2").logit_softcap, phi.norm) == ("rms_offset", 30.0, "layer")
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"model_type": "nonsense"}, r"model_type 'nonsense' is not known to transformers"),
+        ({"model_type": "t5"}, r"model_type 't5' has no causal-LM class"),
+        ({"model_type": "xlnet"}, r"XLNetLMHeadModel is not supported"),
+        ({"hidden_size": 8}, r"no 'model_type'"),
+    ],
+)
+def test_an_unknown_architecture_is_refused_in_one_line(config, message):
+    with pytest.raises(InputError, match=message) as e:
+        arch_of(config, "m/config.json")
+    assert str(e.value).startswith("m/config.json: ") and "\n" not in str(e.value)
 
 
 def test_planted_edit_is_localized_by_diff_revert_and_patch(micro_world, planted):

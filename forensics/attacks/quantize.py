@@ -1,4 +1,4 @@
-"""Quantization attack: round every linear weight to int8/int4 per output channel, then re-score.
+"""Quantization attack: round every matrix-multiply weight to int8/int4 per output channel, then re-score.
 
 Round-to-nearest, symmetric, one scale per output row; the weights are dequantized back to float so
 the same scorer runs. The original is quantized too, so a drop caused by rounding itself shows.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from forensics.arch import arch_of
 from forensics.checkpoint import load_checkpoint
 from forensics.errors import InputError, warn
 from forensics.facts import Sets
@@ -42,13 +43,15 @@ def rtn(weight: torch.Tensor, bits: int) -> torch.Tensor:
 
 @torch.no_grad()
 def quantize_(model: torch.nn.Module, bits: int) -> int:
-    """Quantize every nn.Linear weight of `model` in place; returns how many were quantized."""
-    count = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear):
-            module.weight.copy_(rtn(module.weight, bits))
-            count += 1
-    return count
+    """Quantize the weight of every matrix multiply in the blocks and the unembedding in place
+    (GPT-2's Conv1D stores [in, out]: its output channels are columns); returns how many."""
+    from transformers.pytorch_utils import Conv1D
+
+    layers = arch_of(model.config).quantizable(model)
+    for _, module in layers:
+        w = module.weight
+        w.copy_(rtn(w.T, bits).T if isinstance(module, Conv1D) else rtn(w, bits))
+    return len(layers)
 
 
 def _has_bitsandbytes() -> bool:

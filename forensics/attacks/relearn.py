@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from forensics.arch import arch_of
 from forensics.checkpoint import cached_checkpoint, read_json, release_cached, write_json
 from forensics.digest import checkpoint_digest, facts_digest, key
 from forensics.errors import InputError, warn
@@ -30,7 +31,6 @@ from forensics.runtime import Runtime, in_memory
 from forensics.scoring import SCORERS, score
 from forensics.train import TrainConfig, train
 from forensics.verdict import bits
-from forensics.weights import layer_index
 
 REFERENCE, CONTROL = "original", "never_learned"
 RTT_METHODS = ("full", "lora")
@@ -139,8 +139,9 @@ def run_one(
     with attackable(model, settings, seed) as attacked:
         params = [p for p in attacked.parameters() if p.requires_grad]
         if layer is not None:
+            arch = arch_of(model.config)
             params = [
-                p for n, p in attacked.named_parameters() if p.requires_grad and layer_index(n) == layer
+                p for n, p in attacked.named_parameters() if p.requires_grad and arch.layer_of(n) == layer
             ]
         train(
             attacked,

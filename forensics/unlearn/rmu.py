@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from forensics.arch import arch_of
 from forensics.errors import InputError
-from forensics.weights import layer_index
 
 GRID = [{"lr": lr, "layer": None, "c": 3.0, "alpha": alpha} for lr in (3e-3, 1e-2) for alpha in (1.0, 10.0)]
 DEMO = {
@@ -34,15 +34,13 @@ def resolve(params: dict, n_layers: int) -> dict:
 def trainable(model: torch.nn.Module, params: dict) -> list[torch.nn.Parameter]:
     """The parameters of layers ℓ-2..ℓ; every other parameter stays bit-for-bit the original's."""
     lo, hi = max(0, params["layer"] - 2), params["layer"]
-    return [
-        p for name, p in model.named_parameters() if (i := layer_index(name)) is not None and lo <= i <= hi
-    ]
+    arch = arch_of(model.config)
+    return [p for i in range(lo, hi + 1) for p in arch.block_params(model, i).values()]
 
 
 def hidden(model: torch.nn.Module, batch: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
     """Residual stream after block `layer`, [batch, tokens, d_model]."""
-    out = model(batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
-    return out.hidden_states[layer + 1]
+    return arch_of(model.config).block_output(model, layer, batch["input_ids"], batch["attention_mask"])[0]
 
 
 def _masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -15,11 +15,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from forensics.arch import arch_of_checkpoint
 from forensics.checkpoint import (
     METADATA,
     check_dir,
     load_checkpoint,
-    read_json,
     read_metadata,
     save_checkpoint,
     write_json,
@@ -131,7 +131,7 @@ def unlearn(
     check_context(
         original, [*sets.forget_facts(), *sets.retain], settings.scorer, default_format(settings.scorer)
     )
-    grid = grid_for(name, settings, read_json(Path(original) / "config.json")["num_hidden_layers"])
+    grid = grid_for(name, settings, arch_of_checkpoint(original).n_layers)
     request = _request(name, original, sets, settings, grid, runtime)
     done = read_metadata(out) if Path(out).exists() else {}
     if done.get("request") == request and (Path(out) / "model.safetensors").exists():

@@ -1,0 +1,136 @@
+"""Every common HF family end to end: a tiny random-init model of each, trained for a few seconds on
+the micro world's facts, through the cache, the logit lens, `unlearn`, `diff` and a study with every
+lens. The layout each family gets comes from `forensics.arch` (the TransformerLens adapters)."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from forensics.arch import arch_of, arch_of_checkpoint
+from forensics.cache import default_hooks, extract
+from forensics.checkpoint import boot_bridge, load_checkpoint, load_tokenizer, read_json, save_checkpoint
+from forensics.cli import main
+from forensics.pair import context_length
+from forensics.probing import feature_prompts, lens_correct
+from forensics.scoring import score
+from forensics.tokens import collate, encode, pad_id
+from forensics.world import load_world, train_world_model
+from tests.conftest import micro_config
+
+FAMILIES = ["gpt2", "gpt_neox", "qwen2", "qwen3", "gemma", "gemma2", "mistral", "phi", "olmo", "llama"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request, micro_world, tmp_path_factory):
+    """(root, model_type): `root/original` a model of the family trained briefly on the micro
+    world's facts (with the micro world's tokenizer), `root/facts.jsonl` those facts."""
+    model_type = request.param
+    root = tmp_path_factory.mktemp(model_type)
+    world, sets = load_world(micro_world)
+    source = micro_world / "checkpoints/original"
+    tok = load_tokenizer(source)
+    cfg = replace(micro_config(), model_type=model_type, epochs=15, eval_every=15)
+    facts = [*sets.forget_facts(), *sets.near_retain, *sets.retain]
+    model, _ = train_world_model(cfg, tok, facts, context_length(source), model_type, False)
+    save_checkpoint(model, tok, root / "original", {"made_by": "test", "family": model_type})
+    (root / "facts.jsonl").write_bytes((micro_world / "facts.jsonl").read_bytes())
+    (root / "sets.json").write_text(json.dumps(world["sets"]))
+    return root, model_type
+
+
+def test_layout_is_the_adapters(family):
+    root, model_type = family
+    arch = arch_of_checkpoint(root / "original")
+    model, _ = load_checkpoint(root / "original")
+    assert arch.n_layers == 2 and len(arch.block(model, 0).__class__.__mro__) > 1
+    kinds = {arch.kind_of(n) for n, _ in model.named_parameters()}
+    assert (None, "embed") in kinds and (None, "unembed") in kinds  # (OLMo's final norm has no weights)
+    assert {k for layer, k in kinds if layer == 1} >= {"attn_o", "mlp_out"}
+    assert not any(k == "other" for _, k in kinds), sorted(kinds)
+    params = {n for layer in range(2) for n in arch.block_params(model, layer)}
+    assert params == {n for n, _ in model.named_parameters() if arch.layer_of(n) is not None}
+    assert (
+        len(arch.quantizable(model))
+        == 2 * len([k for layer, k in kinds if layer == 0 and k.startswith(("attn_", "mlp_"))]) + 1
+    )
+
+
+def test_cache_equals_the_models_own_residuals(family, micro_world):
+    """The cached final-position residual of every block equals the HF block's output, the
+    embedding layer HF's first hidden state (GPT-2: token + position embedding)."""
+    root, _ = family
+    model, tok = load_checkpoint(root / "original")
+    arch = arch_of(model.config)
+    _, sets = load_world(micro_world)
+    prompts = feature_prompts(sets.forget_facts()[:12], "choice")
+    acts = extract(boot_bridge(root / "original", model, tok), prompts, batch_size=5)
+    batch = collate([encode(tok, p, "") for p in prompts], pad_id(tok))
+    last = batch["attention_mask"].sum(1) - 1
+    rows = torch.arange(len(prompts))
+    hooks = default_hooks(arch.n_layers)
+    with torch.no_grad():
+        out = model(batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+        torch.testing.assert_close(acts[hooks[0]], out.hidden_states[0][rows, last], atol=1e-5, rtol=1e-4)
+        for layer in range(arch.n_layers):
+            mine, _ = arch.block_output(model, layer, batch["input_ids"], batch["attention_mask"])
+            torch.testing.assert_close(acts[hooks[layer + 1]], mine[rows, last], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("scorer", ["choice", "letter"])
+def test_last_layer_lens_equals_the_models_accuracy(family, micro_world, scorer):
+    root, _ = family
+    _, sets = load_world(micro_world)
+    model, tok = load_checkpoint(root / "original")
+    facts = [*sets.forget_facts(), *sets.retain]
+    lens = lens_correct(boot_bridge(root / "original", model, tok), facts, scorer, None, "x")
+    own = score(model, tok, facts, scorer)
+    assert lens[-1].tolist() == own.correct.tolist()
+
+
+def test_every_command_and_lens(family, micro_world):
+    root, model_type = family
+    sets = read_json(root / "sets.json")
+    splits = ",".join(sets["forget"])
+    args = ["--original", str(root / "original"), "--facts", str(root / "facts.jsonl")]
+    args += ["--forget", splits, "--retain", ",".join(sets["retain"]), "--quiet"]
+    assert main(["unlearn", "--method", "gd", *args, "--out", str(root / "u"), "--steps", "10"]) == 0
+    assert read_json(root / "u/checkpoints/gd/config.json")["model_type"] == model_type
+    assert (
+        main(
+            ["diff", str(root / "original"), str(root / "u/checkpoints/gd"), "--out", str(root / "diff.json")]
+        )
+        == 0
+    )
+    diff = read_json(root / "diff.json")
+    assert {t["kind"] for t in diff["tensors"]} - {"other"} and not any(
+        t["kind"] == "other" for t in diff["tensors"]
+    )
+    (root / "s.toml").write_text(
+        f"""out = "study"
+seeds = [0]
+[models]
+original = "original"
+[models.unlearned]
+gd = "u/checkpoints/gd"
+[facts]
+path = "facts.jsonl"
+forget = {json.dumps(sets["forget"])}
+retain = {json.dumps(sets["retain"])}
+[lenses]
+run = ["accuracy", "relearn", "quantize", "ablate", "probes", "weights", "activations", "localize"]
+[lenses.relearn]
+lrs = [1e-3]
+epochs = 1
+[lenses.probes]
+max_iter = 30
+[lenses.localize]
+lrs = [1e-3]
+epochs = 1
+"""
+    )
+    assert main(["study", str(root / "s.toml"), "--quiet"]) == 0
+    results = read_json(root / "study/results.json")
+    assert set(results) >= {"accuracy", "relearn", "quantize", "ablate", "probes", "weights", "activations"}
+    assert set(results["localize"]) == {"gd"} and results["summary"]
