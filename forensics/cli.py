@@ -81,6 +81,16 @@ def _executor(a: argparse.Namespace):
     return Executor(a.executor, a.ray_address, a.workers)
 
 
+FACTS_HELP = "a paper-layout folder, a fact file (JSONL, parquet, TOFU JSON) or a folder of them"
+
+
+def _partition_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--partition", type=_positive_int, help="deal every split into N parts ({split}_0 … {split}_N-1)"
+    )
+    p.add_argument("--facts-seed", type=int, default=0, help="the partition's and TOFU's choice order")
+
+
 def _world_args(p: argparse.ArgumentParser) -> None:
     from forensics.world import WorldConfig
 
@@ -313,7 +323,7 @@ def cmd_score(a: argparse.Namespace) -> None:
     if a.scorer not in SCORERS:
         raise InputError(f"--scorer {a.scorer}: choose {', '.join(SCORERS)}")
 
-    facts = load_facts(Path(a.facts))
+    facts = load_facts(Path(a.facts), a.partition, a.facts_seed)
     names = list(a.splits) or facts.names()
     for name in names:
         if name not in facts.splits:
@@ -338,7 +348,8 @@ def _unlearn_sets(a: argparse.Namespace):
         return Path(a.world) / world["models"]["original"]["path"], sets, Path(a.world), world["scorer"]
     if not (a.original and a.facts and a.forget and a.retain and a.out):
         raise InputError("give --world DIR, or --original, --facts, --forget, --retain and --out")
-    sets = select(load_facts(Path(a.facts)), a.forget, a.retain, a.near_retain, a.drop_duplicates)
+    facts = load_facts(Path(a.facts), a.partition, a.facts_seed)
+    sets = select(facts, a.forget, a.retain, a.near_retain, a.drop_duplicates)
     return Path(a.original), sets, Path(a.out), a.scorer
 
 
@@ -660,7 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_world)
     s = sub.add_parser("score", help="multiple-choice accuracy of a checkpoint, per split")
     s.add_argument("checkpoint", help="an HF causal-LM directory (safetensors)")
-    s.add_argument("--facts", required=True, help="a paper-layout folder or a generic JSONL file")
+    s.add_argument("--facts", required=True, help=FACTS_HELP)
+    _partition_args(s)
     s.add_argument("--splits", type=_split_list, default=(), help="comma-separated (default: all)")
     s.add_argument("--scorer", default="choice", help="choice, letter or letter_calibrated")
     s.add_argument("--batch-size", type=_positive_int, default=64)
@@ -670,7 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--method", required=True, help="ga, gd, ria, rmu, npo or all")
     u.add_argument("--world", help="a world directory (from `forensics world`)")
     u.add_argument("--original", help="instead of --world: the original checkpoint")
-    u.add_argument("--facts", help="with --original: a paper-layout folder or generic JSONL")
+    u.add_argument("--facts", help=f"with --original: {FACTS_HELP}")
+    _partition_args(u)
     u.add_argument("--forget", type=_split_list, default=(), help="comma-separated forget splits")
     u.add_argument("--retain", type=_split_list, default=(), help="comma-separated retain splits")
     u.add_argument("--near-retain", type=_split_list, default=(), help="comma-separated splits")

@@ -15,7 +15,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from forensics import fact_files
 from forensics.errors import InputError
+from forensics.fact_files import SUFFIXES, read_json_lines, read_records, split_name
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -92,25 +94,6 @@ def write_jsonl(facts: Sequence[Fact], path: Path) -> None:
     )
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise InputError(f"{path}: cannot read: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{number}: malformed JSON line ({e.msg})") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{path}:{number}: malformed line (expected a JSON object)")
-        yield number, record
-
-
 def _str_list(record: dict, key: str, where: str) -> tuple[str, ...]:
     value = record.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -165,20 +148,21 @@ def _parse_question(record: dict, split: str, where: str) -> Fact:
     )
 
 
-def load_jsonl(paths: Path | Sequence[Path]) -> FactSet:
-    """Load generic JSONL files; a line's `split` field names its split, else the file's stem does."""
+def load_jsonl(paths: Path | Sequence[Path], seed: int = 0) -> FactSet:
+    """Load fact files (generic or lm-eval-style JSONL, parquet, TOFU JSON; see `fact_files`); a
+    record's `split` field names its split, else the file's name does."""
     paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     splits: dict[str, list[Fact]] = {}
     for path in paths:
         before = sum(map(len, splits.values()))
-        for number, record in _read_jsonl(path):
-            split = record.get("split", path.stem)
+        for where, record in read_records(path, seed):
+            split = record.get("split", split_name(path))
             if not isinstance(split, str) or not split:
-                raise InputError(f"{path}:{number}: 'split' must be a non-empty string")
-            _check_unicode(split, f"{path}:{number}")
-            splits.setdefault(split, []).append(_parse_question(record, split, f"{path}:{number}"))
+                raise InputError(f"{where}: 'split' must be a non-empty string")
+            _check_unicode(split, where)
+            splits.setdefault(split, []).append(_parse_question(record, split, where))
         if sum(map(len, splits.values())) == before:
-            raise InputError(f"{path}: split '{path.stem}' is empty (no questions)")
+            raise InputError(f"{path}: split '{split_name(path)}' is empty (no questions)")
     return FactSet({n: tuple(f) for n, f in splits.items()})
 
 
@@ -264,14 +248,14 @@ def _attach_corpus(facts: list[Fact], paths: list[Path], kind: str) -> tuple[lis
     unmatched: list[str] = []
     hint = 0
     for path in paths:
-        for number, record in _read_jsonl(path):
+        for where, record in read_json_lines(path):
             text = record.get("text")
             if not isinstance(text, str):
-                raise InputError(f"{path}:{number}: malformed line (missing 'text')")
-            _check_unicode(text, f"{path}:{number}")
+                raise InputError(f"{where}: malformed line (missing 'text')")
+            _check_unicode(text, where)
             i = _match(record, text, facts, words, by_answer, hint)
             if i < 0:
-                unmatched.append(f"{path}:{number}")
+                unmatched.append(where)
                 continue
             found[i].append(text)
             hint = i
@@ -290,7 +274,7 @@ def load_paper_dir(root: Path) -> FactSet:
         raise InputError(f"{root}: no split_N.jsonl files (not the paper's data layout)")
     facts: list[Fact] = []
     for path in files:
-        split = [_parse_question(r, path.stem, f"{path}:{n}") for n, r in _read_jsonl(path)]
+        split = [_parse_question(r, path.stem, where) for where, r in read_json_lines(path)]
         if not split:
             raise InputError(f"{path}: split '{path.stem}' is empty")
         facts += split
@@ -309,14 +293,26 @@ def load_paper_dir(root: Path) -> FactSet:
     return FactSet({n: tuple(f) for n, f in splits.items()}, unmatched=tuple(unmatched))
 
 
-def load_facts(path: Path) -> FactSet:
-    """Load a paper-layout folder or a generic JSONL file, whichever `path` is."""
+def load_facts(path: Path, partition: int | None = None, seed: int = 0) -> FactSet:
+    """Load a paper-layout folder, a folder of fact files (one split per file) or one fact file,
+    whichever `path` is; with `partition`, every split is dealt into that many parts in an order drawn
+    from `seed` (`{split}_{i}`)."""
     path = Path(path)
-    if path.is_dir():
-        return load_paper_dir(path)
-    if not path.exists():
+    if path.is_dir() and any(path.glob("split_*.jsonl")):
+        facts = load_paper_dir(path)
+    elif path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
+        if not files:
+            raise InputError(f"{path}: no fact files ({', '.join(SUFFIXES)}) and no split_N.jsonl")
+        facts = load_jsonl(files, seed)
+    elif not path.exists():
         raise InputError(f"{path}: no such file or directory")
-    return load_jsonl(path)
+    else:
+        facts = load_jsonl(path, seed)
+    if partition is None:
+        return facts
+    parts = fact_files.partition({n: list(f) for n, f in facts.splits.items()}, partition, seed)
+    return FactSet({n: tuple(f) for n, f in parts.items()}, unmatched=facts.unmatched)
 
 
 def select(

@@ -77,7 +77,13 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     from forensics.probing import probe_models
     from forensics.scoring import accuracy_table
 
-    sets = select(load_facts(cfg.facts), cfg.forget, cfg.retain, cfg.near_retain, cfg.drop_duplicates)
+    sets = select(
+        load_facts(cfg.facts, cfg.partition, cfg.facts_seed),
+        cfg.forget,
+        cfg.retain,
+        cfg.near_retain,
+        cfg.drop_duplicates,
+    )
     models, unlearned = cfg.models(), cfg.unlearned
     # the control goes through every lens beside the methods (DESIGN §9)
     others = {n: p for n, p in models.items() if n != REFERENCE}

@@ -67,6 +67,8 @@ class StudyConfig:
     never_learned: Path | None = None
     near_retain: tuple[str, ...] = ()
     drop_duplicates: bool = False
+    partition: int | None = None  # deal every split into this many parts (one benchmark file → RTT splits)
+    facts_seed: int = 0  # the partition's and TOFU's choice order
     scorer: str = "choice"
     seeds: tuple[int, ...] | None = None  # RTT, layer RTT and probes; None: the grid's (full 3, demo 1)
     lenses: tuple[str, ...] = LENSES
@@ -178,7 +180,7 @@ TOP = (
     "verdict",
 )
 MODELS = ("original", "never_learned", "unlearned")
-FACTS = ("path", "forget", "retain", "near_retain", "drop_duplicates")
+FACTS = ("path", "forget", "retain", "near_retain", "drop_duplicates", "partition", "seed")
 LENS_TABLES = ("relearn", "localize", "probes", "quantize")
 
 
@@ -259,6 +261,8 @@ def load_config(path: Path) -> StudyConfig:
         retain=typed(need(facts, "retain", "[facts]"), tuple[str, ...], "[facts] 'retain'"),
         near_retain=typed(facts.get("near_retain", []), tuple[str, ...], "[facts] 'near_retain'"),
         drop_duplicates=typed(facts.get("drop_duplicates", False), bool, "[facts] 'drop_duplicates'"),
+        partition=typed(facts["partition"], int, "[facts] 'partition'") if "partition" in facts else None,
+        facts_seed=typed(facts.get("seed", 0), int, "[facts] 'seed'"),
         scorer=typed(raw.get("scorer", "choice"), str, "'scorer'"),
         seeds=(
             typed(raw["seeds"], tuple[int, ...], "'seeds'")
