@@ -344,5 +344,9 @@ def tiny_config(
         )
     except ValueError:
         raise InputError(f"model_type {model_type!r} is not known to transformers") from None
+    except (NotImplementedError, TypeError, AttributeError) as e:  # a config that refuses these sizes
+        raise InputError(
+            f"model_type {model_type!r}: no small config of it ({str(e).splitlines()[0][:100]})"
+        ) from None
     arch_of(config, f"model_type {model_type!r}")
     return config

@@ -124,6 +124,11 @@ def _world_args(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group("models")
     g.add_argument("--scorer", default=d.scorer, help="choice, letter or letter_calibrated")
+    g.add_argument(
+        "--model-type",
+        default=d.model_type,
+        help="the models' HF family: llama, gpt2, gpt_neox, qwen2, gemma, …",
+    )
     g.add_argument("--layers", type=int, default=d.layers)
     g.add_argument("--d-model", type=int, default=d.d_model)
     g.add_argument("--heads", type=int, default=d.heads)
@@ -213,7 +218,7 @@ def gate(results: dict, fail_on: str | None) -> int:
     if fail_on is None:
         return 0
     verdicts = [r["verdict"] for r in results["summary"].values()]
-    if any(v.startswith(("hidden", "not unlearned")) for v in verdicts):
+    if any(v.startswith(("hidden", "not unlearned", "unlearning did not succeed")) for v in verdicts):
         return FAIL_HIDDEN
     if fail_on == "inconclusive" and any(v.startswith("inconclusive") for v in verdicts):
         return FAIL_INCONCLUSIVE
@@ -369,6 +374,8 @@ def cmd_unlearn(a: argparse.Namespace) -> None:
         steps=a.steps,
         rmu_layer=a.rmu_layer,
         lrs=a.lr,
+        forget_margin=a.forget_margin,
+        budget=a.budget,
     )
     rows = []
     with claim(root, "unlearn", a.force):
@@ -383,13 +390,17 @@ def cmd_unlearn(a: argparse.Namespace) -> None:
                 {
                     "method": name,
                     **chosen["accuracy"],
-                    "retain_ok": chosen["retain_ok"],
-                    "chosen": ", ".join(f"{k}={v}" for k, v in chosen["params"].items()),
+                    "rule_met": chosen["met"],
+                    "chosen": ", ".join(f"{k}={v:g}" for k, v in chosen["params"].items()),
+                    "runs": meta["cost"]["runs"],
                     "seconds": round(time.perf_counter() - start, 1),
                 }
             )
     print(f"unlearned from {original} ({scorer} scorer); checkpoints in {root / 'checkpoints'}:")
-    print(format_table(rows, ["method", *meta["chosen"]["accuracy"], "retain_ok", "chosen", "seconds"]))
+    print(
+        format_table(rows, ["method", *meta["chosen"]["accuracy"], "rule_met", "chosen", "runs", "seconds"])
+    )
+    print(f"rule: {meta['rule']['text']}; a method that did not meet it is marked unlearning_failed")
 
 
 def _world_models(root: Path, names: tuple[str, ...]) -> dict[str, Path]:
@@ -694,6 +705,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-retain", type=float, default=unl.min_retain, help="retain floor, × the original's accuracy"
     )
     u.add_argument("--lr", type=_float_list, help="comma-separated learning rates (replace the grid's)")
+    u.add_argument(
+        "--forget-margin",
+        type=float,
+        default=unl.forget_margin,
+        help="the rule: forget accuracy at most chance + this",
+    )
+    u.add_argument(
+        "--budget", type=int, default=unl.budget, help="runs per method at most while no run meets the rule"
+    )
     u.add_argument("--steps", type=int, help="optimizer steps per run (default: each method's own)")
     u.add_argument("--rmu-layer", type=int, help="RMU's layer ℓ (default: the middle layer)")
     u.add_argument("--batch-size", type=_positive_int, default=unl.batch_size)

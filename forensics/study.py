@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
 from forensics.cache import enforce_cap
-from forensics.checkpoint import read_json, write_json
+from forensics.checkpoint import read_json, read_metadata, write_json
 from forensics.digest import checkpoint_digest, facts_digest
 from forensics.digest import key as digest_key
 from forensics.errors import InputError, warn
@@ -164,6 +164,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
             },
             "models": {name: str(path) for name, path in models.items()},
             "unlearned": list(unlearned),
+            "unlearning": unlearning_records(unlearned),
             **results,
             "timings": timings,
         }
@@ -172,6 +173,22 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
             results["control_action_map"] = action_map(results, CONTROL)
         write_json(results, out / "results.json")
     return results
+
+
+def unlearning_records(unlearned: Mapping[str, Path]) -> dict:
+    """Per unlearned checkpoint `forensics unlearn` made: whether its sweep met the rule, the rule,
+    the kept run's accuracy and the sweep's cost (checkpoints made elsewhere are not listed)."""
+    out = {}
+    for name, path in unlearned.items():
+        meta = read_metadata(path)
+        if meta.get("made_by") == "forensics unlearn" and "unlearning_failed" in meta:
+            out[name] = {
+                "failed": meta["unlearning_failed"],
+                "rule": meta["rule"]["text"],
+                "accuracy": meta["chosen"]["accuracy"],
+                "cost": meta["cost"],
+            }
+    return out
 
 
 def _sets_summary(sets: Sets, examples: int = 3) -> dict:

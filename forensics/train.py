@@ -37,6 +37,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     seed: int = 0
+    check_every: int | None = None  # steps between records / `on_epoch` calls (default: one pass)
 
 
 class Lion(torch.optim.Optimizer):
@@ -121,6 +122,7 @@ def train(
     main = next(iter(encoded))
     per_epoch = math.ceil(len(encoded[main]) / cfg.batch_size)
     total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
+    per_epoch = cfg.check_every or per_epoch
     params = [p for p in model.parameters() if p.requires_grad] if params is None else params
     opt = _optimizer(params, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, cfg))

@@ -301,6 +301,15 @@ def check_config(cfg: WorldConfig) -> None:
         raise InputError(f"d_model {cfg.d_model} is not divisible by heads {cfg.heads}")
     if not cfg.lr > 0:
         raise InputError(f"lr must be positive (got {cfg.lr})")
+    tiny_config(  # an unknown family is refused here, before anything is written
+        cfg.model_type,
+        vocab_size=cfg.vocab_size,
+        d_model=cfg.d_model,
+        layers=cfg.layers,
+        heads=cfg.heads,
+        n_positions=64,
+        special={},
+    )
 
 
 def build_world(

@@ -95,7 +95,25 @@ def test_every_command_and_lens(family, micro_world):
     splits = ",".join(sets["forget"])
     args = ["--original", str(root / "original"), "--facts", str(root / "facts.jsonl")]
     args += ["--forget", splits, "--retain", ",".join(sets["retain"]), "--quiet"]
-    assert main(["unlearn", "--method", "gd", *args, "--out", str(root / "u"), "--steps", "10"]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                "--method",
+                "gd",
+                *args,
+                "--out",
+                str(root / "u"),
+                "--steps",
+                "10",
+                "--lr",
+                "1e-3",
+                "--budget",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert read_json(root / "u/checkpoints/gd/config.json")["model_type"] == model_type
     assert (
         main(

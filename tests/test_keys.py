@@ -94,7 +94,7 @@ def test_rtt_redoes_runs_when_the_facts_change_in_place(ckpts):
 
 def test_unlearn_redoes_when_the_original_changed(ckpts):
     sets = select(load_jsonl(ckpts / "facts.jsonl"), SPLITS, ["retain"])
-    settings = UnlearnSettings(batch_size=16, lrs=(1e-3,), steps=2)
+    settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=2)
     out = ckpts / "gd"
     first = unlearn("gd", ckpts / "original", sets, out, settings, progress=False)
     stamp = (out / "model.safetensors").stat().st_mtime_ns

@@ -54,7 +54,7 @@ def attacked(micro_world, tmp_path_factory):
         micro_world / "checkpoints/original",
         sets,
         out / "ga",
-        UnlearnSettings(batch_size=16, lrs=(1e-3,), steps=30),
+        UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=30),
         progress=False,
     )
     models = {

@@ -137,7 +137,7 @@ def test_an_unlearned_checkpoint_keeps_the_originals_dtype(micro_world, tmp_path
     model, tok = load_checkpoint(micro_world / "checkpoints/original", Runtime(dtype="bfloat16"))
     model.save_pretrained(tmp_path / "original")
     tok.save_pretrained(tmp_path / "original")
-    settings = UnlearnSettings(batch_size=16, lrs=(1e-3,), steps=5)
+    settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=5)
     unlearn("gd", tmp_path / "original", sets, tmp_path / "gd", settings, progress=False)
     assert next(load_checkpoint(tmp_path / "gd")[0].parameters()).dtype == torch.bfloat16
 

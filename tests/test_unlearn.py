@@ -4,20 +4,21 @@ import pytest
 import torch
 
 from forensics.arch import arch_of_checkpoint
-from forensics.checkpoint import boot_bridge, load_checkpoint
+from forensics.checkpoint import boot_bridge, load_checkpoint, read_json
 from forensics.cli import main
 from forensics.errors import InputError
 from forensics.scoring import score
+from forensics.summary import UNLEARNING_FAILED
 from forensics.unlearn import METHODS
-from forensics.unlearn.run import UnlearnSettings, unlearn
+from forensics.unlearn.run import UnlearnSettings, next_round, unlearn
 from forensics.world import load_world
 
 FAST = {
-    "ga": UnlearnSettings(batch_size=16, lrs=(1e-3,), steps=30),
-    "gd": UnlearnSettings(batch_size=16, lrs=(1e-3,), steps=60),
-    "ria": UnlearnSettings(batch_size=16, lrs=(1e-3,), steps=40),
-    "npo": UnlearnSettings(batch_size=16, lrs=(3e-3,), steps=60),
-    "rmu": UnlearnSettings(batch_size=16, lrs=(1e-2,), steps=100, rmu_layer=1),
+    "ga": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=30),
+    "gd": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=60),
+    "ria": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=40),
+    "npo": UnlearnSettings(batch_size=16, budget=1, lrs=(3e-3,), steps=60),
+    "rmu": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-2,), steps=100, rmu_layer=1),
 }
 
 
@@ -81,7 +82,7 @@ def test_rmu_changes_only_its_layers(micro_world, unlearned):
 
 def test_rmu_layer_zero_touches_only_layer_zero(micro_world, tmp_path):
     _, sets = load_world(micro_world)
-    settings = UnlearnSettings(batch_size=16, lrs=(1e-2,), steps=5, rmu_layer=0)
+    settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-2,), steps=5, rmu_layer=0)
     unlearn("rmu", micro_world / "checkpoints/original", sets, tmp_path / "rmu0", settings, progress=False)
     before = load_checkpoint(micro_world / "checkpoints/original")[0].state_dict()
     after = load_checkpoint(tmp_path / "rmu0")[0].state_dict()
@@ -98,18 +99,87 @@ def test_resume_does_not_redo(micro_world, unlearned):
     assert (path / "model.safetensors").stat().st_mtime_ns == stamp
 
 
-def test_sweep_picks_lowest_forget_above_the_floor(micro_world, tmp_path):
+def test_sweep_keeps_the_rule_meeting_run_with_the_lowest_forget(micro_world, tmp_path):
     _, sets = load_world(micro_world)
-    settings = UnlearnSettings(batch_size=16, lrs=(1e-5, 1e-3, 3e-3), steps=30)
+    settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-5, 1e-3, 3e-3), steps=30)
     meta = unlearn(
         "ga", micro_world / "checkpoints/original", sets, tmp_path / "ga", settings, progress=False
     )
-    assert [r["params"]["lr"] for r in meta["sweep"]] == [1e-5, 1e-3, 3e-3]
-    floor = 0.9 * meta["original_accuracy"]["retain"]
-    ok = [r for r in meta["sweep"] if r["accuracy"]["retain"] >= floor]
-    assert ok and meta["chosen"]["accuracy"]["forget"] == min(r["accuracy"]["forget"] for r in ok)
-    assert all(r["retain_ok"] == (r in ok) for r in meta["sweep"])
-    assert not list(tmp_path.glob(".*sweep"))  # the points' models are gone, the chosen one kept
+    assert [r["params"]["lr"] for r in meta["sweep"]] == [1e-5, 1e-3, 3e-3]  # budget 1: the grid only
+    rule = meta["rule"]
+    for r in meta["sweep"]:
+        assert r["retain_ok"] == (r["accuracy"]["retain"] >= rule["retain_at_least"])
+        assert r["met"] == (r["retain_ok"] and r["accuracy"]["forget"] <= rule["forget_at_most"])
+    met = [r for r in meta["sweep"] if r["met"]]
+    assert meta["unlearning_failed"] == (not met)
+    pool = met or [r for r in meta["sweep"] if r["retain_ok"]] or meta["sweep"]
+    assert meta["chosen"]["accuracy"]["forget"] == min(r["accuracy"]["forget"] for r in pool)
+    assert meta["cost"]["runs"] == 3 and meta["cost"]["rounds"] == 1
+    assert not list(tmp_path.glob(".*sweep"))  # the runs' models are gone, the chosen one kept
+
+
+def test_runs_stop_at_the_first_check_that_reaches_the_target(micro_world, tmp_path):
+    """A large gradient-ascent step wrecks the forget answers within a few steps: the run stops at
+    that check instead of running its 30 steps; every run that stopped early is at the target."""
+    _, sets = load_world(micro_world)
+    settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-5, 1e-2), steps=30)
+    meta = unlearn(
+        "ga", micro_world / "checkpoints/original", sets, tmp_path / "ga", settings, progress=False
+    )
+    slow, fast = meta["sweep"]
+    assert not slow["stopped_early"] and slow["steps"] == 30
+    assert fast["stopped_early"] and fast["steps"] < 30 and fast["steps"] % 3 == 0  # checks every 3 steps
+    assert fast["accuracy"]["forget"] <= meta["rule"]["forget_at_most"]
+
+
+def run(params, forget, retain, ok=0.9):
+    return {"params": params, "accuracy": {"forget": forget, "retain": retain}, "retain_ok": retain >= ok}
+
+
+def test_next_round_by_hand():
+    """From the best run that kept retain, 3× the learning rate; from the best run that lost it, 3×
+    the retain weight (GD's rc) or, for a method without one (GA), a third of the learning rate;
+    points already run are skipped for the next best run of their kind."""
+    runs = [
+        run({"lr": 1e-3, "rc": 1.0}, forget=0.8, retain=0.95),
+        run({"lr": 3e-4, "rc": 1.0}, forget=0.9, retain=0.97),
+        run({"lr": 1e-2, "rc": 1.0}, forget=0.1, retain=0.5),
+    ]
+    assert next_round("gd", runs) == [{"lr": 3e-3, "rc": 1.0}, {"lr": 1e-2, "rc": 3.0}]
+    ga = [run({"lr": 1e-3}, 0.8, 0.95), run({"lr": 3e-3}, 0.1, 0.5), run({"lr": 1e-4}, 0.9, 0.99)]
+    # 3e-3 (from 1e-3) and 1e-3 (a third of 3e-3) were run: the next best of each kind instead
+    assert next_round("ga", ga) == [{"lr": 3e-4}]
+
+
+def test_a_method_that_cannot_unlearn_is_marked_failed_and_gets_no_verdict(micro_world, tmp_path):
+    """Learning rates far too small for a few steps: no run meets the rule within the budget; the
+    best run is kept, marked `unlearning_failed`, and the study says so instead of a verdict."""
+    _, sets = load_world(micro_world)
+    settings = UnlearnSettings(batch_size=16, budget=3, lrs=(1e-7,), steps=4)
+    out = tmp_path / "m"
+    meta = unlearn("ga", micro_world / "checkpoints/original", sets, out, settings, progress=False)
+    assert meta["unlearning_failed"] and meta["cost"]["runs"] == 3
+    assert [r["params"]["lr"] for r in meta["sweep"]] == pytest.approx([1e-7, 3e-7, 9e-7])
+    assert [r["round"] for r in meta["sweep"]] == [1, 2, 3]
+    config = tmp_path / "s.toml"
+    config.write_text(
+        f"""out = "s"
+[models]
+original = "{micro_world / "checkpoints/original"}"
+[models.unlearned]
+m = "m"
+[facts]
+path = "{micro_world / "facts.jsonl"}"
+forget = ["forget_0", "forget_1", "forget_2"]
+retain = ["retain"]
+[lenses]
+run = ["accuracy"]
+"""
+    )
+    assert main(["study", str(config), "--quiet", "--fail-on", "hidden"]) == 3
+    results = read_json(tmp_path / "s/results.json")
+    assert results["unlearning"]["m"]["failed"] and results["summary"]["m"]["verdict"] == UNLEARNING_FAILED
+    assert "met no run of the rule" in results["summary"]["m"]["evidence"]
 
 
 def test_sweep_points_in_worker_processes_choose_the_same(micro_world, tmp_path):
@@ -124,7 +194,7 @@ def test_sweep_points_in_worker_processes_choose_the_same(micro_world, tmp_path)
     from forensics.scoring import accuracy_table
 
     _, sets = load_world(micro_world)
-    settings = UnlearnSettings(batch_size=16, lrs=(1e-5, 1e-3, 3e-3), steps=30)
+    settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-5, 1e-3, 3e-3), steps=30)
     original = micro_world / "checkpoints/original"
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))

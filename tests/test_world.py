@@ -93,6 +93,9 @@ def test_paper_layout_world(paper_data, tmp_path):
         (dict(d_model=30, heads=4), "not divisible"),
         (dict(n_forget_splits=1), "at least 2 forget splits"),
         (dict(n_forget=100), "must be"),
+        (dict(model_type="t5"), "model_type .t5. has no causal-LM class"),
+        (dict(model_type="xlnet"), "model_type .xlnet.: no small config"),
+        (dict(model_type="ctrl"), "CTRLLMHeadModel is not supported"),
     ],
 )
 def test_bad_world_settings_write_nothing(tmp_path, overrides, message):

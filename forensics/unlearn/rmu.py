@@ -20,6 +20,7 @@ DEMO = {
     "alpha": 1.0,
 }  # the point the full sweep picks on the default world
 STEPS = 150
+RETAIN_KEY = "alpha"  # what the adaptive sweep raises when a run costs too much retain
 STREAMS = ("forget", "retain")
 
 

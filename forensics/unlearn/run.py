@@ -1,8 +1,14 @@
-"""Run an unlearning method over its sweep and keep the paper's choice of run.
+"""Run an unlearning method over a sweep that adapts to the data, and keep the paper's choice of run.
 
-Every grid point starts from the original; the kept run has the lowest forget accuracy among those
-whose retain accuracy stays at or above `min_retain` × the original's. Every run is recorded in the
-checkpoint's metadata. A checkpoint whose metadata matches the request is not redone (resume).
+The rule a run must meet: forget accuracy ≤ chance + `forget_margin` with retain accuracy ≥
+`min_retain` × the original's. Every run starts from the original and stops at the first check
+where forget reaches the target. The method's grid is the first round; while no run meets the rule,
+each further round tries, from the best run that kept retain, a learning rate 3× higher, and from
+the best run that lost it, the method's retain weight 3× higher (or, without one, a learning rate
+3× lower), until one meets it or `budget` runs are spent. The kept run is the rule-meeting run with
+the lowest forget accuracy; when none meets it, the best run is kept and the checkpoint is marked
+`unlearning_failed`. Every run is recorded in the checkpoint's metadata. A checkpoint whose
+metadata matches the request is not redone (resume).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 from forensics.arch import arch_of_checkpoint
 from forensics.checkpoint import (
@@ -31,7 +39,7 @@ from forensics.facts import Sets
 from forensics.formats import default_format, examples, wrong_examples
 from forensics.pair import check_context
 from forensics.runtime import Runtime
-from forensics.scoring import accuracy_table
+from forensics.scoring import accuracy_table, score
 from forensics.tokens import collate, encode, pad_id
 from forensics.train import TrainConfig, train
 from forensics.unlearn import METHODS, rmu
@@ -50,9 +58,16 @@ class UnlearnSettings:
     steps: int | None = None  # overrides each method's default
     rmu_layer: int | None = None  # overrides RMU's default (the middle layer)
     lrs: tuple[float, ...] | None = None  # replaces the learning rates of each method's grid
-    light: bool = False  # run only each method's DEMO point (the demo's grid) instead of its sweep
+    light: bool = False  # run only each method's DEMO point (the demo's grid), no further rounds
+    forget_margin: float = 0.10  # the rule: forget accuracy at most chance + this
+    budget: int = 12  # runs per method at most, the first round included
+    checks: int = 10  # forget accuracy checks along each run (where it may stop early)
 
     def __post_init__(self):
+        if not 0 <= self.forget_margin <= 1:
+            raise InputError(f"'forget_margin' must be in 0..1 (got {self.forget_margin})")
+        if self.budget < 1 or self.checks < 1:
+            raise InputError(f"'budget' and 'checks' must be at least 1 (got {self.budget}, {self.checks})")
         if self.batch_size < 1:
             raise InputError(f"'batch_size' must be at least 1 (got {self.batch_size})")
         if not 0 <= self.min_retain <= 1:
@@ -141,18 +156,32 @@ def unlearn(
             f"{out}: exists and is not a checkpoint `forensics unlearn` made; --force replaces it"
         )
     baseline = accuracy_table(*load_checkpoint(original, runtime), sets, settings.scorer)
-    sweep = Path(out).with_name(f".{Path(out).name}.sweep")  # each point's model, until one is kept
+    chance = float(np.mean([1 / len(f.choices) for f in sets.forget_facts()]))
+    target, floor = chance + settings.forget_margin, settings.min_retain * baseline["retain"]
+    sweep = Path(out).with_name(f".{Path(out).name}.sweep")  # each run's model, until one is kept
     shutil.rmtree(sweep, ignore_errors=True)
-    args = (name, original, sets, settings, progress, runtime, len(grid))
-    jobs = [
-        Job(sweep_point, (i, params, sweep / str(i), *args), runtime.gpus()) for i, params in enumerate(grid)
-    ]
-    runs = executor.run(jobs)
-    for run in runs:
-        run["retain_ok"] = run["accuracy"]["retain"] >= settings.min_retain * baseline["retain"]
+    args = (name, original, sets, settings, progress, runtime, target)
+    budget = len(grid) if settings.light else max(settings.budget, len(grid))
+    runs: list[dict] = []
+    pending = grid
+    while pending:
+        jobs = [
+            Job(sweep_point, (len(runs) + i, params, sweep / str(len(runs) + i), *args), runtime.gpus())
+            for i, params in enumerate(pending)
+        ]
+        number = 1 + (runs[-1]["round"] if runs else 0)
+        for run in executor.run(jobs):
+            run["round"] = number
+            run["retain_ok"] = run["accuracy"]["retain"] >= floor
+            run["met"] = run["retain_ok"] and run["accuracy"]["forget"] <= target
+            runs.append(run)
+        if any(r["met"] for r in runs):
+            break
+        pending = next_round(name, runs)[: max(0, budget - len(runs))]
     chosen = min(
         range(len(runs)),
         key=lambda i: (
+            not runs[i]["met"],
             not runs[i]["retain_ok"],
             runs[i]["accuracy"]["forget"],
             -runs[i]["accuracy"]["retain"],
@@ -166,8 +195,19 @@ def unlearn(
         "request": request,
         "original_accuracy": baseline,
         "chosen": runs[chosen],
+        "unlearning_failed": not runs[chosen]["met"],
         "sweep": runs,
-        "rule": f"lowest forget accuracy with retain >= {settings.min_retain} x the original's",
+        "cost": {
+            "runs": len(runs),
+            "rounds": runs[-1]["round"],
+            "seconds": round(sum(r["seconds"] for r in runs), 1),
+        },
+        "rule": {
+            "text": f"forget <= chance + {settings.forget_margin:g} with retain >= "
+            f"{settings.min_retain:g} x the original's",
+            "forget_at_most": target,
+            "retain_at_least": floor,
+        },
     }
     meta = json.loads(json.dumps(meta))
     kept = sweep / str(chosen)
@@ -176,6 +216,39 @@ def unlearn(
     os.replace(kept, out)
     shutil.rmtree(sweep, ignore_errors=True)
     return meta
+
+
+def next_round(name: str, runs: list[dict]) -> list[dict]:
+    """The next points when no run meets the rule: from the best run that kept retain (lowest forget),
+    a learning rate 3× higher; from the best run that lost it (highest retain), the method's retain
+    weight 3× higher, or a learning rate 3× lower for a method without one. Points already run are
+    skipped for the next best run of the same kind."""
+    module = METHODS[name]
+    tried = {json.dumps(r["params"], sort_keys=True) for r in runs}
+    kept = sorted((r for r in runs if r["retain_ok"]), key=lambda r: r["accuracy"]["forget"])
+    lost = sorted((r for r in runs if not r["retain_ok"]), key=lambda r: -r["accuracy"]["retain"])
+    key = module.RETAIN_KEY
+    moves = [
+        [{**r["params"], "lr": _g(r["params"]["lr"] * 3)} for r in kept],
+        [
+            {**r["params"], key: _g(r["params"][key] * 3)}
+            if key
+            else {**r["params"], "lr": _g(r["params"]["lr"] / 3)}
+            for r in lost
+        ],
+    ]
+    out = []
+    for candidates in moves:
+        fresh = next((p for p in candidates if json.dumps(p, sort_keys=True) not in tried), None)
+        if fresh is not None:
+            out.append(fresh)
+            tried.add(json.dumps(fresh, sort_keys=True))
+    return out
+
+
+def _g(x: float) -> float:
+    """Six significant digits: 3 × 1e-3 is 0.003, and a point reached twice is recognised."""
+    return float(f"{x:.6g}")
 
 
 def sweep_point(
@@ -188,10 +261,11 @@ def sweep_point(
     settings: UnlearnSettings,
     progress: bool,
     runtime: Runtime,
-    total: int,
+    target: float,
 ) -> dict:
-    """One point of a method's sweep (a job): the original trained with `params`, scored, saved to
-    `keep`; returns its run record (the retain rule is applied by the caller)."""
+    """One run of a method's sweep (a job): the original trained with `params` until its forget
+    accuracy is at most `target` at one of the checks (or the steps run out), scored, saved to
+    `keep`; returns its run record (the rule is applied by the caller)."""
     start = time.perf_counter()
     module = METHODS[name]
     reference, tok = load_checkpoint(original, runtime)
@@ -204,13 +278,21 @@ def sweep_point(
     for p in model.parameters():
         p.requires_grad_(True)
     trainable = module.trainable(model, params) if hasattr(module, "trainable") else None
+    steps = settings.steps or module.STEPS
     cfg = TrainConfig(
         lr=params["lr"],
-        steps=settings.steps or module.STEPS,
+        steps=steps,
         batch_size=settings.batch_size,
         warmup=5,
         seed=settings.seed,
+        check_every=max(1, steps // settings.checks),
     )
+    forget = sets.forget_facts()
+
+    def check(_: int, m) -> dict:
+        acc = score(m, tok, forget, settings.scorer).accuracy
+        return {"forget": acc, "stop": acc <= target}
+
     history = train(
         model,
         tok,
@@ -218,7 +300,8 @@ def sweep_point(
         cfg,
         loss=module.loss(params, state),
         params=trainable,
-        desc=f"{name} {index + 1}/{total}",
+        on_epoch=check,
+        desc=f"{name} run {index + 1}",
         progress=progress,
     )
     acc = accuracy_table(model, tok, sets, settings.scorer)
@@ -227,5 +310,7 @@ def sweep_point(
         "params": params,
         "accuracy": acc,
         "final_loss": history[-1]["loss"],
+        "steps": history[-1]["step"],
+        "stopped_early": history[-1]["step"] < steps,
         "seconds": round(time.perf_counter() - start, 2),
     }
