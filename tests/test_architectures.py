@@ -40,6 +40,16 @@ def family(request, micro_world, tmp_path_factory):
     return root, model_type
 
 
+def test_tokenizer_reloads_as_declared(family, micro_world):
+    """The world's own BPE saved beside a Qwen2 (or any family's) config reloads as itself, not as the
+    family's tokenizer class AutoTokenizer would pick from config.json."""
+    root, _ = family
+    mine, source = load_tokenizer(root / "original"), load_tokenizer(micro_world / "checkpoints/original")
+    assert type(mine) is type(source)
+    text = "When was Xorbel Tanvik born? 1887"
+    assert mine(text)["input_ids"] == source(text)["input_ids"]
+
+
 def test_layout_is_the_adapters(family):
     root, model_type = family
     arch = arch_of_checkpoint(root / "original")
