@@ -16,14 +16,16 @@ IGNORE = -100
 
 @dataclass(frozen=True)
 class Readout:
-    """Final norm + unembedding. `norm`: "rms", "rms_offset" (Gemma: × (1 + w)) or "layer"."""
+    """Final norm + unembedding. `norm`: "rms", "rms_offset" (Gemma: × (1 + w)) or "layer"; `weight`
+    None for a norm without an affine part (OLMo); `softcap` c: logits → c·tanh(logits / c) (Gemma 2)."""
 
     norm: str
-    weight: torch.Tensor
+    weight: torch.Tensor | None
     bias: torch.Tensor | None
     eps: float
     unembed: torch.Tensor  # [vocab, d]
     unembed_bias: torch.Tensor | None = None
+    softcap: float | None = None
 
     def to(self, device) -> Readout:
         """The same readout with its tensors on `device`."""
@@ -33,12 +35,15 @@ class Readout:
     def __call__(self, resid: torch.Tensor) -> torch.Tensor:
         x = resid.float()
         if self.norm == "layer":
-            x = torch.nn.functional.layer_norm(x, x.shape[-1:], self.weight.float(), _f(self.bias), self.eps)
+            x = torch.nn.functional.layer_norm(x, x.shape[-1:], _f(self.weight), _f(self.bias), self.eps)
         else:
             x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-            x = x * (1 + self.weight.float() if self.norm == "rms_offset" else self.weight.float())
+            if self.weight is not None:
+                x = x * (1 + self.weight.float() if self.norm == "rms_offset" else self.weight.float())
         logits = x @ self.unembed.float().T
-        return logits if self.unembed_bias is None else logits + self.unembed_bias.float()
+        if self.unembed_bias is not None:
+            logits = logits + self.unembed_bias.float()
+        return logits if self.softcap is None else self.softcap * torch.tanh(logits / self.softcap)
 
 
 def _f(t: torch.Tensor | None) -> torch.Tensor | None:
