@@ -156,12 +156,13 @@ def from_cache(checkpoint: Path, facts, cache: Path, runtime):
     """[layers + 1, n, d] residuals of `facts` read from the cache entry the `cache` stage wrote."""
     import torch
 
+    from forensics.arch import arch_of_checkpoint
     from forensics.cache import default_hooks, lookup
-    from forensics.checkpoint import load_tokenizer, read_json
+    from forensics.checkpoint import load_tokenizer
     from forensics.digest import checkpoint_digest
     from forensics.probing import feature_prompts
 
-    hooks = default_hooks(read_json(checkpoint / "config.json")["num_hidden_layers"])
+    hooks = default_hooks(arch_of_checkpoint(checkpoint).n_layers)
     prompts = feature_prompts(facts, "choice")
     dtype = runtime.torch_dtype(checkpoint)
     found = lookup(cache, checkpoint_digest(checkpoint), load_tokenizer(checkpoint), prompts, hooks, dtype)

@@ -232,7 +232,7 @@ def _arch(config_json: str, where: str) -> Arch:
         norm=norm,
         logit_softcap=float(cap) if cap > 0 else None,
         top=tuple((mapping[c].name, k) for c, k in TOP_KINDS.items() if c in mapping),
-        parts=tuple(sorted(_parts(mapping["blocks"]), key=lambda pk: -len(pk[0]))),
+        parts=tuple(_parts(mapping["blocks"])),
         renames=_renames(config),
     )
 
@@ -326,8 +326,6 @@ def tiny_config(
     an MLP 4× wide, untied embeddings; refused unless the family's layout is known here."""
     from transformers import AutoConfig
 
-    if d_model % heads:
-        raise InputError(f"d_model {d_model} is not a multiple of heads {heads}")
     try:
         config = AutoConfig.for_model(
             model_type,

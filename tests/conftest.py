@@ -50,6 +50,18 @@ def paper_data() -> Path:
     return PAPER_DATA
 
 
+# light settings for the slow lenses in the tests' studies
+QUICK_LENSES = """[lenses.relearn]
+lrs = [1e-3]
+epochs = 2
+[lenses.probes]
+max_iter = 60
+[lenses.localize]
+lrs = [1e-3]
+epochs = 1
+"""
+
+
 def accuracy_study(root: Path, out: str = "out") -> Path:
     """A study TOML in `root` over `root/original` (reference) and `root/never_learned` (as an
     unlearned model 'm') with the micro world's facts at `root/facts.jsonl`, accuracy lens only."""

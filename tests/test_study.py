@@ -13,6 +13,7 @@ from forensics.study import SCHEMA_VERSION, run_study
 from forensics.study_config import LENSES, load_config
 from forensics.unlearn.run import UnlearnSettings, unlearn
 from forensics.world import load_world
+from tests.conftest import QUICK_LENSES
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HOSTILE = "<script>alert(1)</script>"
@@ -38,15 +39,7 @@ path = "facts/facts.jsonl"
 forget = {json.dumps(s["forget"])}
 retain = {json.dumps(s["retain"])}
 near_retain = {json.dumps(s["near_retain"])}
-[lenses.relearn]
-lrs = [1e-3]
-epochs = 2
-[lenses.probes]
-max_iter = 60
-[lenses.localize]
-lrs = [1e-3]
-epochs = 1
-"""
+{QUICK_LENSES}"""
     )
     return str(path)
 

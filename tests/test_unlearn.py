@@ -45,9 +45,9 @@ def test_forget_falls_and_retain_holds(unlearned, name):
     before, after = meta["original_accuracy"], meta["chosen"]["accuracy"]
     assert before["forget"] == 1.0
     assert after["forget"] <= 0.6, after
-    # 16 retain facts: whether a run stopping early keeps 15 of them (the rule's 0.9) or 14 is the
-    # machine's float kernels; collapse would be far below this
-    assert after["retain"] >= 0.75, after
+    # whether a run stopping early keeps 15 of the 16 retain facts (the rule's 0.9) or 14 is the
+    # machine's float kernels, so the rule's outcome is not asserted; this floor is
+    assert after["retain"] >= 0.85, after
     assert meta["chosen"] in meta["sweep"] and meta["unlearning_failed"] == (not meta["chosen"]["met"])
 
 

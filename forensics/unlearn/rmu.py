@@ -39,9 +39,9 @@ def trainable(model: torch.nn.Module, params: dict) -> list[torch.nn.Parameter]:
     return [p for i in range(lo, hi + 1) for p in arch.block_params(model, i).values()]
 
 
-def hidden(model: torch.nn.Module, batch: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
+def hidden(model: torch.nn.Module, batch: dict[str, torch.Tensor], layer: int, arch) -> torch.Tensor:
     """Residual stream after block `layer`, [batch, tokens, d_model]."""
-    return arch_of(model.config).block_output(model, layer, batch["input_ids"], batch["attention_mask"])[0]
+    return arch.block_output(model, layer, batch["input_ids"], batch["attention_mask"])[0]
 
 
 def _masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -50,19 +50,20 @@ def _masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 def loss(params: dict, state: dict):
     reference, layer = state["reference"], params["layer"]
+    arch = arch_of(reference.config)
     with torch.no_grad():
         probe = state["forget_sample"]
-        norms = hidden(reference, probe, layer).norm(dim=-1)[probe["attention_mask"].bool()]
+        norms = hidden(reference, probe, layer, arch).norm(dim=-1)[probe["attention_mask"].bool()]
         gen = torch.Generator().manual_seed(state["seed"])
         u = torch.rand(reference.config.hidden_size, generator=gen)
         target = (params["c"] * norms.mean() * u / u.norm()).to(norms.device)
 
     def fn(model, batches):
         forget, retain = batches["forget"], batches["retain"]
-        f = hidden(model, forget, layer)
+        f = hidden(model, forget, layer, arch)
         with torch.no_grad():
-            r0 = hidden(reference, retain, layer)
-        r = hidden(model, retain, layer)
+            r0 = hidden(reference, retain, layer, arch)
+        r = hidden(model, retain, layer, arch)
         return _masked_mse(f, target, forget["attention_mask"]) + params["alpha"] * _masked_mse(
             r, r0, retain["attention_mask"]
         )
