@@ -2,13 +2,14 @@
 
 The rule a run must meet: forget accuracy ≤ chance + `forget_margin` with retain accuracy ≥
 `min_retain` × the original's. Every run starts from the original and stops at the first check
-where forget reaches the target. The method's grid is the first round; while no run meets the rule,
-each further round tries, from the best run that kept retain, a learning rate 3× higher, and from
-the best run that lost it, the method's retain weight 3× higher (or, without one, a learning rate
-3× lower), until one meets it or `budget` runs are spent. The kept run is the rule-meeting run with
-the lowest forget accuracy; when none meets it, the best run is kept and the checkpoint is marked
-`unlearning_failed`. Every run is recorded in the checkpoint's metadata. A checkpoint whose
-metadata matches the request is not redone (resume).
+where the whole rule holds (forget alone would stop methods with a retain term in the dip where
+they have lost retain and not yet repaired it). The method's grid is the first round; while no run
+meets the rule, each further round tries, from the best run that kept retain, a learning rate 3×
+higher, and from the best run that lost it, the method's retain weight 3× higher (or, without one,
+a learning rate 3× lower), until one meets it or `budget` runs are spent. The kept run is the
+rule-meeting run with the lowest forget accuracy; when none meets it, the best run is kept and the
+checkpoint is marked `unlearning_failed`. Every run, with its checks, is recorded in the checkpoint's
+metadata. A checkpoint whose metadata matches the request is not redone (resume).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def unlearn(
     target, floor = chance + settings.forget_margin, settings.min_retain * baseline["retain"]
     sweep = Path(out).with_name(f".{Path(out).name}.sweep")  # each run's model, until one is kept
     shutil.rmtree(sweep, ignore_errors=True)
-    args = (name, original, sets, settings, progress, runtime, target)
+    args = (name, original, sets, settings, progress, runtime, target, floor)
     budget = len(grid) if settings.light else max(settings.budget, len(grid))
     runs: list[dict] = []
     pending = grid
@@ -262,10 +263,12 @@ def sweep_point(
     progress: bool,
     runtime: Runtime,
     target: float,
+    floor: float,
 ) -> dict:
-    """One run of a method's sweep (a job): the original trained with `params` until its forget
-    accuracy is at most `target` at one of the checks (or the steps run out), scored, saved to
-    `keep`; returns its run record (the rule is applied by the caller)."""
+    """One run of a method's sweep (a job): the original trained with `params` until, at one of the
+    checks, its forget accuracy is at most `target` and its retain accuracy at least `floor` (or the
+    steps run out), scored, saved to `keep`; returns its run record (the caller applies the rule to
+    the final scores)."""
     start = time.perf_counter()
     module = METHODS[name]
     reference, tok = load_checkpoint(original, runtime)
@@ -290,8 +293,10 @@ def sweep_point(
     forget = sets.forget_facts()
 
     def check(_: int, m) -> dict:
-        acc = score(m, tok, forget, settings.scorer).accuracy
-        return {"forget": acc, "stop": acc <= target}
+        acc = {"forget": score(m, tok, forget, settings.scorer).accuracy}
+        if acc["forget"] <= target:  # retain is scored only when it can decide the stop
+            acc["retain"] = score(m, tok, sets.retain, settings.scorer).accuracy
+        return {**acc, "stop": acc.get("retain", -1.0) >= floor}
 
     history = train(
         model,
@@ -312,5 +317,6 @@ def sweep_point(
         "final_loss": history[-1]["loss"],
         "steps": history[-1]["step"],
         "stopped_early": history[-1]["step"] < steps,
+        "checks": [{k: h[k] for k in ("step", "forget", "retain") if k in h} for h in history],
         "seconds": round(time.perf_counter() - start, 2),
     }
