@@ -112,6 +112,17 @@ def _world_args(p: argparse.ArgumentParser) -> None:
         default=d.n_forget_splits,
         help="forget splits (RTT)",
     )
+    g = p.add_argument_group("two kinds of knowledge: pretrained people beside implanted cities")
+    g.add_argument(
+        "--kinds",
+        type=_split_list,
+        default=d.kinds,
+        help="pretrained,implanted: a base model pretrained on A and B, then C implanted by fine-tuning",
+    )
+    g.add_argument("--cities", dest="n_cities", type=int, default=d.n_cities, help="family C facts")
+    g.add_argument("--implanted-forget", dest="n_implanted_forget", type=int, default=d.n_implanted_forget)
+    g.add_argument("--implant-epochs", type=int, default=d.implant_epochs)
+    g.add_argument("--implant-lr", type=float, default=d.implant_lr)
     g = p.add_argument_group("facts from the paper's layout instead")
     g.add_argument("--facts-dir", help="a folder in the Deeb & Roger layout (split_N.jsonl, ...)")
     g.add_argument("--forget", type=_split_list, default=(), help="comma-separated forget splits")
@@ -162,14 +173,16 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def world_table(world: dict) -> str:
-    """The world's accuracy table: one row per model, one column per forget split and set."""
-    first = next(iter(world["models"].values()))["accuracy"]
-    columns = ["model", *first.keys(), "epochs", "seconds"]
-    rows = [
-        {"model": name, **m["accuracy"], "epochs": m["epochs"], "seconds": m["seconds"]}
-        for name, m in world["models"].items()
-    ]
-    return format_table(rows, columns)
+    """The world's accuracy table: one row per model, one column per forget split and set (per kind,
+    forget / near-retain / retain, in a two-kind world)."""
+    rows = []
+    for name, m in world["models"].items():
+        acc = m["accuracy"]
+        if "kinds" in world:
+            sets = ("forget", "near_retain", "retain")
+            acc = {f"{kind} {s}": acc[kind][s] for kind in world["kinds"] for s in sets if s in acc[kind]}
+        rows.append({"model": name, **acc, "epochs": m["epochs"], "seconds": m["seconds"]})
+    return format_table(rows, list(dict.fromkeys(k for r in rows for k in r)))
 
 
 def cmd_world(a: argparse.Namespace) -> None:

@@ -63,7 +63,7 @@ def weights_digest(model) -> str:
 
 
 def facts_digest(facts: Iterable) -> str:
-    """Content hash of facts in order: split, question, choices, answer and every statement."""
+    """Content hash of facts in order: split, question, choices, answer, every statement and kind."""
     return key(
         [
             (
@@ -74,6 +74,7 @@ def facts_digest(facts: Iterable) -> str:
                 f.statements,
                 f.wrong_statements,
                 f.fixed_wrong_statements,
+                f.kind,
             )
             for f in facts
         ]

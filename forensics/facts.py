@@ -34,6 +34,7 @@ class Fact:
     wrong_statements: tuple[str, ...] = ()
     fixed_wrong_statements: tuple[str, ...] = ()
     source: str = ""
+    kind: str = ""  # how the model came to know it: e.g. "pretrained" or "implanted" (DESIGN §3)
 
     @property
     def answer_text(self) -> str:
@@ -50,6 +51,8 @@ class Fact:
         for name in ("statements", "wrong_statements", "fixed_wrong_statements"):
             if getattr(self, name):
                 record[name] = list(getattr(self, name))
+        if self.kind:
+            record["kind"] = self.kind
         return record
 
 
@@ -136,7 +139,11 @@ def _parse_question(record: dict, split: str, where: str) -> Fact:
     texts = tuple(str(c) for c in choices)
     for value in (question, *texts):
         _check_unicode(value, where)
+    kind = record.get("kind", "")
+    if not isinstance(kind, str):
+        raise InputError(f"{where}: 'kind' must be a string")
     return Fact(
+        kind=kind,
         question=question,
         choices=texts,
         answer=answer,

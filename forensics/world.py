@@ -17,8 +17,9 @@ import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+from forensics import world_kinds
 from forensics.arch import tiny_config
-from forensics.checkpoint import read_json, save_checkpoint, write_json
+from forensics.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
 from forensics.errors import InputError
 from forensics.executor import Executor, Job
 from forensics.facts import Fact, FactSet, Sets, load_facts, load_jsonl, select, write_jsonl
@@ -102,6 +103,13 @@ class WorldConfig:
     retain: tuple[str, ...] = ()
     near_retain: tuple[str, ...] = ()
     drop_duplicates: bool = False
+    # the two-kind world (forensics.world_kinds): pretrained people beside implanted cities
+    kinds: tuple[str, ...] = ()  # () or ("pretrained", "implanted")
+    n_cities: int = 120
+    n_implanted_forget: int = 80
+    filler: int = 2  # filler sentences around each statement in the pretraining corpus
+    implant_epochs: int = 30
+    implant_lr: float = 1e-3
 
     def to_json(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -152,14 +160,19 @@ def _family(rng: random.Random, n: int, spec: dict, split_of, naming) -> list[Fa
     return facts
 
 
-def generate_facts(cfg: WorldConfig) -> tuple[FactSet, dict[str, list[str]]]:
-    """The world's facts (seeded) and which splits are forget, near-retain and retain."""
+def generate_facts(cfg: WorldConfig) -> tuple[FactSet, dict]:
+    """The world's facts (seeded) and which splits are forget, near-retain and retain (per kind, in a
+    two-kind world)."""
     if cfg.n_forget_splits < 2:
         raise InputError("the world needs at least 2 forget splits (RTT rotates over them)")
     if not 0 < cfg.n_forget <= cfg.n_people or cfg.n_forget < cfg.n_forget_splits:
         raise InputError(f"n_forget={cfg.n_forget} must be ≥ the forget splits and ≤ n_people")
     if cfg.n_ships < 1:
         raise InputError("the world needs at least one retain fact (n_ships ≥ 1)")
+    if cfg.kinds and not cfg.n_forget_splits <= cfg.n_implanted_forget < cfg.n_cities:
+        raise InputError(
+            f"n_implanted_forget={cfg.n_implanted_forget} must be ≥ the forget splits and < n_cities"
+        )
     rng = random.Random(cfg.seed)
     per_split = cfg.n_forget / cfg.n_forget_splits
     people = _family(
@@ -170,9 +183,22 @@ def generate_facts(cfg: WorldConfig) -> tuple[FactSet, dict[str, list[str]]]:
         lambda r: f"{_word(r, 2)} {_word(r, 2)}",
     )
     ships = _family(rng, cfg.n_ships, SHIPS, lambda i: "retain", lambda r: _word(r, 3))
+    families = people + ships
+    if cfg.kinds:  # a new domain, to be implanted; the first two families are the pretrained kind
+        per = cfg.n_implanted_forget / cfg.n_forget_splits
+        cities = _family(
+            rng,
+            cfg.n_cities,
+            world_kinds.CITIES,
+            lambda i: f"implanted_{int(i // per)}" if i < cfg.n_implanted_forget else "implanted_near",
+            lambda r: _word(r, 2) + "burg",
+        )
+        families = world_kinds.with_kind(families, "pretrained") + world_kinds.with_kind(cities, "implanted")
     splits: dict[str, list[Fact]] = {}
-    for f in people + ships:
+    for f in families:
         splits.setdefault(f.split, []).append(f)
+    if cfg.kinds:
+        return FactSet({n: tuple(f) for n, f in splits.items()}), world_kinds.kind_roles(cfg.n_forget_splits)
     roles = {
         "forget": [f"forget_{k}" for k in range(cfg.n_forget_splits)],
         "near_retain": ["near_retain"] if "near_retain" in splits else [],
@@ -240,21 +266,34 @@ def train_world_model(
     name: str,
     progress: bool,
     runtime: Runtime = Runtime(),
+    data: list | None = None,
+    start: Path | None = None,
 ) -> tuple[torch.nn.Module, list[dict]]:
-    """Train a fresh model on `facts` in the scorer's format plus their corpus statements.
+    """Train a model until it answers `facts`: a fresh one on `data` (default: `facts` in the
+    scorer's format plus their corpus statements), or — an implant — the checkpoint at `start`,
+    briefly (`implant_epochs` at `implant_lr`).
 
     Stops early once every trained fact is answered correctly, or, above 0.95, when two checks in a
     row (every `eval_every` epochs) bring no gain: the paper's data holds a few questions no model can
     get right (the answer listed twice among the choices).
     """
-    model = build_model(cfg, tokenizer, n_positions).to(torch_device(runtime.device), runtime.torch_dtype())
-    data = examples(facts, default_format(cfg.scorer))
-    data += examples([f for f in facts if f.statements], "corpus")
+    device, dtype = torch_device(runtime.device), runtime.torch_dtype()
+    if start is None:
+        model = build_model(cfg, tokenizer, n_positions).to(device, dtype)
+        lr, epochs = cfg.lr, cfg.epochs
+    else:
+        model, _ = load_checkpoint(start, runtime)
+        model.requires_grad_(True)
+        lr, epochs = cfg.implant_lr, cfg.implant_epochs
+    if data is None:
+        data = examples(facts, default_format(cfg.scorer))
+        data += examples([f for f in facts if f.statements], "corpus")
+    every = cfg.eval_every if start is None else 1
 
     seen: list[float] = []
 
     def on_epoch(epoch: int, m) -> dict | None:
-        if epoch % cfg.eval_every and epoch != cfg.epochs:
+        if epoch % every and epoch != epochs:
             return None
         seen.append(score(m, tokenizer, facts, cfg.scorer).accuracy)
         plateau = len(seen) > 2 and seen[-1] >= 0.95 and max(seen[-2:]) <= seen[-3]
@@ -262,8 +301,8 @@ def train_world_model(
 
     steps_per_epoch = -(-len(data) // cfg.batch_size)
     tcfg = TrainConfig(
-        lr=cfg.lr,
-        epochs=cfg.epochs,
+        lr=lr,
+        epochs=epochs,
         batch_size=cfg.batch_size,
         warmup=steps_per_epoch,
         schedule="cosine",
@@ -277,7 +316,7 @@ def train_world_model(
 
 
 def world_sets(cfg: WorldConfig) -> Sets:
-    """The facts and the forget/near-retain/retain sets the config names."""
+    """The facts and the forget/near-retain/retain sets the config names (a one-kind world)."""
     if cfg.facts_dir is None:
         facts, roles = generate_facts(cfg)
     else:
@@ -301,6 +340,14 @@ def check_config(cfg: WorldConfig) -> None:
         raise InputError(f"d_model {cfg.d_model} is not divisible by heads {cfg.heads}")
     if not cfg.lr > 0:
         raise InputError(f"lr must be positive (got {cfg.lr})")
+    if cfg.kinds:
+        if sorted(cfg.kinds) != sorted(world_kinds.KINDS):
+            both = ", ".join(world_kinds.KINDS)
+            raise InputError(f"kinds: give both of {both} (got {', '.join(cfg.kinds)})")
+        if cfg.facts_dir is not None:
+            raise InputError("kinds: the two-kind world generates its facts (no facts_dir)")
+        if cfg.implant_epochs < 1 or not cfg.implant_lr > 0 or cfg.filler < 0:
+            raise InputError("implant_epochs and implant_lr must be positive, filler at least 0")
     tiny_config(  # an unknown family is refused here, before anything is written
         cfg.model_type,
         vocab_size=cfg.vocab_size,
@@ -338,6 +385,8 @@ def _build_world(out: Path, cfg: WorldConfig, progress: bool, runtime: Runtime, 
         )
         if world.get("config") == cfg.to_json() and built:
             return world
+    if cfg.kinds:
+        return _build_kinds_world(out, cfg, progress, runtime, executor)
     sets = world_sets(cfg)
     everything = sets.forget_facts() + list(sets.near_retain) + list(sets.retain)
     out.mkdir(parents=True, exist_ok=True)
@@ -375,17 +424,29 @@ def _world_model(
     facts: list[Fact],
     cfg: WorldConfig,
     tokenizer,
-    sets: Sets,
+    sets: Sets | dict[str, Sets],
     n_positions: int,
     progress: bool,
     runtime: Runtime,
     out: Path,
+    trained_on: list[str] | None = None,
+    data: list | None = None,
+    start: str | None = None,
 ) -> dict:
-    """Train one of the world's models on `facts`, score it, save it: its world.json entry."""
-    start = time.perf_counter()
-    model, history = train_world_model(cfg, tokenizer, facts, n_positions, name, progress, runtime)
-    seconds = time.perf_counter() - start
-    accuracy = accuracy_table(model, tokenizer, sets, cfg.scorer)
+    """Train one of the world's models on `facts` (from scratch, or implanted into the world's model
+    `start`), score it on `sets` (per kind, in a two-kind world), save it: its world.json entry."""
+    started = time.perf_counter()
+    init = out / "checkpoints" / start if start else None
+    model, history = train_world_model(
+        cfg, tokenizer, facts, n_positions, name, progress, runtime, data, init
+    )
+    seconds = time.perf_counter() - started
+    if isinstance(sets, Sets):
+        accuracy = accuracy_table(model, tokenizer, sets, cfg.scorer)
+    else:
+        accuracy = {kind: accuracy_table(model, tokenizer, s, cfg.scorer) for kind, s in sets.items()}
+    if trained_on is None:
+        trained_on = ["all facts"] if name == "original" else ["near_retain", "retain"]
     save_checkpoint(
         model,
         tokenizer,
@@ -393,8 +454,8 @@ def _world_model(
         {
             "made_by": "forensics world",
             "model": name,
-            "from": None,
-            "trained_on": ["all facts"] if name == "original" else ["near_retain", "retain"],
+            "from": start,
+            "trained_on": trained_on,
             "settings": cfg.to_json(),
             "seed": cfg.seed,
             "history": history,
@@ -410,17 +471,94 @@ def _world_model(
     }
 
 
+def _build_kinds_world(
+    out: Path, cfg: WorldConfig, progress: bool, runtime: Runtime, executor: Executor
+) -> dict:
+    """The two-kind world (forensics.world_kinds): two base models pretrained from scratch (with and
+    without the pretrained kind's forget facts) as parallel jobs, then three implants of the new
+    domain into them, as parallel jobs."""
+    controls = world_kinds.CONTROLS
+    facts, roles = generate_facts(cfg)
+    sets = {k: select(facts, r["forget"], r["retain"], r["near_retain"]) for k, r in roles.items()}
+    everything = facts.facts()
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(everything, out / FACTS_FILE)
+    pre, imp = sets["pretrained"], sets["implanted"]
+    base_facts = pre.forget_facts() + list(pre.near_retain) + list(pre.retain)
+    forget_a = {id(f) for f in pre.forget_facts()}
+    people = [f.source.split(":", 1)[1] for f in base_facts if f.split != "retain"]
+    ships = [f.source.split(":", 1)[1] for f in pre.retain]
+    corpus = world_kinds.pretraining_corpus(base_facts, people, ships, cfg.scorer, cfg.seed, cfg.filler)
+    base_without = [f for f in base_facts if id(f) not in forget_a]
+    corpus_without = [e for f, e in corpus if id(f) not in forget_a]
+    corpus = [e for _, e in corpus]
+    texts = world_texts(everything) + [e.target for e in corpus]
+    tokenizer = build_tokenizer(texts, cfg.vocab_size, max(len(f.choices) for f in everything))
+    longest = max(len(tokenizer(t)["input_ids"]) for t in texts)
+    n_positions = max(128, 1 << (longest + 8).bit_length())
+    args = (cfg, tokenizer, sets, n_positions, progress, runtime, out)
+    cities = imp.forget_facts() + list(imp.near_retain)
+    forget_c = {id(f) for f in imp.forget_facts()}
+    cities_without = [f for f in cities if id(f) not in forget_c]
+    plan = [
+        [
+            ("base", base_facts, ["pretraining corpus: A and B"], corpus, None),
+            ("base_without", base_without, ["pretraining corpus: A without forget, B"], corpus_without, None),
+        ],
+        [
+            ("original", cities, ["implant: every C fact"], base_facts, "base"),
+            (controls["pretrained"], cities, ["implant: every C fact"], base_without, "base_without"),
+            (controls["implanted"], cities_without, ["implant: C without forget"], base_facts, "base"),
+        ],
+    ]
+    models: dict = {}
+    for stage in plan:
+        jobs = []
+        for name, learn, trained_on, data, start in stage:
+            if start is not None:  # an implant: the new facts, with the base's questions replayed
+                data = world_kinds.implant_data(learn, data, cfg.scorer)
+            job_args = (name, learn, *args, trained_on, data, start)
+            jobs.append(Job(_world_model, job_args, num_gpus=runtime.gpus()))
+        models.update(zip([p[0] for p in stage], executor.run(jobs), strict=True))
+    world = {
+        "config": cfg.to_json(),
+        "facts": FACTS_FILE,
+        "kinds": {
+            kind: {
+                "sets": {
+                    "forget": list(s.forget),
+                    "near_retain": _split_names(s.near_retain),
+                    "retain": _split_names(s.retain),
+                },
+                "control": controls[kind],
+            }
+            for kind, s in sets.items()
+        },
+        "dropped_duplicates": [],
+        "scorer": cfg.scorer,
+        "loss_format": default_format(cfg.scorer),
+        "models": models,
+    }
+    write_json(world, out / WORLD_FILE)
+    return world
+
+
 def _split_names(facts) -> list[str]:
     return list(dict.fromkeys(f.split for f in facts))
 
 
-def load_world(root: Path) -> tuple[dict, Sets]:
-    """world.json and the world's sets, read back from disk."""
+def load_world(root: Path, kind: str | None = None) -> tuple[dict, Sets]:
+    """world.json and the world's sets (of `kind`, in a two-kind world), read back from disk."""
     root = Path(root)
     path = root / WORLD_FILE
     if not path.exists():
         raise InputError(f"{path}: not found (build the world with `forensics world --out {root}`)")
     world = read_json(path)
+    kinds = world.get("kinds", {})
+    if kinds and kind not in kinds:
+        raise InputError(f"{path}: a two-kind world: name one of its kinds ({', '.join(kinds)}), got {kind}")
+    if kind and not kinds:
+        raise InputError(f"{path}: this world has no kinds (asked for '{kind}')")
     facts = load_jsonl(root / world["facts"])
-    s = world["sets"]
+    s = kinds[kind]["sets"] if kind else world["sets"]
     return world, select(facts, s["forget"], s["retain"], s["near_retain"])
