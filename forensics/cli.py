@@ -255,44 +255,85 @@ def finish_study(results: dict, out: Path, started: float) -> None:
     print(f"done in {time.perf_counter() - started:.1f} s")
 
 
+def finish_kinds(results: dict, by_kind: dict[str, dict], ks, started: float) -> None:
+    """Each kind's report and table, then the comparison's report and its sentences."""
+    from reports.kinds import write_kinds_report
+
+    for kind, cfg in ks.studies.items():
+        finish_study(by_kind[kind], Path(cfg.out), started)
+    report = write_kinds_report(results, Path(ks.out) / "report" / "index.html")
+    print("kinds compared:")
+    for entry in results["comparison"]["methods"].values():
+        if "words" in entry:
+            print(f"- {entry['words']}")
+    print(f"results: {Path(ks.out) / 'results.json'}")
+    print(f"report: {report}")
+
+
 def cmd_demo(a: argparse.Namespace) -> None:
     from forensics.executor import Job
+    from forensics.kind_study import run_kind_study
     from forensics.study import run_study
-    from forensics.study_config import world_study
+    from forensics.study_config import KindStudy, world_study
     from forensics.unlearn import METHODS
-    from forensics.unlearn.run import UnlearnSettings, unlearn
-    from forensics.world import build_world, load_world
+    from forensics.unlearn.run import UnlearnSettings, check_method, unlearn
+    from forensics.world import WorldConfig, build_world, load_world
 
     start = time.perf_counter()
     out = Path(a.out)
     runtime, executor = _runtime(a), _executor(a)
+    names = a.methods or tuple(METHODS)
+    for name in names:
+        check_method(name)
     with claim(out, "demo", a.force):
-        world = build_world(out, progress=not a.quiet, runtime=runtime, executor=executor)
-        print(f"embedded world in {out} (checkpoints: original, never_learned):")
+        world = build_world(
+            out, WorldConfig(kinds=a.kinds), progress=not a.quiet, runtime=runtime, executor=executor
+        )
+        print(f"embedded world in {out} (checkpoints: {', '.join(world['models'])}):")
         print(world_table(world))
-        _, sets = load_world(out)
         settings = UnlearnSettings(scorer=world["scorer"], light=True)
-        methods = {name: out / "checkpoints" / safe_name(name) for name in METHODS}
         original = out / world["models"]["original"]["path"]
-        jobs = [
-            Job(unlearn, (n, original, sets, path, settings, not a.quiet, False, runtime), runtime.gpus())
-            for n, path in methods.items()
-        ]
+        jobs, studies = [], {}
+        for kind in world.get("kinds") or [None]:
+            _, sets = load_world(out, kind)
+            methods = {n: out / "checkpoints" / safe_name(f"{n}_{kind}" if kind else n) for n in names}
+            jobs += [
+                Job(unlearn, (n, original, sets, path, settings, not a.quiet, False, runtime), runtime.gpus())
+                for n, path in methods.items()
+            ]
+            name, where = (f"demo ({kind})", out / kind) if kind else ("demo", out)
+            studies[kind] = world_study(
+                name, out, world, methods, where, runtime=runtime, executor=executor, kind=kind
+            )
         executor.run(jobs)
-        cfg = world_study("demo", out, world, methods, out, runtime=runtime, executor=executor)
-        results = run_study(cfg, progress=not a.quiet)
-        finish_study(results, out, start)
+        if a.kinds:
+            ks = KindStudy("demo", out, studies)
+            results, by_kind = run_kind_study(ks, progress=not a.quiet)
+            finish_kinds(results, by_kind, ks, start)
+        else:
+            results = run_study(studies[None], progress=not a.quiet)
+            finish_study(results, out, start)
 
 
 def cmd_study(a: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from forensics.kind_study import run_kind_study
     from forensics.study import run_study
-    from forensics.study_config import load_config
+    from forensics.study_config import KindStudy, load_config
 
     start = time.perf_counter()
-    cfg = with_flags(load_config(Path(a.config)), a)
-    results = run_study(cfg, progress=not a.quiet, force=a.force)
-    finish_study(results, Path(cfg.out), start)
-    code = gate(results, a.fail_on)
+    cfg = load_config(Path(a.config))
+    if isinstance(cfg, KindStudy):
+        studies = {kind: with_flags(c, a) for kind, c in cfg.studies.items()}
+        results, by_kind = run_kind_study(replace(cfg, studies=studies), not a.quiet, a.force)
+        finish_kinds(results, by_kind, cfg, start)
+        code = max(gate(r, a.fail_on) for r in by_kind.values())
+    else:
+        cfg = with_flags(cfg, a)
+        results = run_study(cfg, progress=not a.quiet, force=a.force)
+        finish_study(results, Path(cfg.out), start)
+        code = gate(results, a.fail_on)
     if code:
         print(f"forensics: --fail-on {a.fail_on}: exit status {code}", file=sys.stderr)
     return code
@@ -317,7 +358,11 @@ def cmd_report(a: argparse.Namespace) -> None:
     from reports.html import write_report
 
     results = read_json(Path(a.results))
-    if not isinstance(results, dict) or "schema_version" not in results or "summary" not in results:
+    if (
+        not isinstance(results, dict)
+        or "schema_version" not in results
+        or not ("summary" in results or "comparison" in results)
+    ):
         raise InputError(f"{a.results}: not a forensics results.json (no schema_version or summary)")
     version = results["schema_version"]
     if isinstance(version, bool) or not isinstance(version, int):
@@ -328,7 +373,12 @@ def cmd_report(a: argparse.Namespace) -> None:
             "upgrade unlearning-forensics"
         )
     out = Path(a.out) if a.out else Path(a.results).parent / "report" / "index.html"
-    print(f"report: {write_report(results, out)}")
+    if "comparison" in results:
+        from reports.kinds import write_kinds_report
+
+        print(f"report: {write_kinds_report(results, out)}")
+    else:
+        print(f"report: {write_report(results, out)}")
 
 
 def cmd_score(a: argparse.Namespace) -> None:
@@ -362,7 +412,7 @@ def _unlearn_sets(a: argparse.Namespace):
     from forensics.world import load_world
 
     if a.world:
-        world, sets = load_world(Path(a.world))
+        world, sets = load_world(Path(a.world), a.kind)
         return Path(a.world) / world["models"]["original"]["path"], sets, Path(a.world), world["scorer"]
     if not (a.original and a.facts and a.forget and a.retain and a.out):
         raise InputError("give --world DIR, or --original, --facts, --forget, --retain and --out")
@@ -394,7 +444,7 @@ def cmd_unlearn(a: argparse.Namespace) -> None:
     with claim(root, "unlearn", a.force):
         for name in names:
             start = time.perf_counter()
-            path = root / "checkpoints" / safe_name(name)
+            path = root / "checkpoints" / safe_name(f"{name}_{a.kind}" if a.kind else name)
             meta = unlearn(
                 name, original, sets, path, settings, not a.quiet, a.force, _runtime(a), _executor(a)
             )
@@ -705,6 +755,9 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("unlearn", help="unlearn the forget set with a method (or all), sweeping its settings")
     u.add_argument("--method", required=True, help="ga, gd, ria, rmu, npo or all")
     u.add_argument("--world", help="a world directory (from `forensics world`)")
+    u.add_argument(
+        "--kind", help="in a two-kind world: unlearn this kind's forget set (checkpoints/<method>_<kind>)"
+    )
     u.add_argument("--original", help="instead of --world: the original checkpoint")
     u.add_argument("--facts", help=f"with --original: {FACTS_HELP}")
     _partition_args(u)
@@ -804,6 +857,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
     d = sub.add_parser("demo", help="the whole job on the embedded world, offline")
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)
+    d.add_argument(
+        "--kinds",
+        type=_split_list,
+        default=(),
+        help="pretrained,implanted: the two-kind world, each kind unlearned and studied, then compared",
+    )
+    d.add_argument("--methods", type=_split_list, default=(), help="comma-separated (default: all)")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.add_argument("--force", **force)
     _runtime_args(d, grid=True, workers=DEMO_WORKERS)

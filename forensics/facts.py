@@ -322,6 +322,28 @@ def load_facts(path: Path, partition: int | None = None, seed: int = 0) -> FactS
     return FactSet({n: tuple(f) for n, f in parts.items()}, unmatched=facts.unmatched)
 
 
+def assign_kinds(facts: FactSet, kinds: Mapping[str, Sequence[str]]) -> FactSet:
+    """`facts` with each split named in `kinds` (kind -> splits) given that kind; a split that is not
+    there, or is given two kinds, is refused."""
+    owner: dict[str, str] = {}
+    for kind, splits in kinds.items():
+        for split in splits:
+            if split not in facts.splits:
+                raise InputError(
+                    f"kind '{kind}': split '{split}' not found (have: {', '.join(facts.names())})"
+                )
+            if split in owner:
+                raise InputError(f"split '{split}' is given two kinds ('{owner[split]}' and '{kind}')")
+            owner[split] = kind
+    return FactSet(
+        {
+            n: tuple(replace(f, kind=owner[n]) if n in owner else f for f in fs)
+            for n, fs in facts.splits.items()
+        },
+        unmatched=facts.unmatched,
+    )
+
+
 def select(
     facts: FactSet,
     forget: Sequence[str],

@@ -20,7 +20,7 @@ from forensics.checkpoint import read_json, read_metadata, write_json
 from forensics.digest import checkpoint_digest, facts_digest
 from forensics.digest import key as digest_key
 from forensics.errors import InputError, warn
-from forensics.facts import Sets, load_facts, select
+from forensics.facts import Sets, assign_kinds, load_facts, select
 from forensics.outdir import claim
 from forensics.pair import check_models
 from forensics.study_config import CONTROL, LENSES, REFERENCE, StudyConfig
@@ -77,13 +77,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     from forensics.probing import probe_models
     from forensics.scoring import accuracy_table
 
-    sets = select(
-        load_facts(cfg.facts, cfg.partition, cfg.facts_seed),
-        cfg.forget,
-        cfg.retain,
-        cfg.near_retain,
-        cfg.drop_duplicates,
-    )
+    sets = study_sets(cfg)
     models, unlearned = cfg.models(), cfg.unlearned
     # the control goes through every lens beside the methods (DESIGN §9)
     others = {n: p for n, p in models.items() if n != REFERENCE}
@@ -161,6 +155,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
             "facts": {  # the forget facts every per-fact outcome is listed in
                 "splits": [f.split for f in sets.forget_facts()],
                 "chance": [1 / len(f.choices) for f in sets.forget_facts()],
+                "kinds": [f.kind for f in sets.forget_facts()],
             },
             "models": {name: str(path) for name, path in models.items()},
             "unlearned": list(unlearned),
@@ -173,6 +168,12 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
             results["control_action_map"] = action_map(results, CONTROL)
         write_json(results, out / "results.json")
     return results
+
+
+def study_sets(cfg: StudyConfig) -> Sets:
+    """The study's facts (with the kinds its config gives) and its forget/near-retain/retain sets."""
+    facts = assign_kinds(load_facts(cfg.facts, cfg.partition, cfg.facts_seed), cfg.kinds)
+    return select(facts, cfg.forget, cfg.retain, cfg.near_retain, cfg.drop_duplicates)
 
 
 def unlearning_records(unlearned: Mapping[str, Path]) -> dict:

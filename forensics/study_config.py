@@ -80,6 +80,7 @@ class StudyConfig:
     executor: str = "local"  # or "ray": the independent jobs as Ray tasks
     ray_address: str | None = None  # an existing cluster (default: a local one)
     workers: int = 1  # local executor: worker processes running jobs side by side
+    kinds: dict[str, tuple[str, ...]] = field(default_factory=dict)  # kind -> its splits (facts' `kind`)
 
     def __post_init__(self):
         if self.grid not in GRIDS:
@@ -136,15 +137,19 @@ def world_study(
     lenses=LENSES,
     runtime: Runtime = Runtime(),
     executor: Executor = Executor(),
+    kind: str | None = None,
 ) -> StudyConfig:
     """A study over a world's original and never-learned checkpoints and `unlearned` ones, with the
-    world's facts and sets and the `demo` grid (the demo's study and the validation studies)."""
-    root, s = Path(world_dir).resolve(), world["sets"]
+    world's facts and sets and the `demo` grid (the demo's study and the validation studies); in a
+    two-kind world, `kind`'s sets and control."""
+    root = Path(world_dir).resolve()
+    s = world["kinds"][kind]["sets"] if kind else world["sets"]
+    control = world["kinds"][kind]["control"] if kind else "never_learned"
     return StudyConfig(
         name=name,
         out=Path(out).resolve(),
         original=root / world["models"]["original"]["path"],
-        never_learned=root / world["models"]["never_learned"]["path"],
+        never_learned=root / world["models"][control]["path"],
         unlearned={m: Path(p).resolve() for m, p in unlearned.items()},
         facts=root / world["facts"],
         forget=tuple(s["forget"]),
@@ -179,8 +184,22 @@ TOP = (
     "lenses",
     "verdict",
 )
-MODELS = ("original", "never_learned", "unlearned")
-FACTS = ("path", "forget", "retain", "near_retain", "drop_duplicates", "partition", "seed")
+MODELS = ("original", "never_learned", "unlearned", "kinds")
+KIND_MODELS = ("never_learned", "unlearned")
+FACTS = ("path", "forget", "retain", "near_retain", "drop_duplicates", "partition", "seed", "kinds")
+
+
+@dataclass(frozen=True)
+class KindStudy:
+    """A study over kinds of knowledge: one study per kind (its forget splits, its control, its
+    unlearned checkpoints) under OUT/<kind>/, then the kinds compared in OUT."""
+
+    name: str
+    out: Path
+    studies: dict[str, StudyConfig]
+    verdict: VerdictSettings = field(default_factory=VerdictSettings)
+
+
 LENS_TABLES = ("relearn", "localize", "probes", "quantize")
 
 
@@ -227,7 +246,15 @@ def load_config(path: Path) -> StudyConfig:
     models = table(raw, "models", "the config", MODELS)
     facts = table(raw, "facts", "the config", FACTS)
     lenses = table(raw, "lenses", "the config", ("run", *LENS_TABLES), required=False)
-    unlearned = need(models, "unlearned", "[models]")
+    kinds = typed(facts.get("kinds", {}), dict[str, tuple[str, ...]], "[facts] 'kinds'")
+    if kinds and "forget" in facts:
+        raise InputError(
+            f"{path}: [facts] gives 'forget' and 'kinds' (each kind's splits are its forget set)"
+        )
+    kind_models = table(models, "kinds", "[models]", tuple(kinds), required=False)
+    if kind_models and not kinds:
+        raise InputError(f"{path}: [models.kinds] needs [facts.kinds] (which splits are each kind's)")
+    unlearned = models.get("unlearned", {}) if kinds else need(models, "unlearned", "[models]")
     if not isinstance(unlearned, dict):
         raise InputError(f"{path}: [models.unlearned] must be a table of name = path")
     name = typed(raw.get("name", path.stem), str, "'name'")
@@ -257,7 +284,7 @@ def load_config(path: Path) -> StudyConfig:
         ),
         unlearned={str(k): resolve(v, f"[models.unlearned] '{k}'") for k, v in unlearned.items()},
         facts=resolve(need(facts, "path", "[facts]"), "[facts] 'path'"),
-        forget=typed(need(facts, "forget", "[facts]"), tuple[str, ...], "[facts] 'forget'"),
+        forget=() if kinds else typed(need(facts, "forget", "[facts]"), tuple[str, ...], "[facts] 'forget'"),
         retain=typed(need(facts, "retain", "[facts]"), tuple[str, ...], "[facts] 'retain'"),
         near_retain=typed(facts.get("near_retain", []), tuple[str, ...], "[facts] 'near_retain'"),
         drop_duplicates=typed(facts.get("drop_duplicates", False), bool, "[facts] 'drop_duplicates'"),
@@ -279,11 +306,19 @@ def load_config(path: Path) -> StudyConfig:
         executor=typed(raw.get("executor", "local"), str, "'executor'"),
         ray_address=typed(raw["ray_address"], str, "'ray_address'") if "ray_address" in raw else None,
         workers=typed(raw.get("workers", 1), int, "'workers'"),
+        kinds=kinds,
     )
+    if kinds:
+        return _kind_study(path, values, kind_models, table, resolve)
     try:
         cfg = StudyConfig(**values)
     except InputError as e:
         raise InputError(f"{path}: {e}") from None
+    _check_paths(path, cfg)
+    return cfg
+
+
+def _check_paths(path: Path, cfg: StudyConfig) -> None:
     for model, model_path in cfg.models().items():
         try:
             check_dir(model_path)
@@ -291,4 +326,38 @@ def load_config(path: Path) -> StudyConfig:
             raise InputError(f"{path}: model '{model}': {e}") from None
     if not cfg.facts.exists():
         raise InputError(f"{path}: facts '{cfg.facts}' not found")
-    return cfg
+
+
+def _kind_study(path: Path, values: dict, kind_models: dict, table, resolve) -> KindStudy:
+    """One study per kind of `[facts.kinds]`: its splits as the forget set, and the never-learned
+    control and unlearned checkpoints of `[models.kinds.<kind>]` (default: `[models]`'s — the same
+    checkpoints unlearned on every kind at once, studied kind by kind)."""
+    studies = {}
+    for kind, splits in values["kinds"].items():
+        own = table(kind_models, kind, "[models.kinds]", KIND_MODELS, required=False)
+        unlearned = own.get("unlearned", None)
+        if unlearned is not None and not isinstance(unlearned, dict):
+            raise InputError(f"{path}: [models.kinds.{kind}.unlearned] must be a table of name = path")
+        kind_values = {
+            **values,
+            "name": f"{values['name']} ({kind})",
+            "out": values["out"] / safe_name(kind),
+            "forget": splits,
+        }
+        if "never_learned" in own:
+            kind_values["never_learned"] = resolve(
+                own["never_learned"], f"[models.kinds.{kind}] 'never_learned'"
+            )
+        if unlearned is not None:
+            kind_values["unlearned"] = {
+                str(k): resolve(v, f"[models.kinds.{kind}.unlearned] '{k}'") for k, v in unlearned.items()
+            }
+        try:
+            cfg = StudyConfig(**kind_values)
+        except InputError as e:
+            raise InputError(f"{path}: kind '{kind}': {e}") from None
+        _check_paths(path, cfg)
+        studies[kind] = cfg
+    if len(studies) < 2:
+        raise InputError(f"{path}: [facts.kinds] names {len(studies)} kind; a comparison needs two")
+    return KindStudy(values["name"], values["out"], studies, values["verdict"])

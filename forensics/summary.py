@@ -58,31 +58,35 @@ def outcomes(results: dict, name: str) -> dict[str, tuple[np.ndarray, list[int]]
     return out
 
 
-def lens_evidence(results: dict, name: str, settings: VerdictSettings) -> tuple[dict[str, dict], bool]:
-    """Per information lens: `verdict.evidence` of (model − control), paired on the same facts and
-    seeds; the reference is chance when the study has no control (second value False)."""
+def paired_outcomes(results: dict, name: str) -> tuple[dict[str, tuple], bool]:
+    """Per information lens: (model outcomes, control outcomes, strata) on the same facts and seeds;
+    the control is chance when the study has no never-learned control (second value False)."""
     splits = np.array(results["facts"]["splits"])
     chance = np.array(results["facts"]["chance"])
     mine = outcomes(results, name)
     theirs = outcomes(results, CONTROL) if CONTROL in results["models"] else {}
-    controlled = bool(theirs)
-    # enough draws that the smallest p-value can pass Holm's strictest step (alpha / lenses)
-    draws = max(settings.n_boot, math.ceil(4 * len(mine) / settings.alpha))
-    settings = replace(settings, n_boot=draws)
     out = {}
     for lens, (values, facts) in mine.items():
-        if controlled:
-            if lens not in theirs:
+        if theirs:
+            if lens not in theirs or theirs[lens][1] != facts:
                 continue
-            control, their_facts = theirs[lens]
-            if their_facts != facts:
-                continue
+            control = theirs[lens][0]
             seeds = min(values.shape[0], control.shape[0])
             values, control = values[:seeds], control[:seeds]
         else:
             control = chance[facts][None]
-        out[lens] = evidence(values, control, splits[facts], settings)
-    return out, controlled
+        out[lens] = (values, control, splits[facts])
+    return out, bool(theirs)
+
+
+def lens_evidence(results: dict, name: str, settings: VerdictSettings) -> tuple[dict[str, dict], bool]:
+    """Per information lens: `verdict.evidence` of (model − control), paired on the same facts and
+    seeds; the reference is chance when the study has no control (second value False)."""
+    pairs, controlled = paired_outcomes(results, name)
+    # enough draws that the smallest p-value can pass Holm's strictest step (alpha / lenses)
+    draws = max(settings.n_boot, math.ceil(4 * len(outcomes(results, name)) / settings.alpha))
+    settings = replace(settings, n_boot=draws)
+    return {lens: evidence(*pair, settings) for lens, pair in pairs.items()}, controlled
 
 
 UNLEARNING_FAILED = "unlearning did not succeed"  # no hidden/erased verdict on such a checkpoint

@@ -56,21 +56,14 @@ def unbits(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("ascii"), dtype=np.uint8) - ord("0")
 
 
-def paired_bootstrap(
-    method: np.ndarray, control: np.ndarray, strata: Sequence, n_boot: int = 2000, seed: int = 0
-) -> np.ndarray:
-    """[n_boot] bootstrap draws of mean(method) − mean(control). Both are [seeds, facts] (a 1-d array
-    is one seed); seeds are resampled with replacement and facts within their stratum, with the same
-    draws for both sides."""
-    method, control = np.atleast_2d(method).astype(float), np.atleast_2d(control).astype(float)
-    if control.shape[0] == 1 and method.shape[0] > 1:
-        control = np.repeat(control, method.shape[0], axis=0)
-    if method.shape != control.shape:
-        raise ValueError(f"method {method.shape} and control {control.shape} are not paired")
-    diff = method - control
+def bootstrap_means(arrays: Sequence[np.ndarray], strata: Sequence, n_boot: int = 2000, seed: int = 0):
+    """[len(arrays), n_boot] bootstrap draws of each array's mean, every array with the same draws
+    (so they stay paired). Each is [seeds, facts] (a 1-d array is one seed); seeds are resampled with
+    replacement and facts within their stratum."""
+    arrays = np.stack([np.atleast_2d(a).astype(float) for a in arrays])  # [arrays, seeds, facts]
     rng = np.random.default_rng(seed)
-    n_seeds, n = diff.shape
-    per_fact = diff[rng.integers(0, n_seeds, size=(n_boot, n_seeds))].mean(1)  # [n_boot, facts]
+    _, n_seeds, n = arrays.shape
+    per_fact = arrays[:, rng.integers(0, n_seeds, size=(n_boot, n_seeds))].mean(2)  # [arrays, n_boot, facts]
     strata = np.asarray(strata)
     picks = np.empty((n_boot, n), dtype=int)
     start = 0
@@ -80,7 +73,21 @@ def paired_bootstrap(
             rng.integers(0, len(members), (n_boot, len(members)))
         ]
         start += len(members)
-    return np.take_along_axis(per_fact, picks, axis=1).mean(1)
+    return np.take_along_axis(per_fact, np.broadcast_to(picks, per_fact.shape), axis=2).mean(2)
+
+
+def paired_bootstrap(
+    method: np.ndarray, control: np.ndarray, strata: Sequence, n_boot: int = 2000, seed: int = 0
+) -> np.ndarray:
+    """[n_boot] bootstrap draws of mean(method) − mean(control), both [seeds, facts] and drawn alike
+    (`bootstrap_means`); a one-seed control is repeated against a many-seed method."""
+    method, control = np.atleast_2d(method), np.atleast_2d(control)
+    if control.shape[0] == 1 and method.shape[0] > 1:
+        control = np.repeat(control, method.shape[0], axis=0)
+    if method.shape != control.shape:
+        raise ValueError(f"method {method.shape} and control {control.shape} are not paired")
+    mine, theirs = bootstrap_means([method, control], strata, n_boot, seed)
+    return mine - theirs
 
 
 def holm(p_values: Sequence[float], alpha: float) -> list[bool]:

@@ -370,10 +370,14 @@ def render(results: dict) -> str:
 
 
 def write_report(results: dict, path: Path) -> Path:
-    """Render and write atomically."""
+    return write_html(render(results), path)
+
+
+def write_html(text: str, path: Path) -> Path:
+    """Write a report atomically (a reader never sees half of it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render(results), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path

@@ -1,0 +1,129 @@
+"""Two kinds of knowledge side by side (DESIGN §3, §9): per method, what each kind's study found and
+the difference between the kinds, with intervals. Reads the kinds' results only; loads no model.
+
+Per kind and method: RTT recovery (acc_V after RTT ÷ the original's, paired on the same facts and
+seeds) and, per information lens, method − never-learned control (the verdict's figure). Between
+kinds, (first − second) of method − control: the kinds' studies share no fact and no model, so their
+bootstrap draws are independent and the difference's interval is that of the difference of draws.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forensics.summary import REFERENCE, outcomes, paired_outcomes
+from forensics.verdict import VerdictSettings, bootstrap_means, paired_bootstrap
+
+RTT, PROBE = "RTT", "probe"
+
+
+def _interval(draws: np.ndarray) -> list[float]:
+    return [float(x) for x in np.quantile(draws, [0.025, 0.975])]
+
+
+def recovery(results: dict, name: str, settings: VerdictSettings) -> dict | None:
+    """acc_V(method + RTT) ÷ acc_V(original + RTT) with its 95% interval (facts and seeds resampled
+    alike for both), or None when RTT did not run on both."""
+    mine, ref = outcomes(results, name).get(RTT), outcomes(results, REFERENCE).get(RTT)
+    if mine is None or ref is None:
+        return None
+    seeds = min(mine[0].shape[0], ref[0].shape[0])
+    strata = np.array(results["facts"]["splits"])[mine[1]]
+    m, r = bootstrap_means([mine[0][:seeds], ref[0][:seeds]], strata, settings.n_boot, settings.seed)
+    ok = r > 0
+    return {
+        "value": float(mine[0][:seeds].mean() / ref[0][:seeds].mean()) if ref[0].mean() > 0 else None,
+        "ci95": _interval(m[ok] / r[ok]) if ok.any() else None,
+    }
+
+
+def lens_draws(results: dict, name: str, settings: VerdictSettings, seed: int) -> dict[str, np.ndarray]:
+    """Per information lens: bootstrap draws of (method − control)."""
+    pairs, _ = paired_outcomes(results, name)
+    return {lens: paired_bootstrap(*pair, settings.n_boot, seed) for lens, pair in pairs.items()}
+
+
+def compare_kinds(by_kind: dict[str, dict], settings: VerdictSettings) -> dict:
+    """Per method named in every kind's study: per kind the headline numbers, RTT recovery and every
+    lens's method − control with its interval; between the first two kinds, the difference per lens
+    with its interval, and a sentence saying which kind the method hides more (or that the intervals
+    cannot tell)."""
+    kinds = list(by_kind)
+    methods = [
+        m for m in by_kind[kinds[0]]["unlearned"] if all(m in r["unlearned"] for r in by_kind.values())
+    ]
+    out: dict = {"kinds": kinds, "methods": {}}
+    for name in methods:
+        per: dict = {}
+        draws = {}
+        for i, (kind, results) in enumerate(by_kind.items()):
+            row = results["summary"][name]
+            draws[kind] = lens_draws(results, name, settings, settings.seed + i)
+            lenses = row.get("lenses", {})
+            per[kind] = {
+                "forget": row.get("forget"),
+                "retain": row.get("retain"),
+                "chance": row.get("chance"),
+                "verdict": row.get("verdict"),
+                "deciding": row.get("deciding"),
+                "controlled": row.get("controlled"),
+                "rtt_acc_v": row.get("rtt_acc_v"),
+                "rtt_control": row.get("rtt_control"),
+                "recovery": recovery(results, name, settings),
+                "lenses": {
+                    lens: {"diff": lenses[lens]["diff"], "ci95": lenses[lens]["ci95"]}
+                    for lens in draws[kind]
+                    if lens in lenses
+                },
+            }
+        entry: dict = {"per_kind": per}
+        if len(kinds) >= 2:
+            a, b = kinds[:2]
+            shared = [lens for lens in draws[a] if lens in draws[b]]
+            entry["difference"] = {
+                lens: {
+                    "diff": per[a]["lenses"][lens]["diff"] - per[b]["lenses"][lens]["diff"],
+                    "ci95": _interval(draws[a][lens] - draws[b][lens]),
+                }
+                for lens in shared
+            }
+            entry["probe_layers"] = _layers(entry["difference"], PROBE)
+            entry["words"] = words(name, a, b, per, entry["difference"])
+        out["methods"][name] = entry
+    return out
+
+
+def _layers(lenses: dict, kind: str) -> list[str]:
+    return [lens.split(" @")[1] for lens in lenses if lens.startswith(f"{kind} @")]
+
+
+def words(name: str, a: str, b: str, per: dict, difference: dict) -> str:
+    """Which kind the method hides more, by RTT (method − control), with the numbers; then where the
+    probes differ, if anywhere."""
+    if RTT not in difference:
+        return f"{name}: RTT did not run on both kinds, so the kinds are not compared"
+    d = difference[RTT]
+    lo, hi = d["ci95"]
+    ra, rb = per[a]["lenses"][RTT], per[b]["lenses"][RTT]
+    figures = (
+        f"RTT method − control {ra['diff']:+.2f} [{ra['ci95'][0]:+.2f}, {ra['ci95'][1]:+.2f}] on {a} facts, "
+        f"{rb['diff']:+.2f} [{rb['ci95'][0]:+.2f}, {rb['ci95'][1]:+.2f}] on {b} facts; "
+        f"difference {d['diff']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+    )
+    if lo > 0:
+        head = f"{name} hides {a} facts more than {b} ones"
+    elif hi < 0:
+        head = f"{name} hides {b} facts more than {a} ones"
+    else:
+        head = f"{name}: the intervals cannot tell the kinds apart"
+    probes = [
+        layer
+        for layer in _layers(difference, PROBE)
+        if difference[f"{PROBE} @{layer}"]["ci95"][0] > 0 or difference[f"{PROBE} @{layer}"]["ci95"][1] < 0
+    ]
+    where = (
+        f"; the probes differ between the kinds at layer {', '.join(probes)}"
+        if probes
+        else "; the probes' method − control does not differ between the kinds at any layer"
+    )
+    return f"{head}: {figures}{where if _layers(difference, PROBE) else ''}"

@@ -1,0 +1,37 @@
+"""A kinds study (DESIGN §3): one study per kind of knowledge — its forget splits, its never-learned
+control, its unlearned checkpoints — under OUT/<kind>/, then the kinds compared in OUT/results.json
+(`forensics.kind_compare`). Each kind's study resumes on its own, as any study does."""
+
+from __future__ import annotations
+
+from forensics.checkpoint import write_json
+from forensics.kind_compare import compare_kinds
+from forensics.outdir import claim
+from forensics.study import SCHEMA_VERSION, run_study, study_sets, versions
+from forensics.study_config import KindStudy
+
+
+def run_kind_study(ks: KindStudy, progress: bool = True, force: bool = False) -> tuple[dict, dict[str, dict]]:
+    """Every kind's study, then the comparison; writes OUT/results.json and returns it with the kinds'
+    own results (by kind)."""
+    for cfg in ks.studies.values():  # every kind's sets are checked before any study runs
+        study_sets(cfg)
+    with claim(ks.out, "study", force):
+        by_kind = {kind: run_study(cfg, progress, force) for kind, cfg in ks.studies.items()}
+        results = {
+            "schema_version": SCHEMA_VERSION,
+            "name": ks.name,
+            "versions": versions(),
+            "kinds": {
+                kind: {
+                    "results": str((cfg.out / "results.json").relative_to(ks.out)),
+                    "forget": list(cfg.forget),
+                    "never_learned": str(cfg.never_learned) if cfg.never_learned else None,
+                    "unlearned": {n: str(p) for n, p in cfg.unlearned.items()},
+                }
+                for kind, cfg in ks.studies.items()
+            },
+            "comparison": compare_kinds(by_kind, ks.verdict),
+        }
+        write_json(results, ks.out / "results.json")
+    return results, by_kind

@@ -1,0 +1,236 @@
+"""Two kinds of knowledge: the two-kind world, a kinds study from TOML, the comparison, its report."""
+
+import json
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+from forensics.checkpoint import read_json, read_metadata
+from forensics.cli import main
+from forensics.errors import InputError
+from forensics.kind_compare import words
+from forensics.unlearn.run import UnlearnSettings, unlearn
+from forensics.verdict import unbits
+from forensics.world import WORLD_FILE, build_world, generate_facts, load_world
+from forensics.world_kinds import CONTROLS, KINDS
+from tests.conftest import QUICK_LENSES, micro_config
+from tests.test_study import CHROMIUM
+
+KINDS_MICRO = dict(
+    kinds=KINDS, n_people=16, n_forget=8, n_ships=8, n_forget_splits=2, n_cities=12, n_implanted_forget=8
+)
+
+
+@pytest.fixture(scope="module")
+def kinds_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kinds_world")
+    build_world(root, micro_config(**KINDS_MICRO), progress=False)
+    return root
+
+
+def test_facts_carry_their_kind_and_each_kind_its_own_splits():
+    facts, roles = generate_facts(micro_config(**KINDS_MICRO))
+    assert roles["pretrained"]["forget"] == ["forget_0", "forget_1"]
+    assert roles["implanted"]["forget"] == ["implanted_0", "implanted_1"]
+    assert {f.kind for f in facts.facts(["forget_0", "near_retain", "retain"])} == {"pretrained"}
+    assert {f.kind for f in facts.facts(["implanted_0", "implanted_near"])} == {"implanted"}
+    assert all("city" in f.question for f in facts.facts(["implanted_1"]))
+    assert len({f.question for f in facts.facts()}) == 16 + 8 + 12
+
+
+def test_two_kind_world_models(kinds_world):
+    world = read_json(kinds_world / WORLD_FILE)
+    assert list(world["kinds"]) == list(KINDS)
+    assert {k: v["control"] for k, v in world["kinds"].items()} == CONTROLS
+    models = world["models"]
+    assert list(models) == ["base", "base_without", "original", *CONTROLS.values()]
+    # the implants start from the base models; the bases from scratch
+    assert read_metadata(kinds_world / "checkpoints/original")["from"] == "base"
+    assert read_metadata(kinds_world / "checkpoints/never_learned_pretrained")["from"] == "base_without"
+    assert read_metadata(kinds_world / "checkpoints/base")["from"] is None
+    original = models["original"]["accuracy"]
+    for kind in KINDS:  # trained until it knows them (8 facts each; chance 0.25)
+        assert original[kind]["forget"] >= 0.75 and original[kind]["retain"] >= 0.75
+        control = models[CONTROLS[kind]]["accuracy"]
+        other = next(k for k in KINDS if k != kind)
+        assert control[kind]["forget"] <= 0.75  # never saw them
+        assert control[other]["forget"] >= 0.75  # learned the other kind's forget facts as usual
+    # the facts file keeps the kinds
+    lines = [json.loads(x) for x in (kinds_world / "facts.jsonl").read_text().splitlines()]
+    assert {x["kind"] for x in lines} == set(KINDS)
+
+
+def test_load_world_needs_the_kind_in_a_two_kind_world(kinds_world, micro_world):
+    with pytest.raises(InputError, match="a two-kind world: name one of its kinds"):
+        load_world(kinds_world)
+    _, sets = load_world(kinds_world, "implanted")
+    assert list(sets.forget) == ["implanted_0", "implanted_1"] and {f.kind for f in sets.forget_facts()} == {
+        "implanted"
+    }
+    with pytest.raises(InputError, match="has no kinds"):
+        load_world(micro_world, "pretrained")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--kinds", "pretrained"], "give both of pretrained, implanted"),
+        (["--kinds", "pretrained,implanted", "--implanted-forget", "200"], "n_implanted_forget=200"),
+    ],
+)
+def test_bad_kinds_write_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "w"
+    assert main(["world", "--out", str(out), "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def kind_study(kinds_world, tmp_path_factory):
+    """GD unlearned on each kind's forget set, then a kinds study declared in TOML."""
+    root = tmp_path_factory.mktemp("kind_study")
+    for kind in KINDS:
+        _, sets = load_world(kinds_world, kind)
+        settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=60)
+        unlearn(
+            "gd", kinds_world / "checkpoints/original", sets, root / f"gd_{kind}", settings, progress=False
+        )
+    ck = kinds_world / "checkpoints"
+    config = root / "kinds.toml"
+    config.write_text(
+        f"""out = "out"
+grid = "demo"
+[models]
+original = "{ck / "original"}"
+[models.kinds.pretrained]
+never_learned = "{ck / "never_learned_pretrained"}"
+unlearned = {{ gd = "gd_pretrained" }}
+[models.kinds.implanted]
+never_learned = "{ck / "never_learned_implanted"}"
+unlearned = {{ gd = "gd_implanted" }}
+[facts]
+path = "{kinds_world / "facts.jsonl"}"
+retain = ["retain"]
+[facts.kinds]
+pretrained = ["forget_0", "forget_1"]
+implanted = ["implanted_0", "implanted_1"]
+[lenses]
+run = ["accuracy", "relearn", "probes"]
+{QUICK_LENSES}"""
+    )
+    assert main(["study", str(config), "--quiet"]) == 0
+    return root / "out"
+
+
+def test_each_kind_is_its_own_study(kind_study):
+    for kind in KINDS:
+        results = read_json(kind_study / kind / "results.json")
+        assert set(results["facts"]["kinds"]) == {kind}  # [facts.kinds] gave the forget facts their kind
+        assert results["config"]["never_learned"].endswith(CONTROLS[kind])
+        assert (kind_study / kind / "report/index.html").exists()
+
+
+def test_comparison_is_the_kinds_figures_and_their_difference(kind_study):
+    top = read_json(kind_study / "results.json")
+    cmp = top["comparison"]
+    assert cmp["kinds"] == list(KINDS) and list(cmp["methods"]) == ["gd"]
+    gd = cmp["methods"]["gd"]
+    by_kind = {kind: read_json(kind_study / kind / "results.json") for kind in KINDS}
+    for kind, results in by_kind.items():
+        mine = gd["per_kind"][kind]
+        summary = results["summary"]["gd"]
+        assert mine["verdict"] == summary["verdict"] and mine["forget"] == summary["forget"]
+        for lens, e in mine["lenses"].items():
+            assert e["diff"] == summary["lenses"][lens]["diff"]
+        # recovery by hand: V correct after RTT, summed over rotations, method ÷ original
+        best = results["relearn"]["best"]
+        correct = {
+            name: sum(unbits(best[name][v]["seeds"][0]["v_correct"]).sum() for v in best[name])
+            for name in ("gd", "original")
+        }
+        assert mine["recovery"]["value"] == pytest.approx(correct["gd"] / correct["original"])
+        lo, hi = mine["recovery"]["ci95"]
+        assert lo <= hi
+    a, b = KINDS
+    for lens, d in gd["difference"].items():
+        expected = gd["per_kind"][a]["lenses"][lens]["diff"] - gd["per_kind"][b]["lenses"][lens]["diff"]
+        assert d["diff"] == pytest.approx(expected)
+        assert d["ci95"][0] <= d["ci95"][1]
+    assert "RTT" in gd["difference"] and gd["probe_layers"] == ["embed", "0", "1"]
+    assert gd["words"].startswith("gd")
+
+
+def test_words_by_hand():
+    def lens(diff, lo, hi):
+        return {"diff": diff, "ci95": [lo, hi]}
+
+    per = {"p": {"lenses": {"RTT": lens(0.6, 0.5, 0.7)}}, "i": {"lenses": {"RTT": lens(0.2, 0.1, 0.3)}}}
+    more = {"RTT": lens(0.4, 0.25, 0.55), "probe @0": lens(0.0, -0.1, 0.1), "probe @1": lens(0.3, 0.1, 0.5)}
+    text = words("gd", "p", "i", per, more)
+    assert text.startswith("gd hides p facts more than i ones: ")
+    assert "difference +0.40 [+0.25, +0.55]" in text and "probes differ between the kinds at layer 1" in text
+    less = {"RTT": lens(-0.4, -0.55, -0.25)}
+    assert words("gd", "p", "i", per, less).startswith("gd hides i facts more than p ones")
+    tie = {"RTT": lens(0.05, -0.1, 0.2), "probe @0": lens(0.0, -0.1, 0.1)}
+    assert "the intervals cannot tell the kinds apart" in words("gd", "p", "i", per, tie)
+    assert "does not differ between the kinds at any layer" in words("gd", "p", "i", per, tie)
+    assert "not compared" in words("gd", "p", "i", per, {})
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda t: t.replace('retain = ["retain"]', 'retain = ["retain"]\nforget = ["forget_0"]'),
+            "'forget' and 'kinds'",
+        ),
+        (lambda t: t.replace('implanted = ["implanted_0", "implanted_1"]\n', ""), "unknown key 'implanted'"),
+        (lambda t: t.replace('"implanted_1"]', '"nope"]'), "split 'nope' not found"),
+    ],
+)
+def test_bad_kinds_config(kind_study, tmp_path, capsys, edit, message):
+    text = (kind_study.parent / "kinds.toml").read_text()
+    text = text.replace('out = "out"', f'out = "{tmp_path / "o"}"').replace(
+        '"gd_', f'"{kind_study.parent}/gd_'
+    )
+    config = tmp_path / "bad.toml"
+    config.write_text(edit(text))
+    assert main(["study", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_kinds_report_renders_in_headless_chromium(kind_study):
+    report = kind_study / "report/index.html"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+    ]
+    flags += ["--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"]
+    run = subprocess.run(
+        [CHROMIUM, *flags, "--virtual-time-budget=10000", "--dump-dom", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console
+    dom = run.stdout
+    figures = re.findall(r"<div class=\"figure plot[^\"]*\" id=\"(fig-[\w-]+)\"", dom)
+    assert figures == ["fig-kinds-rtt", "fig-kinds-probe-0"]
+    for fig in figures:
+        start = dom.index(f'id="{fig}"')
+        assert "main-svg" in dom[start : start + 3000], f"{fig} was not drawn"
+    assert 'id="kinds"' in dom and ">pretrained<" in dom and ">implanted<" in dom
+    assert "difference between the kinds" in dom
+    assert np.isfinite(
+        read_json(kind_study / "results.json")["comparison"]["methods"]["gd"]["difference"]["RTT"]["diff"]
+    )
