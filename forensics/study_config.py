@@ -246,7 +246,7 @@ def load_config(path: Path) -> StudyConfig:
     models = table(raw, "models", "the config", MODELS)
     facts = table(raw, "facts", "the config", FACTS)
     lenses = table(raw, "lenses", "the config", ("run", *LENS_TABLES), required=False)
-    kinds = typed(facts.get("kinds", {}), dict[str, tuple[str, ...]], "[facts] 'kinds'")
+    kinds = table(facts, "kinds", "[facts]", tuple(facts.get("kinds", {})), required=False)
     if kinds and "forget" in facts:
         raise InputError(
             f"{path}: [facts] gives 'forget' and 'kinds' (each kind's splits are its forget set)"
@@ -283,9 +283,13 @@ def load_config(path: Path) -> StudyConfig:
             else None
         ),
         unlearned={str(k): resolve(v, f"[models.unlearned] '{k}'") for k, v in unlearned.items()},
-        facts=resolve(need(facts, "path", "[facts]"), "[facts] 'path'"),
+        facts=resolve(need(facts, "path", "[facts]"), "[facts] 'path'")
+        if "path" in facts or not kinds
+        else None,
         forget=() if kinds else typed(need(facts, "forget", "[facts]"), tuple[str, ...], "[facts] 'forget'"),
-        retain=typed(need(facts, "retain", "[facts]"), tuple[str, ...], "[facts] 'retain'"),
+        retain=()
+        if kinds and "retain" not in facts
+        else typed(need(facts, "retain", "[facts]"), tuple[str, ...], "[facts] 'retain'"),
         near_retain=typed(facts.get("near_retain", []), tuple[str, ...], "[facts] 'near_retain'"),
         drop_duplicates=typed(facts.get("drop_duplicates", False), bool, "[facts] 'drop_duplicates'"),
         partition=typed(facts["partition"], int, "[facts] 'partition'") if "partition" in facts else None,
@@ -306,10 +310,9 @@ def load_config(path: Path) -> StudyConfig:
         executor=typed(raw.get("executor", "local"), str, "'executor'"),
         ray_address=typed(raw["ray_address"], str, "'ray_address'") if "ray_address" in raw else None,
         workers=typed(raw.get("workers", 1), int, "'workers'"),
-        kinds=kinds,
     )
     if kinds:
-        return _kind_study(path, values, kind_models, table, resolve)
+        return _kind_study(path, values, kinds, kind_models, table, resolve, typed)
     try:
         cfg = StudyConfig(**values)
     except InputError as e:
@@ -328,21 +331,46 @@ def _check_paths(path: Path, cfg: StudyConfig) -> None:
         raise InputError(f"{path}: facts '{cfg.facts}' not found")
 
 
-def _kind_study(path: Path, values: dict, kind_models: dict, table, resolve) -> KindStudy:
-    """One study per kind of `[facts.kinds]`: its splits as the forget set, and the never-learned
-    control and unlearned checkpoints of `[models.kinds.<kind>]` (default: `[models]`'s — the same
-    checkpoints unlearned on every kind at once, studied kind by kind)."""
+KIND_FACTS = ("path", "forget", "retain", "near_retain")
+
+
+def _kind_study(path: Path, values: dict, kinds: dict, kind_models: dict, table, resolve, typed) -> KindStudy:
+    """One study per kind of `[facts.kinds]` — `kind = [splits]` (its forget splits in `[facts]`'s
+    file) or `[facts.kinds.<kind>]` with its own `forget` and optionally `path`, `retain`,
+    `near_retain` (the paper's `years` beside `random-birthdays`) — with the never-learned control and
+    unlearned checkpoints of `[models.kinds.<kind>]` (default: `[models]`'s — the same checkpoints
+    unlearned on every kind at once, studied kind by kind)."""
     studies = {}
-    for kind, splits in values["kinds"].items():
+    for kind, spec in kinds.items():
+        where = f"[facts.kinds] '{kind}'"
+        if isinstance(spec, dict):
+            spec = table(kinds, kind, "[facts.kinds]", KIND_FACTS)
+            facts_of = {
+                "forget": typed(spec.get("forget", ()), tuple[str, ...], f"{where} 'forget'"),
+                **{
+                    k: typed(spec[k], tuple[str, ...], f"{where} '{k}'")
+                    for k in ("retain", "near_retain")
+                    if k in spec
+                },
+            }
+            if "path" in spec:
+                facts_of["facts"] = resolve(spec["path"], f"{where} 'path'")
+        else:
+            facts_of = {"forget": typed(spec, tuple[str, ...], where)}
+        if facts_of.get("facts", values["facts"]) is None:
+            raise InputError(f"{path}: missing 'path' in [facts] (or in [facts.kinds.{kind}])")
+        if not facts_of.get("retain", values["retain"]):
+            raise InputError(f"{path}: missing 'retain' in [facts] (or in [facts.kinds.{kind}])")
         own = table(kind_models, kind, "[models.kinds]", KIND_MODELS, required=False)
         unlearned = own.get("unlearned", None)
         if unlearned is not None and not isinstance(unlearned, dict):
             raise InputError(f"{path}: [models.kinds.{kind}.unlearned] must be a table of name = path")
         kind_values = {
             **values,
+            **facts_of,
             "name": f"{values['name']} ({kind})",
             "out": values["out"] / safe_name(kind),
-            "forget": splits,
+            "kinds": {kind: facts_of["forget"]},  # gives the forget facts their kind
         }
         if "never_learned" in own:
             kind_values["never_learned"] = resolve(

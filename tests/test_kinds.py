@@ -234,3 +234,39 @@ def test_kinds_report_renders_in_headless_chromium(kind_study):
     assert np.isfinite(
         read_json(kind_study / "results.json")["comparison"]["methods"]["gd"]["difference"]["RTT"]["diff"]
     )
+
+
+def test_paper_layout_kinds_in_one_config(paper_data, kinds_world, tmp_path):
+    """The paper's `years` (pretraining knowledge) beside `random-birthdays` (implanted) in one config:
+    each kind its own facts folder, forget and retain splits; the facts load with their kind."""
+    from forensics.study import study_sets
+    from forensics.study_config import KindStudy, load_config
+
+    ck = kinds_world / "checkpoints"  # stand-ins: loading the config checks the folders exist
+    config = tmp_path / "paper.toml"
+    config.write_text(
+        f"""[models]
+original = "{ck / "original"}"
+unlearned = {{ rmu = "{ck / "base"}" }}
+[facts]
+drop_duplicates = true
+[facts.kinds.pretrained]
+path = "{paper_data / "years"}"
+forget = ["split_0", "split_1", "split_2", "split_3"]
+retain = ["split_4"]
+[facts.kinds.implanted]
+path = "{paper_data / "random-birthdays"}"
+forget = ["split_0", "split_1", "split_2", "split_3"]
+retain = ["split_4", "split_5"]
+"""
+    )
+    ks = load_config(config)
+    assert isinstance(ks, KindStudy) and list(ks.studies) == ["pretrained", "implanted"]
+    for kind, folder in (("pretrained", "years"), ("implanted", "random-birthdays")):
+        cfg = ks.studies[kind]
+        assert cfg.facts == paper_data / folder and cfg.out == ks.out / kind
+        assert cfg.unlearned == {"rmu": ck / "base"}  # the same checkpoint, studied on each kind
+        sets = study_sets(cfg)
+        assert len(sets.forget) == 4 and {f.kind for f in sets.forget_facts()} == {kind}
+        assert {f.kind for f in sets.retain} == {""}  # retain splits keep no kind
+    assert ks.studies["implanted"].retain == ("split_4", "split_5")
