@@ -121,6 +121,9 @@ def _world_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--cities", dest="n_cities", type=int, default=d.n_cities, help="family C facts")
     g.add_argument("--implanted-forget", dest="n_implanted_forget", type=int, default=d.n_implanted_forget)
+    g.add_argument(
+        "--filler", type=int, default=d.filler, help="filler sentences around each pretraining statement"
+    )
     g.add_argument("--implant-epochs", type=int, default=d.implant_epochs)
     g.add_argument("--implant-lr", type=float, default=d.implant_lr)
     g = p.add_argument_group("facts from the paper's layout instead")
