@@ -329,11 +329,7 @@ def render(results: dict) -> str:
     for i, name in enumerate(results.get("unlearned", [])):
         figures.append((f"method-{i}", method_figure(results, name)))
     divs = {key: f"<div class='figure plot' id='fig-{key}'></div>" for key, _ in figures}
-    scripts = "".join(
-        f"<script>(function(){{var f={figure_json(fig)};"
-        f"Plotly.newPlot('fig-{key}',f.data,f.layout,{{responsive:true,displaylogo:false}});}})();</script>"
-        for key, fig in figures
-    )
+    scripts = plot_scripts(figures)
     methods = "".join(divs[k] for k, _ in figures if k.startswith("method-"))
     chance = next(iter(results.get("summary", {}).values()), {}).get("chance")
     intro = (
@@ -355,17 +351,33 @@ def render(results: dict) -> str:
         "up too: they say where a method acted, never whether it hid. The patch after the last block is "
         "the original's output by construction and is left out.</p>"
     )
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>unlearning forensics: {esc(results.get('name', ''))}</title><style>{CSS}</style>"
-        f"<script>{get_plotlyjs()}</script></head><body>"
-        f"<h1>Unlearning forensics: {esc(results.get('name', ''))}</h1>{intro}"
-        f"<h2>Summary</h2>{summary_table(results)}"
+    return page(
+        results.get("name", ""),
+        f"{intro}<h2>Summary</h2>{summary_table(results)}"
         f"<h2>Relearning attack</h2>{divs.get('rtt', '<p>not run</p>')}"
         f"<h2>Where the answers still are</h2>{divs.get('information', '<p>not run</p>')}"
         f"<h2>Where the methods acted</h2>{divs.get('action', '<p>not run</p>')}{maps_note}"
         f"<h2>Per method, layer by layer</h2>{methods}"
-        f"{facts_section(results)}{scripts}</body></html>"
+        f"{facts_section(results)}{scripts}",
+    )
+
+
+def plot_scripts(figures: list[tuple[str, go.Figure]]) -> str:
+    """One script per figure, drawing it into its `fig-<key>` div."""
+    return "".join(
+        f"<script>(function(){{var f={figure_json(fig)};"
+        f"Plotly.newPlot('fig-{key}',f.data,f.layout,{{responsive:true,displaylogo:false}});}})();</script>"
+        for key, fig in figures
+    )
+
+
+def page(name: str, body: str) -> str:
+    """A whole report page: its title, the CSS and plotly.js embedded (nothing loads from the network)."""
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>unlearning forensics: {esc(name)}</title><style>{CSS}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<h1>Unlearning forensics: {esc(name)}</h1>{body}</body></html>"
     )
 
 

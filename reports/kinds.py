@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from reports.html import CSS, _fmt, _layout, esc, figure_json, write_html
+from reports.html import _fmt, _layout, esc, page, plot_scripts, write_html
 
 PALETTE = ["#c53030", "#2b6cb0", "#2f855a"]
 
@@ -135,11 +134,7 @@ def render(results: dict) -> str:
     ]
     figures = [(key, fig) for key, fig in figures if fig is not None]
     divs = "".join(f"<div class='figure plot' id='fig-{key}'></div>" for key, _ in figures)
-    scripts = "".join(
-        f"<script>(function(){{var f={figure_json(fig)};"
-        f"Plotly.newPlot('fig-{key}',f.data,f.layout,{{responsive:true,displaylogo:false}});}})();</script>"
-        for key, fig in figures
-    )
+    scripts = plot_scripts(figures)
     links = "".join(
         f"<li><a href='../{esc(k['results'].rsplit('/', 1)[0])}/report/index.html'>{esc(kind)}</a>: "
         f"every lens, layer by layer, on the {esc(kind)} facts</li>"
@@ -152,13 +147,10 @@ def render(results: dict) -> str:
         "difference between them, with 95% bootstrap intervals (facts resampled within their V split, "
         "seeds resampled; the kinds share no fact, so their draws are independent).</p>"
     )
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>unlearning forensics: {esc(results.get('name', ''))}</title><style>{CSS}</style>"
-        f"<script>{get_plotlyjs()}</script></head><body>"
-        f"<h1>Unlearning forensics: {esc(results.get('name', ''))}</h1>{intro}"
-        f"<h2>The kinds compared</h2>{table(results)}{divs}"
-        f"<h2>Each kind's report</h2><ul>{links}</ul>{scripts}</body></html>"
+    return page(
+        results.get("name", ""),
+        f"{intro}<h2>The kinds compared</h2>{table(results)}{divs}"
+        f"<h2>Each kind's report</h2><ul>{links}</ul>{scripts}",
     )
 
 

@@ -1,8 +1,6 @@
 """Two kinds of knowledge: the two-kind world, a kinds study from TOML, the comparison, its report."""
 
 import json
-import re
-import subprocess
 
 import numpy as np
 import pytest
@@ -15,8 +13,9 @@ from forensics.unlearn.run import UnlearnSettings, unlearn
 from forensics.verdict import unbits
 from forensics.world import WORLD_FILE, build_world, generate_facts, load_world
 from forensics.world_kinds import CONTROLS, KINDS
+from tests import chromium
+from tests.chromium import needs_chromium
 from tests.conftest import QUICK_LENSES, micro_config
-from tests.test_study import CHROMIUM
 
 KINDS_MICRO = dict(
     kinds=KINDS, n_people=16, n_forget=8, n_ships=8, n_forget_splits=2, n_cities=12, n_implanted_forget=8
@@ -204,31 +203,12 @@ def test_bad_kinds_config(kind_study, tmp_path, capsys, edit, message):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+@needs_chromium
 def test_kinds_report_renders_in_headless_chromium(kind_study):
-    report = kind_study / "report/index.html"
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-    ]
-    flags += ["--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"]
-    run = subprocess.run(
-        [CHROMIUM, *flags, "--virtual-time-budget=10000", "--dump-dom", report.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
+    dom, console, figures = chromium.render(kind_study / "report/index.html")
     assert not console, console
-    dom = run.stdout
-    figures = re.findall(r"<div class=\"figure plot[^\"]*\" id=\"(fig-[\w-]+)\"", dom)
     assert figures == ["fig-kinds-rtt", "fig-kinds-probe-0"]
-    for fig in figures:
-        start = dom.index(f'id="{fig}"')
-        assert "main-svg" in dom[start : start + 3000], f"{fig} was not drawn"
+    chromium.assert_drawn(dom, figures)
     assert 'id="kinds"' in dom and ">pretrained<" in dom and ">implanted<" in dom
     assert "difference between the kinds" in dom
     assert np.isfinite(

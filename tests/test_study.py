@@ -3,7 +3,6 @@
 import json
 import re
 import shutil
-import subprocess
 
 import pytest
 
@@ -13,9 +12,10 @@ from forensics.study import SCHEMA_VERSION, run_study
 from forensics.study_config import LENSES, load_config
 from forensics.unlearn.run import UnlearnSettings, unlearn
 from forensics.world import load_world
+from tests import chromium
+from tests.chromium import needs_chromium
 from tests.conftest import QUICK_LENSES
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HOSTILE = "<script>alert(1)</script>"
 
 
@@ -172,34 +172,16 @@ def test_report_command_and_bad_results(first_run, tmp_path, capsys):
     assert "not a forensics results.json" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+@needs_chromium
 def test_report_renders_in_headless_chromium(first_run):
     report = first_run / "report/index.html"
     html = report.read_text()
     assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-    ]
-    flags += ["--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"]
-    run = subprocess.run(
-        [CHROMIUM, *flags, "--virtual-time-budget=10000", "--dump-dom", report.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
+    dom, console, figures = chromium.render(report)
     assert not console, console  # no errors, no warnings, nothing logged
-    dom = run.stdout
-    figures = re.findall(r"<div class=\"figure plot[^\"]*\" id=\"(fig-[\w-]+)\"", dom)
     assert len(figures) == 5  # RTT, information map, action map, one panel per method
     drawn = dom.count('class="main-svg"')
     assert drawn >= len(figures), (drawn, figures)
-    for fig in figures:
-        start = dom.index(f'id="{fig}"')
-        assert "main-svg" in dom[start : start + 3000], f"{fig} was not drawn"
+    chromium.assert_drawn(dom, figures)
     assert 'id="summary"' in dom and ">gd<" in dom and ">rmu<" in dom
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom  # shown as text, never run
