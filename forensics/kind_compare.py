@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forensics.summary import REFERENCE, outcomes, paired_outcomes
+from forensics.summary import REFERENCE, lens_evidence, outcomes, paired_outcomes
 from forensics.verdict import VerdictSettings, bootstrap_means, paired_bootstrap
 
 RTT, PROBE = "RTT", "probe"
@@ -52,7 +52,13 @@ def compare_kinds(by_kind: dict[str, dict], settings: VerdictSettings) -> dict:
     methods = [
         m for m in by_kind[kinds[0]]["unlearned"] if all(m in r["unlearned"] for r in by_kind.values())
     ]
-    out: dict = {"kinds": kinds, "methods": {}}
+    # what each lens reads on the original beyond the control: where it reads nothing even there, the
+    # lens is blind to that kind and its method − control says nothing about hiding
+    sees = {}
+    for kind, results in by_kind.items():
+        lenses, _ = lens_evidence(results, REFERENCE, settings)
+        sees[kind] = {lens: {"diff": e["diff"], "ci95": e["ci95"]} for lens, e in lenses.items()}
+    out: dict = {"kinds": kinds, "original": sees, "methods": {}}
     for name in methods:
         per: dict = {}
         draws = {}
@@ -88,7 +94,7 @@ def compare_kinds(by_kind: dict[str, dict], settings: VerdictSettings) -> dict:
                 for lens in shared
             }
             entry["probe_layers"] = _layers(entry["difference"], PROBE)
-            entry["words"] = words(name, a, b, per, entry["difference"])
+            entry["words"] = words(name, a, b, per, entry["difference"], sees)
         out["methods"][name] = entry
     return out
 
@@ -97,9 +103,16 @@ def _layers(lenses: dict, kind: str) -> list[str]:
     return [lens.split(" @")[1] for lens in lenses if lens.startswith(f"{kind} @")]
 
 
-def words(name: str, a: str, b: str, per: dict, difference: dict) -> str:
+def blind(sees: dict, kind: str, lens: str) -> bool:
+    """True when `lens` reads nothing beyond the control even on the original's `kind` facts."""
+    e = sees.get(kind, {}).get(lens)
+    return e is None or e["ci95"][0] <= 0
+
+
+def words(name: str, a: str, b: str, per: dict, difference: dict, sees: dict) -> str:
     """Which kind the method hides more, by RTT (method − control), with the numbers; then where the
-    probes differ, if anywhere."""
+    probes differ, at the layers where the probe reads both kinds on the original (the others named
+    as blind)."""
     if RTT not in difference:
         return f"{name}: RTT did not run on both kinds, so the kinds are not compared"
     d = difference[RTT]
@@ -116,14 +129,24 @@ def words(name: str, a: str, b: str, per: dict, difference: dict) -> str:
         head = f"{name} hides {b} facts more than {a} ones"
     else:
         head = f"{name}: the intervals cannot tell the kinds apart"
-    probes = [
-        layer
-        for layer in _layers(difference, PROBE)
-        if difference[f"{PROBE} @{layer}"]["ci95"][0] > 0 or difference[f"{PROBE} @{layer}"]["ci95"][1] < 0
-    ]
-    where = (
-        f"; the probes differ between the kinds at layer {', '.join(probes)}"
-        if probes
-        else "; the probes' method − control does not differ between the kinds at any layer"
-    )
-    return f"{head}: {figures}{where if _layers(difference, PROBE) else ''}"
+    layers = _layers(difference, PROBE)
+    if not layers:
+        return f"{head}: {figures}"
+    seen = [x for x in layers if not any(blind(sees, k, f"{PROBE} @{x}") for k in (a, b))]
+    unseen = {k: [x for x in layers if blind(sees, k, f"{PROBE} @{x}")] for k in (a, b)}
+    differ = [x for x in seen if not _covers_zero(difference[f"{PROBE} @{x}"]["ci95"])]
+    if not seen:
+        where = "; the probes are not compared: no layer's probe reads both kinds even on the original"
+    elif differ:
+        where = f"; the probes differ between the kinds at layer {', '.join(differ)}"
+    else:
+        where = f"; the probes do not differ between the kinds at layer {', '.join(seen)}"
+    for k, xs in unseen.items():
+        if xs:
+            where += f" (at layer {', '.join(xs)} the probe reads no {k} fact beyond the control"
+            where += " even on the original)"
+    return f"{head}: {figures}{where}"
+
+
+def _covers_zero(ci: list[float]) -> bool:
+    return ci[0] <= 0 <= ci[1]

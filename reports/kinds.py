@@ -63,6 +63,17 @@ def probe_figure(comparison: dict, name: str) -> go.Figure | None:
     for i, kind in enumerate(comparison["kinds"]):
         rows = [entry["per_kind"][kind]["lenses"][f"probe @{layer}"] for layer in layers]
         _band(fig, layers, rows, f"{kind} facts", PALETTE[i % len(PALETTE)], 1)
+        # what the probe reads on the original: where it reads nothing, the lens is blind to the kind
+        ceiling = [comparison.get("original", {}).get(kind, {}).get(f"probe @{layer}") for layer in layers]
+        if all(ceiling):
+            fig.add_scatter(
+                x=list(layers),
+                y=[c["diff"] for c in ceiling],
+                name=f"original, {kind} facts (what the probe can read)",
+                line={"color": PALETTE[i % len(PALETTE)], "dash": "dot"},
+                row=1,
+                col=1,
+            )
     a, b = comparison["kinds"][:2]
     _band(
         fig, layers, [entry["difference"][f"probe @{layer}"] for layer in layers], f"{a} − {b}", "#4a5568", 2

@@ -167,16 +167,27 @@ def test_words_by_hand():
         return {"diff": diff, "ci95": [lo, hi]}
 
     per = {"p": {"lenses": {"RTT": lens(0.6, 0.5, 0.7)}}, "i": {"lenses": {"RTT": lens(0.2, 0.1, 0.3)}}}
-    more = {"RTT": lens(0.4, 0.25, 0.55), "probe @0": lens(0.0, -0.1, 0.1), "probe @1": lens(0.3, 0.1, 0.5)}
-    text = words("gd", "p", "i", per, more)
+    # the original: the probe reads both kinds at layers 0 and 1, the i kind not at layer 2
+    reads = {f"probe @{x}": lens(0.5, 0.3, 0.7) for x in "012"}
+    sees = {"p": reads, "i": {**reads, "probe @2": lens(0.02, -0.1, 0.14)}}
+    probes = {
+        "probe @0": lens(0.0, -0.1, 0.1),
+        "probe @1": lens(0.3, 0.1, 0.5),
+        "probe @2": lens(0.4, 0.2, 0.6),
+    }
+    text = words("gd", "p", "i", per, {"RTT": lens(0.4, 0.25, 0.55), **probes}, sees)
     assert text.startswith("gd hides p facts more than i ones: ")
-    assert "difference +0.40 [+0.25, +0.55]" in text and "probes differ between the kinds at layer 1" in text
+    assert "difference +0.40 [+0.25, +0.55]" in text
+    assert "the probes differ between the kinds at layer 1 (" in text  # not 2: blind on i there
+    assert "at layer 2 the probe reads no i fact beyond the control even on the original" in text
     less = {"RTT": lens(-0.4, -0.55, -0.25)}
-    assert words("gd", "p", "i", per, less).startswith("gd hides i facts more than p ones")
+    assert words("gd", "p", "i", per, less, sees).startswith("gd hides i facts more than p ones")
     tie = {"RTT": lens(0.05, -0.1, 0.2), "probe @0": lens(0.0, -0.1, 0.1)}
-    assert "the intervals cannot tell the kinds apart" in words("gd", "p", "i", per, tie)
-    assert "does not differ between the kinds at any layer" in words("gd", "p", "i", per, tie)
-    assert "not compared" in words("gd", "p", "i", per, {})
+    assert "the intervals cannot tell the kinds apart" in words("gd", "p", "i", per, tie, sees)
+    assert "do not differ between the kinds at layer 0" in words("gd", "p", "i", per, tie, sees)
+    blind = {"p": {}, "i": {}}
+    assert "the probes are not compared" in words("gd", "p", "i", per, tie, blind)
+    assert "not compared" in words("gd", "p", "i", per, {}, sees)
 
 
 @pytest.mark.parametrize(
