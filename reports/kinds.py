@@ -12,6 +12,12 @@ from plotly.subplots import make_subplots
 from reports.html import _fmt, _layout, esc, page, plot_scripts, write_html
 
 PALETTE = ["#c53030", "#2b6cb0", "#2f855a"]
+NOTE = (
+    "<p class='small'>Dotted: the same probe on the original, against the same control — what the probe "
+    "can read of each kind at all. Where it sits on zero, the probe is blind to that kind at that layer, "
+    "and a method's probe − control of zero there says nothing about erasure; the sentences above leave "
+    "such layers out.</p>"
+)
 
 
 def _ci(e: dict | None) -> str:
@@ -160,7 +166,7 @@ def render(results: dict) -> str:
     )
     return page(
         results.get("name", ""),
-        f"{intro}<h2>The kinds compared</h2>{table(results)}{divs}"
+        f"{intro}<h2>The kinds compared</h2>{table(results)}{divs}{NOTE}"
         f"<h2>Each kind's report</h2><ul>{links}</ul>{scripts}",
     )
 
