@@ -13,7 +13,7 @@ def test_demo_runs_every_method_and_lens(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(
         forensics.world,
         "build_world",
-        lambda out, progress=True, **kw: build(out, micro_config(), False, **kw),
+        lambda out, cfg, progress=True, **kw: build(out, micro_config(kinds=cfg.kinds), False, **kw),
     )
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
