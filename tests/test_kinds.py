@@ -255,7 +255,7 @@ retain = ["split_4", "split_5"]
     assert isinstance(ks, KindStudy) and list(ks.studies) == ["pretrained", "implanted"]
     for kind, folder in (("pretrained", "years"), ("implanted", "random-birthdays")):
         cfg = ks.studies[kind]
-        assert cfg.facts == paper_data / folder and cfg.out == ks.out / kind
+        assert cfg.facts == (paper_data / folder).resolve() and cfg.out == ks.out / kind
         assert cfg.unlearned == {"rmu": ck / "base"}  # the same checkpoint, studied on each kind
         sets = study_sets(cfg)
         assert len(sets.forget) == 4 and {f.kind for f in sets.forget_facts()} == {kind}
