@@ -261,3 +261,9 @@ retain = ["split_4", "split_5"]
         assert len(sets.forget) == 4 and {f.kind for f in sets.forget_facts()} == {kind}
         assert {f.kind for f in sets.retain} == {""}  # retain splits keep no kind
     assert ks.studies["implanted"].retain == ("split_4", "split_5")
+
+
+def test_report_command_renders_a_kinds_study(kind_study, tmp_path):
+    out = tmp_path / "again.html"
+    assert main(["report", str(kind_study / "results.json"), "--out", str(out)]) == 0
+    assert "id='kinds'" in out.read_text() and "difference between the kinds" in out.read_text()
