@@ -28,11 +28,12 @@ def recovery(results: dict, name: str, settings: VerdictSettings) -> dict | None
     if mine is None or ref is None:
         return None
     seeds = min(mine[0].shape[0], ref[0].shape[0])
+    method, original = mine[0][:seeds], ref[0][:seeds]
     strata = np.array(results["facts"]["splits"])[mine[1]]
-    m, r = bootstrap_means([mine[0][:seeds], ref[0][:seeds]], strata, settings.n_boot, settings.seed)
+    m, r = bootstrap_means([method, original], strata, settings.n_boot, settings.seed)
     ok = r > 0
     return {
-        "value": float(mine[0][:seeds].mean() / ref[0][:seeds].mean()) if ref[0].mean() > 0 else None,
+        "value": float(method.mean() / original.mean()) if original.mean() > 0 else None,
         "ci95": _interval(m[ok] / r[ok]) if ok.any() else None,
     }
 

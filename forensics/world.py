@@ -243,6 +243,13 @@ def build_tokenizer(texts: list[str], vocab_size: int, n_letters: int = 4) -> Pr
     )
 
 
+def world_tokenizer(texts: list[str], vocab_size: int, n_letters: int) -> tuple[PreTrainedTokenizerFast, int]:
+    """The tokenizer trained on `texts` and the models' position count: room for the longest text."""
+    tokenizer = build_tokenizer(texts, vocab_size, n_letters)
+    longest = max(len(tokenizer(t)["input_ids"]) for t in texts)
+    return tokenizer, max(128, 1 << (longest + 8).bit_length())
+
+
 def build_model(cfg: WorldConfig, tokenizer, n_positions: int):
     """A small model of the config's HF family (`model_type`), initialised from the config's seed."""
     torch.manual_seed(cfg.seed)
@@ -393,9 +400,7 @@ def _build_world(out: Path, cfg: WorldConfig, progress: bool, runtime: Runtime, 
     write_jsonl(everything, out / FACTS_FILE)
     n_letters = max(len(f.choices) for f in everything)
     texts = world_texts(everything)
-    tokenizer = build_tokenizer(texts, cfg.vocab_size, n_letters)
-    longest = max(len(tokenizer(t)["input_ids"]) for t in texts)
-    n_positions = max(128, 1 << (longest + 8).bit_length())
+    tokenizer, n_positions = world_tokenizer(texts, cfg.vocab_size, n_letters)
     learned = {"original": everything, "never_learned": list(sets.near_retain) + list(sets.retain)}
     world: dict = {
         "config": cfg.to_json(),
@@ -493,9 +498,7 @@ def _build_kinds_world(
     corpus_without = [e for f, e in corpus if id(f) not in forget_a]
     corpus = [e for _, e in corpus]
     texts = world_texts(everything) + [e.target for e in corpus]
-    tokenizer = build_tokenizer(texts, cfg.vocab_size, max(len(f.choices) for f in everything))
-    longest = max(len(tokenizer(t)["input_ids"]) for t in texts)
-    n_positions = max(128, 1 << (longest + 8).bit_length())
+    tokenizer, n_positions = world_tokenizer(texts, cfg.vocab_size, max(len(f.choices) for f in everything))
     args = (cfg, tokenizer, sets, n_positions, progress, runtime, out)
     cities = imp.forget_facts() + list(imp.near_retain)
     forget_c = {id(f) for f in imp.forget_facts()}
