@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -299,11 +300,32 @@ def enforce_cap(cache_dir: Path, max_gb: float) -> list[str]:
     return removed
 
 
+ENTRY = re.compile(r"[0-9a-f]{32}")  # a finished entry's folder: its key
+UNFINISHED = re.compile(r"\.[0-9a-f]{32}\.\d+\.tmp")  # an extraction still being written (or killed)
+
+
+def check_cache_folder(cache_dir: Path) -> None:
+    """Refuse a folder that is not an activation cache: one that holds anything but cache entries
+    (a study's or world's output folder, someone's own files), so that clearing it deletes nothing
+    else."""
+    cache_dir = Path(cache_dir)
+    if not cache_dir.is_dir():
+        raise InputError(f"{cache_dir}: no such cache folder")
+    for item in sorted(cache_dir.iterdir()):
+        if not (item.is_dir() and (ENTRY.fullmatch(item.name) or UNFINISHED.fullmatch(item.name))):
+            hint = f" (its cache is {cache_dir / 'cache'})" if (cache_dir / "cache").is_dir() else ""
+            raise InputError(
+                f"{cache_dir}: not an activation cache folder: '{item.name}' is not a cache entry{hint}; "
+                "nothing deleted"
+            )
+
+
 def clear(cache_dir: Path) -> int:
-    """Delete every entry (and any unfinished one) of a cache folder; returns the bytes freed."""
+    """Delete every entry (and any unfinished one) of an activation cache folder, after checking that
+    it holds nothing else (`check_cache_folder`); returns the bytes freed."""
+    check_cache_folder(cache_dir)
     freed = 0
-    for folder in Path(cache_dir).iterdir() if Path(cache_dir).is_dir() else []:
-        if folder.is_dir():
-            freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-            shutil.rmtree(folder, ignore_errors=True)
+    for folder in Path(cache_dir).iterdir():
+        freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
     return freed

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
 
-from forensics.errors import InputError
+from forensics.errors import InputError, RunFailed, Stopped
 from forensics.outdir import claim, safe_name
 
 DEFAULT_DEMO_DIR = "runs/demo"
@@ -18,14 +20,43 @@ DEFAULT_DEMO_DIR = "runs/demo"
 DEMO_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
+def _named(name: str):
+    """Give an argparse `type` function the name its messages use ("invalid <name> value: …")."""
+
+    def wrap(fn):
+        fn.__name__ = name
+        return fn
+
+    return wrap
+
+
+@_named("positive integer")
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+@_named("positive number")
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive (got {text})")
+    return value
+
+
+@_named("comma-separated list")
 def _split_list(text: str) -> tuple[str, ...]:
     return tuple(s for s in (p.strip() for p in text.split(",")) if s)
 
 
+@_named("comma-separated integers")
 def _int_list(text: str) -> tuple[int, ...]:
     return tuple(int(s) for s in _split_list(text))
 
 
+@_named("comma-separated numbers")
 def _float_list(text: str) -> tuple[float, ...]:
     return tuple(float(s) for s in _split_list(text))
 
@@ -58,8 +89,15 @@ def _runtime_args(
         g.add_argument(
             "--ray-address", help="with --executor ray: an existing cluster (default: a local one)"
         )
+        g.add_argument(
+            "--ray-timeout",
+            type=_positive_float,
+            default=60.0 if defaults else None,
+            help="seconds for the Ray cluster to answer before giving up (default 60)",
+        )
 
 
+@_named("memory map")
 def _memory(text: str) -> dict[str, str]:
     pairs = [part.split("=", 1) for part in _split_list(text)]
     if any(len(p) != 2 for p in pairs):
@@ -78,7 +116,7 @@ def _runtime(a: argparse.Namespace):
 def _executor(a: argparse.Namespace):
     from forensics.executor import Executor
 
-    return Executor(a.executor, a.ray_address, a.workers)
+    return Executor(a.executor, a.ray_address, a.workers, a.ray_timeout)
 
 
 FACTS_HELP = "a paper-layout folder, a fact file (JSONL, parquet, TOFU JSON) or a folder of them"
@@ -119,13 +157,16 @@ def _world_args(p: argparse.ArgumentParser) -> None:
         default=d.kinds,
         help="pretrained,implanted: a base model pretrained on A and B, then C implanted by fine-tuning",
     )
-    g.add_argument("--cities", dest="n_cities", type=int, default=d.n_cities, help="family C facts")
-    g.add_argument("--implanted-forget", dest="n_implanted_forget", type=int, default=d.n_implanted_forget)
+    # None when not given: they mean something only with --kinds (refused without it)
+    g.add_argument("--cities", dest="n_cities", type=int, help=f"family C facts (default {d.n_cities})")
     g.add_argument(
-        "--filler", type=int, default=d.filler, help="filler sentences around each pretraining statement"
+        "--implanted-forget", dest="n_implanted_forget", type=int, help=f"default {d.n_implanted_forget}"
     )
-    g.add_argument("--implant-epochs", type=int, default=d.implant_epochs)
-    g.add_argument("--implant-lr", type=float, default=d.implant_lr)
+    g.add_argument(
+        "--filler", type=int, help=f"filler sentences around each pretraining statement (default {d.filler})"
+    )
+    g.add_argument("--implant-epochs", type=int, help=f"default {d.implant_epochs}")
+    g.add_argument("--implant-lr", type=float, help=f"default {d.implant_lr:g}")
     g = p.add_argument_group("facts from the paper's layout instead")
     g.add_argument("--facts-dir", help="a folder in the Deeb & Roger layout (split_N.jsonl, ...)")
     g.add_argument("--forget", type=_split_list, default=(), help="comma-separated forget splits")
@@ -153,22 +194,39 @@ def _world_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=d.seed)
 
 
+KIND_FLAGS = {
+    "n_cities": "--cities",
+    "n_implanted_forget": "--implanted-forget",
+    "filler": "--filler",
+    "implant_epochs": "--implant-epochs",
+    "implant_lr": "--implant-lr",
+}
+
+
 def _world_config(a: argparse.Namespace):
     """The WorldConfig the parsed arguments describe (argument names are its field names)."""
     from forensics.world import WorldConfig
 
-    values = {f.name: getattr(a, f.name) for f in fields(WorldConfig) if hasattr(a, f.name)}
-    if values["facts_dir"]:
+    values = {f.name: getattr(a, f.name) for f in fields(WorldConfig) if getattr(a, f.name, None) is not None}
+    kinds_only = [k for k in KIND_FLAGS if k in values]
+    if kinds_only and not values.get("kinds"):
+        raise InputError(f"{KIND_FLAGS[kinds_only[0]]} needs --kinds pretrained,implanted")
+    if values.get("facts_dir"):
         values["facts_dir"] = str(Path(values["facts_dir"]).resolve())
     return WorldConfig(**values)
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:
-    """A plain-text table; floats with two decimals."""
-    cells = [
-        [f"{r.get(c, ''):.2f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns]
-        for r in rows
-    ]
+    """A plain-text table; floats with two decimals, "–" for a value not measured (None, as in the
+    HTML report), blank for a column a row does not have."""
+
+    def cell(row: dict, column: str) -> str:
+        value = row.get(column, "")
+        if value is None:
+            return "–"
+        return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    cells = [[cell(r, c) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
@@ -230,14 +288,23 @@ FAIL_HIDDEN, FAIL_INCONCLUSIVE = 3, 4
 
 def gate(results: dict, fail_on: str | None) -> int:
     """The exit status `--fail-on` asks for: 3 when a method is hidden (or not unlearned at all),
-    4 when, with `--fail-on inconclusive`, a method is inconclusive; else 0."""
+    4 when, with `--fail-on inconclusive`, a method is inconclusive or the study cannot decide (its
+    reference failed); else 0."""
     if fail_on is None:
         return 0
     verdicts = [r["verdict"] for r in results["summary"].values()]
     if any(v.startswith(("hidden", "not unlearned", "unlearning did not succeed")) for v in verdicts):
         return FAIL_HIDDEN
-    if fail_on == "inconclusive" and any(v.startswith("inconclusive") for v in verdicts):
+    if fail_on == "inconclusive" and any(v.startswith(("inconclusive", "cannot decide")) for v in verdicts):
         return FAIL_INCONCLUSIVE
+    return 0
+
+
+def worst(codes: list[int]) -> int:
+    """The gate over several studies (a kinds study's kinds): hidden (3) wins over inconclusive (4)."""
+    for code in (FAIL_HIDDEN, FAIL_INCONCLUSIVE):
+        if code in codes:
+            return code
     return 0
 
 
@@ -259,18 +326,21 @@ def finish_study(results: dict, out: Path, started: float) -> None:
 
 
 def finish_kinds(results: dict, by_kind: dict[str, dict], ks, started: float) -> None:
-    """Each kind's report and table, then the comparison's report and its sentences."""
+    """Each kind's report and table, then the comparison's report, summary.md and its sentences."""
     from reports.kinds import write_kinds_report
+    from reports.markdown import write_summary
 
     for kind, cfg in ks.studies.items():
         finish_study(by_kind[kind], Path(cfg.out), started)
     report = write_kinds_report(results, Path(ks.out) / "report" / "index.html")
+    summary = write_summary(results, Path(ks.out) / "summary.md", report)
     print("kinds compared:")
     for entry in results["comparison"]["methods"].values():
         if "words" in entry:
             print(f"- {entry['words']}")
     print(f"results: {Path(ks.out) / 'results.json'}")
     print(f"report: {report}")
+    print(f"summary: {summary}")
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
@@ -331,7 +401,7 @@ def cmd_study(a: argparse.Namespace) -> int:
         studies = {kind: with_flags(c, a) for kind, c in cfg.studies.items()}
         results, by_kind = run_kind_study(replace(cfg, studies=studies), not a.quiet, a.force)
         finish_kinds(results, by_kind, cfg, start)
-        code = max(gate(r, a.fail_on) for r in by_kind.values())
+        code = worst([gate(r, a.fail_on) for r in by_kind.values()])
     else:
         cfg = with_flags(cfg, a)
         results = run_study(cfg, progress=not a.quiet, force=a.force)
@@ -349,9 +419,15 @@ def with_flags(cfg, a: argparse.Namespace):
 
     from forensics.runtime import Runtime
 
-    given = {k: getattr(a, k) for k in ("device", "dtype", "device_map", "max_memory") if getattr(a, k)}
+    given = {
+        k: getattr(a, k) for k in ("device", "dtype", "device_map", "max_memory") if getattr(a, k) is not None
+    }
     runtime = Runtime(**{**vars(cfg.runtime), **given}) if given else cfg.runtime
-    jobs = {k: getattr(a, k) for k in ("executor", "ray_address", "workers") if getattr(a, k)}
+    jobs = {
+        k: getattr(a, k)
+        for k in ("executor", "ray_address", "workers", "ray_timeout")
+        if getattr(a, k) is not None
+    }
     return replace(cfg, runtime=runtime, **jobs)
 
 
@@ -359,6 +435,7 @@ def cmd_report(a: argparse.Namespace) -> None:
     from forensics.checkpoint import read_json
     from forensics.study import SCHEMA_VERSION
     from reports.html import write_report
+    from reports.schema import check_results
 
     results = read_json(Path(a.results))
     if (
@@ -375,7 +452,12 @@ def cmd_report(a: argparse.Namespace) -> None:
             f"{a.results}: schema_version {version} is not one this version reads (1..{SCHEMA_VERSION}); "
             "upgrade unlearning-forensics"
         )
+    check_results(results, a.results)
     out = Path(a.out) if a.out else Path(a.results).parent / "report" / "index.html"
+    if out.is_dir():
+        raise InputError(
+            f"{out}: is a directory (the report is one HTML file: name it, e.g. {out / 'index.html'})"
+        )
     if "comparison" in results:
         from reports.kinds import write_kinds_report
 
@@ -386,7 +468,7 @@ def cmd_report(a: argparse.Namespace) -> None:
 
 def cmd_score(a: argparse.Namespace) -> None:
     from forensics.checkpoint import load_checkpoint
-    from forensics.facts import load_facts
+    from forensics.facts import check_choices, load_facts, repeats_a_choice
     from forensics.formats import default_format
     from forensics.pair import check_context
     from forensics.scoring import SCORERS, score
@@ -399,14 +481,26 @@ def cmd_score(a: argparse.Namespace) -> None:
     for name in names:
         if name not in facts.splits:
             raise InputError(f"{a.facts}: split '{name}' not found (have: {', '.join(facts.names())})")
+    splits = {name: list(facts.splits[name]) for name in names}
+    if a.drop_duplicates:  # questions whose choices repeat cannot be scored: left out and counted
+        splits = {name: [f for f in fs if not repeats_a_choice(f)] for name, fs in splits.items()}
+    else:
+        check_choices(facts.facts(names), "leave such questions out (--drop-duplicates)")
+    for name, fs in splits.items():
+        if not fs:
+            raise InputError(f"{a.facts}: split '{name}' is empty after dropping repeated choices")
+    kept = [f for fs in splits.values() for f in fs]
     model, tok = load_checkpoint(Path(a.checkpoint), _runtime(a))
-    check_context(Path(a.checkpoint), facts.facts(names), a.scorer, default_format(a.scorer), tok)
+    check_context(Path(a.checkpoint), kept, a.scorer, default_format(a.scorer), tok)
     rows = []
-    for name in names:
-        s = score(model, tok, facts.splits[name], a.scorer, a.batch_size)
+    for name, fs in splits.items():
+        s = score(model, tok, fs, a.scorer, a.batch_size)
         rows.append({"split": name, "facts": len(s.correct), "accuracy": s.accuracy, "chance": s.chance})
     print(f"{a.checkpoint} ({a.scorer} scorer):")
     print(format_table(rows, ["split", "facts", "accuracy", "chance"]))
+    dropped = len(facts.facts(names)) - len(kept)
+    if dropped:
+        print(f"left out {dropped} questions whose choices repeat (--drop-duplicates)")
 
 
 def _unlearn_sets(a: argparse.Namespace):
@@ -482,10 +576,22 @@ def _world_models(root: Path, names: tuple[str, ...]) -> dict[str, Path]:
     return {n: root / "checkpoints" / n for n in chosen}
 
 
+def lora_flags(a: argparse.Namespace) -> dict:
+    """The --lora-* settings given, refused without --method lora (they would be silently ignored)."""
+    given = {
+        k: getattr(a, k) for k in ("lora_rank", "lora_alpha", "lora_targets") if getattr(a, k) is not None
+    }
+    if given and a.method != "lora":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise InputError(f"{flags}: only with --method lora (the method is {a.method})")
+    return given
+
+
 def cmd_relearn(a: argparse.Namespace) -> None:
     from forensics.attacks.relearn import RelearnSettings, check, relearn
     from forensics.world import load_world
 
+    lora = lora_flags(a)
     with claim(Path(a.world), "relearn", a.force, create=False):
         world, sets = load_world(Path(a.world))
         settings = RelearnSettings(
@@ -496,9 +602,7 @@ def cmd_relearn(a: argparse.Namespace) -> None:
             loss_format=a.format,
             seeds=a.seeds,
             method=a.method,
-            lora_rank=a.lora_rank,
-            lora_alpha=a.lora_alpha,
-            lora_targets=a.lora_targets,
+            **lora,
         )
         vs = check(sets, settings, a.v)
         models = _world_models(Path(a.world), a.models)
@@ -664,13 +768,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"forensics: error: {self.prog}: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
-    return value
-
-
 def cmd_validate(a: argparse.Namespace) -> None:
     from forensics.validate import validate
 
@@ -678,7 +775,7 @@ def cmd_validate(a: argparse.Namespace) -> None:
     if a.seeds < 1:
         raise InputError(f"--seeds must be at least 1 (got {a.seeds})")
     out = Path(a.out) if a.out else world / "validate"
-    result = validate(world, out, a.seeds, not a.quiet, _runtime(a), _executor(a))
+    result = validate(world, out, a.seeds, not a.quiet, _runtime(a), _executor(a), a.kind)
     rows = [
         {
             "world": r["world"],
@@ -703,11 +800,10 @@ def cmd_validate(a: argparse.Namespace) -> None:
 
 
 def cmd_cache(a: argparse.Namespace) -> None:
-    from forensics.cache import clear, entries
+    from forensics.cache import check_cache_folder, clear, entries
 
     folder = Path(a.folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such cache folder")
+    check_cache_folder(folder)
     if a.clear:
         print(f"cleared {folder}: {clear(folder) / 2**20:.1f} MB freed")
         return
@@ -723,6 +819,23 @@ def cmd_cache(a: argparse.Namespace) -> None:
     if rows:
         print(format_table(rows, ["entry", "MB", "last used"]))
     print(f"{len(found)} entries, {sum(e['bytes'] for e in found) / 2**20:.1f} MB in {folder}")
+
+
+def cmd_import(a: argparse.Namespace) -> None:
+    from forensics.checkpoint import read_metadata
+    from forensics.gguf_import import import_gguf
+
+    out = Path(a.out)
+    if out.is_dir() and any(out.iterdir()) and not a.force:
+        if read_metadata(out).get("made_by") != "forensics import":
+            raise InputError(
+                f"{out}: not empty and not a checkpoint forensics import made; choose another, or --force"
+            )
+    meta = import_gguf(Path(a.gguf), out, a.dtype)
+    print(
+        f"imported {a.gguf} ({meta['architecture']}, {meta['source_quantization']}, "
+        f"{meta['parameters'] / 1e6:.1f}M parameters) into {out} as {meta['dtype']} in {meta['seconds']} s"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -753,6 +866,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splits", type=_split_list, default=(), help="comma-separated (default: all)")
     s.add_argument("--scorer", default="choice", help="choice, letter or letter_calibrated")
     s.add_argument("--batch-size", type=_positive_int, default=64)
+    s.add_argument("--drop-duplicates", action="store_true", help="leave out questions whose choices repeat")
     _runtime_args(s)
     s.set_defaults(func=cmd_score)
     u = sub.add_parser("unlearn", help="unlearn the forget set with a method (or all), sweeping its settings")
@@ -801,9 +915,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=_positive_int, default=rtt.batch_size)
     r.add_argument("--seeds", type=_int_list, default=rtt.seeds, help="comma-separated RTT seeds")
     r.add_argument("--method", default=rtt.method, help="full fine-tuning or lora (adapters, peft)")
-    r.add_argument("--lora-rank", type=_positive_int, default=rtt.lora_rank)
-    r.add_argument("--lora-alpha", type=float, default=rtt.lora_alpha)
-    r.add_argument("--lora-targets", type=_split_list, help="module names (default: every linear layer)")
+    r.add_argument("--lora-rank", type=_positive_int, help=f"with --method lora (default {rtt.lora_rank})")
+    r.add_argument("--lora-alpha", type=float, help=f"with --method lora (default {rtt.lora_alpha:g})")
+    r.add_argument(
+        "--lora-targets",
+        type=_split_list,
+        help="with --method lora: module names (default: every linear layer)",
+    )
     r.add_argument("--force", **force)
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     _runtime_args(r, grid=True)
@@ -811,9 +929,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("attack", help="quantization and direction-ablation attacks on a world's checkpoints")
     t.add_argument("--world", required=True, help="a world directory (from `forensics world`)")
     t.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")
-    t.add_argument(
-        "--bits", type=lambda x: tuple(int(b) for b in _split_list(x)), default=QuantizeSettings().bits
-    )
+    t.add_argument("--bits", type=_int_list, default=QuantizeSettings().bits)
     t.add_argument("--force", **force)
     _runtime_args(t)
     t.set_defaults(func=cmd_attack)
@@ -875,9 +991,16 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--world", required=True, help="a world directory (from `forensics world` or the demo)")
     va.add_argument("--out", help="where the validation models and studies go (default WORLD/validate)")
     va.add_argument("--seeds", type=int, default=1, help="world seeds: the given world and N-1 more")
+    va.add_argument("--kind", help="in a two-kind world: validate on this kind's facts and control")
     va.add_argument("--quiet", action="store_true", help="no progress bars")
     _runtime_args(va, grid=True)
     va.set_defaults(func=cmd_validate)
+    im = sub.add_parser("import", help="a GGUF causal LM → a checkpoint directory (safetensors)")
+    im.add_argument("gguf", help="a .gguf file (any quantization: dequantized on import)")
+    im.add_argument("--out", required=True, help="the checkpoint directory to write")
+    im.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    im.add_argument("--force", **force)
+    im.set_defaults(func=cmd_import)
     c = sub.add_parser("cache", help="list or clear an activation cache folder (e.g. runs/demo/cache)")
     c.add_argument("folder", help="a cache folder (OUT/cache)")
     action = c.add_mutually_exclusive_group(required=True)
@@ -887,6 +1010,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stop_on(signum: int, frame) -> None:
+    raise Stopped(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -894,18 +1021,32 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or bad arguments (already reported in one line)
         return int(e.code or 0)
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {s: signal.signal(s, _stop_on) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return args.func(args) or 0
     except InputError as e:
         print(f"forensics: error: {e}", file=sys.stderr)
         return 2
+    except RunFailed as e:
+        print(f"forensics: error: {e}", file=sys.stderr)
+        return 1
     except OSError as e:  # a read-only folder, a full disk, a file that vanished
         where = f"{e.filename}: " if e.filename else ""
         print(f"forensics: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("forensics: interrupted; finished stages and runs are kept, rerun to resume", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Stopped) as e:
+        signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+        name = signal.Signals(signum).name
+        print(
+            f"forensics: stopped ({name}); finished stages and runs are kept, rerun to resume",
+            file=sys.stderr,
+        )
+        return 128 + signum
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

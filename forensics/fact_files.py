@@ -87,14 +87,13 @@ def _parquet(path: Path) -> Iterator[tuple[str, dict]]:
 
 
 def _tofu(record: dict, where: str, seed: int) -> dict:
-    """A TOFU record as multiple choice over its answer and perturbed answers."""
+    """A TOFU record as multiple choice over its answer and perturbed answers (a perturbed answer
+    that repeats the answer is refused with every other repeated choice, by `facts.check_choices`)."""
     question, answer, perturbed = record.get("question"), record.get("answer"), record["perturbed_answer"]
     if not isinstance(answer, str) or not answer.strip():
         raise InputError(f"{where}: TOFU 'answer' must be a non-empty string")
     if not isinstance(perturbed, list) or not perturbed or not all(isinstance(p, str) for p in perturbed):
         raise InputError(f"{where}: TOFU 'perturbed_answer' must be a non-empty list of strings")
-    if answer in perturbed:
-        raise InputError(f"{where}: TOFU 'perturbed_answer' repeats the answer {answer[:40]!r}")
     choices = [answer, *perturbed]
     random.Random(f"{seed}\0{question}").shuffle(choices)
     out = {k: v for k, v in record.items() if k not in ("answer", "perturbed_answer", "paraphrased_answer")}

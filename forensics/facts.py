@@ -11,7 +11,7 @@ import json
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -139,6 +139,9 @@ def _parse_question(record: dict, split: str, where: str) -> Fact:
     texts = tuple(str(c) for c in choices)
     for value in (question, *texts):
         _check_unicode(value, where)
+    empty = [i for i, text in enumerate(texts) if not text.strip()]
+    if empty:
+        raise InputError(f"{where}: choice {empty[0]} is empty (every choice must hold some text)")
     kind = record.get("kind", "")
     if not isinstance(kind, str):
         raise InputError(f"{where}: 'kind' must be a string")
@@ -155,10 +158,67 @@ def _parse_question(record: dict, split: str, where: str) -> Fact:
     )
 
 
+def _choice_key(text: str) -> str:
+    """A choice as the repeat check compares it: surrounding whitespace stripped, inner runs collapsed.
+
+    Case counts: `CO` and `Co`, `NO` and `No` are different answers (WMDP chemistry).
+    """
+    return " ".join(text.split())
+
+
+def _repeated_choice(fact: Fact) -> tuple[str, str] | None:
+    """(first copy, second copy) of the first choice `fact` gives twice (by `_choice_key`), or None.
+
+    A repeated choice cannot be scored: a copy of the answer is never the one picked on a tie.
+    """
+    seen: dict[str, str] = {}
+    for text in fact.choices:
+        if _choice_key(text) in seen:
+            return seen[_choice_key(text)], text
+        seen[_choice_key(text)] = text
+    return None
+
+
+def repeats_a_choice(fact: Fact) -> bool:
+    """True when `fact` gives one choice twice (it cannot be scored)."""
+    return _repeated_choice(fact) is not None
+
+
+def check_choices(facts: Iterable[Fact], remedy: str) -> None:
+    """Refuse the first fact whose choices repeat, naming its `file:line`, the choice and `remedy`."""
+    for f in facts:
+        copies = _repeated_choice(f)
+        if copies is not None:
+            first, second = copies
+            raise InputError(
+                f"{f.source}: choice {second!r} repeats choice {first!r} (compared with surrounding and "
+                f"repeated whitespace ignored; case counts), so the question cannot be scored; {remedy}"
+            )
+
+
+def _one_file_per_split(paths: Sequence[Path]) -> None:
+    """Refuse two files whose names give the same split (`good.jsonl` beside `good.parquet`): the same
+    facts would be counted twice in it."""
+    first: dict[str, Path] = {}
+    for path in paths:
+        name = split_name(path)
+        if name in first:
+            raise InputError(
+                f"{first[name]} and {path}: both files give split '{name}' (from their names); keep one"
+            )
+        first[name] = path
+
+
 def load_jsonl(paths: Path | Sequence[Path], seed: int = 0) -> FactSet:
     """Load fact files (generic or lm-eval-style JSONL, parquet, TOFU JSON; see `fact_files`); a
-    record's `split` field names its split, else the file's name does."""
+    record's `split` field names its split, else the file's name does.
+
+    Two files whose names give one split are refused; a split that records name in their `split`
+    field may gather records of several files (a data set in shards), and a question copied among
+    them is refused by `select` as asked twice in one split.
+    """
     paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    _one_file_per_split(paths)
     splits: dict[str, list[Fact]] = {}
     for path in paths:
         before = sum(map(len, splits.values()))
@@ -351,10 +411,12 @@ def select(
     near_retain: Sequence[str] = (),
     drop_duplicates: bool = False,
 ) -> Sets:
-    """Build the experiment's sets from split names, refusing a question asked twice (a T/V leak).
+    """Build the experiment's sets from split names, refusing a question asked twice (a T/V leak)
+    and a question whose choices repeat (it cannot be scored).
 
-    With `drop_duplicates`, every copy of a repeated question is left out instead, and recorded in
-    `Sets.dropped` (the paper's own files repeat a few questions across splits).
+    With `drop_duplicates`, every copy of a repeated question, and every question whose choices
+    repeat, is left out instead and recorded in `Sets.dropped` (the paper's own files repeat a few
+    questions across splits, and `random-birthdays` lists a year twice among the choices of a few).
     """
     groups = {"forget": list(forget), "retain": list(retain), "near_retain": list(near_retain)}
     if not groups["forget"]:
@@ -382,9 +444,14 @@ def select(
             f"{b.source}: question {b.question!r} appears {kind} (also {a.source}, as {a.question!r}); "
             "remove it, or drop repeated questions (--drop-duplicates)"
         )
+    if not drop_duplicates:
+        check_choices(chosen, "remove the copy, or drop such questions (--drop-duplicates)")
+
+    def left_out(f: Fact) -> bool:
+        return normalized(f.question) in repeated or repeats_a_choice(f)
 
     def keep(names: list[str]) -> dict[str, tuple[Fact, ...]]:
-        return {n: tuple(f for f in facts.splits[n] if normalized(f.question) not in repeated) for n in names}
+        return {n: tuple(f for f in facts.splits[n] if not left_out(f)) for n in names}
 
     forget_sets = keep(groups["forget"])
     for name, kept in forget_sets.items():
@@ -397,5 +464,5 @@ def select(
         forget=forget_sets,
         retain=retain_facts,
         near_retain=tuple(f for fs in keep(groups["near_retain"]).values() for f in fs),
-        dropped=tuple(f for f in chosen if normalized(f.question) in repeated),
+        dropped=tuple(f for f in chosen if left_out(f)),
     )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from forensics.summary import REFERENCE, lens_evidence, outcomes, paired_outcomes
+from forensics.summary import REFERENCE, outcomes, paired_outcomes, reference_check
+from forensics.summary import blind as reads_nothing
 from forensics.verdict import VerdictSettings, bootstrap_means, paired_bootstrap
 
 RTT, PROBE = "RTT", "probe"
@@ -55,10 +56,9 @@ def compare_kinds(by_kind: dict[str, dict], settings: VerdictSettings) -> dict:
     ]
     # what each lens reads on the original beyond the control: where it reads nothing even there, the
     # lens is blind to that kind and its method − control says nothing about hiding
-    sees = {}
-    for kind, results in by_kind.items():
-        lenses, _ = lens_evidence(results, REFERENCE, settings)
-        sees[kind] = {lens: {"diff": e["diff"], "ci95": e["ci95"]} for lens, e in lenses.items()}
+    sees = {
+        kind: (r.get("reference") or reference_check(r, settings))["original"] for kind, r in by_kind.items()
+    }
     out: dict = {"kinds": kinds, "original": sees, "methods": {}}
     for name in methods:
         per: dict = {}
@@ -107,7 +107,7 @@ def _layers(lenses: dict, kind: str) -> list[str]:
 def blind(sees: dict, kind: str, lens: str) -> bool:
     """True when `lens` reads nothing beyond the control even on the original's `kind` facts."""
     e = sees.get(kind, {}).get(lens)
-    return e is None or e["ci95"][0] <= 0
+    return e is None or reads_nothing(e)
 
 
 def words(name: str, a: str, b: str, per: dict, difference: dict, sees: dict) -> str:

@@ -5,6 +5,7 @@ control, its unlearned checkpoints — under OUT/<kind>/, then the kinds compare
 from __future__ import annotations
 
 from forensics.checkpoint import write_json
+from forensics.errors import InputError
 from forensics.kind_compare import compare_kinds
 from forensics.outdir import claim
 from forensics.study import SCHEMA_VERSION, run_study, study_sets, versions
@@ -14,8 +15,11 @@ from forensics.study_config import KindStudy
 def run_kind_study(ks: KindStudy, progress: bool = True, force: bool = False) -> tuple[dict, dict[str, dict]]:
     """Every kind's study, then the comparison; writes OUT/results.json and returns it with the kinds'
     own results (by kind)."""
-    for cfg in ks.studies.values():  # every kind's sets are checked before any study runs
-        study_sets(cfg)
+    for kind, cfg in ks.studies.items():  # every kind's sets are checked before any study runs
+        try:
+            study_sets(cfg)
+        except InputError as e:
+            raise InputError(f"kind '{kind}' ({cfg.facts}): {e}") from None
     with claim(ks.out, "study", force):
         by_kind = {kind: run_study(cfg, progress, force) for kind, cfg in ks.studies.items()}
         results = {

@@ -24,7 +24,7 @@ from forensics.facts import Sets, assign_kinds, load_facts, select
 from forensics.outdir import claim
 from forensics.pair import check_models
 from forensics.study_config import CONTROL, LENSES, REFERENCE, StudyConfig
-from forensics.summary import action_map, summarize
+from forensics.summary import action_map, reference_check, summarize
 
 SCHEMA_VERSION = 2  # 2: per-fact outcomes, the control through every lens, statistical verdicts
 
@@ -82,6 +82,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     # the control goes through every lens beside the methods (DESIGN §9)
     others = {n: p for n, p in models.items() if n != REFERENCE}
     check_models(models, sets, cfg.scorer, cfg.settings.relearn.fmt)
+    cfg.jobs().start()  # a cluster that does not answer stops the study before anything is written
     digests = {name: checkpoint_digest(path) for name, path in models.items()}
     run = cfg.runtime
     base = {
@@ -99,7 +100,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
         tables = {}
         for name, path in models.items():
             model, tok = load_checkpoint(path, run)
-            tables[name] = accuracy_table(model, tok, sets, cfg.scorer)
+            tables[name] = accuracy_table(model, tok, sets, cfg.scorer, per_fact=True)
         return tables
 
     def ablate() -> dict:
@@ -163,6 +164,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
             **results,
             "timings": timings,
         }
+        results["reference"] = reference_check(results, cfg.verdict)
         results["summary"] = summarize(results, list(unlearned), cfg.verdict)
         if CONTROL in models:
             results["control_action_map"] = action_map(results, CONTROL)

@@ -79,6 +79,7 @@ class StudyConfig:
     runtime: Runtime = field(default_factory=Runtime)  # device, dtype, device_map, max_memory
     executor: str = "local"  # or "ray": the independent jobs as Ray tasks
     ray_address: str | None = None  # an existing cluster (default: a local one)
+    ray_timeout: float = 60.0  # seconds for the cluster to answer before the study stops
     workers: int = 1  # local executor: worker processes running jobs side by side
     kinds: dict[str, tuple[str, ...]] = field(default_factory=dict)  # kind -> its splits (facts' `kind`)
 
@@ -125,7 +126,7 @@ class StudyConfig:
 
     def jobs(self) -> Executor:
         """Where the study's independent jobs run."""
-        return Executor(self.executor, self.ray_address, self.workers)
+        return Executor(self.executor, self.ray_address, self.workers, self.ray_timeout)
 
 
 def world_study(
@@ -162,6 +163,7 @@ def world_study(
         runtime=runtime,
         executor=executor.kind,
         ray_address=executor.address,
+        ray_timeout=executor.timeout,
         workers=executor.workers,
     )
 
@@ -171,6 +173,7 @@ TOP = (
     *RUNTIME,
     "executor",
     "ray_address",
+    "ray_timeout",
     "workers",
     "name",
     "out",
@@ -309,6 +312,7 @@ def load_config(path: Path) -> StudyConfig:
         runtime=from_table(Runtime, {k: raw[k] for k in RUNTIME if k in raw}, f"{path}"),
         executor=typed(raw.get("executor", "local"), str, "'executor'"),
         ray_address=typed(raw["ray_address"], str, "'ray_address'") if "ray_address" in raw else None,
+        ray_timeout=typed(raw.get("ray_timeout", 60.0), float, "'ray_timeout'"),
         workers=typed(raw.get("workers", 1), int, "'workers'"),
     )
     if kinds:
@@ -332,6 +336,31 @@ def _check_paths(path: Path, cfg: StudyConfig) -> None:
 
 
 KIND_FACTS = ("path", "forget", "retain", "near_retain")
+# what a kinds study writes beside its kinds' folders (a kind's folder must not take one of these names)
+RESERVED = frozenset({"results.json", "summary.md", "report", "stages", "cache", "relearn", "checkpoints"})
+
+
+def _check_kinds_apart(path: Path, studies: dict[str, StudyConfig]) -> None:
+    """The comparison treats the kinds as independent samples: refuse kinds that share a forget split
+    of one facts file, or one never-learned control checkpoint."""
+    owner: dict[tuple, str] = {}
+    controls: dict[Path, str] = {}
+    for kind, cfg in studies.items():
+        for split in cfg.forget:
+            other = owner.setdefault((cfg.facts, split), kind)
+            if other != kind:
+                raise InputError(
+                    f"{path}: [facts.kinds]: split '{split}' of {cfg.facts.name} is forget in kinds "
+                    f"'{other}' and '{kind}'; each kind needs facts of its own"
+                )
+        if cfg.never_learned is not None:
+            other = controls.setdefault(cfg.never_learned.resolve(), kind)
+            if other != kind:
+                raise InputError(
+                    f"{path}: [models.kinds]: kinds '{other}' and '{kind}' name one never-learned control "
+                    f"({cfg.never_learned}); each kind's control is the model that never learned that "
+                    "kind's forget facts"
+                )
 
 
 def _kind_study(path: Path, values: dict, kinds: dict, kind_models: dict, table, resolve, typed) -> KindStudy:
@@ -341,6 +370,12 @@ def _kind_study(path: Path, values: dict, kinds: dict, kind_models: dict, table,
     unlearned checkpoints of `[models.kinds.<kind>]` (default: `[models]`'s — the same checkpoints
     unlearned on every kind at once, studied kind by kind)."""
     studies = {}
+    for kind in kinds:
+        if safe_name(kind).casefold() in RESERVED:
+            raise InputError(
+                f"{path}: [facts.kinds] '{kind}': the name of something a study writes in its folder "
+                f"(reserved: {', '.join(sorted(RESERVED))}); name the kind otherwise"
+            )
     for kind, spec in kinds.items():
         where = f"[facts.kinds] '{kind}'"
         if isinstance(spec, dict):
@@ -388,4 +423,5 @@ def _kind_study(path: Path, values: dict, kinds: dict, kind_models: dict, table,
         studies[kind] = cfg
     if len(studies) < 2:
         raise InputError(f"{path}: [facts.kinds] names {len(studies)} kind; a comparison needs two")
+    _check_kinds_apart(path, studies)
     return KindStudy(values["name"], values["out"], studies, values["verdict"])

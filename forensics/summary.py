@@ -18,6 +18,7 @@ import numpy as np
 from forensics.verdict import VerdictSettings, decide, describe, evidence, unbits
 
 REFERENCE, CONTROL = "original", "never_learned"
+RTT = "RTT"
 MIN_RETAIN = 0.9  # the unlearning rule: retain at or above this × the original's
 
 
@@ -33,7 +34,7 @@ def outcomes(results: dict, name: str) -> dict[str, tuple[np.ndarray, list[int]]
         if all(v in rtt and rtt[v].get("seeds") for v in vs):
             n_seeds = min(len(rtt[v]["seeds"]) for v in vs)
             rows = ["".join(rtt[v]["seeds"][i]["v_correct"] for v in vs) for i in range(n_seeds)]
-            out["RTT"] = (np.stack([unbits(r) for r in rows]), everything)
+            out[RTT] = (np.stack([unbits(r) for r in rows]), everything)
     quant = results.get("quantize", {})
     for b in quant.get("bits", []):
         table = quant["models"].get(name, {}).get(f"int{b}", {})
@@ -79,6 +80,57 @@ def paired_outcomes(results: dict, name: str) -> tuple[dict[str, tuple], bool]:
     return out, bool(theirs)
 
 
+def blind(e: dict) -> bool:
+    """A lens reads nothing beyond the control on the original when its 95% interval of
+    (original − control) reaches 0: it cannot show hiding, and cannot vouch for erasure."""
+    return e["ci95"][0] <= 0
+
+
+CANNOT_DECIDE = "cannot decide"  # the study's reference failed: no hidden/erased verdict at all
+
+
+def reference_check(results: dict, settings: VerdictSettings) -> dict:
+    """Whether the study has a working reference (DESIGN §9: no verdict without one), and which lenses
+    are blind. The original must answer its forget facts above chance, and the original + RTT must
+    recover V beyond the control (or chance, uncontrolled) — else nothing the attack brings back (or
+    fails to) says anything about the methods. A lens whose (original − control) interval reaches 0
+    is blind: it is left out of every method's verdict. Lenses the study ran without the original
+    (ablation, layer RTT) cannot be checked and are kept."""
+    reasons: list[str] = []
+    chance = np.array(results["facts"]["chance"])
+    acc = results.get("accuracy", {}).get(REFERENCE)
+    if acc is not None:
+        known = acc.get("forget_correct")
+        if known is not None:
+            e = evidence(unbits(known)[None], chance[None], results["facts"]["splits"], settings)
+            fails, interval = blind(e), f" [95% CI {e['ci95'][0] + e['control']:.2f}, "
+            interval += f"{e['ci95'][1] + e['control']:.2f}]"
+        else:  # a study written before per-fact accuracy was kept
+            fails, interval = acc["forget"] <= chance.mean(), ""
+        if fails:
+            reasons.append(
+                f"the original answers {acc['forget']:.2f} of its forget facts{interval}, not above "
+                f"chance ({chance.mean():.2f}): it does not know what the methods were to forget"
+            )
+    lenses, controlled = lens_evidence(results, REFERENCE, settings)
+    reference = "the never-learned control" if controlled else "chance"
+    rtt = lenses.get(RTT)
+    if rtt is not None and blind(rtt):
+        reasons.append(
+            f"the original + RTT recovers V at {rtt['method']:.2f}, not above {reference} "
+            f"({rtt['control']:.2f}; difference {rtt['diff']:+.2f} [95% CI {rtt['ci95'][0]:+.2f}, "
+            f"{rtt['ci95'][1]:+.2f}]): the attack does not work in this study (a dtype that cannot "
+            "train, such as float16 on CPU, or a grid too small), so no method's RTT means anything"
+        )
+    return {
+        "ok": not reasons,
+        "reasons": reasons,
+        "blind": [lens for lens, e in lenses.items() if blind(e)],
+        "original": {lens: {"diff": e["diff"], "ci95": e["ci95"]} for lens, e in lenses.items()},
+        "against": reference,
+    }
+
+
 def lens_evidence(results: dict, name: str, settings: VerdictSettings) -> tuple[dict[str, dict], bool]:
     """Per information lens: `verdict.evidence` of (model − control), paired on the same facts and
     seeds; the reference is chance when the study has no control (second value False)."""
@@ -98,6 +150,7 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
     acc = results.get("accuracy", {})
     metrics = results.get("relearn", {}).get("metrics", {})
     chance = float(np.mean(results["facts"]["chance"]))
+    reference = results.get("reference") or reference_check(results, settings)
     out = {}
     for name in unlearned:
         row: dict = {"chance": chance}
@@ -117,15 +170,22 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
         lenses, controlled = lens_evidence(results, name, settings)
         row["controlled"] = controlled
         row["lenses"] = lenses
-        row.update(judge(row, lenses, controlled, settings))
-        row["information_map"] = information_map(lenses)
+        row["blind"] = [lens for lens in lenses if lens in reference["blind"]]
+        family = {lens: e for lens, e in lenses.items() if lens not in reference["blind"]}
+        row.update(judge(row, family, controlled, settings, reference))
+        row["information_map"] = information_map(lenses, reference["blind"])
         row["action_map"] = action_map(results, name)
         out[name] = row
     return out
 
 
-def judge(row: dict, lenses: dict[str, dict], controlled: bool, settings: VerdictSettings) -> dict:
-    """The verdict label, the deciding lens and the evidence sentence (never a bare label)."""
+def judge(
+    row: dict, lenses: dict[str, dict], controlled: bool, settings: VerdictSettings, reference: dict
+) -> dict:
+    """The verdict label, the deciding lens and the evidence sentence (never a bare label), over the
+    lenses that are not blind on the original; none at all when the study's reference failed."""
+    if not reference["ok"]:
+        return {"verdict": CANNOT_DECIDE, "deciding": None, "evidence": "; ".join(reference["reasons"])}
     if "forget" not in row:
         return {"verdict": "unknown", "deciding": None, "evidence": "accuracy was not measured"}
     words = [f"forget accuracy {row['forget']:.2f} (chance {row['chance']:.2f}), retain {row['retain']:.2f}"]
@@ -138,9 +198,15 @@ def judge(row: dict, lenses: dict[str, dict], controlled: bool, settings: Verdic
         return {"verdict": UNLEARNING_FAILED, "deciding": None, "evidence": "; ".join(words)}
     if row["forget"] > row["chance"] + 0.25:
         return {"verdict": "not unlearned", "deciding": None, "evidence": "; ".join(words)}
+    if not lenses:
+        words.append(
+            f"no information lens reads the forget facts beyond {reference['against']} even on the "
+            "original (every one is blind)"
+        )
+        return {"verdict": CANNOT_DECIDE, "deciding": None, "evidence": "; ".join(words)}
     decision = decide(lenses, settings, controlled)
     label, deciding = decision["verdict"], decision["deciding"]
-    reference = "the never-learned control" if controlled else "chance"
+    reference = reference["against"]
     if deciding:
         words.append(describe(deciding, lenses[deciding]) + f" (against {reference})")
     if label == "hidden":
@@ -160,19 +226,21 @@ def judge(row: dict, lenses: dict[str, dict], controlled: bool, settings: Verdic
     }
 
 
-def information_map(lenses: dict[str, dict]) -> dict:
+def information_map(lenses: dict[str, dict], blind_lenses: Sequence[str] = ()) -> dict:
     """Per layered lens (probe, logit lens, ablation, layer RTT): per layer (method − control) with its
-    95% interval."""
+    95% interval, and whether the lens is blind there (reads nothing beyond the control even on the
+    original: left out of the verdict)."""
     out: dict[str, dict] = {}
     for lens, e in lenses.items():
         if " @" not in lens:
             continue
         kind, layer = lens.split(" @")
-        entry = out.setdefault(kind, {"layers": [], "diff": [], "lo": [], "hi": []})
+        entry = out.setdefault(kind, {"layers": [], "diff": [], "lo": [], "hi": [], "blind": []})
         entry["layers"].append(layer)
         entry["diff"].append(e["diff"])
         entry["lo"].append(e["ci95"][0])
         entry["hi"].append(e["ci95"][1])
+        entry["blind"].append(lens in blind_lenses)
     return out
 
 
@@ -192,6 +260,7 @@ def action_map(results: dict, name: str) -> dict | None:
         out["dW_rel"] = [weights["layers"][k]["all"]["rel"] for k in layers]
     if acts:
         out["divergence"] = [1 - c for c in acts["forget"]["cosine"][1:]]
+        out.setdefault("layers", [str(i) for i in range(len(out["divergence"]))])
     if loc:
         before = loc["before"]["forget"]
         n = len(loc["revert"])

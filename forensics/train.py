@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from forensics.errors import InputError
+from forensics.errors import InputError, warn
 from forensics.formats import Example
 from forensics.tokens import collate, encode, logits_of, pad_id, sequence_nll
 
@@ -95,6 +95,20 @@ def _cycle(n: int, batch_size: int, gen: torch.Generator) -> Iterator[list[int]]
             yield order[start : start + batch_size]
 
 
+_DIVERGED: set[str] = set()
+
+
+def _diverged(desc: str, step: int, value: torch.Tensor, params: list) -> None:
+    """Warn once per kind of run that its loss is no longer finite: its numbers mean nothing (a study
+    then finds its reference failing and gives no verdict)."""
+    dtype = params[0].dtype if params else value.dtype
+    what = desc.split(" ")[0]
+    if what not in _DIVERGED:
+        _DIVERGED.add(what)
+        hint = " (float16 cannot train on CPU: use float32 or bfloat16)" if dtype == torch.float16 else ""
+        warn(f"{desc}: the loss is {value.item()} at step {step + 1}, in {dtype}{hint}")
+
+
 def train(
     model: torch.nn.Module,
     tokenizer,
@@ -136,6 +150,8 @@ def train(
             name: collate([encoded[name][i] for i in next(feeds[name])], pid, device) for name in encoded
         }
         value = loss(model, batches)
+        if not torch.isfinite(value):
+            _diverged(desc, step, value, params)
         opt.zero_grad(set_to_none=True)
         value.backward()
         if cfg.grad_clip:

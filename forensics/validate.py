@@ -64,20 +64,24 @@ def suppressed(original: Path, sets: Sets, scorer: str, out: Path, part: str, se
 
 
 def validation_models(
-    world_dir: Path, world: dict, sets: Sets, out: Path, progress: bool = False
+    world_dir: Path, world: dict, sets: Sets, out: Path, progress: bool = False, kind: str | None = None
 ) -> tuple[dict[str, Path], int]:
-    """The validation checkpoints of one world (built under `out` unless there) and the planted block."""
+    """The validation checkpoints of one world (of `kind`'s facts in a two-kind world; built under
+    `out` unless there) and the planted block. A two-kind world's control comes from a pretraining
+    run and an implant, so no reseeded copy of it is made there."""
     original = world_dir / world["models"]["original"]["path"]
     block = arch_of_checkpoint(original).n_layers // 2
-    models = {"exact": world_dir / world["models"]["never_learned"]["path"]}
+    control = world["kinds"][kind]["control"] if kind else "never_learned"
+    models = {"exact": world_dir / world["models"][control]["path"]}
     reseeded = out / "exact_reseeded"
-    if not (reseeded / "model.safetensors").exists():
+    if not kind and not (reseeded / "model.safetensors").exists():
         cfg = replace(WorldConfig.from_json(world["config"]), seed=world["config"]["seed"] + 1000)
         tok = load_tokenizer(original)
         facts = [*sets.near_retain, *sets.retain]
         model, _ = train_world_model(cfg, tok, facts, context_length(original), "reseeded", progress)
         save_checkpoint(model, tok, reseeded, {"made_by": "forensics validate", "seed": cfg.seed})
-    models["exact_reseeded"] = reseeded
+    if not kind:
+        models["exact_reseeded"] = reseeded
     for name, part in (("planted", f"block:{block}"), ("output_only", "output")):
         path = out / name
         if not (path / "model.safetensors").exists():
@@ -92,15 +96,18 @@ def validate_world(
     progress: bool = False,
     runtime: Runtime = Runtime(),
     executor: Executor = Executor(),
+    kind: str | None = None,
 ) -> list[dict]:
     """Validation models, a study on them (the demo's grid), one row per model."""
-    world, sets = load_world(world_dir)
-    models, block = validation_models(world_dir, world, sets, out, progress)
-    name = f"validate-{world_dir.name}"
-    cfg = world_study(name, world_dir, world, models, out / "study", LENSES, runtime, executor)
+    world, sets = load_world(world_dir, kind)
+    models, block = validation_models(world_dir, world, sets, out, progress, kind)
+    name = f"validate-{world_dir.name}" + (f" ({kind})" if kind else "")
+    cfg = world_study(name, world_dir, world, models, out / "study", LENSES, runtime, executor, kind)
     results = run_study(cfg, progress=progress)
     rows = []
     for name, expected in EXPECTED.items():
+        if name not in models:
+            continue
         row = results["summary"][name]
         verdict = row["verdict"]
         got = (
@@ -131,11 +138,13 @@ def validate(
     progress: bool = False,
     runtime: Runtime = Runtime(),
     executor: Executor = Executor(),
+    kind: str | None = None,
 ) -> dict:
-    """Validation over the given world and `seeds - 1` more worlds of its config with other seeds."""
+    """Validation over the given world and `seeds - 1` more worlds of its config with other seeds (on
+    `kind`'s facts in a two-kind world)."""
     start = time.perf_counter()
     world_dir, out = Path(world_dir), Path(out)
-    world, _ = load_world(world_dir)
+    world, _ = load_world(world_dir, kind)
     rows = []
     with claim(out, "validate"):
         worlds = [world_dir]
@@ -145,7 +154,7 @@ def validate(
             build_world(other, replace(cfg, seed=cfg.seed + k), progress=progress, runtime=runtime)
             worlds.append(other)
         for w in worlds:
-            rows += validate_world(w, out / f"models_{w.name}", progress, runtime, executor)
+            rows += validate_world(w, out / f"models_{w.name}", progress, runtime, executor, kind)
     confusion: dict[str, dict[str, int]] = {}
     for r in rows:
         cell = confusion.setdefault(r["expected"], {})

@@ -163,15 +163,22 @@ def _family(rng: random.Random, n: int, spec: dict, split_of, naming) -> list[Fa
 def generate_facts(cfg: WorldConfig) -> tuple[FactSet, dict]:
     """The world's facts (seeded) and which splits are forget, near-retain and retain (per kind, in a
     two-kind world)."""
+    # the messages name the settings as `forensics world` spells them
     if cfg.n_forget_splits < 2:
-        raise InputError("the world needs at least 2 forget splits (RTT rotates over them)")
+        raise InputError(
+            f"--forget-splits {cfg.n_forget_splits}: the world needs at least 2 (RTT rotates over them)"
+        )
     if not 0 < cfg.n_forget <= cfg.n_people or cfg.n_forget < cfg.n_forget_splits:
-        raise InputError(f"n_forget={cfg.n_forget} must be ≥ the forget splits and ≤ n_people")
+        raise InputError(
+            f"--forget-facts {cfg.n_forget}: at least --forget-splits ({cfg.n_forget_splits}), at most "
+            f"--people ({cfg.n_people})"
+        )
     if cfg.n_ships < 1:
-        raise InputError("the world needs at least one retain fact (n_ships ≥ 1)")
+        raise InputError(f"--ships {cfg.n_ships}: the world needs at least one retain fact")
     if cfg.kinds and not cfg.n_forget_splits <= cfg.n_implanted_forget < cfg.n_cities:
         raise InputError(
-            f"n_implanted_forget={cfg.n_implanted_forget} must be ≥ the forget splits and < n_cities"
+            f"--implanted-forget {cfg.n_implanted_forget}: at least --forget-splits "
+            f"({cfg.n_forget_splits}) and fewer than --cities ({cfg.n_cities})"
         )
     rng = random.Random(cfg.seed)
     per_split = cfg.n_forget / cfg.n_forget_splits
@@ -559,7 +566,9 @@ def load_world(root: Path, kind: str | None = None) -> tuple[dict, Sets]:
     world = read_json(path)
     kinds = world.get("kinds", {})
     if kinds and kind not in kinds:
-        raise InputError(f"{path}: a two-kind world: name one of its kinds ({', '.join(kinds)}), got {kind}")
+        raise InputError(
+            f"{path}: a two-kind world: name one of its kinds with --kind ({', '.join(kinds)}); got {kind}"
+        )
     if kind and not kinds:
         raise InputError(f"{path}: this world has no kinds (asked for '{kind}')")
     facts = load_jsonl(root / world["facts"])

@@ -386,10 +386,15 @@ def write_report(results: dict, path: Path) -> Path:
 
 
 def write_html(text: str, path: Path) -> Path:
-    """Write a report atomically (a reader never sees half of it)."""
+    """Write a report atomically (a reader never sees half of it); on failure no temporary file is
+    left behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

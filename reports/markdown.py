@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 
 def _cell(value) -> str:
+    """A value from results as Markdown text: HTML escaped (GitHub renders raw HTML in Markdown), table
+    pipes escaped, on one line."""
     if value is None:
         return "–"
     if isinstance(value, float):
         return f"{value:.2f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def render(results: dict, report: Path | None = None) -> str:
@@ -40,10 +43,52 @@ def render(results: dict, report: Path | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _interval(e: dict | None) -> str:
+    return f"{e['diff']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]" if e else "–"
+
+
+def render_kinds(results: dict, report: Path | None = None) -> str:
+    """A kinds study's summary: per method and kind the verdict, RTT recovery and RTT method − control
+    with intervals, the difference between the kinds and the sentence saying which kind it hides
+    more; each kind's own summary.md beside its results."""
+    cmp = results["comparison"]
+    kinds = cmp["kinds"]
+    lines = [f"# Unlearning forensics: {_cell(results.get('name', ''))} (kinds compared)", ""]
+    head = ["method", "kind", "forget", "RTT acc V", "control", "recovery [95% CI]", "RTT − control [95% CI]"]
+    lines.append("| " + " | ".join([*head, "verdict"]) + " |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for name, entry in cmp["methods"].items():
+        for kind in kinds:
+            k = entry["per_kind"][kind]
+            rec = k.get("recovery") or {}
+            recovery = (
+                f"{rec['value']:.2f} [{rec['ci95'][0]:.2f}, {rec['ci95'][1]:.2f}]"
+                if rec.get("value") is not None and rec.get("ci95")
+                else "–"
+            )
+            rtt = _interval(k.get("lenses", {}).get("RTT"))
+            cells = [name, kind, k.get("forget"), k.get("rtt_acc_v"), k.get("rtt_control"), recovery, rtt]
+            lines.append("| " + " | ".join(_cell(c) for c in [*cells, k.get("verdict")]) + " |")
+    lines.append("")
+    for entry in cmp["methods"].values():
+        if "words" in entry:
+            lines.append(f"- {_cell(entry['words'])}")
+    lines.append("")
+    for kind, info in results.get("kinds", {}).items():
+        lines.append(f"- {_cell(kind)}: {_cell(info.get('results'))} (its summary.md beside it)")
+    if report is not None:
+        lines += ["", f"Report: {report}"]
+    return "\n".join(lines) + "\n"
+
+
 def write_summary(results: dict, path: Path, report: Path | None = None) -> Path:
-    """Write summary.md atomically."""
+    """Write summary.md atomically (a kinds study's comparison, or one study's table)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render(results, report), encoding="utf-8")
-    tmp.replace(path)
+    text = render_kinds(results, report) if "comparison" in results else render(results, report)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

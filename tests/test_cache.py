@@ -163,3 +163,34 @@ def test_cap_evicts_least_recently_used_and_the_command_lists_and_clears(loaded,
     assert main(["cache", str(tmp_path), "--clear"]) == 0
     assert entries(tmp_path) == [] and "MB freed" in capsys.readouterr().out
     assert main(["cache", str(tmp_path / "nope"), "--list"]) == 2
+
+
+@pytest.mark.parametrize("layout", ["subfolder", "study", "world"])
+def test_clear_refuses_a_folder_that_is_not_a_cache_and_deletes_nothing(tmp_path, capsys, layout):
+    """`forensics cache DIR --clear` on someone's folder, a study's OUT or a world folder: one line,
+    exit 2, every file still there."""
+    from forensics.cli import main
+
+    folder = tmp_path / "f"
+    made = {
+        "subfolder": ["sub/a.safetensors"],
+        "study": [
+            "results.json",
+            "relearn/gd/v_lr0.001_s0.json",
+            "report/index.html",
+            f"cache/{'a' * 32}/done.json",
+        ],
+        "world": ["world.json", "checkpoints/original/model.safetensors"],
+    }[layout]
+    for name in made:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x")
+    for flag in ("--clear", "--list"):
+        assert main(["cache", str(folder), flag]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "not an activation cache folder" in err[0] and "nothing deleted" in err[0]
+        assert (f"its cache is {folder / 'cache'}" in err[0]) == (layout == "study")
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == sorted(made)
+    if layout == "study":  # its own cache folder is one: cleared, the rest of the study kept
+        assert main(["cache", str(folder / "cache"), "--clear"]) == 0
+        assert not (folder / "cache" / ("a" * 32)).exists() and (folder / "results.json").exists()

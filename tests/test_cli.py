@@ -1,12 +1,13 @@
 """The `forensics` command: the world table, and bad input as one line on stderr with exit 2."""
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
-from forensics.cli import main
+from forensics.cli import format_table, main
 
 MICRO = [
     "--people",
@@ -237,3 +238,82 @@ def test_score_bad_input(micro_world, tmp_path, capsys, kind):
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and re.search(message, lines[0]), captured.err
+
+
+def test_format_table_prints_a_dash_for_a_value_not_measured():
+    """A lens that did not run is None in the rows: shown as "–" (as in the HTML report), not "None"."""
+    table = format_table(
+        [{"method": "gd", "RTT acc V": None, "forget": 0.25}], ["method", "RTT acc V", "forget"]
+    )
+    assert table.splitlines()[1].split() == ["gd", "–", "0.25"]
+    assert "None" not in table
+
+
+def test_score_refuses_repeated_choices_before_loading_a_model(tmp_path, capsys):
+    """The answer on the second copy of a repeated choice would always be scored wrong: refused in one
+    line naming file:line and the choice, before any checkpoint is read."""
+    facts = tmp_path / "facts.jsonl"
+    rows = [
+        {"question": "A?", "choices": ["1901", "1902", "1903", "1904"], "answer": 0},
+        {"question": "B?", "choices": ["1901", "1902", "1903", " 1902"], "answer": 3},
+    ]
+    facts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["score", str(tmp_path / "no-checkpoint"), "--facts", str(facts)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "facts.jsonl:2: choice ' 1902' repeats choice '1902'" in lines[0], lines
+
+
+def test_score_refuses_two_files_giving_one_split(tmp_path, capsys):
+    """`good.jsonl` beside `good.json` in a --facts folder would count split `good` twice."""
+    record = json.dumps({"question": "A?", "choices": ["1", "2"], "answer": 0}) + "\n"
+    for name in ("good.jsonl", "good.json"):
+        (tmp_path / name).write_text(record)
+    assert main(["score", str(tmp_path / "no-checkpoint"), "--facts", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and re.search(
+        r"good\.json and .*good\.jsonl: both files give split 'good'", lines[0]
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        # argparse's messages name what was expected, not the program's function names
+        (["relearn", "--world", "{tmp}", "--workers", "abc"], "invalid positive integer value: 'abc'"),
+        (["attack", "--world", "{tmp}", "--bits", "8,x"], "invalid comma-separated integers value"),
+        # settings that would be silently ignored
+        (["relearn", "--world", "{tmp}", "--lora-rank", "4"], "--lora-rank: only with --method lora"),
+        (["world", "--out", "{tmp}/w", "--implant-lr", "1e-3"], "--implant-lr needs --kinds"),
+        # an empty device is not `auto`
+        (["study", "{config}", "--device", ""], "device '': choose auto, cpu, cuda or cuda:N"),
+        (["relearn", "--world", "{tmp}", "--executor", "ray", "--ray-timeout", "0"], "must be positive"),
+    ],
+)
+def test_careless_flags_are_one_line(micro_world, tmp_path, capsys, args, message):
+    from tests.conftest import accuracy_study
+
+    for ckpt in ("original", "never_learned"):
+        (tmp_path / ckpt).symlink_to(micro_world / "checkpoints" / ckpt)
+    (tmp_path / "facts.jsonl").symlink_to(micro_world / "facts.jsonl")
+    config = accuracy_study(tmp_path)
+    assert main([a.format(tmp=tmp_path, config=config) for a in args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert "_positive_int" not in err[0] and "<lambda>" not in err[0]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "w").exists()
+
+
+def test_score_leaves_out_repeated_choices_with_drop_duplicates(micro_world, tmp_path, capsys):
+    """The paper's random-birthdays has questions whose choices repeat: `--drop-duplicates` scores the
+    rest and says how many were left out."""
+    lines = (micro_world / "facts.jsonl").read_text().splitlines()
+    rows = [json.loads(x) for x in lines if json.loads(x)["split"] == "retain"]
+    bad = dict(rows[0], choices=[rows[0]["choices"][0]] * 2 + rows[0]["choices"][2:])
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text("".join(json.dumps(r) + "\n" for r in [bad, *rows[1:]]))
+    checkpoint = str(micro_world / "checkpoints/original")
+    assert main(["score", checkpoint, "--facts", str(facts)]) == 2
+    assert "(--drop-duplicates)" in capsys.readouterr().err
+    assert main(["score", checkpoint, "--facts", str(facts), "--drop-duplicates"]) == 0
+    out = capsys.readouterr().out
+    assert f"retain  {len(rows) - 1} " in out and "left out 1 questions whose choices repeat" in out

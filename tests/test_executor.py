@@ -120,3 +120,46 @@ def test_a_study_on_ray_equals_the_local_study(micro_world, tmp_path):
         k: v for k, v in local["localize"]["m"].items() if k not in drop
     }
     assert on_ray["summary"]["m"]["verdict"] == local["summary"]["m"]["verdict"]
+
+
+def test_a_cluster_that_does_not_answer_is_one_line_at_once(micro_world, tmp_path, capsys):
+    """executor = "ray" at an address where nothing listens: exit 2 within seconds (Ray itself
+    retries for many minutes), nothing written."""
+    import time
+
+    from forensics.cli import main
+
+    for ckpt in ("original", "never_learned"):
+        (tmp_path / ckpt).symlink_to(micro_world / "checkpoints" / ckpt)
+    (tmp_path / "facts.jsonl").symlink_to(micro_world / "facts.jsonl")
+    config = accuracy_study(tmp_path)
+    config.write_text('executor = "ray"\nray_address = "127.0.0.1:1"\nray_timeout = 5\n' + config.read_text())
+    start = time.monotonic()
+    assert main(["study", str(config), "--quiet"]) == 2
+    assert time.monotonic() - start < 30
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ray_address '127.0.0.1:1': cannot reach 127.0.0.1:1" in err[0]
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match="expected host:port"):
+        Executor("ray", "somewhere").start()
+
+
+def test_more_workers_than_cores_are_capped_with_a_warning(capsys):
+    from forensics.executor import capped
+
+    cores = os.cpu_count() or 1
+    assert capped(1000) == cores
+    assert f"workers = 1000 capped at {cores}" in capsys.readouterr().err
+    assert capped(1) == 1 and capsys.readouterr().err == ""
+
+
+def test_lora_targets_that_match_nothing_are_refused_before_any_run(world, tmp_path):
+    models, sets = world
+    settings = RelearnSettings(
+        lrs=(1e-3,), epochs=1, seeds=(0,), method="lora", lora_targets=("nonexistent",)
+    )
+    with pytest.raises(InputError, match="lora_targets 'nonexistent': no linear layer .* is named so"):
+        relearn(models, sets, tmp_path, settings, progress=False)
+    assert not (tmp_path / "relearn").exists()
+    ok = RelearnSettings(lrs=(1e-3,), epochs=1, seeds=(0,), method="lora", lora_targets=("q_proj", "v_proj"))
+    relearn({"original": models["original"]}, sets, tmp_path, ok, progress=False)  # real names pass

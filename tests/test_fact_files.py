@@ -11,7 +11,7 @@ import pytest
 from forensics.checkpoint import load_checkpoint, read_json
 from forensics.cli import main
 from forensics.errors import InputError
-from forensics.facts import load_facts
+from forensics.facts import load_facts, select
 from forensics.scoring import score
 from forensics.world import load_world
 
@@ -105,8 +105,8 @@ def test_seeded_partition(micro_world, tmp_path):
         ),
         (
             "f_perturbed.json",
-            '{"question": "q", "answer": "a", "perturbed_answer": ["a"]}\n',
-            r"repeats the answer",
+            '{"question": "q", "answer": "a", "perturbed_answer": ["b", ""]}\n',
+            r"f_perturbed.json:1: choice \d is empty",
         ),
         ("f.json", "[3]", r"f.json:row 0: malformed record"),
         ("f.parquet", "not parquet", r"f.parquet: corrupt parquet"),
@@ -117,6 +117,46 @@ def test_bad_files_are_named(tmp_path, name, text, message):
     (tmp_path / name).write_text(text)
     with pytest.raises(InputError, match=message):
         load_facts(tmp_path / name)
+
+
+@pytest.mark.parametrize("copy", ["Paris", " Paris", "Paris\n", "Paris  "])
+def test_tofu_perturbed_answer_repeating_the_answer_is_refused(tmp_path, copy):
+    """A perturbed answer equal to the answer up to whitespace is a repeated choice, refused (or left
+    out with --drop-duplicates) by the check every format goes through."""
+    forget = {"question": "Capital?", "answer": "Paris", "perturbed_answer": ["Lyon", copy]}
+    write_jsonl([forget, {**forget, "question": "Other?", "perturbed_answer": ["Lyon"]}], tmp_path / "f.json")
+    write_jsonl([{"question": "R?", "answer": "x", "perturbed_answer": ["y"]}], tmp_path / "r.json")
+    facts = load_facts(tmp_path)
+    with pytest.raises(InputError, match=r"f\.json:1: choice '.*Paris.*' repeats choice '.*Paris.*'"):
+        select(facts, ["f"], ["r"])
+    assert [f.question for f in select(facts, ["f"], ["r"], drop_duplicates=True).forget_facts()] == [
+        "Other?"
+    ]
+
+
+def test_two_files_giving_one_split_are_refused(tmp_path):
+    """`good.jsonl` beside `good.parquet` would count split `good` twice: refused, naming both files."""
+    records = [{"question": f"q{i}", "choices": ["a", "b"], "answer": 0} for i in range(3)]
+    write_jsonl(records, tmp_path / "good.jsonl")
+    write_parquet(records, tmp_path / "good.parquet")
+    with pytest.raises(InputError, match=r"good\.jsonl and .*good\.parquet: both files give split 'good'"):
+        load_facts(tmp_path)
+    (tmp_path / "good.parquet").rename(tmp_path / "good_perturbed.json")  # TOFU's name for split `good`
+    with pytest.raises(InputError, match=r"both files give split 'good'"):
+        load_facts(tmp_path)
+
+
+def test_a_split_named_in_records_may_span_files(tmp_path):
+    """Records that name their split may come from several files (shards); a question copied into
+    two of them is still refused when the sets are chosen (asked twice in one split)."""
+    shard = [{"question": f"q{i}", "choices": ["a", "b"], "answer": 0, "split": "s"} for i in range(4)]
+    write_jsonl(shard[:2] + [{**shard[0], "question": "r", "split": "r"}], tmp_path / "part-0.jsonl")
+    write_jsonl(shard[2:], tmp_path / "part-1.jsonl")
+    facts = load_facts(tmp_path)
+    assert {n: len(f) for n, f in facts.splits.items()} == {"s": 4, "r": 1}
+    write_jsonl(shard[:2], tmp_path / "part-2.jsonl")
+    with pytest.raises(InputError, match=r"part-2\.jsonl:1: question 'q0' appears twice in one split"):
+        select(load_facts(tmp_path), ["s"], ["r"])
 
 
 def test_too_many_parts_is_refused(tmp_path):

@@ -1,6 +1,7 @@
 """Fact loaders, the paper's layout, the sets and rotation, and every bad-input check."""
 
 import json
+import re
 
 import pytest
 
@@ -111,6 +112,8 @@ def test_split_defaults_to_file_stem(tmp_path):
         (json.dumps(q("X?", answer=-1)), r"bad\.jsonl:2: answer -1 out of range"),
         (json.dumps(q("X?", choices=("1999",))), r"bad\.jsonl:2: fewer than 2 choices"),
         (json.dumps(q("X?", answer="A")), r"bad\.jsonl:2: 'answer' must be an integer"),
+        (json.dumps(q("X?", choices=("1999", ""))), r"bad\.jsonl:2: choice 1 is empty"),
+        (json.dumps(q("X?", choices=(" \t", "1999"))), r"bad\.jsonl:2: choice 0 is empty"),
     ],
 )
 def test_bad_lines_name_file_and_line(tmp_path, line, message):
@@ -176,3 +179,36 @@ def test_leak_check_compares_normalised_questions(tmp_path, twin):
         select(load_jsonl(path), ["a", "b"], ["r"])
     sets = select(load_jsonl(path), ["a"], ["r"])  # one copy alone is no leak
     assert len(sets.forget_facts()) == 1
+
+
+@pytest.mark.parametrize("twin", ["1902", " 1902", "1902\t", 1902])
+def test_repeated_choices_are_refused_or_dropped(tmp_path, twin):
+    """A choice given twice cannot be scored (the answer on its second copy is never picked on a
+    tie): refused with file:line and the choice, or left out with --drop-duplicates."""
+    path = write(
+        tmp_path / "f.jsonl",
+        [
+            q("A?", split="a"),
+            q("Twice?", answer=3, choices=("1901", "1902", "1903", twin), split="a"),
+            q("B?", split="b"),
+            q("R?", split="r"),
+        ],
+    )
+    facts = load_jsonl(path)
+    with pytest.raises(
+        InputError, match=rf"f\.jsonl:2: choice {re.escape(repr(str(twin)))} repeats choice '1902'"
+    ):
+        select(facts, ["a", "b"], ["r"])
+    sets = select(facts, ["a", "b"], ["r"], drop_duplicates=True)
+    assert [f.question for f in sets.forget_facts()] == ["A?", "B?"]
+    assert [f.source for f in sets.dropped] == [f"{path}:2"]
+
+
+def test_repeated_choices_compare_collapsed_whitespace_and_keep_case(tmp_path):
+    """Inner runs of whitespace do not make two choices different; case does (`CO` is not `Co`)."""
+    retain = write(tmp_path / "r.jsonl", [q("R?")])
+    spaced = write(tmp_path / "a.jsonl", [q("A?", choices=("New York", "New  York", "Paris"))])
+    with pytest.raises(InputError, match=r"a\.jsonl:1: choice 'New  York' repeats choice 'New York'"):
+        select(load_jsonl([spaced, retain]), ["a"], ["r"])
+    cased = write(tmp_path / "b.jsonl", [q("B?", choices=("CO", "Co", "NO", "No"))])
+    assert len(select(load_jsonl([cased, retain]), ["b"], ["r"]).forget_facts()) == 1

@@ -50,11 +50,15 @@ def test_two_kind_world_models(kinds_world):
     assert read_metadata(kinds_world / "checkpoints/never_learned_pretrained")["from"] == "base_without"
     assert read_metadata(kinds_world / "checkpoints/base")["from"] is None
     original = models["original"]["accuracy"]
-    for kind in KINDS:  # trained until it knows them (8 facts each; chance 0.25)
-        assert original[kind]["forget"] >= 0.75 and original[kind]["retain"] >= 0.75
+    # 8 forget facts a kind, chance 0.25. Measured (natively and under ATEN_CPU_CAPABILITY=default
+    # OMP_NUM_THREADS=1 alike): the original 1.00 on both kinds' forget facts, the pretrained
+    # control 0.00 and the implanted control 0.12 on their own kind's, 1.00 on the other kind's
+    for kind in KINDS:
+        assert original[kind]["forget"] >= 0.75 and original[kind]["retain"] >= 0.75  # knows them
         control = models[CONTROLS[kind]]["accuracy"]
         other = next(k for k in KINDS if k != kind)
-        assert control[kind]["forget"] <= 0.75  # never saw them
+        assert control[kind]["forget"] <= 0.375  # never saw them: chance, give or take a fact
+        assert original[kind]["forget"] - control[kind]["forget"] >= 0.5, (original, control)
         assert control[other]["forget"] >= 0.75  # learned the other kind's forget facts as usual
     # the facts file keeps the kinds
     lines = [json.loads(x) for x in (kinds_world / "facts.jsonl").read_text().splitlines()]
@@ -76,7 +80,10 @@ def test_load_world_needs_the_kind_in_a_two_kind_world(kinds_world, micro_world)
     "args, message",
     [
         (["--kinds", "pretrained"], "give both of pretrained, implanted"),
-        (["--kinds", "pretrained,implanted", "--implanted-forget", "200"], "n_implanted_forget=200"),
+        (["--kinds", "pretrained,implanted", "--implanted-forget", "200"], "--implanted-forget 200"),
+        # the flags the user typed are named, not the config's field names
+        (["--kinds", "pretrained,implanted", "--cities", "0"], "fewer than --cities (0)"),
+        (["--cities", "12"], "--cities needs --kinds"),
     ],
 )
 def test_bad_kinds_write_nothing(tmp_path, capsys, args, message):
@@ -130,6 +137,9 @@ def test_each_kind_is_its_own_study(kind_study):
         assert set(results["facts"]["kinds"]) == {kind}  # [facts.kinds] gave the forget facts their kind
         assert results["config"]["never_learned"].endswith(CONTROLS[kind])
         assert (kind_study / kind / "report/index.html").exists()
+        assert (kind_study / kind / "summary.md").exists()
+    top = (kind_study / "summary.md").read_text()  # the comparison's own summary, beside its report
+    assert all(f"| gd | {kind} |" in top for kind in KINDS) and "- gd" in top and "Report: " in top
 
 
 def test_comparison_is_the_kinds_figures_and_their_difference(kind_study):
@@ -208,7 +218,22 @@ def test_words_by_hand():
             "'forget' and 'kinds'",
         ),
         (lambda t: t.replace('implanted = ["implanted_0", "implanted_1"]\n', ""), "unknown key 'implanted'"),
-        (lambda t: t.replace('"implanted_1"]', '"nope"]'), "split 'nope' not found"),
+        (lambda t: t.replace('"implanted_1"]', '"nope"]'), "kind 'implanted' ("),
+        (lambda t: t.replace('"implanted_1"]', '"nope"]'), "forget split 'nope' not found"),
+        # the kinds are compared as independent samples: no shared forget split, no shared control
+        (
+            lambda t: t.replace('"implanted_1"]', '"forget_1"]'),
+            "split 'forget_1' of facts.jsonl is forget in kinds 'pretrained' and 'implanted'",
+        ),
+        (
+            lambda t: t.replace("never_learned_implanted", "never_learned_pretrained"),
+            "kinds 'pretrained' and 'implanted' name one never-learned control",
+        ),
+        # a kind's folder would take the place of the comparison's report
+        (
+            lambda t: t.replace("implanted = [", "report = [").replace("kinds.implanted]", "kinds.report]"),
+            "[facts.kinds] 'report': the name of something a study writes in its folder",
+        ),
     ],
 )
 def test_bad_kinds_config(kind_study, tmp_path, capsys, edit, message):
@@ -277,3 +302,25 @@ def test_report_command_renders_a_kinds_study(kind_study, tmp_path):
     out = tmp_path / "again.html"
     assert main(["report", str(kind_study / "results.json"), "--out", str(out)]) == 0
     assert "id='kinds'" in out.read_text() and "difference between the kinds" in out.read_text()
+
+
+def test_fail_on_over_kinds_hidden_wins():
+    """A kinds study's gate: hidden in one kind, inconclusive in the other exits 3 (as one study with
+    both methods would), not 4."""
+    from forensics.cli import FAIL_HIDDEN, FAIL_INCONCLUSIVE, gate, worst
+
+    hidden = {"summary": {"gd": {"verdict": "hidden"}}}
+    unsure = {"summary": {"gd": {"verdict": "inconclusive"}}}
+    undecided = {"summary": {"gd": {"verdict": "cannot decide"}}}
+    erased = {"summary": {"gd": {"verdict": "erased within ±0.1"}}}
+    for order in ([hidden, unsure], [unsure, hidden]):
+        assert worst([gate(r, "inconclusive") for r in order]) == FAIL_HIDDEN
+    assert worst([gate(r, "inconclusive") for r in (erased, unsure)]) == FAIL_INCONCLUSIVE
+    assert worst([gate(r, "inconclusive") for r in (erased, undecided)]) == FAIL_INCONCLUSIVE
+    assert worst([gate(r, "hidden") for r in (erased, unsure)]) == 0
+
+
+def test_validate_on_a_two_kind_world_asks_for_its_flag(kinds_world, capsys):
+    assert main(["validate", "--world", str(kinds_world), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "name one of its kinds with --kind (pretrained, implanted)" in err[0]

@@ -82,8 +82,15 @@ def test_study_writes_results_and_report(first_run):
     for lens in LENSES:
         assert lens in results, lens
     assert set(results["summary"]) == {"gd", "rmu"}
+    # the reference works (the original answers 1.00 of its forget facts; RTT on it recovers V +0.83
+    # beyond the control, 95% CI [+0.67, +1.00]), so each method gets a verdict; neither is erased:
+    # the logit lens at layer 0 reads GD's forget facts +0.50 beyond the control (+0.58 under
+    # ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1; hidden both ways) and RMU's +0.25 (both ways;
+    # inconclusive, its interval's lower end at 0.00), where erased needs every lens within ±0.1
+    assert results["reference"]["ok"], results["reference"]["reasons"]
     for row in results["summary"].values():
-        assert row["verdict"] and row["evidence"].startswith("forget accuracy")
+        assert row["verdict"] in ("hidden", "inconclusive"), row["evidence"]
+        assert row["evidence"].startswith("forget accuracy")
         assert row["action_map"]["layers"] == ["0", "1"] and len(row["action_map"]["revert"]) == 2
         assert row["information_map"]["probe"]["layers"] == ["embed", "0", "1"]
         assert row["controlled"] and row["deciding"] in row["lenses"]
@@ -185,3 +192,101 @@ def test_report_renders_in_headless_chromium(first_run):
     chromium.assert_drawn(dom, figures)
     assert 'id="summary"' in dom and ">gd<" in dom and ">rmu<" in dom
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom  # shown as text, never run
+
+
+def hand_results() -> dict:
+    """The least a study's results.json holds for its report: one method's summary row."""
+    row = {"verdict": "hidden", "evidence": "RTT +0.30", "deciding": None, "forget": 0.25, "retain": None}
+    return {"schema_version": SCHEMA_VERSION, "name": "hand", "summary": {"gd": row}}
+
+
+def hand_kinds_results() -> dict:
+    """The least a kinds study's results.json holds for its report."""
+    per = {"lenses": {}, "forget": 0.3, "retain": 0.9, "rtt_acc_v": 0.5, "rtt_control": 0.3, "recovery": None}
+    methods = {"gd": {"per_kind": {k: {**per, "verdict": "hidden"} for k in ("a", "b")}}}
+    kinds = {k: {"results": f"{k}/results.json"} for k in ("a", "b")}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "comparison": {"kinds": ["a", "b"], "methods": methods},
+        "kinds": kinds,
+    }
+
+
+@pytest.mark.parametrize(
+    "make, edit, missing",
+    [
+        (hand_results, lambda r: r["summary"]["gd"].pop("verdict"), "summary.gd.verdict"),
+        (hand_results, lambda r: r["summary"]["gd"].pop("evidence"), "summary.gd.evidence"),
+        (
+            hand_results,
+            lambda r: r["summary"]["gd"].update(lenses={"RTT": {"diff": 0.3}}),
+            "summary.gd.lenses.RTT.ci95",
+        ),
+        (hand_results, lambda r: r.update(relearn={"metrics": {}, "best": {}}), "relearn.chance"),
+        (
+            hand_kinds_results,
+            lambda r: r["comparison"]["methods"]["gd"]["per_kind"]["b"].pop("verdict"),
+            "comparison.methods.gd.per_kind.b.verdict",
+        ),
+        (hand_kinds_results, lambda r: r["kinds"]["a"].pop("results"), "kinds.a.results"),
+    ],
+)
+def test_report_refuses_results_missing_a_key_it_reads(tmp_path, capsys, make, edit, missing):
+    """No traceback: one line naming the file and the key, exit 2, nothing written."""
+    results = make()
+    assert main(["report", str(write_results(tmp_path, results))]) == 0  # the untouched file renders
+    shutil.rmtree(tmp_path / "report")
+    capsys.readouterr()
+    edit(results)
+    path = write_results(tmp_path, results)
+    assert main(["report", str(path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"forensics: error: {path}: missing '{missing}', which the report reads"], lines
+    assert not (tmp_path / "report").exists()
+
+
+def write_results(folder, results: dict):
+    path = folder / "results.json"
+    path.write_text(json.dumps(results))
+    return path
+
+
+def test_report_refuses_a_directory_as_out(tmp_path, capsys):
+    """`--out DIR` names a folder, not the report's file: refused up front, nothing written there."""
+    out = tmp_path / "somedir"
+    out.mkdir()
+    path = write_results(tmp_path, hand_results())
+    assert main(["report", str(path), "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"{out}: is a directory" in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "somedir"]
+    assert not any(out.iterdir())
+
+
+def test_write_html_leaves_no_temporary_file_when_the_replace_fails(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from reports.html import write_html
+
+    def refuse(self, target):
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(Path, "replace", refuse)
+    with pytest.raises(PermissionError):
+        write_html("<p>report</p>", tmp_path / "index.html")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_summary_md_escapes_html_from_results():
+    """GitHub renders raw HTML in Markdown: every name and text from results shows as text."""
+    from reports.markdown import render
+
+    hostile = "<img src=x onerror=alert(1)>"
+    results = hand_results()
+    results["name"] = hostile
+    results["config"] = {"scorer": hostile, "grid": "a & b"}
+    row = results["summary"].pop("gd")
+    results["summary"][hostile] = {**row, "verdict": hostile, "evidence": hostile, "deciding": hostile}
+    text = render(results)
+    assert "<" not in text and ">" not in text
+    assert text.count("&lt;img src=x onerror=alert(1)&gt;") == 7 and "a &amp; b" in text

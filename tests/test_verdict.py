@@ -101,3 +101,75 @@ def test_a_clear_effect_stays_hidden_among_a_hundred_layers():
     assert row["verdict"] == "hidden" and row["deciding"] == "probe @7"
     assert len(row["lenses"]) == 120 and row["lenses"]["probe @7"]["ci95"] == [1.0, 1.0]
     assert "damaged" in row and not row["damaged"]
+
+
+def rtt_results(outcomes: dict[str, str], original_forget: str, probe: dict[str, str] | None = None) -> dict:
+    """A hand-built study: 20 forget facts in two V splits (chance 0.25), RTT outcomes per model
+    (one seed), the original's per-fact forget accuracy and, optionally, a probe at one layer."""
+    splits = ["v0"] * 10 + ["v1"] * 10
+    results = {
+        "facts": {"splits": splits, "chance": [0.25] * 20},
+        "models": {name: name for name in outcomes},
+        "accuracy": {
+            name: {"forget": 0.2, "retain": 1.0, "chance": 0.25} for name in outcomes if name != "original"
+        },
+        "relearn": {
+            "best": {
+                name: {
+                    v: {"seeds": [{"v_correct": bits[i * 10 : (i + 1) * 10]}]}
+                    for i, v in enumerate(("v0", "v1"))
+                }
+                for name, bits in outcomes.items()
+            }
+        },
+    }
+    results["accuracy"]["original"] = {
+        "forget": original_forget.count("1") / 20,
+        "forget_correct": original_forget,
+        "retain": 1.0,
+        "chance": 0.25,
+    }
+    if probe:
+        results["probes"] = {"layers": ["3"], "models": {n: {"probe_correct": [b]} for n, b in probe.items()}}
+    return results
+
+
+def test_no_verdict_without_a_working_reference():
+    """The original + RTT recovers nothing beyond the control (all 0, as float16 training on CPU
+    gives): no method gets hidden or erased, and the reason is given."""
+    from forensics.summary import CANNOT_DECIDE, summarize
+
+    zero, high = "0" * 20, "1" * 18 + "00"
+    results = rtt_results({"original": zero, "never_learned": zero, "gd": zero}, original_forget="1" * 20)
+    row = summarize(results, ["gd"], VerdictSettings())["gd"]
+    assert row["verdict"] == CANNOT_DECIDE and row["deciding"] is None
+    assert "the original + RTT recovers V at 0.00, not above the never-learned control" in row["evidence"]
+    # an original that does not know its forget facts (4 of 20, chance 0.25): no verdict either
+    results = rtt_results(
+        {"original": high, "never_learned": zero, "gd": high}, original_forget="1111" + "0" * 16
+    )
+    row = summarize(results, ["gd"], VerdictSettings())["gd"]
+    assert row["verdict"] == CANNOT_DECIDE
+    assert "the original answers 0.20 of its forget facts" in row["evidence"]
+    assert "not above chance (0.25)" in row["evidence"]
+    # the same study with a working reference decides
+    results = rtt_results({"original": high, "never_learned": zero, "gd": high}, original_forget="1" * 20)
+    assert summarize(results, ["gd"], VerdictSettings())["gd"]["verdict"] == "hidden"
+
+
+def test_a_lens_blind_on_the_original_is_left_out_of_the_verdict():
+    """A probe that reads nothing of the original beyond the control (5 of 20 right on both) says
+    nothing: the method's probe (20 of 20) would call it hidden, but the lens is left out, and the
+    RTT lens (the method at the control's level) decides: erased."""
+    from forensics.summary import reference_check, summarize
+
+    same, high = "10" * 10, "1" * 20
+    low = "1" + "0" * 3
+    probe = {"original": low * 5, "never_learned": low * 5, "gd": high}
+    results = rtt_results({"original": high, "never_learned": same, "gd": same}, high, probe)
+    check = reference_check(results, VerdictSettings())
+    assert check["ok"] and check["blind"] == ["probe @3"]
+    row = summarize(results, ["gd"], VerdictSettings())["gd"]
+    assert row["blind"] == ["probe @3"] and row["lenses"]["probe @3"]["diff"] == 0.75
+    assert row["verdict"] == "erased within ±0.1" and row["deciding"] == "RTT"
+    assert row["information_map"]["probe"]["blind"] == [True]

@@ -91,8 +91,8 @@ def test_paper_layout_world(paper_data, tmp_path):
     [
         (dict(scorer="vibes"), "unknown scorer"),
         (dict(d_model=30, heads=4), "not divisible"),
-        (dict(n_forget_splits=1), "at least 2 forget splits"),
-        (dict(n_forget=100), "must be"),
+        (dict(n_forget_splits=1), "--forget-splits 1: the world needs at least 2"),
+        (dict(n_forget=100), r"--forget-facts 100: at least --forget-splits \(3\), at most --people \(24\)"),
         (dict(model_type="t5"), "model_type .t5. has no causal-LM class"),
         (dict(model_type="xlnet"), "model_type .xlnet.: no small config"),
         (dict(model_type="ctrl"), "CTRLLMHeadModel is not supported"),

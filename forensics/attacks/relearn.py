@@ -164,6 +164,25 @@ def run_one(
     }
 
 
+def check_lora_targets(path: Path, targets: Sequence[str]) -> None:
+    """Refuse LoRA target names that match no linear layer of the checkpoint (GPT-2's Conv1D
+    included; peft's rule: a module whose name is the target or ends with `.target`), before any
+    run starts."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
+
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    linear = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear | Conv1D)}
+    for t in targets:
+        if not any(n == t or n.endswith(f".{t}") for n in linear):
+            names = sorted({n.rsplit(".", 1)[-1] for n in linear})
+            raise InputError(
+                f"lora_targets '{t}': no linear layer of {path} is named so (have: {', '.join(names)})"
+            )
+
+
 @contextmanager
 def attackable(model, settings: RelearnSettings, seed: int) -> Iterator:
     """The model RTT trains: a full copy, or (`lora`) the model itself with fresh low-rank adapters
@@ -207,6 +226,8 @@ def relearn(
     Each (model, V, lr, seed) run is a job of `executor` that writes its own file under
     `out/relearn/<model>/`; a run whose file holds the same key is read back, not redone."""
     vs = check(sets, settings, only_v)
+    if settings.method == "lora" and settings.lora_targets:
+        check_lora_targets(next(iter(models.values())), settings.lora_targets)
     out = Path(out)
     settings_json = json.loads(json.dumps(asdict(settings)))
     chance = score_chance(sets)
