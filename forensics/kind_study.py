@@ -19,7 +19,8 @@ def run_kind_study(ks: KindStudy, progress: bool = True, force: bool = False) ->
         try:
             study_sets(cfg)
         except InputError as e:
-            raise InputError(f"kind '{kind}' ({cfg.facts}): {e}") from None
+            message = str(e) if str(e).startswith(f"kind '{kind}'") else f"kind '{kind}': {e}"
+            raise InputError(f"{cfg.facts}: {message}") from None
     with claim(ks.out, "study", force):
         by_kind = {kind: run_study(cfg, progress, force) for kind, cfg in ks.studies.items()}
         results = {

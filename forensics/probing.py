@@ -26,9 +26,9 @@ from forensics.executor import Executor, Job
 from forensics.facts import Fact, Sets
 from forensics.formats import choice_context, letter_prompt
 from forensics.runtime import Runtime, input_device
-from forensics.scoring import choice_plan, letter_token_ids, plan_table
+from forensics.scoring import choice_plan, letter_token_ids, long_logliks, plan_table
 from forensics.verdict import bits
-from probes.lens import IGNORE, choice_lens, letter_lens
+from probes.lens import choice_lens, letter_lens
 from probes.linear import LogisticProbe, RidgeProbe, fit_batched, restricted_argmax
 from probes.selectivity import accuracy_with_ci, control_answers
 
@@ -101,21 +101,33 @@ def lens_correct(bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | N
         letters = letter_token_ids(bridge.tokenizer, max(len(f.choices) for f in facts))
         return (letter_lens(resid, readout, letters, [len(f.choices) for f in facts]) == answers).numpy()
     plan = choice_plan(bridge.tokenizer, facts)
-    long = torch.zeros(resid.shape[0], len(plan.rows))
+    terms = torch.zeros(resid.shape[0], len(plan.terms))
     if plan.rows:
-        targets = torch.full((len(plan.rows), max(len(ids) for ids, _ in plan.rows)), IGNORE)
-        for r, (ids, n_prompt) in enumerate(plan.rows):
-            targets[r, n_prompt - 1 : len(ids) - 1] = torch.tensor(ids[n_prompt:])
+        by_row: dict[int, list[int]] = {}
+        for n, (_, row, _, _) in enumerate(plan.terms):
+            by_row.setdefault(row, []).append(n)
         hooks = default_hooks(bridge.cfg.n_layers)
         on_device = readout.to(input_device(bridge))
 
-        def reduce(acts, attention, rows):
-            stacked = torch.stack([acts[h] for h in hooks])  # [layers + 1, b, T, d]
-            return choice_lens(
-                stacked, targets[rows, : attention.shape[1]].to(stacked.device), on_device
-            ).cpu()
+        width = max(map(len, by_row.values()))
 
-        long = stream_ids(bridge, [ids for ids, _ in plan.rows], reduce, hooks)
+        def reduce(acts, attention, rows):
+            """[layers + 1, width, b]: each row's terms' log-probs, in its `by_row` order."""
+            stacked = torch.stack([acts[h] for h in hooks])  # [layers + 1, b, T, d]
+            picks = [(b, k, n) for b, r in enumerate(rows) for k, n in enumerate(by_row[r])]
+            seqs, cols, toks = (
+                torch.tensor(x, device=stacked.device)
+                for x in zip(*((b, plan.terms[n][2], plan.terms[n][3]) for b, _, n in picks), strict=True)
+            )
+            out = torch.zeros(stacked.shape[0], width, len(rows))
+            b, k = (torch.tensor(x) for x in zip(*((b, k) for b, k, _ in picks), strict=True))
+            out[:, k, b] = choice_lens(stacked, seqs, cols, toks, on_device).cpu()
+            return out
+
+        per_row = stream_ids(bridge, [ids for ids, _ in plan.rows], reduce, hooks)
+        for r, ns in by_row.items():
+            terms[:, ns] = per_row[:, : len(ns), r]
+    long = long_logliks(plan, terms)
     table = torch.stack(
         [
             plan_table(plan, torch.log_softmax(readout(layer), -1), ll)

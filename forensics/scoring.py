@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import torch
 from forensics.errors import InputError
 from forensics.facts import Fact, Sets
 from forensics.formats import choice_context, choice_continuation, letter_prompt, letter_target
-from forensics.tokens import collate, encode, encode_tails, logits_of, pad_id, sequence_nll
+from forensics.tokens import collate, encode, encode_tails, logits_of, pad_id
 from forensics.verdict import bits
 
 SCORERS = ("letter", "letter_calibrated", "choice")
@@ -90,16 +91,25 @@ def letter_logits(model, tokenizer, facts: Sequence[Fact], batch_size: int = 64)
 
 @dataclass(frozen=True)
 class ChoicePlan:
-    """The sequences the `choice` scorer runs. Each fact's prompt runs once: its last position gives
-    the log-likelihood of every one-token choice (causal attention: the same number as on the prompt
-    + choice row). Longer choices run as prompt + choice rows of their own. On one-word answers this
-    is a fraction of one row per choice, with the same log-likelihoods."""
+    """The sequences the `choice` scorer runs, each fact's choices read from as few rows as causal
+    attention allows. A fact whose choices are all one token runs its prompt once: the last position
+    gives every choice. Otherwise a row is the prompt + one choice, and it gives every choice whose
+    tokens but the last are a prefix of that row's tail (" 1994" … " 1997" as digits share " 199": one
+    row gives all four); the log-likelihoods are those of one row per choice."""
 
     prompts: list[list[int]]  # one per fact
-    first: list[tuple[int, int, int]]  # (fact, choice, token) of every one-token choice
-    long: list[tuple[int, int]]  # (fact, choice) of every longer choice, in `rows` order
-    rows: list[tuple[list[int], int]]  # (prompt + choice ids, prompt length) per long choice
+    first: list[tuple[int, int, int]]  # (fact, choice, token) of every choice read from its prompt
+    long: list[tuple[int, int]]  # (fact, choice) of every choice read from rows
+    rows: list[tuple[list[int], int]]  # (prompt + choice ids, prompt length)
+    terms: list[
+        tuple[int, int, int, int]
+    ]  # (long choice, row, position, token): log p(token | row[:position+1])
     width: int  # most choices of a fact
+
+    @property
+    def prompt_facts(self) -> list[int]:
+        """The facts whose prompt runs on its own (every choice one token)."""
+        return sorted({i for i, _, _ in self.first})
 
 
 def choice_plan(tokenizer, facts: Sequence[Fact]) -> ChoicePlan:
@@ -108,26 +118,40 @@ def choice_plan(tokenizer, facts: Sequence[Fact]) -> ChoicePlan:
     return _plan(tokenizer, tuple(facts))
 
 
+def _covers(row_tail: list[int], choice: list[int]) -> bool:
+    """A row with this tail gives `choice`: all but its last token are the tail's first tokens."""
+    return len(choice) <= len(row_tail) and row_tail[: len(choice) - 1] == choice[:-1]
+
+
 @functools.lru_cache(maxsize=16)
 def _plan(tokenizer, facts: tuple[Fact, ...]) -> ChoicePlan:
-    prompts, first, long, rows = [], [], [], []
+    prompts, first, long, rows, terms = [], [], [], [], []
     for i, f in enumerate(facts):
         prompt, tails = encode_tails(
             tokenizer, choice_context(f), [choice_continuation(c) for c in f.choices]
         )
         prompts.append(prompt)
+        if all(len(t) == 1 for t in tails):
+            first += [(i, j, t[0]) for j, t in enumerate(tails)]
+            continue
+        placed: dict[int, int] = {}  # choice -> row
+        for j in sorted(range(len(tails)), key=lambda j: -len(tails[j])):
+            if j in placed:
+                continue
+            rows.append((prompt + tails[j], len(prompt)))
+            for k, tail in enumerate(tails):
+                if k not in placed and _covers(tails[j], tail):
+                    placed[k] = len(rows) - 1
         for j, tail in enumerate(tails):
-            if len(tail) == 1:
-                first.append((i, j, tail[0]))
-            else:
-                long.append((i, j))
-                rows.append((prompt + tail, len(prompt)))
-    return ChoicePlan(prompts, first, long, rows, max(len(f.choices) for f in facts))
+            long.append((i, j))
+            terms += [(len(long) - 1, placed[j], len(prompt) - 1 + n, tok) for n, tok in enumerate(tail)]
+    return ChoicePlan(prompts, first, long, rows, terms, max(len(f.choices) for f in facts))
 
 
 def plan_table(plan: ChoicePlan, first_logp: torch.Tensor, long_ll: torch.Tensor) -> torch.Tensor:
     """[..., facts, width] log-likelihoods (-inf pads) from the prompts' last-position log-probs
-    [..., facts, vocab] and the long rows' summed log-likelihoods [..., rows]."""
+    [..., facts, vocab] (read only for `plan.prompt_facts`) and the long choices' summed
+    log-likelihoods [..., long]."""
     table = torch.full((*first_logp.shape[:-1], plan.width), -torch.inf, dtype=first_logp.dtype)
     if plan.first:
         i, j, t = (torch.tensor(c) for c in zip(*plan.first, strict=True))
@@ -138,6 +162,22 @@ def plan_table(plan: ChoicePlan, first_logp: torch.Tensor, long_ll: torch.Tensor
     return table
 
 
+def long_logliks(plan: ChoicePlan, term_logp: torch.Tensor) -> torch.Tensor:
+    """[..., long] summed log-likelihood of each long choice from its terms' log-probs [..., terms]."""
+    index = torch.tensor([t[0] for t in plan.terms], dtype=torch.long)
+    out = torch.zeros((*term_logp.shape[:-1], len(plan.long)), dtype=term_logp.dtype)
+    return out.index_add_(-1, index, term_logp)
+
+
+def _positions_logits(model, batch: dict[str, torch.Tensor], start: int) -> tuple[torch.Tensor, int]:
+    """Logits of a batch from position `start` on (the unembedding skipped for earlier positions
+    where the model supports it: most of a row is its prompt), and the offset of the first one."""
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        keep = torch.arange(start, batch["input_ids"].shape[1], device=batch["input_ids"].device)
+        return logits_of(model, batch, logits_to_keep=keep), start
+    return logits_of(model, batch), 0
+
+
 @torch.no_grad()
 def choice_logliks(model, tokenizer, facts: Sequence[Fact], batch_size: int = 64) -> np.ndarray:
     """Summed log-likelihood of every choice given its question, [n_facts, max choices] (-inf pads)."""
@@ -146,16 +186,27 @@ def choice_logliks(model, tokenizer, facts: Sequence[Fact], batch_size: int = 64
     pad = pad_id(tokenizer)
     needed = sorted({t for _, _, t in plan.first})
     first = torch.zeros(len(facts), max(needed, default=0) + 1)
-    for idx, chunk in _batches([(p, len(p)) for p in plan.prompts], batch_size):
+    ask = plan.prompt_facts
+    for idx, chunk in _batches([(plan.prompts[i], len(plan.prompts[i])) for i in ask], batch_size):
         batch = collate(chunk, pad, device)
         last = batch["attention_mask"].sum(1) - 1
         logits = logits_of(model, batch)[torch.arange(len(idx)), last].float()
-        first[idx] = torch.log_softmax(logits, -1)[:, : first.shape[1]].cpu()
-    long = torch.zeros(len(plan.rows))
+        first[[ask[i] for i in idx]] = torch.log_softmax(logits, -1)[:, : first.shape[1]].cpu()
+    by_row: dict[int, list[int]] = {}
+    for n, (_, row, _, _) in enumerate(plan.terms):
+        by_row.setdefault(row, []).append(n)
+    term_logp = torch.zeros(len(plan.terms))
     for idx, chunk in _batches(plan.rows, batch_size):
         batch = collate(chunk, pad, device)
-        long[idx] = -sequence_nll(logits_of(model, batch), batch["labels"])[0].cpu()
-    return plan_table(plan, first, long).double().numpy()
+        start = min(n_prompt for _, n_prompt in chunk) - 1
+        logits, offset = _positions_logits(model, batch, start)
+        picks = [(b, n) for b, r in enumerate(idx) for n in by_row[r]]
+        b = torch.tensor([b for b, _ in picks])
+        pos = torch.tensor([plan.terms[n][2] - offset for _, n in picks])
+        tok = torch.tensor([plan.terms[n][3] for _, n in picks])
+        logp = torch.log_softmax(logits[b.to(logits.device), pos.to(logits.device)].float(), -1)
+        term_logp[[n for _, n in picks]] = logp.gather(1, tok.to(logp.device)[:, None])[:, 0].cpu()
+    return plan_table(plan, first, long_logliks(plan, term_logp)).double().numpy()
 
 
 def score(model, tokenizer, facts: Sequence[Fact], scorer: str = "choice", batch_size: int = 64) -> Scores:

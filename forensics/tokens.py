@@ -42,9 +42,9 @@ def collate(
     return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
-def logits_of(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Logits from an HF model or a TransformerBridge for a collated batch."""
-    out = model(batch["input_ids"], attention_mask=batch["attention_mask"])
+def logits_of(model, batch: dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
+    """Logits from an HF model or a TransformerBridge for a collated batch (`kwargs` go to the model)."""
+    out = model(batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
     return getattr(out, "logits", out)
 
 

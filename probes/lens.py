@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import torch
 
-IGNORE = -100
-
 
 @dataclass(frozen=True)
 class Readout:
@@ -59,13 +57,14 @@ def letter_lens(resid: torch.Tensor, readout: Readout, letter_ids: list[int], n_
     return torch.where(allowed, logits, -torch.inf).argmax(-1)
 
 
-def choice_lens(resid: torch.Tensor, targets: torch.Tensor, readout: Readout) -> torch.Tensor:
-    """Per layer, the summed log-likelihood of each sequence's target tokens when layer ℓ's residual
-    is read out. resid [layers, seqs, T, d]; targets [seqs, T]: the next token at each position,
-    IGNORE where none is scored. Returns [layers, seqs]."""
-    rows, cols = (targets != IGNORE).nonzero(as_tuple=True)
-    out = torch.zeros(resid.shape[0], targets.shape[0], device=resid.device)
+def choice_lens(
+    resid: torch.Tensor, seqs: torch.Tensor, cols: torch.Tensor, tokens: torch.Tensor, readout: Readout
+) -> torch.Tensor:
+    """Per layer, the log-probability of each (sequence, position, token) term when layer ℓ's residual
+    at that position is read out: log p(tokens[i] | seqs[i], up to cols[i]). resid [layers, seqs, T, d].
+    Returns [layers, terms]."""
+    out = torch.zeros(resid.shape[0], len(tokens), device=resid.device)
     for layer in range(resid.shape[0]):
-        logp = torch.log_softmax(readout(resid[layer, rows, cols]), -1)
-        out[layer].index_add_(0, rows, logp.gather(1, targets[rows, cols][:, None])[:, 0])
+        logp = torch.log_softmax(readout(resid[layer, seqs, cols]), -1)
+        out[layer] = logp.gather(1, tokens[:, None])[:, 0]
     return out

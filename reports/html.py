@@ -97,10 +97,23 @@ def information_figure(results: dict) -> go.Figure | None:
                 showlegend=col == 1,
                 mode="lines+markers",
                 line={"color": palette[i % len(palette)]},
+                marker={"symbol": ["circle-open" if b else "circle" for b in m.get("blind") or []]},
                 row=1,
                 col=col,
             )
     controlled = all(r.get("controlled") for r in summary.values())
+    if any(
+        any(m.get("blind") or []) for r in summary.values() for m in (r.get("information_map") or {}).values()
+    ):
+        fig.add_scatter(
+            x=[None],
+            y=[None],
+            name="open marker: blind on the original (left out of the verdict)",
+            mode="markers",
+            marker={"symbol": "circle-open", "color": "#4a5568"},
+            row=1,
+            col=1,
+        )
     for col in range(1, len(kinds) + 1):
         fig.add_hline(y=0, line_color=COLORS["never_learned"], row=1, col=col)
     fig.add_scatter(
@@ -232,6 +245,18 @@ def method_figure(results: dict, name: str) -> go.Figure:
         )
         for point in loc["dynamics"]["points"][1:]:
             _line(fig, blocks, point["cosine"], f"after epoch {point['epoch']}", None, 2, 3, show=False)
+    drawn = {(t.xaxis, t.yaxis) for t in fig.data}
+    for r, c in ((r, c) for r in (1, 2) for c in (1, 2, 3)):
+        axes = fig.get_subplot(r, c)
+        if (
+            axes.xaxis.plotly_name.replace("axis", ""),
+            axes.yaxis.plotly_name.replace("axis", ""),
+        ) not in drawn:
+            fig.add_annotation(
+                text="not run", x=0.5, y=0.5, xref="x domain", yref="y domain", showarrow=False, row=r, col=c
+            )
+            fig.update_xaxes(visible=False, row=r, col=c)
+            fig.update_yaxes(visible=False, row=r, col=c)
     fig.update_yaxes(range=[0, 1.05], row=1, col=1)
     fig.update_yaxes(range=[0, 1.05], row=1, col=2)
     fig.update_yaxes(range=[0, 1.05], row=2, col=2)
@@ -316,6 +341,7 @@ th,td{border:1px solid #e2e8f0;padding:6px;text-align:left;vertical-align:top}th
 td.verdict small{color:#4a5568}.figure{margin:18px 0}
 .damaged{background:#fed7d7;color:#9b2c2c;border-radius:3px;padding:0 4px;font-size:12px}
 .small{color:#718096;font-size:12px}h1{margin-bottom:0}
+.noverdict{background:#fffaf0;border:1px solid #dd6b20;padding:8px 12px;margin:12px 0}
 """
 
 
@@ -353,13 +379,45 @@ def render(results: dict) -> str:
     )
     return page(
         results.get("name", ""),
-        f"{intro}<h2>Summary</h2>{summary_table(results)}"
+        f"{intro}{reference_note(results)}<h2>Summary</h2>{summary_table(results)}"
         f"<h2>Relearning attack</h2>{divs.get('rtt', '<p>not run</p>')}"
         f"<h2>Where the answers still are</h2>{divs.get('information', '<p>not run</p>')}"
         f"<h2>Where the methods acted</h2>{divs.get('action', '<p>not run</p>')}{maps_note}"
         f"<h2>Per method, layer by layer</h2>{methods}"
         f"{facts_section(results)}{scripts}",
     )
+
+
+def compact(lenses: list[str]) -> str:
+    """Lens names with their layers grouped: "probe @embed, 0, 1; RTT"."""
+    groups: dict[str, list[str]] = {}
+    for lens in lenses:
+        kind, _, layer = lens.partition(" @")
+        groups.setdefault(kind, []).append(layer)
+    return "; ".join(f"{k} @{', '.join(ls)}" if all(ls) else k for k, ls in groups.items())
+
+
+def reference_note(results: dict) -> str:
+    """Whether the study has a working reference (no verdict without one), and which lenses read
+    nothing beyond the control even on the original (blind: left out of every verdict)."""
+    ref = results.get("reference")
+    if not ref:
+        return ""
+    parts = []
+    if not ref["ok"]:
+        reasons = "".join(f"<li>{esc(r)}</li>" for r in ref["reasons"])
+        parts.append(
+            "<div class='noverdict'><b>No verdict: this study cannot decide.</b> Its reference failed, so "
+            f"nothing the lenses show about the methods can be trusted:<ul>{reasons}</ul></div>"
+        )
+    blind = ref.get("blind") or []
+    if blind:
+        parts.append(
+            f"<p class='small'><b>Blind on the original</b> (reads nothing beyond {esc(ref['against'])} even "
+            f"where the facts are known, so it can neither show hiding nor vouch for erasure; left out of "
+            f"every verdict, drawn with open markers): {esc(compact(blind))}.</p>"
+        )
+    return "".join(parts)
 
 
 def plot_scripts(figures: list[tuple[str, go.Figure]]) -> str:

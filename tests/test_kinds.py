@@ -218,8 +218,10 @@ def test_words_by_hand():
             "'forget' and 'kinds'",
         ),
         (lambda t: t.replace('implanted = ["implanted_0", "implanted_1"]\n', ""), "unknown key 'implanted'"),
-        (lambda t: t.replace('"implanted_1"]', '"nope"]'), "kind 'implanted' ("),
-        (lambda t: t.replace('"implanted_1"]', '"nope"]'), "forget split 'nope' not found"),
+        (
+            lambda t: t.replace('"implanted_1"]', '"nope"]'),
+            "facts.jsonl: kind 'implanted': split 'nope' not found",
+        ),
         # the kinds are compared as independent samples: no shared forget split, no shared control
         (
             lambda t: t.replace('"implanted_1"]', '"forget_1"]'),

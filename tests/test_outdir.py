@@ -26,7 +26,9 @@ def test_safe_name_is_one_plain_component(name):
 
 def test_safe_name_keeps_plain_names_and_distinct_names_distinct():
     assert safe_name("forget_0") == "forget_0" and safe_name("gd-v2.1") == "gd-v2.1"
-    assert safe_name("a/b") != safe_name("a_b") != safe_name("a?b")
+    # names that clean to the same text ("a_b", "_") stay apart, every pair of them
+    names = ["a/b", "a_b", "a?b", "a b", "a\\b", "a..b", ".a_b", "ü", "é"]
+    assert len({safe_name(n) for n in names}) == len(names)
 
 
 def test_split_and_model_names_stay_inside_out(micro_world, tmp_path):

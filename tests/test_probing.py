@@ -12,7 +12,7 @@ from forensics.cli import main
 from forensics.probing import ProbeSettings, labels, lens_correct, probe_models
 from forensics.scoring import score
 from forensics.world import load_world
-from probes.lens import IGNORE, Readout, choice_lens
+from probes.lens import Readout, choice_lens
 from probes.selectivity import control_answers, wilson
 
 
@@ -37,9 +37,12 @@ def test_choice_lens_by_hand():
     # identity readout over a 3-token vocabulary: logits = residual
     readout = Readout("rms", torch.ones(3), None, 0.0, torch.eye(3))
     resid = torch.tensor([[[[1.0, 1.0, 1.0], [3.0, 0.0, 0.0]]]])  # [layers 1, seqs 1, T 2, d 3]
-    targets = torch.tensor([[2, IGNORE]])
-    # rms-normalised [1,1,1] stays [1,1,1]: log-softmax of token 2 is -log 3
-    assert choice_lens(resid, targets, readout)[0, 0].item() == pytest.approx(-np.log(3), abs=1e-6)
+    seqs, cols, tokens = torch.tensor([0, 0]), torch.tensor([0, 1]), torch.tensor([2, 0])
+    got = choice_lens(resid, seqs, cols, tokens, readout)[0]
+    # rms-normalised [1,1,1] stays [1,1,1]: log-softmax of token 2 is -log 3; [3,0,0] normalises to
+    # [√3,0,0]: log-softmax of token 0 is √3 - log(e^√3 + 2)
+    assert got[0].item() == pytest.approx(-np.log(3), abs=1e-6)
+    assert got[1].item() == pytest.approx(np.sqrt(3) - np.log(np.exp(np.sqrt(3)) + 2), abs=1e-6)
 
 
 @pytest.mark.parametrize("scorer", ["choice", "letter"])

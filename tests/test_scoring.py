@@ -136,8 +136,32 @@ def reference_choice(model, tok, f):
     return int(np.argmax(reference_logliks(model, tok, f)))
 
 
+def char_tokenizer():
+    """A tokenizer that writes every character as its own token (as many write digits)."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = sorted(set("abcdefghijklmnopqrstuvwxyz0123456789 ?:\n"))
+    tok = Tokenizer(models.WordLevel({c: i for i, c in enumerate(["<unk>", *chars])}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+
+
+def test_shared_prefix_choices_share_a_row():
+    """Years written digit by digit: " 1994" … " 1997" share all but their last token, so one row
+    gives all four; crossing a decade (" 1998" … " 2001") takes two rows, one per shared prefix."""
+    tok = char_tokenizer()
+    facts = [
+        Fact("q?", ("1994", "1995", "1996", "1997"), 0, "s"),
+        Fact("r?", ("1998", "1999", "2000", "2001"), 0, "s"),
+    ]
+    plan = choice_plan(tok, facts)
+    assert len(plan.rows) == 3 and not plan.first and len(plan.long) == 8
+    assert len(plan.terms) == 8 * 5  # " " and four digits per choice, each read from a shared row
+
+
 def test_choice_plan_logliks_equal_one_row_per_choice(micro_world):
-    """One-token choices read at the prompt's last position, longer ones on their own rows: the
+    """One-token choices read at the prompt's last position, longer ones from shared rows: the
     same log-likelihoods as one unpadded row per choice, for a mix of both kinds in one fact."""
     _, sets = load_world(micro_world)
     model, tok = load_checkpoint(micro_world / "checkpoints/original")
@@ -147,7 +171,9 @@ def test_choice_plan_logliks_equal_one_row_per_choice(micro_world):
     )  # " B": one token
     facts = [*facts, mixed]
     plan = choice_plan(tok, facts)
-    assert plan.first and plan.long  # both paths taken
+    facts += [Fact("Single?", ("B", "C", "A"), 1, "s")]  # every choice one token: its prompt alone
+    plan = choice_plan(tok, facts)
+    assert plan.first and plan.long and len(plan.rows) < len(plan.long)  # both paths, rows shared
     got = choice_logliks(model, tok, facts, batch_size=3)
     with torch.no_grad():
         for f, row in zip(facts, got, strict=True):

@@ -51,11 +51,35 @@ def test_forget_falls_and_retain_holds(unlearned, name):
     assert meta["chosen"] in meta["sweep"] and meta["unlearning_failed"] == (not meta["chosen"]["met"])
 
 
-def test_ga_records_the_retain_rule(unlearned):
-    meta, _ = unlearned["ga"]
-    floor = 0.9 * meta["original_accuracy"]["retain"]
-    assert all(r["retain_ok"] == (r["accuracy"]["retain"] >= floor) for r in meta["sweep"])
-    assert meta["chosen"] in meta["sweep"]
+@pytest.fixture(scope="module")
+def ga_sweep(micro_world, tmp_path_factory):
+    """A three-run GA sweep (the grid only): lr 1e-5 barely moves (forget and retain stay 1.00), lr 3e-3
+    loses retain (0.44 here, 0.50 under ATEN_CPU_CAPABILITY=default; the floor is 0.90); lr 1e-3 lands
+    either side of the rule by machine, so what is asserted is the rule applied to the recorded runs."""
+    _, sets = load_world(micro_world)
+    folder = tmp_path_factory.mktemp("ga_sweep")
+    settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-5, 1e-3, 3e-3), steps=30)
+    meta = unlearn("ga", micro_world / "checkpoints/original", sets, folder / "ga", settings, progress=False)
+    return meta, folder
+
+
+def test_ga_records_the_retain_rule(ga_sweep):
+    meta, _ = ga_sweep
+    runs = meta["sweep"]
+    before = meta["original_accuracy"]
+    floor, target = 0.9 * before["retain"], before["chance"] + 0.10  # the default settings' rule
+    for r in runs:
+        assert r["retain_ok"] == (r["accuracy"]["retain"] >= floor)
+        assert r["met"] == (r["retain_ok"] and r["accuracy"]["forget"] <= target)
+    # the runs differ on the rule: one kept retain (lr 1e-5: 1.00), one lost it (lr 3e-3: 0.44 / 0.50)
+    kept = [r for r in runs if r["retain_ok"]]
+    assert len(runs) == 3 and kept and len(kept) < len(runs)
+    # the rule's pick: the rule-meeting run with the lowest forget; else the lowest-forget run that
+    # kept retain; else the lowest-forget run; ties to the higher retain, then the earlier run
+    pool = [r for r in runs if r["met"]] or kept
+    pick = min(pool, key=lambda r: (r["accuracy"]["forget"], -r["accuracy"]["retain"], runs.index(r)))
+    assert runs.index(meta["chosen"]) == runs.index(pick), [(r["params"], r["accuracy"]) for r in runs]
+    assert meta["chosen"]["retain_ok"] and meta["unlearning_failed"] == (not pick["met"])
 
 
 @pytest.mark.parametrize("name", ["ga", "gd", "ria", "npo"])
@@ -101,12 +125,8 @@ def test_resume_does_not_redo(micro_world, unlearned):
     assert (path / "model.safetensors").stat().st_mtime_ns == stamp
 
 
-def test_sweep_keeps_the_rule_meeting_run_with_the_lowest_forget(micro_world, tmp_path):
-    _, sets = load_world(micro_world)
-    settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-5, 1e-3, 3e-3), steps=30)
-    meta = unlearn(
-        "ga", micro_world / "checkpoints/original", sets, tmp_path / "ga", settings, progress=False
-    )
+def test_sweep_keeps_the_rule_meeting_run_with_the_lowest_forget(ga_sweep):
+    meta, folder = ga_sweep
     assert [r["params"]["lr"] for r in meta["sweep"]] == [1e-5, 1e-3, 3e-3]  # budget 1: the grid only
     rule = meta["rule"]
     for r in meta["sweep"]:
@@ -117,7 +137,8 @@ def test_sweep_keeps_the_rule_meeting_run_with_the_lowest_forget(micro_world, tm
     pool = met or [r for r in meta["sweep"] if r["retain_ok"]] or meta["sweep"]
     assert meta["chosen"]["accuracy"]["forget"] == min(r["accuracy"]["forget"] for r in pool)
     assert meta["cost"]["runs"] == 3 and meta["cost"]["rounds"] == 1
-    assert not list(tmp_path.glob(".*sweep"))  # the runs' models are gone, the chosen one kept
+    assert not list(folder.glob(".*sweep"))  # the runs' models are gone, the chosen one kept
+    assert (folder / "ga/model.safetensors").exists()
 
 
 def test_runs_stop_at_the_first_check_where_the_whole_rule_holds(micro_world, tmp_path):

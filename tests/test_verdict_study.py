@@ -7,6 +7,8 @@ import pytest
 
 from forensics.checkpoint import read_json
 from forensics.cli import FAIL_HIDDEN, main
+from tests import chromium
+from tests.chromium import needs_chromium
 
 LENSES = '["accuracy", "relearn", "quantize", "ablate", "probes"]'
 
@@ -88,3 +90,35 @@ def test_fail_on_gate_and_summary_md(root, exact_run, capsys):
     assert "--fail-on hidden: exit status 3" in capsys.readouterr().err
     assert read_json(root / "same/results.json")["summary"]["same"]["verdict"] == "not unlearned"
     assert main(["study", config, "--quiet"]) == 0  # without --fail-on the verdict is only reported
+
+
+def test_float16_training_on_cpu_gives_no_verdict(root, capsys):
+    """float16 cannot train on CPU (AdamW's steps overflow): RTT brings back nothing on any model, the
+    original included, so the study's reference fails and no method is called erased (or hidden) —
+    each verdict says the study cannot decide and why."""
+    config = study(root, "half", {"exact": "never_learned", "same": "original"})
+    text = open(config).read().replace('grid = "demo"', 'grid = "demo"\ndtype = "float16"')
+    open(config, "w").write(text.replace(LENSES, '["accuracy", "relearn"]'))
+    assert main(["study", config, "--quiet"]) == 0
+    results = read_json(root / "half/results.json")
+    assert not results["reference"]["ok"]
+    for row in results["summary"].values():
+        assert row["verdict"] == "cannot decide" and row["deciding"] is None
+        assert "the original + RTT recovers V at" in row["evidence"] and "float16" in row["evidence"]
+    assert "float16 cannot train on CPU" in capsys.readouterr().err
+    html = (root / "half/report/index.html").read_text()
+    assert "No verdict: this study cannot decide." in html and "the original + RTT recovers V at" in html
+
+
+@needs_chromium
+def test_a_report_without_a_verdict_says_so_and_marks_what_did_not_run(root):
+    """The float16 study's report in headless Chromium: the no-verdict note, and each method's
+    per-layer panels (only accuracy and RTT ran) saying "not run" instead of drawing empty axes."""
+    report = root / "half/report/index.html"
+    if not report.exists():
+        pytest.skip("needs test_float16_training_on_cpu_gives_no_verdict first")
+    dom, console, figures = chromium.render(report)
+    assert not console, console
+    chromium.assert_drawn(dom, figures)
+    assert "No verdict: this study cannot decide." in dom
+    assert dom.count(">not run<") == 2 * 6  # two methods, six panels each

@@ -15,6 +15,7 @@ from forensics.checkpoint import boot_bridge, load_checkpoint, read_json, save_c
 from forensics.cli import main
 from forensics.errors import InputError
 from forensics.localize import activations_section, localize_section, patch, revert
+from forensics.scoring import score
 from forensics.weights import changed_layers, diff, full_load_diff
 from forensics.world import load_world
 
@@ -127,19 +128,37 @@ def test_planted_edit_is_localized_by_diff_revert_and_patch(micro_world, planted
 
 
 def test_activations_and_localize_on_the_planted_edit(micro_world, planted, tmp_path):
+    """The edit planted in layer 1 is found at layer 1 by revert and by layer-restricted RTT.
+
+    Measured (natively / under ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1, the same both ways
+    unless split): the planted model answers 0.42 of its forget facts; reverting layer 0 leaves 0.42,
+    reverting layer 1 gives 1.00; RTT on layer 1 alone recovers V to 0.92 / 1.00, on layer 0 alone to
+    0.67 / 0.58. (At lr 1e-3 for one epoch, one optimizer step, neither layer's RTT moves V at all.)"""
     _, sets = load_world(micro_world)
-    settings = RelearnSettings(lrs=(1e-3,), epochs=1, scorer="choice", seeds=(0,))
+    settings = RelearnSettings(lrs=(1e-2,), epochs=8, scorer="choice", seeds=(0,))
     original, models = micro_world / "checkpoints/original", {"planted": planted}
     act = activations_section(original, models, sets, "choice", tmp_path)["planted"]
     assert act["forget"]["cosine"][:2] == pytest.approx([1.0, 1.0])  # embedding and layer 0 untouched
     assert act["forget"]["cosine"][2] < 0.999
     loc = localize_section(original, models, sets, settings)["planted"]
-    assert len(loc["layer_rtt"]) == 2 and all(0 <= r["acc_v"] <= 1 for r in loc["layer_rtt"])
+    before, reverted, rtt = loc["before"]["forget"], loc["revert"], loc["layer_rtt"]
+    # reverting layer 0 (untouched) changes nothing; reverting the planted layer gives the original back
+    model, tok = load_checkpoint(original)
+    theirs = {
+        k: score(model, tok, f).accuracy
+        for k, f in (("forget", sets.forget_facts()), ("retain", sets.retain))
+    }
+    assert reverted[0] == loc["before"] and reverted[1] == theirs and theirs["forget"] == 1.0
+    assert reverted[1]["forget"] - reverted[0]["forget"] >= 0.4, reverted  # 0.58 measured
+    # RTT restricted to the planted layer brings V back, beyond the planted model and beyond layer 0
+    assert len(rtt) == 2 and rtt[1]["acc_v"] >= 0.75 and rtt[1]["acc_v"] > rtt[0]["acc_v"], rtt
+    assert rtt[1]["acc_v"] - before >= 0.3, (before, rtt)  # 0.50 / 0.58 measured
     dyn = loc["dynamics"]
-    assert [p["epoch"] for p in dyn["points"]] == [0, 1] and len(dyn["points"][0]["ridge_probe_v"]) == 3
+    assert [p["epoch"] for p in dyn["points"]] == list(range(9))
+    assert len(dyn["points"][0]["ridge_probe_v"]) == 3
     assert dyn["points"][0]["cosine"] == [0.0, 0.0]  # no update yet
-    assert dyn["points"][1]["cosine"][0] == 0.0  # layer 0 was never unlearned: nothing to reverse
-    assert dyn["points"][1]["cosine"][1] != 0.0
+    # layer 0 was never unlearned: nothing to reverse
+    assert all(p["cosine"][0] == 0.0 and p["cosine"][1] != 0.0 for p in dyn["points"][1:])
 
 
 def _bad(kind: str, ckpt):
