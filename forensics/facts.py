@@ -73,15 +73,26 @@ class FactSet:
 
 @dataclass(frozen=True)
 class Sets:
-    """The experiment's sets: forget splits (rotated as T/V), near-retain and retain facts."""
+    """The experiment's sets: forget splits (rotated as T/V), near-retain and retain facts, and,
+    where no model that never learned the forget facts can exist (pretrained knowledge), control
+    splits: facts of the same kind the original does not know, one split beside each forget split,
+    scored by the same lens runs as V (what a lens finds where there is nothing to find)."""
 
     forget: Mapping[str, tuple[Fact, ...]]
     retain: tuple[Fact, ...]
     near_retain: tuple[Fact, ...] = ()
     dropped: tuple[Fact, ...] = field(default=())
+    control: Mapping[str, tuple[Fact, ...]] = field(default_factory=dict)
 
     def forget_facts(self) -> list[Fact]:
         return [f for facts in self.forget.values() for f in facts]
+
+    def control_facts(self) -> list[Fact]:
+        return [f for facts in self.control.values() for f in facts]
+
+    def control_of(self, v: str) -> list[Fact]:
+        """The control split beside forget split `v` (the same position in their orders)."""
+        return list(list(self.control.values())[list(self.forget).index(v)])
 
     def rotations(self) -> Iterator[tuple[str, list[Fact], list[Fact]]]:
         """Yield (V split name, T facts, V facts) with every forget split taking its turn as V."""
@@ -410,6 +421,7 @@ def select(
     retain: Sequence[str],
     near_retain: Sequence[str] = (),
     drop_duplicates: bool = False,
+    control: Sequence[str] = (),
 ) -> Sets:
     """Build the experiment's sets from split names, refusing a question asked twice (a T/V leak)
     and a question whose choices repeat (it cannot be scored).
@@ -418,9 +430,16 @@ def select(
     repeat, is left out instead and recorded in `Sets.dropped` (the paper's own files repeat a few
     questions across splits, and `random-birthdays` lists a year twice among the choices of a few).
     """
-    groups = {"forget": list(forget), "retain": list(retain), "near_retain": list(near_retain)}
+    groups = {
+        "forget": list(forget),
+        "retain": list(retain),
+        "near_retain": list(near_retain),
+        "control": list(control),
+    }
     if not groups["forget"]:
         raise InputError("no forget splits given")
+    if control and len(control) != len(forget):
+        raise InputError(f"{len(control)} control splits for {len(forget)} forget splits (one beside each)")
     if not groups["retain"]:
         raise InputError("no retain splits given")
     seen: dict[str, str] = {}
@@ -460,9 +479,14 @@ def select(
     retain_facts = tuple(f for fs in keep(groups["retain"]).values() for f in fs)
     if not retain_facts:
         raise InputError("retain set is empty after dropping duplicates")
+    control_sets = keep(groups["control"])
+    for name, kept in control_sets.items():
+        if not kept:
+            raise InputError(f"control split '{name}' is empty after dropping duplicates")
     return Sets(
         forget=forget_sets,
         retain=retain_facts,
         near_retain=tuple(f for fs in keep(groups["near_retain"]).values() for f in fs),
         dropped=tuple(f for f in chosen if left_out(f)),
+        control=control_sets,
     )

@@ -13,7 +13,7 @@ import numpy as np
 
 from forensics.summary import REFERENCE, outcomes, paired_outcomes, reference_check
 from forensics.summary import blind as reads_nothing
-from forensics.verdict import VerdictSettings, bootstrap_means, paired_bootstrap
+from forensics.verdict import VerdictSettings, bootstrap_means, comparison_draws
 
 RTT, PROBE = "RTT", "probe"
 
@@ -42,7 +42,7 @@ def recovery(results: dict, name: str, settings: VerdictSettings) -> dict | None
 def lens_draws(results: dict, name: str, settings: VerdictSettings, seed: int) -> dict[str, np.ndarray]:
     """Per information lens: bootstrap draws of (method − control)."""
     pairs, _ = paired_outcomes(results, name)
-    return {lens: paired_bootstrap(*pair, settings.n_boot, seed) for lens, pair in pairs.items()}
+    return {lens: comparison_draws(*pair, settings.n_boot, seed) for lens, pair in pairs.items()}
 
 
 def compare_kinds(by_kind: dict[str, dict], settings: VerdictSettings) -> dict:

@@ -111,4 +111,6 @@ def check_models(models: Mapping[str, Path], sets: Sets, scorer: str, fmt: str) 
     reference = {"shapes": tensor_shapes(original), "tokenizer": tokenizer_identity(original)}
     for name in names[1:]:
         check_pair(original, models[name], name, reference)
-    check_context(original, [*sets.forget_facts(), *sets.near_retain, *sets.retain], scorer, fmt)
+    check_context(
+        original, [*sets.forget_facts(), *sets.near_retain, *sets.retain, *sets.control_facts()], scorer, fmt
+    )

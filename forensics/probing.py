@@ -196,7 +196,8 @@ def probe_model(
     """One model's probes, control task, ridge screen, transfer of `reference`'s probes (its own
     when None: it is the reference) and logit lens; with its fitted probes under `probes`."""
     forget = sets.forget_facts()
-    facts = [*forget, *sets.near_retain, *sets.retain]
+    known = [*forget, *sets.near_retain, *sets.retain]
+    facts = [*known, *sets.control_facts()]  # control facts are read, never trained on
     n_forget, n_retain = len(forget), len(sets.retain)
     splits = np.array([f.split for f in forget])
     y, allowed, classes = labels(facts, scorer)
@@ -207,8 +208,10 @@ def probe_model(
     rotations = [v for v, _, _ in sets.rotations()]
     tests = [np.flatnonzero(splits == v) for v in rotations]
     trains = [
-        np.concatenate([np.flatnonzero(splits != v), np.arange(n_forget, len(facts))]) for v in rotations
+        np.concatenate([np.flatnonzero(splits != v), np.arange(n_forget, len(known))]) for v in rotations
     ]
+    c_splits = np.array([f.split for f in sets.control_facts()])
+    c_tests = [len(known) + np.flatnonzero(c_splits == c) for c in sets.control]
     bridge = boot_bridge(path, runtime=runtime)
     digest = checkpoint_digest(path)
     X = features(bridge, facts, scorer, cache_dir, digest)
@@ -222,8 +225,17 @@ def probe_model(
         hits["probe"][:, test] = predict(probe, X[:, test], allowed[test]) == y[test]
         hits["control"][:, test] = predict(control, X[:, test], allowed[test]) == y_control[test]
         hits["transfer"][:, test] = predict(ref, X[:, test], allowed[test]) == y[test]
+    on_control = np.zeros((X.shape[0], len(facts) - len(known)), dtype=bool)
+    for test, probe in zip(c_tests, probes, strict=False):  # beside V: the same rotation's probe
+        on_control[:, test - len(known)] = predict(probe, X[:, test], allowed[test]) == y[test]
     probe_acc, control_acc = _per_layer(hits["probe"]), _per_layer(hits["control"])
     lens = lens_correct(bridge, facts, scorer, cache_dir, digest)
+    extra = {}
+    if sets.control:
+        extra = {
+            "probe_on_control_facts": [bits(row) for row in on_control],
+            "lens_on_control_facts": [bits(row) for row in lens[:, len(known) :]],
+        }
     return {
         "layers": layer_names(X.shape[0] - 1),
         "classes": len(classes),
@@ -235,8 +247,12 @@ def probe_model(
         "transfer": _per_layer(hits["transfer"]),
         "ridge": _per_layer(hits["ridge"]),
         "C": dict(zip(rotations, chosen_C, strict=True)),
-        "lens": {"forget": _per_layer(lens[:, :n_forget]), "retain": _per_layer(lens[:, -n_retain:])},
+        "lens": {
+            "forget": _per_layer(lens[:, :n_forget]),
+            "retain": _per_layer(lens[:, len(known) - n_retain : len(known)]),
+        },
         "lens_correct": [bits(row) for row in lens[:, :n_forget]],
+        **extra,
     }
 
 

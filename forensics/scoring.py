@@ -248,4 +248,8 @@ def accuracy_table(model, tokenizer, sets: Sets, scorer: str, per_fact: bool = F
     table["chance"] = retain.chance
     if per_fact:
         table["forget_correct"] = bits(forget.correct)
+    if per_fact and sets.control:  # facts the original does not know: the control of pretrained facts
+        control = score(model, tokenizer, sets.control_facts(), scorer)
+        table["control"] = control.accuracy
+        table["control_correct"] = bits(control.correct)
     return table

@@ -86,7 +86,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     digests = {name: checkpoint_digest(path) for name, path in models.items()}
     run = cfg.runtime
     base = {
-        "facts": facts_digest([*sets.forget_facts(), *sets.near_retain, *sets.retain]),
+        "facts": facts_digest([*sets.forget_facts(), *sets.near_retain, *sets.retain, *sets.control_facts()]),
         "scorer": cfg.scorer,
         "runtime": run.as_json(),  # dtype and device move numbers; the executor does not
     }
@@ -157,6 +157,8 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
                 "splits": [f.split for f in sets.forget_facts()],
                 "chance": [1 / len(f.choices) for f in sets.forget_facts()],
                 "kinds": [f.kind for f in sets.forget_facts()],
+                # facts the original does not know, scored beside V (the control without a model)
+                "control_splits": [f.split for f in sets.control_facts()],
             },
             "models": {name: str(path) for name, path in models.items()},
             "unlearned": list(unlearned),
@@ -175,7 +177,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
 def study_sets(cfg: StudyConfig) -> Sets:
     """The study's facts (with the kinds its config gives) and its forget/near-retain/retain sets."""
     facts = assign_kinds(load_facts(cfg.facts, cfg.partition, cfg.facts_seed), cfg.kinds)
-    return select(facts, cfg.forget, cfg.retain, cfg.near_retain, cfg.drop_duplicates)
+    return select(facts, cfg.forget, cfg.retain, cfg.near_retain, cfg.drop_duplicates, cfg.control)
 
 
 def unlearning_records(unlearned: Mapping[str, Path]) -> dict:
@@ -204,6 +206,7 @@ def _sets_summary(sets: Sets, examples: int = 3) -> dict:
         "forget": {name: len(facts) for name, facts in sets.forget.items()},
         "near_retain": len(sets.near_retain),
         "retain": len(sets.retain),
+        "control": {name: len(facts) for name, facts in sets.control.items()},
         "examples": {"forget": show(sets.forget_facts()), "retain": show(list(sets.retain))},
         "dropped_duplicates": [f.question for f in sets.dropped],
     }

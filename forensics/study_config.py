@@ -66,6 +66,7 @@ class StudyConfig:
     retain: tuple[str, ...]
     never_learned: Path | None = None
     near_retain: tuple[str, ...] = ()
+    control: tuple[str, ...] = ()  # facts the original does not know, a split beside each forget split
     drop_duplicates: bool = False
     partition: int | None = None  # deal every split into this many parts (one benchmark file → RTT splits)
     facts_seed: int = 0  # the partition's and TOFU's choice order
@@ -189,7 +190,17 @@ TOP = (
 )
 MODELS = ("original", "never_learned", "unlearned", "kinds")
 KIND_MODELS = ("never_learned", "unlearned")
-FACTS = ("path", "forget", "retain", "near_retain", "drop_duplicates", "partition", "seed", "kinds")
+FACTS = (
+    "path",
+    "forget",
+    "retain",
+    "near_retain",
+    "control",
+    "drop_duplicates",
+    "partition",
+    "seed",
+    "kinds",
+)
 
 
 @dataclass(frozen=True)
@@ -294,6 +305,7 @@ def load_config(path: Path) -> StudyConfig:
         if kinds and "retain" not in facts
         else typed(need(facts, "retain", "[facts]"), tuple[str, ...], "[facts] 'retain'"),
         near_retain=typed(facts.get("near_retain", []), tuple[str, ...], "[facts] 'near_retain'"),
+        control=typed(facts.get("control", []), tuple[str, ...], "[facts] 'control'"),
         drop_duplicates=typed(facts.get("drop_duplicates", False), bool, "[facts] 'drop_duplicates'"),
         partition=typed(facts["partition"], int, "[facts] 'partition'") if "partition" in facts else None,
         facts_seed=typed(facts.get("seed", 0), int, "[facts] 'seed'"),
@@ -335,7 +347,7 @@ def _check_paths(path: Path, cfg: StudyConfig) -> None:
         raise InputError(f"{path}: facts '{cfg.facts}' not found")
 
 
-KIND_FACTS = ("path", "forget", "retain", "near_retain")
+KIND_FACTS = ("path", "forget", "retain", "near_retain", "control")
 # what a kinds study writes beside its kinds' folders (a kind's folder must not take one of these names)
 RESERVED = frozenset({"results.json", "summary.md", "report", "stages", "cache", "relearn", "checkpoints"})
 
@@ -384,7 +396,7 @@ def _kind_study(path: Path, values: dict, kinds: dict, kind_models: dict, table,
                 "forget": typed(spec.get("forget", ()), tuple[str, ...], f"{where} 'forget'"),
                 **{
                     k: typed(spec[k], tuple[str, ...], f"{where} '{k}'")
-                    for k in ("retain", "near_retain")
+                    for k in ("retain", "near_retain", "control")
                     if k in spec
                 },
             }

@@ -59,25 +59,68 @@ def outcomes(results: dict, name: str) -> dict[str, tuple[np.ndarray, list[int]]
     return out
 
 
-def paired_outcomes(results: dict, name: str) -> tuple[dict[str, tuple], bool]:
-    """Per information lens: (model outcomes, control outcomes, strata) on the same facts and seeds;
-    the control is chance when the study has no never-learned control (second value False)."""
-    splits = np.array(results["facts"]["splits"])
-    chance = np.array(results["facts"]["chance"])
+MODEL_CONTROL, FACT_CONTROL, CHANCE = (
+    "the never-learned control",
+    "facts the original does not know (the same runs)",
+    "chance",
+)
+
+
+def control_fact_outcomes(results: dict, name: str) -> dict[str, np.ndarray]:
+    """Per information lens: model `name`'s outcomes [seeds, control facts] on the control facts the
+    same lens runs scored beside the forget facts (a study with control splits)."""
+    out: dict[str, np.ndarray] = {}
+    splits = results["facts"]["splits"]
+    rtt = results.get("relearn", {}).get("best", {}).get(name)
+    if rtt:
+        vs = list(dict.fromkeys(splits))
+        if all(v in rtt and rtt[v].get("control") for v in vs):
+            n_seeds = min(len(rtt[v]["control"]) for v in vs)
+            rows = ["".join(rtt[v]["control"][i]["c_correct"] for v in vs) for i in range(n_seeds)]
+            out[RTT] = np.stack([unbits(r) for r in rows])
+    quant = results.get("quantize", {})
+    for b in quant.get("bits", []):
+        table = quant["models"].get(name, {}).get(f"int{b}", {})
+        if "control_correct" in table:
+            out[f"int{b} quantization"] = unbits(table["control_correct"])[None]
+    probes = results.get("probes", {})
+    model = probes.get("models", {}).get(name, {})
+    for key, label in (("probe_on_control_facts", "probe"), ("lens_on_control_facts", "logit lens")):
+        for layer, row in zip(probes.get("layers", []), model.get(key, []), strict=False):
+            out[f"{label} @{layer}"] = unbits(row)[None]
+    return out
+
+
+def paired_outcomes(results: dict, name: str) -> tuple[dict[str, tuple], str]:
+    """Per information lens: (model outcomes, control outcomes, strata, control strata) and what the
+    control is. With a never-learned model: the same lens on it, paired on the same facts and seeds
+    (control strata None). With control splits instead: the same model's outcomes on facts the
+    original does not know, from the same runs — other facts, so independent draws (lenses that
+    scored no control facts are left out). Otherwise chance."""
+    facts_of = results["facts"]
+    splits, chance = np.array(facts_of["splits"]), np.array(facts_of["chance"])
     mine = outcomes(results, name)
-    theirs = outcomes(results, CONTROL) if CONTROL in results["models"] else {}
     out = {}
-    for lens, (values, facts) in mine.items():
-        if theirs:
+    if CONTROL in results["models"]:
+        theirs = outcomes(results, CONTROL)
+        for lens, (values, facts) in mine.items():
             if lens not in theirs or theirs[lens][1] != facts:
                 continue
             control = theirs[lens][0]
             seeds = min(values.shape[0], control.shape[0])
-            values, control = values[:seeds], control[:seeds]
-        else:
-            control = chance[facts][None]
-        out[lens] = (values, control, splits[facts])
-    return out, bool(theirs)
+            out[lens] = (values[:seeds], control[:seeds], splits[facts], None)
+        return out, MODEL_CONTROL
+    if facts_of.get("control_splits"):
+        theirs = control_fact_outcomes(results, name)
+        strata = np.array(facts_of["control_splits"])
+        for lens, (values, facts) in mine.items():
+            if lens in theirs and len(facts) == len(splits):
+                seeds = min(values.shape[0], theirs[lens].shape[0])
+                out[lens] = (values[:seeds], theirs[lens][:seeds], splits[facts], strata)
+        return out, FACT_CONTROL
+    for lens, (values, facts) in mine.items():
+        out[lens] = (values, chance[facts][None], splits[facts], None)
+    return out, CHANCE
 
 
 def blind(e: dict) -> bool:
@@ -102,7 +145,7 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
     if acc is not None:
         known = acc.get("forget_correct")
         if known is not None:
-            e = evidence(unbits(known)[None], chance[None], results["facts"]["splits"], settings)
+            e = evidence(unbits(known)[None], chance[None], results["facts"]["splits"], None, settings)
             fails, interval = blind(e), f" [95% CI {e['ci95'][0] + e['control']:.2f}, "
             interval += f"{e['ci95'][1] + e['control']:.2f}]"
         else:  # a study written before per-fact accuracy was kept
@@ -112,8 +155,7 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
                 f"the original answers {acc['forget']:.2f} of its forget facts{interval}, not above "
                 f"chance ({chance.mean():.2f}): it does not know what the methods were to forget"
             )
-    lenses, controlled = lens_evidence(results, REFERENCE, settings)
-    reference = "the never-learned control" if controlled else "chance"
+    lenses, reference = lens_evidence(results, REFERENCE, settings)
     rtt = lenses.get(RTT)
     if rtt is not None and blind(rtt):
         reasons.append(
@@ -131,14 +173,14 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
     }
 
 
-def lens_evidence(results: dict, name: str, settings: VerdictSettings) -> tuple[dict[str, dict], bool]:
-    """Per information lens: `verdict.evidence` of (model − control), paired on the same facts and
-    seeds; the reference is chance when the study has no control (second value False)."""
-    pairs, controlled = paired_outcomes(results, name)
+def lens_evidence(results: dict, name: str, settings: VerdictSettings) -> tuple[dict[str, dict], str]:
+    """Per information lens: `verdict.evidence` of (model − control) and what the control is
+    (`paired_outcomes`)."""
+    pairs, against = paired_outcomes(results, name)
     # enough draws that the smallest p-value can pass Holm's strictest step (alpha / lenses)
     draws = max(settings.n_boot, math.ceil(4 * len(outcomes(results, name)) / settings.alpha))
     settings = replace(settings, n_boot=draws)
-    return {lens: evidence(*pair, settings) for lens, pair in pairs.items()}, controlled
+    return {lens: evidence(*pair, settings) for lens, pair in pairs.items()}, against
 
 
 UNLEARNING_FAILED = "unlearning did not succeed"  # no hidden/erased verdict on such a checkpoint
@@ -167,8 +209,9 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
                 row["rtt_control"] = metrics[CONTROL]["acc_v"]["mean"]
         if name in results.get("unlearning", {}):
             row["unlearning"] = results["unlearning"][name]
-        lenses, controlled = lens_evidence(results, name, settings)
-        row["controlled"] = controlled
+        lenses, against = lens_evidence(results, name, settings)
+        controlled = against != CHANCE
+        row["controlled"], row["against"] = controlled, against
         row["lenses"] = lenses
         row["blind"] = [lens for lens in lenses if lens in reference["blind"]]
         family = {lens: e for lens, e in lenses.items() if lens not in reference["blind"]}

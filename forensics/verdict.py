@@ -2,7 +2,9 @@
 
 Each information lens yields per-fact 0/1 outcomes ([seeds, facts], facts in forget order, each fact's
 stratum its V split) for the method and for the exact-unlearning control (or chance, when there is no
-control: the verdict then says "uncontrolled"). The difference of means is bootstrapped in pairs —
+control: the verdict then says "uncontrolled"; or, where no never-learned model can exist, the same
+model's outcomes on facts the original does not know, bootstrapped independently). The difference of
+means is bootstrapped in pairs —
 facts resampled within their stratum, seeds resampled, the same draws for method and control — which
 gives an interval for every figure and keeps the comparison paired. Three outcomes:
 
@@ -101,11 +103,48 @@ def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
     return rejected
 
 
-def evidence(method: np.ndarray, control: np.ndarray, strata: Sequence, settings: VerdictSettings) -> dict:
+def independent_bootstrap(
+    method: np.ndarray,
+    strata: Sequence,
+    control: np.ndarray,
+    control_strata: Sequence,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> np.ndarray:
+    """[n_boot] bootstrap draws of mean(method) − mean(control) when the two are measured on different
+    facts (a control of facts the original does not know): each resampled on its own, within its
+    strata, with independent draws."""
+    mine = bootstrap_means([method], strata, n_boot, seed)[0]
+    theirs = bootstrap_means([control], control_strata, n_boot, seed + 1)[0]
+    return mine - theirs
+
+
+def comparison_draws(
+    method: np.ndarray,
+    control: np.ndarray,
+    strata: Sequence,
+    control_strata: Sequence | None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Draws of mean(method) − mean(control): paired on the same facts, or independent when the
+    control was measured on facts of its own (`control_strata` given)."""
+    if control_strata is None:
+        return paired_bootstrap(method, control, strata, n_boot, seed)
+    return independent_bootstrap(method, strata, control, control_strata, n_boot, seed)
+
+
+def evidence(
+    method: np.ndarray,
+    control: np.ndarray,
+    strata: Sequence,
+    control_strata: Sequence | None,
+    settings: VerdictSettings,
+) -> dict:
     """Difference of means, its 95% and 90% intervals, and the bootstrap p-value of
     difference ≤ min_effect (small when the method clearly keeps more than the control)."""
     method, control = np.atleast_2d(method), np.atleast_2d(control)
-    draws = paired_bootstrap(method, control, strata, settings.n_boot, settings.seed)
+    draws = comparison_draws(method, control, strata, control_strata, settings.n_boot, settings.seed)
     diff = float(method.mean() - control.mean())
     lo95, hi95 = np.quantile(draws, [0.025, 0.975])
     lo90, hi90 = np.quantile(draws, [settings.alpha, 1 - settings.alpha])

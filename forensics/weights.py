@@ -9,7 +9,6 @@ values and stable rank of ΔW (from the Gram matrix of the smaller side, accumul
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -57,24 +56,57 @@ def check_pair(original: Path, unlearned: Path) -> tuple[dict[str, Path], dict[s
     return ia, ib
 
 
-def _blocks(
-    name: str, shape: list[int], files: tuple[Path, Path]
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(W, W') row blocks of one tensor, as float64, checked finite. Each block opens the files
-    afresh, so the memory map's pages of earlier blocks are released with it."""
+def _row_step(shape: list[int]) -> int:
+    """Rows per block: about BLOCK_BYTES of float64, or every row when the tensor is smaller."""
     rows = shape[0] if shape else 1
     row_bytes = max(1, math.prod(shape[1:]) * 8)
-    step = max(1, BLOCK_BYTES // row_bytes) if rows * row_bytes > BLOCK_BYTES else rows
-    for start in range(0, rows, step):
-        pair = []
-        for f in files:
-            with safe_open(f, framework="pt") as handle:
-                sl = handle.get_slice(name)
-                t = (sl[start : start + step] if shape else sl[:]).to(torch.float64)
-            if not torch.isfinite(t).all():
-                raise InputError(f"{f}: tensor '{name}' holds NaN or Inf")
-            pair.append(t)
-        yield pair[0], pair[1]
+    return max(1, BLOCK_BYTES // row_bytes) if rows * row_bytes > BLOCK_BYTES else rows
+
+
+def _read(f: Path, name: str, shape: list[int], start: int, out: torch.Tensor) -> torch.Tensor:
+    """Rows `start`… of tensor `name` of file `f` as float64 in `out` (a buffer reused block after
+    block: fresh tensors per block leave freed blocks resident in the allocator, and the peak grows
+    with them), checked finite. The file is opened afresh, so its mapped pages are released after."""
+    with safe_open(f, framework="pt") as handle:
+        t = handle.get_slice(name)[start : start + len(out)] if shape else handle.get_tensor(name)
+        block = out[: len(t)] if shape else out
+        block.copy_(t)
+    if not torch.isfinite(block).all():
+        raise InputError(f"{f}: tensor '{name}' holds NaN or Inf")
+    return block
+
+
+def stream_stats(name: str, files: tuple[Path, Path]) -> tuple[dict, list[int]]:
+    """Statistics of one tensor, read in row blocks into two float64 buffers: the original's block,
+    then (its squares summed) the unlearned one's, which becomes ΔW in place."""
+    with safe_open(files[0], framework="pt") as handle:
+        shape = handle.get_slice(name).get_shape()
+    step = _row_step(shape)
+    a, b = (torch.empty([step, *shape[1:]] if shape else [], dtype=torch.float64) for _ in range(2))
+    sq_d = sq_w = max_abs = 0.0
+    changed = 0
+    tall = len(shape) == 2 and shape[0] >= shape[1]
+    gram = wide = None
+    if len(shape) == 2:
+        side = shape[1] if tall else shape[0]
+        gram = torch.zeros(side, side, dtype=torch.float64)
+    if gram is not None and not tall:  # ΔW ΔWᵀ needs every row of ΔW, and wide matrices are small
+        wide = torch.empty(shape, dtype=torch.float64)
+    for start in range(0, shape[0] if shape else 1, step):
+        W = _read(files[0], name, shape, start, a)
+        sq_w += float(torch.square(W, out=b[: len(W)] if shape else b).sum())
+        W2 = _read(files[1], name, shape, start, b)
+        D = torch.sub(W2, W, out=W2 if wide is None else wide[start : start + len(W2)])
+        sq_d += float(torch.square(D, out=W).sum())
+        if D.numel():
+            low, high = torch.aminmax(D)
+            max_abs = max(max_abs, float(-low), float(high))
+        changed += int(torch.count_nonzero(D))
+        if tall:
+            gram += D.T @ D
+    if wide is not None:
+        gram = wide @ wide.T
+    return stats_from_parts(sq_d, sq_w, max_abs, changed, math.prod(shape), gram), list(shape)
 
 
 def stats_from_parts(sq_delta: float, sq_w: float, max_abs: float, changed: int, numel: int, gram) -> dict:
@@ -108,35 +140,6 @@ def tensor_stats(W: torch.Tensor, W2: torch.Tensor) -> dict:
         D.numel(),
         gram,
     )
-
-
-def stream_stats(name: str, files: tuple[Path, Path]) -> tuple[dict, list[int]]:
-    """Statistics of one tensor, read in row blocks."""
-    with safe_open(files[0], framework="pt") as handle:
-        shape = handle.get_slice(name).get_shape()
-    sq_d = sq_w = max_abs = 0.0
-    changed = 0
-    tall = len(shape) == 2 and shape[0] >= shape[1]
-    gram = None
-    if len(shape) == 2:
-        side = shape[1] if tall else shape[0]
-        gram = torch.zeros(side, side, dtype=torch.float64)
-    pending = []  # a wide matrix's blocks: ΔW ΔWᵀ needs every row, and wide matrices are small
-    for W, W2 in _blocks(name, shape, files):
-        D = W2 - W
-        sq_d += float((D**2).sum())
-        sq_w += float((W**2).sum())
-        if D.numel():
-            max_abs = max(max_abs, float(D.abs().max()))
-        changed += int((D != 0).sum())
-        if tall:
-            gram += D.T @ D
-        elif gram is not None:
-            pending.append(D)
-    if pending:
-        D = torch.cat(pending)
-        gram = D @ D.T
-    return stats_from_parts(sq_d, sq_w, max_abs, changed, math.prod(shape), gram), list(shape)
 
 
 def group(tensors: list[dict]) -> dict:

@@ -25,7 +25,7 @@ def test_bernoulli_interval_matches_the_normal_approximation():
     """n = 400 facts, half right, control 0: the mean is 0.5 and its standard error √(.25/400) = 0.025,
     so the 95% interval is 0.5 ± 1.96 × 0.025 = [0.451, 0.549] (to bootstrap error)."""
     method = np.array([1, 0] * 200)
-    e = evidence(method, np.zeros(400), ["v"] * 400, VerdictSettings(n_boot=4000))
+    e = evidence(method, np.zeros(400), ["v"] * 400, None, VerdictSettings(n_boot=4000))
     assert e["diff"] == 0.5
     assert e["ci95"] == pytest.approx([0.451, 0.549], abs=0.006)
     assert e["ci90"] == pytest.approx([0.5 - 1.645 * 0.025, 0.5 + 1.645 * 0.025], abs=0.006)
@@ -48,7 +48,7 @@ def test_holm_by_hand():
 
 def lens(method, control, n):
     strata = ["v0", "v1"] * (n // 2)
-    return evidence(np.array(method[:n]), np.array(control[:n]), strata, VerdictSettings())
+    return evidence(np.array(method[:n]), np.array(control[:n]), strata, None, VerdictSettings())
 
 
 def test_three_outcomes():
@@ -173,3 +173,22 @@ def test_a_lens_blind_on_the_original_is_left_out_of_the_verdict():
     assert row["blind"] == ["probe @3"] and row["lenses"]["probe @3"]["diff"] == 0.75
     assert row["verdict"] == "erased within ±0.1" and row["deciding"] == "RTT"
     assert row["information_map"]["probe"]["blind"] == [True]
+
+
+def test_a_control_of_other_facts_is_bootstrapped_independently():
+    """Method on 400 forget facts (half right), control on 400 other facts (a quarter right): the
+    difference is 0.25 with standard error √(.5·.5/400 + .25·.75/400) = 0.0331, so
+    the 95% interval is 0.25 ± 1.96 × 0.0331 = [0.185, 0.315]; constant outcomes give a point."""
+    from forensics.verdict import independent_bootstrap
+
+    method, control = np.array([1, 0] * 200), np.array([1, 0, 0, 0] * 100)
+    e = evidence(method, control, ["v"] * 400, ["c"] * 400, VerdictSettings(n_boot=4000))
+    assert e["diff"] == 0.25 and e["facts"] == 400
+    assert e["ci95"] == pytest.approx([0.25 - 1.96 * 0.0331, 0.25 + 1.96 * 0.0331], abs=0.008)
+    # a paired bootstrap of the same numbers would be wrong here: the facts are not the same facts
+    draws = independent_bootstrap(np.ones((2, 20)), ["a"] * 20, np.zeros((2, 30)), ["b"] * 30, n_boot=200)
+    assert np.all(draws == 1)
+    # strata are kept within each side: every draw of (stratum a all 1, stratum b all 0) is 0.5
+    half = np.array([1.0] * 10 + [0.0] * 10)
+    draws = independent_bootstrap(half, ["a"] * 10 + ["b"] * 10, np.zeros(7), ["c"] * 7, n_boot=300)
+    assert np.allclose(draws, 0.5)

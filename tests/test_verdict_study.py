@@ -122,3 +122,65 @@ def test_a_report_without_a_verdict_says_so_and_marks_what_did_not_run(root):
     chromium.assert_drawn(dom, figures)
     assert "No verdict: this study cannot decide." in dom
     assert dom.count(">not run<") == 2 * 6  # two methods, six panels each
+
+
+@pytest.fixture(scope="module")
+def fact_controlled(root):
+    """A study where no never-learned model is given: the control is facts the original never saw
+    (people of another world seed, one split beside each forget split), scored by the same runs.
+    Methods: a planted suppression (block 1 tuned to wrong answers, block 0 untouched) and the
+    never-learned model (it never saw the forget facts either)."""
+    from dataclasses import replace as change
+
+    from forensics.facts import load_jsonl, select, write_jsonl
+    from forensics.validate import suppressed
+    from forensics.world import generate_facts
+    from tests.conftest import micro_config
+
+    unknown, _ = generate_facts(micro_config(seed=7))
+    fresh = [f for f in unknown.splits["forget_0"] + unknown.splits["forget_1"] + unknown.splits["forget_2"]]
+    known = load_jsonl(root / "facts.jsonl").facts()
+    names = {f.question for f in known}
+    fresh = [f for f in fresh if f.question not in names][:12]
+    control = [change(f, split=f"unknown_{i % 3}") for i, f in enumerate(fresh)]
+    write_jsonl([*known, *control], root / "with_unknown.jsonl")
+    sets = select(load_jsonl(root / "with_unknown.jsonl"), ["forget_0", "forget_1", "forget_2"], ["retain"])
+    suppressed(root / "original", sets, "choice", root / "planted", "block:1", seed=0)
+    config = root / "facts_control.toml"
+    config.write_text(
+        f"""out = "facts_control"
+grid = "demo"
+[models]
+original = "original"
+[models.unlearned]
+planted = "planted"
+exact = "never_learned"
+[facts]
+path = "with_unknown.jsonl"
+forget = ["forget_0", "forget_1", "forget_2"]
+control = ["unknown_0", "unknown_1", "unknown_2"]
+retain = ["retain"]
+[lenses]
+run = {LENSES}
+"""
+    )
+    assert main(["study", str(config), "--quiet"]) == 0
+    return read_json(root / "facts_control/results.json")
+
+
+def test_facts_the_original_does_not_know_stand_in_for_the_control(fact_controlled):
+    results = fact_controlled
+    assert results["reference"]["ok"], results["reference"]["reasons"]
+    assert (
+        results["accuracy"]["original"]["forget"] >= 0.9 and results["accuracy"]["original"]["control"] <= 0.5
+    )
+    planted, exact = results["summary"]["planted"], results["summary"]["exact"]
+    for row in (planted, exact):
+        assert row["against"] == "facts the original does not know (the same runs)" and row["controlled"]
+        assert "ablation @0" not in row["lenses"]  # no control facts through the ablation: left out
+        assert {"RTT", "int8 quantization", "logit lens @0"} <= set(row["lenses"])
+    assert planted["verdict"] == "hidden", planted["evidence"]
+    assert not exact["verdict"].startswith("hidden"), exact["evidence"]
+    # the RTT lens compares V after RTT with the control facts after the same runs
+    best = results["relearn"]["best"]["planted"]
+    assert all("control" in best[v] and len(best[v]["control"]) == 1 for v in best)

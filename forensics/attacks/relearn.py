@@ -118,6 +118,7 @@ def run_one(
     """
     t_facts = [f for name, facts in sets.forget.items() if name != v for f in facts]
     v_facts = list(sets.forget[v])
+    c_facts = sets.control_of(v) if sets.control else []
     start = time.perf_counter()
     epochs: list[dict] = []
 
@@ -126,6 +127,9 @@ def run_one(
             on_epoch(epoch, m)
         v_scores = score(m, tok, v_facts, settings.scorer)
         record = {"epoch": epoch, "acc_v": v_scores.accuracy, "v_correct": bits(v_scores.correct)}
+        if c_facts:  # the control facts beside V: what the same run teaches where nothing was known
+            c_scores = score(m, tok, c_facts, settings.scorer)
+            record.update(acc_c=c_scores.accuracy, c_correct=bits(c_scores.correct))
         if not only_v and settings.score_t_and_retain:
             record["acc_t"] = score(m, tok, t_facts, settings.scorer).accuracy
             record["retain"] = score(m, tok, sets.retain, settings.scorer).accuracy
@@ -239,6 +243,7 @@ def relearn(
             facts = (
                 facts_digest(sets.forget[v]),
                 facts_digest(t for u, fs in sets.forget.items() if u != v for t in fs),
+                facts_digest(sets.control_of(v) if sets.control else []),
             )
             for lr in settings.lrs:
                 for seed in settings.seeds:
@@ -315,8 +320,11 @@ def score_chance(sets: Sets) -> float:
 
 def best_per_v(grid: Mapping[str, list[dict]]) -> dict[str, dict[str, dict]]:
     """Per model and V: for each seed the (lr, epoch) with the highest V accuracy (first on ties), and
-    their mean; `seeds` keeps each seed's choice with its per-fact outcomes on V."""
+    their mean; `seeds` keeps each seed's choice with its per-fact outcomes on V. Where control facts
+    were scored beside V, `control` holds per seed the epoch best on them (chosen alike: the same
+    attacker's best case) with their per-fact outcomes."""
     chosen: dict[str, dict[str, dict[int, dict]]] = {}
+    control: dict[str, dict[str, dict[int, dict]]] = {}
     for name, runs in grid.items():
         per_v = chosen.setdefault(name, {})
         for run in runs:
@@ -334,6 +342,10 @@ def best_per_v(grid: Mapping[str, list[dict]]) -> dict[str, dict[str, dict]]:
                         "before": run["before"]["acc_v"],
                         "v_correct": e.get("v_correct"),
                     }
+                if "acc_c" in e:  # the control's best epoch, chosen on the control alike
+                    current = control.setdefault(name, {}).setdefault(run["v"], {}).get(seed)
+                    if current is None or e["acc_c"] > current["acc_c"]:
+                        control[name][run["v"]][seed] = {"acc_c": e["acc_c"], "c_correct": e["c_correct"]}
     best: dict[str, dict[str, dict]] = {}
     for name, per_v in chosen.items():
         best[name] = {}
@@ -354,6 +366,10 @@ def best_per_v(grid: Mapping[str, list[dict]]) -> dict[str, dict[str, dict]]:
                 "before": first["before"],
                 "seeds": seeds,
             }
+            theirs = control.get(name, {}).get(v)
+            if theirs:  # per seed, the best epoch on the control facts beside V
+                best[name][v]["control"] = [theirs[s] for s in sorted(theirs)]
+                best[name][v]["acc_c"] = float(np.mean([c["acc_c"] for c in best[name][v]["control"]]))
     return best
 
 
