@@ -1,17 +1,26 @@
-"""The benchmarks' model: a 12-layer, d_model 768 Llama with a 32k vocabulary (random weights)."""
+"""The benchmarks' model: a 12-layer, d_model 768 Llama with a 32k vocabulary (random weights), or
+with `tiny` a 2-layer, d_model 64 one with a 512 vocabulary, for the smoke tests (tests/test_bench.py)."""
 
 from transformers import LlamaConfig
 
 LAYERS, D, VOCAB = 12, 768, 32000
+TINY_LAYERS, TINY_D, TINY_VOCAB = 2, 64, 512
 
 
-def llama_config(**overrides) -> LlamaConfig:
+def llama_config(tiny: bool = False, **overrides) -> LlamaConfig:
+    """The benchmark model's config (the tiny one with `tiny`), with `overrides` on top."""
+    layers, d, vocab = (TINY_LAYERS, TINY_D, TINY_VOCAB) if tiny else (LAYERS, D, VOCAB)
     settings = dict(
-        vocab_size=VOCAB,
-        hidden_size=D,
-        intermediate_size=4 * D,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=12,
-        num_key_value_heads=12,
+        vocab_size=vocab,
+        hidden_size=d,
+        intermediate_size=4 * d,
+        num_hidden_layers=layers,
+        num_attention_heads=d // 64,
+        num_key_value_heads=d // 64,
     )
     return LlamaConfig(**{**settings, **overrides})
+
+
+def describe(cfg: LlamaConfig) -> str:
+    """The model as the benches' JSON lines name it, e.g. "llama 12x768, vocab 32000"."""
+    return f"llama {cfg.num_hidden_layers}x{cfg.hidden_size}, vocab {cfg.vocab_size}"

@@ -1,12 +1,15 @@
-"""Batched probes vs a loop of scikit-learn fits (DESIGN §7). Run: `python -m bench.probes`.
+"""Batched probes vs a loop of scikit-learn fits (DESIGN §7). Run: `python -m bench.probes [--tiny]`.
 
 Prints one JSON line: both wall times, the speed-up, and per layer the held-out accuracy of each at
 its CV-chosen strength. Synthetic features (500 rows, d 768, 4 classes) whose separability grows
-with the layer, like a residual stream's.
+with the layer, like a residual stream's. `--tiny`: 3 layers of 120 rows, d 16, 3 folds (the smoke
+test's size).
 """
 
+import argparse
 import json
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,28 +17,45 @@ from sklearn.linear_model import LogisticRegression
 
 from probes.linear import LogisticProbe, RidgeProbe, kfold_masks
 
-LAYERS, ROWS, TEST, D, K, FOLDS = 13, 500, 500, 768, 4, 5
 CS = (0.001, 0.01, 0.1, 1.0)
 
 
-def data(seed=0):
+@dataclass(frozen=True)
+class Size:
+    """The problem: layers, training and test rows, feature width, classes, inner-CV folds."""
+
+    layers: int = 13
+    rows: int = 500
+    test: int = 500
+    d: int = 768
+    classes: int = 4
+    folds: int = 5
+
+
+TINY = Size(layers=3, rows=120, test=120, d=16, folds=3)
+
+
+def data(size: Size, seed: int = 0):
+    """(X, y, X_test, y_test): class means whose separation grows with the layer, in noise."""
     rng = np.random.default_rng(seed)
-    y = rng.integers(0, K, ROWS + TEST)
-    centers = rng.normal(size=(K, D)) / np.sqrt(D) * 4
+    n = size.rows + size.test
+    y = rng.integers(0, size.classes, n)
+    centers = rng.normal(size=(size.classes, size.d)) / np.sqrt(size.d) * 4
     X = np.stack(
-        [rng.normal(size=(ROWS + TEST, D)) + (layer / LAYERS) * centers[y] for layer in range(LAYERS)]
+        [rng.normal(size=(n, size.d)) + (layer / size.layers) * centers[y] for layer in range(size.layers)]
     )
-    return X[:, :ROWS], y[:ROWS], X[:, ROWS:], y[ROWS:]
+    return X[:, : size.rows], y[: size.rows], X[:, size.rows :], y[size.rows :]
 
 
-def sklearn_loop(X, y, Xt, yt):
-    masks = kfold_masks(ROWS, FOLDS).numpy()
+def sklearn_loop(X, y, Xt, yt, folds: int) -> tuple[list[float], list[float]]:
+    """Per layer: the test accuracy of scikit-learn's fit at the strength its k-fold CV chose, and C."""
+    masks = kfold_masks(len(y), folds).numpy()
     accs, chosen = [], []
-    for layer in range(LAYERS):
+    for layer in range(len(X)):
         cv = []
         for C in CS:
             scores = []
-            for f in range(FOLDS):
+            for f in range(folds):
                 m = LogisticRegression(C=C, max_iter=1000).fit(X[layer][masks[f]], y[masks[f]])
                 scores.append(m.score(X[layer][~masks[f]], y[~masks[f]]))
             cv.append(np.mean(scores))
@@ -46,17 +66,17 @@ def sklearn_loop(X, y, Xt, yt):
 
 
 def main():
-    import argparse
-
     p = argparse.ArgumentParser(description="batched probes vs scikit-learn")
     p.add_argument("--device", default="cpu", help="where the batched probes run (cpu or cuda)")
-    device = p.parse_args().device
-    X, y, Xt, yt = data()
+    p.add_argument("--tiny", action="store_true", help="the smoke test's size")
+    a = p.parse_args()
+    size, device = TINY if a.tiny else Size(), a.device
+    X, y, Xt, yt = data(size)
     start = time.perf_counter()
-    ref, ref_C = sklearn_loop(X, y, Xt, yt)
+    ref, ref_C = sklearn_loop(X, y, Xt, yt, size.folds)
     t_sk = time.perf_counter() - start
     start = time.perf_counter()
-    probe = LogisticProbe(Cs=CS, folds=FOLDS, device=device).fit(X, y)
+    probe = LogisticProbe(Cs=CS, folds=size.folds, device=device).fit(X, y)
     ours = probe.score(Xt, yt)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -68,12 +88,12 @@ def main():
         json.dumps(
             {
                 "bench": "probes",
-                "layers": LAYERS,
-                "folds": FOLDS,
+                "layers": size.layers,
+                "folds": size.folds,
                 "Cs": list(CS),
-                "rows": ROWS,
-                "d": D,
-                "classes": K,
+                "rows": size.rows,
+                "d": size.d,
+                "classes": size.classes,
                 "threads": torch.get_num_threads(),
                 "device": device,
                 "sklearn_s": round(t_sk, 2),

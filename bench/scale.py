@@ -12,7 +12,8 @@ memory is the process's resident high-water mark above its size after imports (a
 memory on CUDA); disk is what the stage left on disk.
 
 Sizes: small = 12 layers × d 768, large = 24 × d 1024, llama7b = 32 × d 4096 (Llama-2-7B's
-shape: bench/gpu_check.sh uses it); all with a 32k vocabulary.
+shape: bench/gpu_check.sh uses it); all with a 32k vocabulary. tiny = 2 × d 64 with a 1024 vocabulary
+(the world tokenizer's): the smoke test's size (`--sizes tiny`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ import time
 from pathlib import Path
 
 SIZES = {
+    "tiny": dict(num_hidden_layers=2, hidden_size=64, intermediate_size=256, num_attention_heads=1),
     "small": dict(num_hidden_layers=12, hidden_size=768, intermediate_size=3072, num_attention_heads=12),
     "large": dict(num_hidden_layers=24, hidden_size=1024, intermediate_size=4096, num_attention_heads=16),
     "llama7b": dict(num_hidden_layers=32, hidden_size=4096, intermediate_size=11008, num_attention_heads=32),
 }
 STAGES = ("cache", "probes", "diff", "divergence", "lora")
 VOCAB = 32000
+VOCABS = {"tiny": 1024}  # the world tokenizer's; every other size has VOCAB
 
 
 def world_config():
@@ -51,13 +54,13 @@ def build(root: Path, size: str, device: str) -> None:
     facts, _ = generate_facts(world_config())
     tok = build_tokenizer(world_texts(facts.facts()), 1024)
     cfg = LlamaConfig(
-        vocab_size=VOCAB,
         num_key_value_heads=SIZES[size]["num_attention_heads"],
         max_position_embeddings=256,
         tie_word_embeddings=False,
         pad_token_id=tok.pad_token_id,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
+        vocab_size=VOCABS.get(size, VOCAB),
         **SIZES[size],
     )
     torch.manual_seed(0)
@@ -82,8 +85,8 @@ def disk_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
 
 
-def child(stage: str, root: Path, device: str, dtype: str, device_map: str) -> None:
-    """One stage in this process: prints {seconds, peak_mb, gpu_peak_mb, disk_mb}."""
+def child(stage: str, root: Path, device: str, dtype: str, device_map: str) -> dict:
+    """One stage in this process: {seconds, peak_mb, gpu_peak_mb, disk_mb}."""
     import numpy as np
     import torch
 
@@ -140,16 +143,12 @@ def child(stage: str, root: Path, device: str, dtype: str, device_map: str) -> N
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    print(
-        json.dumps(
-            {
-                "seconds": round(seconds, 2),
-                "peak_mb": round((rss_kb("VmHWM") - base) / 1024, 1),
-                "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
-                "disk_mb": round(disk_mb(left), 1) if left else 0.0,
-            }
-        )
-    )
+    return {
+        "seconds": round(seconds, 2),
+        "peak_mb": round((rss_kb("VmHWM") - base) / 1024, 1),
+        "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+        "disk_mb": round(disk_mb(left), 1) if left else 0.0,
+    }
 
 
 def from_cache(checkpoint: Path, facts, cache: Path, runtime):
@@ -171,7 +170,22 @@ def from_cache(checkpoint: Path, facts, cache: Path, runtime):
     return found.stack().to(torch.float32)
 
 
-def run_size(size: str, device: str, dtype: str, device_map: str, keep: Path | None) -> dict:
+def stage_process(stage: str, root: Path, device: str, dtype: str, device_map: str) -> dict:
+    """`child` in a process of its own (its peak memory is then the stage's alone)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--child", stage, str(root), device, dtype, device_map],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode:
+        raise SystemExit(f"{root.name} {stage} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_size(
+    size: str, device: str, dtype: str, device_map: str, keep: Path | None, in_process: bool = False
+) -> dict:
+    """Build the size's checkpoints (unless `keep` has them) and run every stage on them."""
     root = Path(keep or tempfile.mkdtemp(prefix=f"scale-{size}-"))
     try:
         start = time.perf_counter()
@@ -179,17 +193,11 @@ def run_size(size: str, device: str, dtype: str, device_map: str, keep: Path | N
             from forensics.runtime import torch_device
 
             build(root, size, str(torch_device(device)))
-        out = {"size": size, **SIZES[size], "vocab": VOCAB, "build_s": round(time.perf_counter() - start, 1)}
+        out = {"size": size, **SIZES[size], "vocab": VOCABS.get(size, VOCAB)}
+        out["build_s"] = round(time.perf_counter() - start, 1)
         out["checkpoint_mb"] = round(disk_mb(root / "original"), 1)
         for stage in STAGES:
-            proc = subprocess.run(
-                [sys.executable, "-m", "bench.scale", "--child", stage, str(root), device, dtype, device_map],
-                capture_output=True,
-                text=True,
-            )
-            if proc.returncode:
-                raise SystemExit(f"{size} {stage} failed:\n{proc.stderr[-3000:]}")
-            out[stage] = json.loads(proc.stdout.strip().splitlines()[-1])
+            out[stage] = (child if in_process else stage_process)(stage, root, device, dtype, device_map)
         return out
     finally:
         if keep is None:
@@ -198,7 +206,7 @@ def run_size(size: str, device: str, dtype: str, device_map: str, keep: Path | N
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], Path(sys.argv[3]), *sys.argv[4:7])
+        print(json.dumps(child(sys.argv[2], Path(sys.argv[3]), *sys.argv[4:7])))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="small,large", help=f"comma-separated, of {', '.join(SIZES)}")
@@ -206,10 +214,17 @@ def main() -> None:
     p.add_argument("--dtype", default="auto", help="auto (the checkpoints' bf16), float32, …")
     p.add_argument("--device-map", default="", help="auto: load through accelerate's device_map")
     p.add_argument("--keep", help="build (or reuse) the checkpoints here instead of a temporary folder")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="every stage in this process, not one process each: seconds of imports fewer, but each "
+        "stage's peak then includes what the earlier ones left (the smoke test: --sizes tiny)",
+    )
     a = p.parse_args()
     rows = []
     for size in a.sizes.split(","):
-        rows.append(run_size(size, a.device, a.dtype, a.device_map, Path(a.keep) / size if a.keep else None))
+        keep = Path(a.keep) / size if a.keep else None
+        rows.append(run_size(size, a.device, a.dtype, a.device_map, keep, a.in_process))
         setting = {"device": a.device, "dtype": a.dtype, "device_map": a.device_map or None}
         print(json.dumps({"bench": "scale", **setting, **rows[-1]}), flush=True)
     if len(rows) == 2:
