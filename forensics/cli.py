@@ -46,6 +46,11 @@ def _positive_float(text: str) -> float:
     return value
 
 
+@_named("positive integer or 'all'")
+def _per_split(text: str) -> int | None:
+    return None if text == "all" else _positive_int(text)
+
+
 @_named("comma-separated list")
 def _split_list(text: str) -> tuple[str, ...]:
     return tuple(s for s in (p.strip() for p in text.split(",")) if s)
@@ -344,13 +349,10 @@ def finish_kinds(results: dict, by_kind: dict[str, dict], ks, started: float) ->
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
-    from forensics.executor import Job
-    from forensics.kind_study import run_kind_study
-    from forensics.study import run_study
-    from forensics.study_config import KindStudy, world_study
+    from forensics.pipeline import unlearn_and_study
     from forensics.unlearn import METHODS
-    from forensics.unlearn.run import UnlearnSettings, check_method, unlearn
-    from forensics.world import WorldConfig, build_world, load_world
+    from forensics.unlearn.run import UnlearnSettings, check_method
+    from forensics.world import WorldConfig, build_world
 
     start = time.perf_counter()
     out = Path(a.out)
@@ -365,27 +367,67 @@ def cmd_demo(a: argparse.Namespace) -> None:
         print(f"embedded world in {out} (checkpoints: {', '.join(world['models'])}):")
         print(world_table(world))
         settings = UnlearnSettings(scorer=world["scorer"], light=True)
-        original = out / world["models"]["original"]["path"]
-        jobs, studies = [], {}
-        for kind in world.get("kinds") or [None]:
-            _, sets = load_world(out, kind)
-            methods = {n: out / "checkpoints" / safe_name(f"{n}_{kind}" if kind else n) for n in names}
-            jobs += [
-                Job(unlearn, (n, original, sets, path, settings, not a.quiet, False, runtime), runtime.gpus())
-                for n, path in methods.items()
-            ]
-            name, where = (f"demo ({kind})", out / kind) if kind else ("demo", out)
-            studies[kind] = world_study(
-                name, out, world, methods, where, runtime=runtime, executor=executor, kind=kind
-            )
-        executor.run(jobs)
-        if a.kinds:
-            ks = KindStudy("demo", out, studies)
-            results, by_kind = run_kind_study(ks, progress=not a.quiet)
+        results, by_kind, ks = unlearn_and_study(
+            out, world, names, settings, "demo", "demo", runtime, executor, not a.quiet
+        )
+        if ks is not None:
             finish_kinds(results, by_kind, ks, start)
         else:
-            results = run_study(studies[None], progress=not a.quiet)
             finish_study(results, out, start)
+
+
+def cmd_real(a: argparse.Namespace) -> None:
+    from forensics.pipeline import unlearn_and_study
+    from forensics.real import RealConfig, build_real_world
+    from forensics.study_config import GRIDS, LENSES
+    from forensics.unlearn.run import UnlearnSettings, check_method
+
+    start = time.perf_counter()
+    out = Path(a.out)
+    runtime, executor = _runtime(a), _executor(a)
+    for name in a.methods:
+        check_method(name)
+    if a.grid not in GRIDS:
+        raise InputError(f"--grid {a.grid}: choose {', '.join(GRIDS)}")
+    cfg = RealConfig(
+        model=a.model,
+        data=a.data,
+        forget_splits=a.forget_splits,
+        per_split=a.per_split,
+        retain=a.retain,
+        near=a.near,
+        implant_lr=a.implant_lr,
+        implant_epochs=a.implant_epochs,
+        seed=a.seed,
+    )
+    settings = UnlearnSettings(
+        start="REAL", batch_size=a.batch_size, steps=a.steps, budget=a.budget, checks=6, seed=a.seed
+    )
+    with claim(out, "real", a.force):
+        world = build_real_world(out, cfg, progress=not a.quiet, runtime=runtime)
+        print(f"real-model world in {out} (checkpoints: {', '.join(world['models'])}):")
+        print(world_table({**world, "models": {k: v for k, v in world["models"].items() if "accuracy" in v}}))
+        rule = world["known_facts"]
+        print(
+            f"known years facts: {rule['scanned']['known']} of {rule['scanned']['facts']} scanned "
+            f"(expected lucky guesses among them: {rule['expected_lucky_known']}); years known after "
+            f"the implant: {world['implant']['years_known_after']:.2f}"
+        )
+        extra = {"world": world["stages"]}
+        results, by_kind, ks = unlearn_and_study(
+            out,
+            world,
+            tuple(a.methods),
+            settings,
+            "real",
+            a.grid,
+            runtime,
+            executor,
+            not a.quiet,
+            extra,
+            LENSES,
+        )
+        finish_kinds(results, by_kind, ks, start)
 
 
 def cmd_study(a: argparse.Namespace) -> int:
@@ -715,6 +757,7 @@ def cmd_localize(a: argparse.Namespace) -> None:
     from forensics.attacks.relearn import RelearnSettings
     from forensics.checkpoint import write_json
     from forensics.localize import activations_section, localize_section, weights_section
+    from forensics.summary import localized_layers
     from forensics.world import load_world
 
     root = Path(a.world)
@@ -741,16 +784,16 @@ def cmd_localize(a: argparse.Namespace) -> None:
             write_json(out[key], root / f"{key}.json")
         for name, loc in out["localize"].items():
             rows = []
-            for layer in range(len(loc["revert"])):
+            for i, layer in enumerate(localized_layers(loc)):
                 rows.append(
                     {
                         "layer": layer,
                         "ΔW rel": out["weights"][name]["layers"][str(layer)]["all"]["rel"],
                         "cos forget": out["activations"][name]["forget"]["cosine"][layer + 1],
                         "cos retain": out["activations"][name]["retain"]["cosine"][layer + 1],
-                        "revert": loc["revert"][layer]["forget"],
-                        "patch": loc["patch"][layer]["forget"],
-                        "layer RTT V": loc["layer_rtt"][layer]["acc_v"],
+                        "revert": loc["revert"][i]["forget"],
+                        "patch": loc["patch"][i]["forget"],
+                        "layer RTT V": loc["layer_rtt"][i]["acc_v"],
                         "RTT cos(Δ, −ΔW)": loc["dynamics"]["points"][-1]["cosine"][layer],
                     }
                 )
@@ -775,7 +818,7 @@ def cmd_validate(a: argparse.Namespace) -> None:
     if a.seeds < 1:
         raise InputError(f"--seeds must be at least 1 (got {a.seeds})")
     out = Path(a.out) if a.out else world / "validate"
-    result = validate(world, out, a.seeds, not a.quiet, _runtime(a), _executor(a), a.kind)
+    result = validate(world, out, a.seeds, not a.quiet, _runtime(a), _executor(a), a.kind, a.grid)
     rows = [
         {
             "world": r["world"],
@@ -987,11 +1030,46 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", **force)
     _runtime_args(d, grid=True, workers=DEMO_WORKERS)
     d.set_defaults(func=cmd_demo)
+    re_ = sub.add_parser(
+        "real", help="the whole job on a real pretrained model (SmolLM2-135M) and the paper's data"
+    )
+    re_.add_argument("--model", help="a GGUF file or a checkpoint folder (default: the shipped SmolLM2)")
+    re_.add_argument("--data", help="the paper's data folder (default: shared/datasets/deeb-roger-2024)")
+    re_.add_argument("--out", default="runs/real")
+    re_.add_argument(
+        "--methods",
+        type=_split_list,
+        default=("gd", "rmu", "npo"),
+        help="comma-separated (default gd,rmu,npo)",
+    )
+    re_.add_argument("--forget-splits", type=_positive_int, default=4)
+    re_.add_argument(
+        "--per-split",
+        type=_per_split,
+        default=6,
+        help="forget (and control) facts per split, each kind; 'all': every fact the data has (paper sizes)",
+    )
+    re_.add_argument("--retain", type=_positive_int, default=24, help="known years facts kept")
+    re_.add_argument("--near", type=_positive_int, default=12, help="implanted birthdays kept")
+    re_.add_argument("--implant-lr", type=_positive_float, default=1e-4)
+    re_.add_argument("--implant-epochs", type=_positive_int, default=10)
+    re_.add_argument("--steps", type=_positive_int, default=30, help="optimizer steps per unlearning run")
+    re_.add_argument("--budget", type=_positive_int, default=2, help="unlearning runs per method at most")
+    re_.add_argument("--batch-size", type=_positive_int, default=8)
+    re_.add_argument("--grid", default="real", help="the study's grid: real (default, 2 CPU cores) or paper")
+    re_.add_argument("--seed", type=int, default=0)
+    re_.add_argument("--quiet", action="store_true", help="no progress bars")
+    re_.add_argument("--force", **force)
+    _runtime_args(re_, grid=True)
+    re_.set_defaults(func=cmd_real)
     va = sub.add_parser("validate", help="verdicts on models whose answer is known by construction")
     va.add_argument("--world", required=True, help="a world directory (from `forensics world` or the demo)")
     va.add_argument("--out", help="where the validation models and studies go (default WORLD/validate)")
     va.add_argument("--seeds", type=int, default=1, help="world seeds: the given world and N-1 more")
     va.add_argument("--kind", help="in a two-kind world: validate on this kind's facts and control")
+    va.add_argument(
+        "--grid", default="demo", help="demo, or real (a pretrained model's world: forensics real)"
+    )
     va.add_argument("--quiet", action="store_true", help="no progress bars")
     _runtime_args(va, grid=True)
     va.set_defaults(func=cmd_validate)

@@ -11,32 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from forensics.summary import REFERENCE, outcomes, paired_outcomes, reference_check
 from forensics.summary import blind as reads_nothing
-from forensics.verdict import VerdictSettings, bootstrap_means, comparison_draws
+from forensics.summary import interval95, paired_outcomes, recovery, reference_check
+from forensics.verdict import VerdictSettings, comparison_draws
 
 RTT, PROBE = "RTT", "probe"
-
-
-def _interval(draws: np.ndarray) -> list[float]:
-    return [float(x) for x in np.quantile(draws, [0.025, 0.975])]
-
-
-def recovery(results: dict, name: str, settings: VerdictSettings) -> dict | None:
-    """acc_V(method + RTT) ÷ acc_V(original + RTT) with its 95% interval (facts and seeds resampled
-    alike for both), or None when RTT did not run on both."""
-    mine, ref = outcomes(results, name).get(RTT), outcomes(results, REFERENCE).get(RTT)
-    if mine is None or ref is None:
-        return None
-    seeds = min(mine[0].shape[0], ref[0].shape[0])
-    method, original = mine[0][:seeds], ref[0][:seeds]
-    strata = np.array(results["facts"]["splits"])[mine[1]]
-    m, r = bootstrap_means([method, original], strata, settings.n_boot, settings.seed)
-    ok = r > 0
-    return {
-        "value": float(method.mean() / original.mean()) if original.mean() > 0 else None,
-        "ci95": _interval(m[ok] / r[ok]) if ok.any() else None,
-    }
 
 
 def lens_draws(results: dict, name: str, settings: VerdictSettings, seed: int) -> dict[str, np.ndarray]:
@@ -90,7 +69,7 @@ def compare_kinds(by_kind: dict[str, dict], settings: VerdictSettings) -> dict:
             entry["difference"] = {
                 lens: {
                     "diff": per[a]["lenses"][lens]["diff"] - per[b]["lenses"][lens]["diff"],
-                    "ci95": _interval(draws[a][lens] - draws[b][lens]),
+                    "ci95": interval95(draws[a][lens] - draws[b][lens]),
                 }
                 for lens in shared
             }

@@ -12,9 +12,11 @@ from forensics.study import SCHEMA_VERSION, run_study, study_sets, versions
 from forensics.study_config import KindStudy
 
 
-def run_kind_study(ks: KindStudy, progress: bool = True, force: bool = False) -> tuple[dict, dict[str, dict]]:
-    """Every kind's study, then the comparison; writes OUT/results.json and returns it with the kinds'
-    own results (by kind)."""
+def run_kind_study(
+    ks: KindStudy, progress: bool = True, force: bool = False, stages: dict | None = None
+) -> tuple[dict, dict[str, dict]]:
+    """Every kind's study, then the comparison; writes OUT/results.json (with `stages`: the seconds of
+    what ran before, and each kind's study) and returns it with the kinds' own results (by kind)."""
     for kind, cfg in ks.studies.items():  # every kind's sets are checked before any study runs
         try:
             study_sets(cfg)
@@ -37,6 +39,7 @@ def run_kind_study(ks: KindStudy, progress: bool = True, force: bool = False) ->
                 for kind, cfg in ks.studies.items()
             },
             "comparison": compare_kinds(by_kind, ks.verdict),
+            "stages": {**(stages or {}), **{f"study {k}": r["timings"] for k, r in by_kind.items()}},
         }
         write_json(results, ks.out / "results.json")
     return results, by_kind

@@ -21,6 +21,7 @@ from forensics.attacks.relearn import RelearnSettings, derived_seed, run_one
 from forensics.cache import RESID, forward_until
 from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.digest import checkpoint_digest
+from forensics.errors import InputError
 from forensics.executor import Executor, Job
 from forensics.facts import Sets
 from forensics.probing import features, labels
@@ -39,14 +40,15 @@ def _scores(model, tok, sets: Sets, scorer: str) -> dict[str, float]:
 
 
 @torch.no_grad()
-def revert(original, unlearned, tok, sets: Sets, scorer: str) -> list[dict]:
-    """Per layer: forget and retain accuracy of `unlearned` with that layer's parameters set back to
-    `original`'s (HF models of one architecture; `unlearned` is restored afterwards)."""
+def revert(original, unlearned, tok, sets: Sets, scorer: str, layers: list[int] | None = None) -> list[dict]:
+    """Per layer of `layers` (default every one): forget and retain accuracy of `unlearned` with that
+    layer's parameters set back to `original`'s (HF models of one architecture; `unlearned` is
+    restored afterwards)."""
     in_memory(unlearned, "reverting a layer")
     theirs = dict(original.named_parameters())
     arch = arch_of(original.config)
     out = []
-    for layer in range(arch.n_layers):
+    for layer in range(arch.n_layers) if layers is None else layers:
         mine = arch.block_params(unlearned, layer)
         saved = {n: p.detach().clone() for n, p in mine.items()}
         for n, p in mine.items():
@@ -72,15 +74,24 @@ class Patched(torch.nn.Module):
             return self.unlearned(input_ids, attention_mask=attention_mask)
 
 
-def patch(original_bridge, unlearned_bridge, sets: Sets, scorer: str) -> list[dict]:
-    """Per layer: forget and retain accuracy with the original's residual after that layer patched in."""
+def patch(
+    original_bridge, unlearned_bridge, sets: Sets, scorer: str, layers: list[int] | None = None
+) -> list[dict]:
+    """Per layer of `layers` (default every one): forget and retain accuracy with the original's
+    residual after that layer patched in."""
     tok = unlearned_bridge.tokenizer
-    layers = range(unlearned_bridge.cfg.n_layers)
+    layers = range(unlearned_bridge.cfg.n_layers) if layers is None else layers
     return [_scores(Patched(original_bridge, unlearned_bridge, i), tok, sets, scorer) for i in layers]
 
 
 def layer_rtt(
-    model, tok, sets: Sets, settings: RelearnSettings, progress: bool = False, weights: str = ""
+    model,
+    tok,
+    sets: Sets,
+    settings: RelearnSettings,
+    progress: bool = False,
+    weights: str = "",
+    layers: list[int] | None = None,
 ) -> list[dict]:
     """Per layer: RTT updating only that layer's parameters; per seed and V the best (lr, epoch) on V
     (the same choice as full RTT; the first `settings.rotations` V), its per-fact outcomes (`correct`:
@@ -89,7 +100,7 @@ def layer_rtt(
     out = []
     rotations = list(sets.rotations())[: settings.rotations]
     before = {v: score(model, tok, v_facts, settings.scorer).accuracy for v, _, v_facts in rotations}
-    for layer in range(arch_of(model.config).n_layers):
+    for layer in range(arch_of(model.config).n_layers) if layers is None else layers:
         per_v: dict[str, list[float]] = {v: [] for v, _, _ in rotations}
         correct = []
         for seed in settings.seeds:
@@ -222,11 +233,16 @@ def localize_model(
     model, _ = load_checkpoint(path, runtime)
     bridge = boot_bridge(path, runtime=runtime)
     first_v = next(iter(sets.forget))
+    n_layers = arch_of(model.config).n_layers
+    layers = list(range(n_layers)) if settings.layers is None else list(settings.layers)
+    if any(not 0 <= x < n_layers for x in layers):
+        raise InputError(f"localize 'layers' {layers}: the model has blocks 0..{n_layers - 1}")
     return {
+        "layers": layers,
         "before": _scores(model, tok, sets, scorer),
-        "revert": revert(orig_model, model, tok, sets, scorer),
-        "patch": patch(orig_bridge, bridge, sets, scorer),
-        "layer_rtt": layer_rtt(model, tok, sets, settings, progress, checkpoint_digest(path)),
+        "revert": revert(orig_model, model, tok, sets, scorer, layers),
+        "patch": patch(orig_bridge, bridge, sets, scorer, layers),
+        "layer_rtt": layer_rtt(model, tok, sets, settings, progress, checkpoint_digest(path), layers),
         "dynamics": rtt_dynamics(
             orig_model, model, lambda m: boot_bridge(path, m, tok), tok, sets, settings, first_v
         ),

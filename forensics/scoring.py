@@ -115,7 +115,8 @@ class ChoicePlan:
 def choice_plan(tokenizer, facts: Sequence[Fact]) -> ChoicePlan:
     """The plan for `facts` (kept for the last few fact lists: RTT and localization score the same
     facts again and again)."""
-    return _plan(tokenizer, tuple(facts))
+    items = tuple((choice_context(f), tuple(choice_continuation(c) for c in f.choices)) for f in facts)
+    return _plan(tokenizer, items)
 
 
 def _covers(row_tail: list[int], choice: list[int]) -> bool:
@@ -124,12 +125,11 @@ def _covers(row_tail: list[int], choice: list[int]) -> bool:
 
 
 @functools.lru_cache(maxsize=16)
-def _plan(tokenizer, facts: tuple[Fact, ...]) -> ChoicePlan:
+def _plan(tokenizer, items: tuple[tuple[str, tuple[str, ...]], ...]) -> ChoicePlan:
+    """The plan for (context, continuations) items: each continuation scored after its context."""
     prompts, first, long, rows, terms = [], [], [], [], []
-    for i, f in enumerate(facts):
-        prompt, tails = encode_tails(
-            tokenizer, choice_context(f), [choice_continuation(c) for c in f.choices]
-        )
+    for i, (context, continuations) in enumerate(items):
+        prompt, tails = encode_tails(tokenizer, context, list(continuations))
         prompts.append(prompt)
         if all(len(t) == 1 for t in tails):
             first += [(i, j, t[0]) for j, t in enumerate(tails)]
@@ -145,7 +145,7 @@ def _plan(tokenizer, facts: tuple[Fact, ...]) -> ChoicePlan:
         for j, tail in enumerate(tails):
             long.append((i, j))
             terms += [(len(long) - 1, placed[j], len(prompt) - 1 + n, tok) for n, tok in enumerate(tail)]
-    return ChoicePlan(prompts, first, long, rows, terms, max(len(f.choices) for f in facts))
+    return ChoicePlan(prompts, first, long, rows, terms, max(len(c) for _, c in items))
 
 
 def plan_table(plan: ChoicePlan, first_logp: torch.Tensor, long_ll: torch.Tensor) -> torch.Tensor:
@@ -181,11 +181,26 @@ def _positions_logits(model, batch: dict[str, torch.Tensor], start: int) -> tupl
 @torch.no_grad()
 def choice_logliks(model, tokenizer, facts: Sequence[Fact], batch_size: int = 64) -> np.ndarray:
     """Summed log-likelihood of every choice given its question, [n_facts, max choices] (-inf pads)."""
-    plan = choice_plan(tokenizer, facts)
+    return plan_logliks(model, tokenizer, choice_plan(tokenizer, facts), batch_size)
+
+
+@torch.no_grad()
+def continuation_logliks(
+    model, tokenizer, items: Sequence[tuple[str, Sequence[str]]], batch_size: int = 64
+) -> np.ndarray:
+    """Summed log-likelihood of each continuation after its context, [items, most continuations]
+    (-inf pads): any format beside the question (a corpus statement with each year in its place)."""
+    plan = _plan(tokenizer, tuple((c, tuple(ts)) for c, ts in items))
+    return plan_logliks(model, tokenizer, plan, batch_size)
+
+
+@torch.no_grad()
+def plan_logliks(model, tokenizer, plan: ChoicePlan, batch_size: int = 64) -> np.ndarray:
+    """Run a plan: [items, width] log-likelihoods."""
     device = next(model.parameters()).device
     pad = pad_id(tokenizer)
     needed = sorted({t for _, _, t in plan.first})
-    first = torch.zeros(len(facts), max(needed, default=0) + 1)
+    first = torch.zeros(len(plan.prompts), max(needed, default=0) + 1)
     ask = plan.prompt_facts
     for idx, chunk in _batches([(plan.prompts[i], len(plan.prompts[i])) for i in ask], batch_size):
         batch = collate(chunk, pad, device)

@@ -118,6 +118,18 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
             ),
             {"models": digests, "settings": asdict(grid.relearn)},
         ),
+        "relearn_lora": (
+            lambda: relearn(
+                models,
+                sets,
+                out / "lora",
+                grid.relearn_lora,
+                progress=progress,
+                runtime=run,
+                executor=cfg.jobs(),
+            ),
+            {"models": digests, "settings": asdict(grid.relearn_lora)},
+        ),
         "quantize": (
             lambda: quantize_attack(
                 models, sets, cfg.scorer, grid.quantize.bits, results.get("accuracy"), runtime=run

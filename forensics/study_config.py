@@ -24,7 +24,20 @@ from forensics.probing import ProbeSettings
 from forensics.runtime import Runtime
 from forensics.verdict import VerdictSettings
 
-LENSES = ("accuracy", "relearn", "quantize", "ablate", "probes", "weights", "activations", "localize")
+LENSES = (
+    "accuracy",
+    "relearn",
+    "relearn_lora",
+    "quantize",
+    "ablate",
+    "probes",
+    "weights",
+    "activations",
+    "localize",
+)
+# what a study runs unless [lenses] run says otherwise: LoRA RTT (a second attack beside full RTT, for
+# models too big to copy) is asked for by name
+DEFAULT_LENSES = tuple(lens for lens in LENSES if lens != "relearn_lora")
 REFERENCE, CONTROL = "original", "never_learned"
 
 
@@ -33,6 +46,7 @@ class Grid:
     """The settings of every lens that has a grid."""
 
     relearn: RelearnSettings = RelearnSettings()
+    relearn_lora: RelearnSettings = RelearnSettings(method="lora", lrs=(1e-3, 3e-3, 1e-2))
     localize: RelearnSettings = RelearnSettings(lrs=(1e-3,), epochs=4)
     probes: ProbeSettings = ProbeSettings()
     quantize: QuantizeSettings = QuantizeSettings()
@@ -44,11 +58,49 @@ GRIDS = {
     # layer-restricted RTT (the report names the grid that ran)
     "demo": Grid(
         relearn=RelearnSettings(lrs=(1e-3,), epochs=4, patience=1, score_t_and_retain=False, seeds=(0,)),
+        relearn_lora=RelearnSettings(
+            method="lora", lrs=(1e-2,), epochs=4, patience=1, score_t_and_retain=False, seeds=(0,)
+        ),
         localize=RelearnSettings(
             lrs=(1e-3,), epochs=2, patience=1, score_t_and_retain=False, rotations=1, seeds=(0,)
         ),
         # fewer L-BFGS iterations: V accuracy within ±0.02 of the converged probe on the demo world
         probes=ProbeSettings(max_iter=100),
+    ),
+    # a pretrained ~100M model on 2 CPU cores (`forensics real`): learning rates for its scale, a
+    # batch of 8, at most 3 epochs with early stop, localization at every fifth block and the last
+    "real": Grid(
+        relearn=RelearnSettings(
+            lrs=(1e-4,), epochs=3, batch_size=8, patience=1, score_t_and_retain=False, seeds=(0,)
+        ),
+        relearn_lora=RelearnSettings(
+            method="lora",
+            lrs=(1e-3,),
+            epochs=3,
+            batch_size=8,
+            patience=1,
+            score_t_and_retain=False,
+            seeds=(0,),
+        ),
+        localize=RelearnSettings(
+            lrs=(1e-4,),
+            epochs=2,
+            batch_size=8,
+            patience=1,
+            score_t_and_retain=False,
+            rotations=1,
+            seeds=(0,),
+            layers=(0, 5, 10, 15, 20, 25, 29),
+        ),
+        probes=ProbeSettings(max_iter=100),
+    ),
+    # the paper's grid on a pretrained ~100M model (a GPU's job: bench/gpu_check.sh): learning rates
+    # on a log range, 6 epochs, 3 seeds, full and LoRA RTT, localization at every block
+    "paper": Grid(
+        relearn=RelearnSettings(lrs=(3e-5, 1e-4, 3e-4), epochs=6, batch_size=8),
+        relearn_lora=RelearnSettings(method="lora", lrs=(3e-4, 1e-3, 3e-3), epochs=6, batch_size=8),
+        localize=RelearnSettings(lrs=(1e-4,), epochs=4, batch_size=8, rotations=1),
+        probes=ProbeSettings(),
     ),
 }
 
@@ -72,7 +124,7 @@ class StudyConfig:
     facts_seed: int = 0  # the partition's and TOFU's choice order
     scorer: str = "choice"
     seeds: tuple[int, ...] | None = None  # RTT, layer RTT and probes; None: the grid's (full 3, demo 1)
-    lenses: tuple[str, ...] = LENSES
+    lenses: tuple[str, ...] = DEFAULT_LENSES
     grid: str = "full"
     settings: Grid = field(default_factory=Grid)
     cache_max_gb: float | None = None  # cap on OUT/cache; least recently used entries go first
@@ -109,6 +161,7 @@ class StudyConfig:
             "settings",
             Grid(
                 relearn=replace(s.relearn, scorer=self.scorer, seeds=self.seeds),
+                relearn_lora=replace(s.relearn_lora, scorer=self.scorer, seeds=self.seeds),
                 localize=replace(s.localize, scorer=self.scorer, seeds=self.seeds),
                 probes=replace(s.probes, seed=self.seeds[0]),
                 quantize=s.quantize,
@@ -136,22 +189,25 @@ def world_study(
     world: dict,
     unlearned: dict[str, Path],
     out: Path,
-    lenses=LENSES,
+    lenses=DEFAULT_LENSES,
     runtime: Runtime = Runtime(),
     executor: Executor = Executor(),
     kind: str | None = None,
+    grid: str = "demo",
 ) -> StudyConfig:
     """A study over a world's original and never-learned checkpoints and `unlearned` ones, with the
-    world's facts and sets and the `demo` grid (the demo's study and the validation studies); in a
+    world's facts and sets and `grid` (the demo's for its study and the validation studies); in a
     two-kind world, `kind`'s sets and control."""
     root = Path(world_dir).resolve()
     s = world["kinds"][kind]["sets"] if kind else world["sets"]
+    # a kind of pretrained knowledge has no never-learned model: its control is facts (`control` sets)
     control = world["kinds"][kind]["control"] if kind else "never_learned"
     return StudyConfig(
         name=name,
         out=Path(out).resolve(),
         original=root / world["models"]["original"]["path"],
-        never_learned=root / world["models"][control]["path"],
+        never_learned=root / world["models"][control]["path"] if control else None,
+        control=tuple(s.get("control", ())),
         unlearned={m: Path(p).resolve() for m, p in unlearned.items()},
         facts=root / world["facts"],
         forget=tuple(s["forget"]),
@@ -159,8 +215,8 @@ def world_study(
         near_retain=tuple(s["near_retain"]),
         scorer=world["scorer"],
         lenses=tuple(lenses),
-        grid="demo",
-        settings=GRIDS["demo"],
+        grid=grid,
+        settings=GRIDS[grid],
         runtime=runtime,
         executor=executor.kind,
         ray_address=executor.address,
@@ -214,7 +270,7 @@ class KindStudy:
     verdict: VerdictSettings = field(default_factory=VerdictSettings)
 
 
-LENS_TABLES = ("relearn", "localize", "probes", "quantize")
+LENS_TABLES = ("relearn", "relearn_lora", "localize", "probes", "quantize")
 
 
 def load_config(path: Path) -> StudyConfig:
@@ -317,7 +373,7 @@ def load_config(path: Path) -> StudyConfig:
             if "seed" in raw
             else None
         ),
-        lenses=typed(lenses.get("run", list(LENSES)), tuple[str, ...], "[lenses] 'run'"),
+        lenses=typed(lenses.get("run", list(DEFAULT_LENSES)), tuple[str, ...], "[lenses] 'run'"),
         grid=grid,
         settings=Grid(**settings),
         cache_max_gb=typed(raw["cache_max_gb"], float, "'cache_max_gb'") if "cache_max_gb" in raw else None,

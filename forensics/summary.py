@@ -15,11 +15,25 @@ from dataclasses import replace
 
 import numpy as np
 
-from forensics.verdict import VerdictSettings, decide, describe, evidence, unbits
+from forensics.verdict import VerdictSettings, bootstrap_means, decide, describe, evidence, unbits
 
 REFERENCE, CONTROL = "original", "never_learned"
 RTT = "RTT"
 MIN_RETAIN = 0.9  # the unlearning rule: retain at or above this × the original's
+
+
+ATTACKS = (("relearn", RTT), ("relearn_lora", "LoRA RTT"))  # results section, lens name
+
+
+def _rtt_rows(best: dict | None, splits: list[str], key: str, field: str) -> np.ndarray | None:
+    """[seeds, facts] per-fact outcomes of an RTT section's best runs, V splits in forget order."""
+    if not best:
+        return None
+    vs = list(dict.fromkeys(splits))
+    if not all(v in best and best[v].get(key) for v in vs):
+        return None
+    n_seeds = min(len(best[v][key]) for v in vs)
+    return np.stack([unbits("".join(best[v][key][i][field] for v in vs)) for i in range(n_seeds)])
 
 
 def outcomes(results: dict, name: str) -> dict[str, tuple[np.ndarray, list[int]]]:
@@ -28,13 +42,10 @@ def outcomes(results: dict, name: str) -> dict[str, tuple[np.ndarray, list[int]]
     out: dict[str, tuple[np.ndarray, list[int]]] = {}
     splits = results["facts"]["splits"]
     everything = list(range(len(splits)))
-    rtt = results.get("relearn", {}).get("best", {}).get(name)
-    if rtt:
-        vs = list(dict.fromkeys(splits))
-        if all(v in rtt and rtt[v].get("seeds") for v in vs):
-            n_seeds = min(len(rtt[v]["seeds"]) for v in vs)
-            rows = ["".join(rtt[v]["seeds"][i]["v_correct"] for v in vs) for i in range(n_seeds)]
-            out[RTT] = (np.stack([unbits(r) for r in rows]), everything)
+    for section, label in ATTACKS:
+        rows = _rtt_rows(results.get(section, {}).get("best", {}).get(name), splits, "seeds", "v_correct")
+        if rows is not None:
+            out[label] = (rows, everything)
     quant = results.get("quantize", {})
     for b in quant.get("bits", []):
         table = quant["models"].get(name, {}).get(f"int{b}", {})
@@ -52,7 +63,7 @@ def outcomes(results: dict, name: str) -> dict[str, tuple[np.ndarray, list[int]]
             out[f"ablation @{layer}"] = (unbits(row)[None], everything)
     loc = results.get("localize", {}).get(name)
     if loc:
-        for layer, entry in enumerate(loc["layer_rtt"]):
+        for layer, entry in zip(localized_layers(loc), loc["layer_rtt"], strict=True):
             vs = list(entry["per_v"])
             facts = [i for i, s in enumerate(splits) if s in vs]
             out[f"layer RTT @{layer}"] = (np.stack([unbits(r) for r in entry["correct"]]), facts)
@@ -71,13 +82,10 @@ def control_fact_outcomes(results: dict, name: str) -> dict[str, np.ndarray]:
     same lens runs scored beside the forget facts (a study with control splits)."""
     out: dict[str, np.ndarray] = {}
     splits = results["facts"]["splits"]
-    rtt = results.get("relearn", {}).get("best", {}).get(name)
-    if rtt:
-        vs = list(dict.fromkeys(splits))
-        if all(v in rtt and rtt[v].get("control") for v in vs):
-            n_seeds = min(len(rtt[v]["control"]) for v in vs)
-            rows = ["".join(rtt[v]["control"][i]["c_correct"] for v in vs) for i in range(n_seeds)]
-            out[RTT] = np.stack([unbits(r) for r in rows])
+    for section, label in ATTACKS:
+        rows = _rtt_rows(results.get(section, {}).get("best", {}).get(name), splits, "control", "c_correct")
+        if rows is not None:
+            out[label] = rows
     quant = results.get("quantize", {})
     for b in quant.get("bits", []):
         table = quant["models"].get(name, {}).get(f"int{b}", {})
@@ -89,6 +97,27 @@ def control_fact_outcomes(results: dict, name: str) -> dict[str, np.ndarray]:
         for layer, row in zip(probes.get("layers", []), model.get(key, []), strict=False):
             out[f"{label} @{layer}"] = unbits(row)[None]
     return out
+
+
+def recovery(results: dict, name: str, settings: VerdictSettings) -> dict | None:
+    """acc_V(method + RTT) ÷ acc_V(original + RTT) with its 95% interval (facts and seeds resampled
+    alike for both), or None when RTT did not run on both."""
+    mine, ref = outcomes(results, name).get(RTT), outcomes(results, REFERENCE).get(RTT)
+    if mine is None or ref is None:
+        return None
+    seeds = min(mine[0].shape[0], ref[0].shape[0])
+    method, original = mine[0][:seeds], ref[0][:seeds]
+    strata = np.array(results["facts"]["splits"])[mine[1]]
+    m, r = bootstrap_means([method, original], strata, settings.n_boot, settings.seed)
+    ok = r > 0
+    return {
+        "value": float(method.mean() / original.mean()) if original.mean() > 0 else None,
+        "ci95": interval95(m[ok] / r[ok]) if ok.any() else None,
+    }
+
+
+def interval95(draws: np.ndarray) -> list[float]:
+    return [float(x) for x in np.quantile(draws, [0.025, 0.975])]
 
 
 def paired_outcomes(results: dict, name: str) -> tuple[dict[str, tuple], str]:
@@ -306,8 +335,18 @@ def action_map(results: dict, name: str) -> dict | None:
         out.setdefault("layers", [str(i) for i in range(len(out["divergence"]))])
     if loc:
         before = loc["before"]["forget"]
-        n = len(loc["revert"])
+        measured = localized_layers(loc)
+        n = len(out["layers"]) if "layers" in out else max(measured) + 1
         out.setdefault("layers", [str(i) for i in range(n)])
-        out["revert"] = [r["forget"] - before for r in loc["revert"]]
-        out["patch"] = [p["forget"] - before if i < n - 1 else None for i, p in enumerate(loc["patch"])]
+        revert = dict(zip(measured, loc["revert"], strict=True))
+        patched = dict(zip(measured, loc["patch"], strict=True))
+        out["revert"] = [revert[i]["forget"] - before if i in revert else None for i in range(n)]
+        out["patch"] = [
+            patched[i]["forget"] - before if i in patched and i < n - 1 else None for i in range(n)
+        ]
     return out
+
+
+def localized_layers(loc: dict) -> list[int]:
+    """The blocks a localization measured (every block unless its settings named some)."""
+    return list(loc.get("layers", range(len(loc["revert"]))))

@@ -38,6 +38,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     seed: int = 0
     check_every: int | None = None  # steps between records / `on_epoch` calls (default: one pass)
+    group_by_length: int = 8  # batches sorted by length within runs of this many (1: plain shuffle)
 
 
 class Lion(torch.optim.Optimizer):
@@ -87,12 +88,23 @@ def _lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     raise InputError(f"unknown schedule '{cfg.schedule}' (choose constant or cosine)")
 
 
-def _cycle(n: int, batch_size: int, gen: torch.Generator) -> Iterator[list[int]]:
-    """Endless shuffled index batches over n items, reshuffled every pass."""
+def _cycle(lengths: list[int], batch_size: int, gen: torch.Generator, group: int) -> Iterator[list[int]]:
+    """Endless shuffled index batches over the items, reshuffled every pass. With `group` > 1, each
+    run of `group` batches of the shuffled order is sorted by length before it is cut into batches
+    (then the batches are shuffled): a batch pads to its longest item, and mixing a 70-token question
+    with 25-token ones costs a 135M model twice the compute for the same examples."""
+    n = len(lengths)
     while True:
         order = torch.randperm(n, generator=gen).tolist()
-        for start in range(0, n, batch_size):
-            yield order[start : start + batch_size]
+        batches = []
+        for start in range(0, n, batch_size * group):
+            chunk = order[start : start + batch_size * group]
+            if group > 1:
+                chunk = sorted(chunk, key=lambda i: lengths[i])
+            batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+        if group > 1:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+        yield from batches
 
 
 _DIVERGED: set[str] = set()
@@ -140,7 +152,10 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad] if params is None else params
     opt = _optimizer(params, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, cfg))
-    feeds = {name: _cycle(len(items), cfg.batch_size, gen) for name, items in encoded.items()}
+    feeds = {
+        name: _cycle([len(ids) for ids, _ in items], cfg.batch_size, gen, cfg.group_by_length)
+        for name, items in encoded.items()
+    }
     history: list[dict] = []
     running, seen = 0.0, 0
     model.train()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from forensics.arch import arch_of, arch_of_checkpoint
 from forensics.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
+from forensics.errors import InputError
 from forensics.executor import Executor
 from forensics.facts import Sets
 from forensics.formats import default_format
@@ -33,13 +34,23 @@ EXPECTED = {"exact": "erased", "exact_reseeded": "erased", "planted": "hidden", 
 LENSES = ("accuracy", "relearn", "quantize", "ablate", "probes")
 # the suppression fine-tune per part: the output layer alone needs a larger step to move the answers
 SUPPRESS = {
-    "block": TrainConfig(lr=3e-3, steps=150, batch_size=16, warmup=5),
-    "output": TrainConfig(lr=3e-2, steps=200, batch_size=16, warmup=5),
+    "demo": {
+        "block": TrainConfig(lr=3e-3, steps=150, batch_size=16, warmup=5),
+        "output": TrainConfig(lr=3e-2, steps=200, batch_size=16, warmup=5),
+    },
+    # a pretrained ~100M model (`forensics real`): its own scale of step, a batch of 8
+    "real": {
+        "block": TrainConfig(lr=3e-4, steps=60, batch_size=8, warmup=5),
+        "output": TrainConfig(lr=1e-3, steps=60, batch_size=8, warmup=5),
+    },
 }
 
 
-def suppressed(original: Path, sets: Sets, scorer: str, out: Path, part: str, seed: int) -> Path:
-    """The original fine-tuned on wrong answers (+ retain) in one part only: `block:N` or `output`."""
+def suppressed(
+    original: Path, sets: Sets, scorer: str, out: Path, part: str, seed: int, grid: str = "demo"
+) -> Path:
+    """The original fine-tuned on wrong answers (+ retain) in one part only: `block:N` or `output`,
+    with the suppression settings of `grid` (the model's scale)."""
     model, tok = load_checkpoint(original)
     arch = arch_of(model.config)
     if part == "output":
@@ -51,7 +62,7 @@ def suppressed(original: Path, sets: Sets, scorer: str, out: Path, part: str, se
         model,
         tok,
         {"wrong": data["wrong"], "retain": data["retain"]},
-        replace(SUPPRESS[part.split(":")[0]], seed=seed),
+        replace(SUPPRESS[grid][part.split(":")[0]], seed=seed),
         loss=ria.loss({"rc": 1.0}, {}),
         params=params,
         desc=f"validate: suppress in {part}",
@@ -64,7 +75,13 @@ def suppressed(original: Path, sets: Sets, scorer: str, out: Path, part: str, se
 
 
 def validation_models(
-    world_dir: Path, world: dict, sets: Sets, out: Path, progress: bool = False, kind: str | None = None
+    world_dir: Path,
+    world: dict,
+    sets: Sets,
+    out: Path,
+    progress: bool = False,
+    kind: str | None = None,
+    grid: str = "demo",
 ) -> tuple[dict[str, Path], int]:
     """The validation checkpoints of one world (of `kind`'s facts in a two-kind world; built under
     `out` unless there) and the planted block. A two-kind world's control comes from a pretraining
@@ -72,7 +89,8 @@ def validation_models(
     original = world_dir / world["models"]["original"]["path"]
     block = arch_of_checkpoint(original).n_layers // 2
     control = world["kinds"][kind]["control"] if kind else "never_learned"
-    models = {"exact": world_dir / world["models"][control]["path"]}
+    # pretrained knowledge has no never-learned model: no exact row there (its control is facts)
+    models = {"exact": world_dir / world["models"][control]["path"]} if control else {}
     reseeded = out / "exact_reseeded"
     if not kind and not (reseeded / "model.safetensors").exists():
         cfg = replace(WorldConfig.from_json(world["config"]), seed=world["config"]["seed"] + 1000)
@@ -85,7 +103,7 @@ def validation_models(
     for name, part in (("planted", f"block:{block}"), ("output_only", "output")):
         path = out / name
         if not (path / "model.safetensors").exists():
-            suppressed(original, sets, world["scorer"], path, part, world["config"]["seed"])
+            suppressed(original, sets, world["scorer"], path, part, world["config"]["seed"], grid)
         models[name] = path
     return models, block
 
@@ -97,12 +115,14 @@ def validate_world(
     runtime: Runtime = Runtime(),
     executor: Executor = Executor(),
     kind: str | None = None,
+    grid: str = "demo",
 ) -> list[dict]:
-    """Validation models, a study on them (the demo's grid), one row per model."""
+    """Validation models, a study on them (`grid`: the demo's, or `real` for a pretrained model), one
+    row per model."""
     world, sets = load_world(world_dir, kind)
-    models, block = validation_models(world_dir, world, sets, out, progress, kind)
+    models, block = validation_models(world_dir, world, sets, out, progress, kind, grid)
     name = f"validate-{world_dir.name}" + (f" ({kind})" if kind else "")
-    cfg = world_study(name, world_dir, world, models, out / "study", LENSES, runtime, executor, kind)
+    cfg = world_study(name, world_dir, world, models, out / "study", LENSES, runtime, executor, kind, grid)
     results = run_study(cfg, progress=progress)
     rows = []
     for name, expected in EXPECTED.items():
@@ -139,12 +159,17 @@ def validate(
     runtime: Runtime = Runtime(),
     executor: Executor = Executor(),
     kind: str | None = None,
+    grid: str = "demo",
 ) -> dict:
     """Validation over the given world and `seeds - 1` more worlds of its config with other seeds (on
-    `kind`'s facts in a two-kind world)."""
+    `kind`'s facts in a two-kind world), with `grid`'s study and suppression settings."""
     start = time.perf_counter()
     world_dir, out = Path(world_dir), Path(out)
     world, _ = load_world(world_dir, kind)
+    if grid not in SUPPRESS:
+        raise InputError(f"--grid {grid}: choose {', '.join(SUPPRESS)}")
+    if seeds > 1 and "known_facts" in world:
+        raise InputError(f"{world_dir}: a real model's world has one seed (its pretraining): --seeds 1")
     rows = []
     with claim(out, "validate"):
         worlds = [world_dir]
@@ -154,7 +179,7 @@ def validate(
             build_world(other, replace(cfg, seed=cfg.seed + k), progress=progress, runtime=runtime)
             worlds.append(other)
         for w in worlds:
-            rows += validate_world(w, out / f"models_{w.name}", progress, runtime, executor, kind)
+            rows += validate_world(w, out / f"models_{w.name}", progress, runtime, executor, kind, grid)
     confusion: dict[str, dict[str, int]] = {}
     for r in rows:
         cell = confusion.setdefault(r["expected"], {})

@@ -573,4 +573,4 @@ def load_world(root: Path, kind: str | None = None) -> tuple[dict, Sets]:
         raise InputError(f"{path}: this world has no kinds (asked for '{kind}')")
     facts = load_jsonl(root / world["facts"])
     s = kinds[kind]["sets"] if kind else world["sets"]
-    return world, select(facts, s["forget"], s["retain"], s["near_retain"])
+    return world, select(facts, s["forget"], s["retain"], s["near_retain"], control=s.get("control", ()))

@@ -9,7 +9,7 @@ import pytest
 from forensics.checkpoint import read_json
 from forensics.cli import main
 from forensics.study import SCHEMA_VERSION, run_study
-from forensics.study_config import LENSES, load_config
+from forensics.study_config import DEFAULT_LENSES, load_config
 from forensics.unlearn.run import UnlearnSettings, unlearn
 from forensics.world import load_world
 from tests import chromium
@@ -79,7 +79,7 @@ def first_run(study_root):
 def test_study_writes_results_and_report(first_run):
     results = read_json(first_run / "results.json")
     assert results["schema_version"] == SCHEMA_VERSION
-    for lens in LENSES:
+    for lens in DEFAULT_LENSES:
         assert lens in results, lens
     assert set(results["summary"]) == {"gd", "rmu"}
     # the reference works (the original answers 1.00 of its forget facts; RTT on it recovers V +0.83

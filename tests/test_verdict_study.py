@@ -148,7 +148,7 @@ def fact_controlled(root):
     suppressed(root / "original", sets, "choice", root / "planted", "block:1", seed=0)
     config = root / "facts_control.toml"
     config.write_text(
-        f"""out = "facts_control"
+        """out = "facts_control"
 grid = "demo"
 [models]
 original = "original"
@@ -161,7 +161,7 @@ forget = ["forget_0", "forget_1", "forget_2"]
 control = ["unknown_0", "unknown_1", "unknown_2"]
 retain = ["retain"]
 [lenses]
-run = {LENSES}
+run = ["accuracy", "relearn", "relearn_lora", "quantize", "ablate", "probes"]
 """
     )
     assert main(["study", str(config), "--quiet"]) == 0
@@ -178,7 +178,7 @@ def test_facts_the_original_does_not_know_stand_in_for_the_control(fact_controll
     for row in (planted, exact):
         assert row["against"] == "facts the original does not know (the same runs)" and row["controlled"]
         assert "ablation @0" not in row["lenses"]  # no control facts through the ablation: left out
-        assert {"RTT", "int8 quantization", "logit lens @0"} <= set(row["lenses"])
+        assert {"RTT", "LoRA RTT", "int8 quantization", "logit lens @0"} <= set(row["lenses"])
     assert planted["verdict"] == "hidden", planted["evidence"]
     assert not exact["verdict"].startswith("hidden"), exact["evidence"]
     # the RTT lens compares V after RTT with the control facts after the same runs

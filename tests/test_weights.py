@@ -127,6 +127,23 @@ def test_planted_edit_is_localized_by_diff_revert_and_patch(micro_world, planted
     assert patched[0]["forget"] < 1.0
 
 
+def test_localization_on_named_blocks_only(micro_world, planted):
+    """`layers` localizes the named blocks only: their revert, patch and layer RTT, recorded with the
+    blocks, and the action map puts them at their blocks (None elsewhere)."""
+    from forensics.summary import action_map
+
+    _, sets = load_world(micro_world)
+    settings = RelearnSettings(lrs=(1e-2,), epochs=1, scorer="choice", seeds=(0,), rotations=1, layers=(1,))
+    loc = localize_section(micro_world / "checkpoints/original", {"planted": planted}, sets, settings)[
+        "planted"
+    ]
+    assert loc["layers"] == [1] and len(loc["revert"]) == len(loc["patch"]) == len(loc["layer_rtt"]) == 1
+    assert loc["revert"][0]["forget"] == 1.0  # the planted block: reverting it restores the original
+    row = action_map({"localize": {"planted": loc}}, "planted")
+    assert row["layers"] == ["0", "1"] and row["revert"][0] is None and row["revert"][1] > 0
+    assert row["patch"] == [None, None]  # the last block's patch is the original's output: left out
+
+
 def test_activations_and_localize_on_the_planted_edit(micro_world, planted, tmp_path):
     """The edit planted in layer 1 is found at layer 1 by revert and by layer-restricted RTT.
 
@@ -150,9 +167,10 @@ def test_activations_and_localize_on_the_planted_edit(micro_world, planted, tmp_
     }
     assert reverted[0] == loc["before"] and reverted[1] == theirs and theirs["forget"] == 1.0
     assert reverted[1]["forget"] - reverted[0]["forget"] >= 0.4, reverted  # 0.58 measured
-    # RTT restricted to the planted layer brings V back, beyond the planted model and beyond layer 0
-    assert len(rtt) == 2 and rtt[1]["acc_v"] >= 0.75 and rtt[1]["acc_v"] > rtt[0]["acc_v"], rtt
-    assert rtt[1]["acc_v"] - before >= 0.3, (before, rtt)  # 0.50 / 0.58 measured
+    # RTT restricted to the planted layer brings V back, beyond the planted model (RTT on layer 0 can
+    # route around the edit too: 0.67 to 0.83 measured, so the two layers are not ordered here)
+    assert len(rtt) == 2 and rtt[1]["acc_v"] >= 0.75, rtt
+    assert rtt[1]["acc_v"] - before >= 0.3, (before, rtt)  # 0.42 to 0.58 measured
     dyn = loc["dynamics"]
     assert [p["epoch"] for p in dyn["points"]] == list(range(9))
     assert len(dyn["points"][0]["ridge_probe_v"]) == 3

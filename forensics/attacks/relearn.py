@@ -53,6 +53,7 @@ class RelearnSettings:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] | None = None  # module names; None: every linear layer but the output
+    layers: tuple[int, ...] | None = None  # localization only: the blocks it reverts, patches, trains
 
     def __post_init__(self):
         if self.method not in RTT_METHODS:

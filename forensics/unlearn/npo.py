@@ -13,6 +13,7 @@ from forensics.unlearn.losses import mean_nll, sequence_logprob
 GRID = [{"lr": lr, "beta": 0.1, "rc": 1.0} for lr in (3e-4, 1e-3, 3e-3)]
 DEMO = {"lr": 3e-3, "beta": 0.1, "rc": 1.0}  # the point the full sweep picks on the default world
 STEPS = 60
+REAL = {"lr": 3e-4, "beta": 0.1, "rc": 1.0}  # the first point on a pretrained ~100M model
 RETAIN_KEY = "rc"  # what the adaptive sweep raises when a run costs too much retain
 STREAMS = ("forget", "retain")
 

