@@ -234,7 +234,7 @@ def method_figure(results: dict, name: str) -> go.Figure:
         _line(fig, layers, act["retain"]["cosine"], "retain prompts", "#38a169", 2, 1)
     loc = results.get("localize", {}).get(name)
     if loc:
-        blocks = [str(i) for i in range(len(loc["revert"]))]
+        blocks = [str(i) for i in loc.get("layers", range(len(loc["revert"])))]
         _line(fig, blocks, [r["forget"] for r in loc["revert"]], "revert layer", "#dd6b20", 2, 2)
         _line(fig, blocks, [r["forget"] for r in loc["patch"]], "patch residual", "#319795", 2, 2)
         _line(
@@ -243,8 +243,9 @@ def method_figure(results: dict, name: str) -> go.Figure:
         _line(
             fig, blocks, [loc["before"]["forget"]] * len(blocks), "unlearned, as is", "#a0aec0", 2, 2, "dot"
         )
-        for point in loc["dynamics"]["points"][1:]:
-            _line(fig, blocks, point["cosine"], f"after epoch {point['epoch']}", None, 2, 3, show=False)
+        for point in loc["dynamics"]["points"][1:]:  # every block, whichever blocks were localized
+            every = [str(i) for i in range(len(point["cosine"]))]
+            _line(fig, every, point["cosine"], f"after epoch {point['epoch']}", None, 2, 3, show=False)
     drawn = {(t.xaxis, t.yaxis) for t in fig.data}
     for r, c in ((r, c) for r in (1, 2) for c in (1, 2, 3)):
         axes = fig.get_subplot(r, c)

@@ -105,7 +105,7 @@ def test_interrupt_and_disk_errors_are_one_line(study, capsys, monkeypatch):
     monkeypatch.setattr("forensics.scoring.accuracy_table", interrupted)
     assert main(["study", str(config), "--quiet"]) == 130
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == ["forensics: interrupted; finished stages and runs are kept, rerun to resume"]
+    assert lines == ["forensics: stopped (SIGINT); finished stages and runs are kept, rerun to resume"]
 
     def full(data, path):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

@@ -74,8 +74,11 @@ def test_probe_study_on_the_micro_world(micro_world, tmp_path):
     out = probe_models(models, sets, "choice", tmp_path, ProbeSettings())
     assert out["layers"] == ["embed", "0", "1"]
     orig, never = out["models"]["original"], out["models"]["never_learned"]
-    assert orig["probe"][-1]["acc"] > never["probe"][-1]["acc"]
+    # The probe is not compared across models here: the micro world's forget answers are mostly
+    # years no other fact has, so a probe (which names only classes it trained on) stays near chance
+    # on both. The lens reads every answer: the original's, not the never-learned model's.
     assert orig["lens"]["forget"][-1]["acc"] == 1.0  # the original answers every forget fact
+    assert never["lens"]["forget"][-1]["acc"] <= 0.5
     for entry in orig["probe"]:
         assert entry["ci"][0] <= entry["acc"] <= entry["ci"][1] and entry["n"] == 12
     assert len(orig["ridge"]) == 3 and all(0 <= r["acc"] <= 1 for r in orig["ridge"])
