@@ -11,7 +11,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from forensics.errors import InputError, RunFailed, Stopped
+from forensics.errors import InputError, RunFailed, Stopped, clear_stop, request_stop
 from forensics.outdir import claim, safe_name
 
 DEFAULT_DEMO_DIR = "runs/demo"
@@ -756,8 +756,8 @@ def cmd_diff(a: argparse.Namespace) -> None:
 def cmd_localize(a: argparse.Namespace) -> None:
     from forensics.attacks.relearn import RelearnSettings
     from forensics.checkpoint import write_json
+    from forensics.lenses.localize import localized_layers
     from forensics.localize import activations_section, localize_section, weights_section
-    from forensics.summary import localized_layers
     from forensics.world import load_world
 
     root = Path(a.world)
@@ -1089,7 +1089,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _stop_on(signum: int, frame) -> None:
-    raise Stopped(signum)
+    request_stop(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1101,7 +1101,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     handlers = {}
     if threading.current_thread() is threading.main_thread():
-        handlers = {s: signal.signal(s, _stop_on) for s in (signal.SIGTERM, signal.SIGHUP)}
+        handlers = {s: signal.signal(s, _stop_on) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         return args.func(args) or 0
     except InputError as e:
@@ -1123,6 +1123,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 128 + signum
     finally:
+        clear_stop()
         for s, handler in handlers.items():
             signal.signal(s, handler)
 

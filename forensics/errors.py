@@ -26,6 +26,27 @@ class Stopped(BaseException):
         self.signum = signum
 
 
+_requested: list[int] = []  # signals asked to stop the process, in order (see `stop_requested`)
+
+
+def request_stop(signum: int) -> None:
+    """A signal handler's record that the process must stop, then `Stopped` raised: a raise that
+    lands in a finalizer is swallowed by Python, the record is not (`check_stop` sees it)."""
+    _requested.append(signum)
+    raise Stopped(signum)
+
+
+def clear_stop() -> None:
+    """Forget the requests (a command that handled its stop; the next starts afresh)."""
+    _requested.clear()
+
+
+def check_stop() -> None:
+    """Raise `Stopped` if a stop was requested (a wait loop's check between its waits)."""
+    if _requested:
+        raise Stopped(_requested[0])
+
+
 def warn(message: str) -> None:
     """One line on stderr for something recovered from (e.g. a corrupt cache entry recomputed)."""
     print(f"forensics: warning: {message}", file=sys.stderr)

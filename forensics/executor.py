@@ -18,10 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from forensics.errors import InputError, RunFailed, warn
+from forensics.errors import InputError, RunFailed, check_stop, warn
 
 EXECUTORS = ("local", "ray")
 RESUME = "the runs that finished are kept: rerun the same command to resume"
@@ -97,7 +98,7 @@ def _run_pool(jobs: Sequence[Job], workers: int) -> list:
     pool = _pool(workers)
     futures = [pool.submit(_released, job.fn, None, *job.args) for job in jobs]
     try:
-        return [f.result() for f in futures]
+        return [_result(f) for f in futures]
     except BrokenProcessPool:
         _discard(workers)
         raise RunFailed(
@@ -111,6 +112,17 @@ def _run_pool(jobs: Sequence[Job], workers: int) -> list:
     except BaseException:  # Ctrl-C, SIGTERM: stop now; the workers' finished files are on disk
         _discard(workers, kill=True)
         raise
+
+
+def _result(future):
+    """A job's result, checking between short waits whether a stop was requested (a signal whose
+    exception Python swallowed, raised inside a finalizer, still stops the run)."""
+    while True:
+        check_stop()
+        try:
+            return future.result(timeout=0.25)
+        except FuturesTimeout:
+            continue
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:

@@ -89,13 +89,18 @@ def feature_prompts(facts: Sequence[Fact], scorer: str) -> list[str]:
     return [prompt(f) for f in facts]
 
 
-def lens_correct(bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | None, weights: str):
-    """[layers + 1, n] bool: is the logit lens at each layer right on each fact (the scorer's rule).
+def lens_correct(
+    bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | None, weights: str, translate=None
+):
+    """[layers + 1, n] bool: is the logit lens at each layer right on each fact (the scorer's rule);
+    with `translate` (per-layer residuals [layers + 1, ..., d] → the same shape: a tuned lens's
+    translators), the residuals are translated before the model's own readout.
 
     Under `choice`, one-token choices are read from the cached final-position residuals (the
     scorer's own plan); longer choices' rows are streamed through the lens batch by batch."""
     readout = arch_of(bridge.original_model.config).readout(bridge.original_model)
-    resid = features(bridge, facts, scorer, cache_dir, weights)
+    translate = translate or (lambda resid: resid)
+    resid = translate(features(bridge, facts, scorer, cache_dir, weights))
     answers = torch.tensor([f.answer for f in facts])
     if scorer.startswith("letter"):
         letters = letter_token_ids(bridge.tokenizer, max(len(f.choices) for f in facts))
@@ -113,7 +118,7 @@ def lens_correct(bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | N
 
         def reduce(acts, attention, rows):
             """[layers + 1, width, b]: each row's terms' log-probs, in its `by_row` order."""
-            stacked = torch.stack([acts[h] for h in hooks])  # [layers + 1, b, T, d]
+            stacked = translate(torch.stack([acts[h] for h in hooks]))  # [layers + 1, b, T, d]
             picks = [(b, k, n) for b, r in enumerate(rows) for k, n in enumerate(by_row[r])]
             seqs, cols, toks = (
                 torch.tensor(x, device=stacked.device)

@@ -11,7 +11,7 @@ import json
 import platform
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -21,9 +21,10 @@ from forensics.digest import checkpoint_digest, facts_digest
 from forensics.digest import key as digest_key
 from forensics.errors import InputError, warn
 from forensics.facts import Sets, assign_kinds, load_facts, select
+from forensics.lenses import REGISTRY, Context
 from forensics.outdir import claim
 from forensics.pair import check_models
-from forensics.study_config import CONTROL, LENSES, REFERENCE, StudyConfig
+from forensics.study_config import CONTROL, StudyConfig
 from forensics.summary import action_map, reference_check, summarize
 
 SCHEMA_VERSION = 2  # 2: per-fact outcomes, the control through every lens, statistical verdicts
@@ -69,18 +70,8 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
 
     The checkpoints are checked as a pair with the original before anything runs; OUT is claimed
     (refused when it is someone else's folder, unless `force`, or while another study holds it)."""
-    from forensics.attacks.ablate import ablate_attack, forget_residuals
-    from forensics.attacks.quantize import quantize_attack
-    from forensics.attacks.relearn import relearn
-    from forensics.checkpoint import boot_bridge, load_checkpoint
-    from forensics.localize import activations_section, localize_section, weights_section
-    from forensics.probing import probe_models
-    from forensics.scoring import accuracy_table
-
     sets = study_sets(cfg)
     models, unlearned = cfg.models(), cfg.unlearned
-    # the control goes through every lens beside the methods (DESIGN §9)
-    others = {n: p for n, p in models.items() if n != REFERENCE}
     check_models(models, sets, cfg.scorer, cfg.settings.relearn.fmt)
     cfg.jobs().start()  # a cluster that does not answer stops the study before anything is written
     digests = {name: checkpoint_digest(path) for name, path in models.items()}
@@ -96,66 +87,13 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     out = Path(cfg.out)
     cache = out / "cache"
 
-    def accuracy() -> dict:
-        tables = {}
-        for name, path in models.items():
-            model, tok = load_checkpoint(path, run)
-            tables[name] = accuracy_table(model, tok, sets, cfg.scorer, per_fact=True)
-        return tables
-
-    def ablate() -> dict:
-        original = forget_residuals(boot_bridge(cfg.original, runtime=run), sets, cfg.scorer)
-        return {
-            n: ablate_attack(boot_bridge(p, runtime=run), original, sets, cfg.scorer)
-            for n, p in others.items()
-        }
-
-    stages = {
-        "accuracy": (accuracy, {"models": digests}),
-        "relearn": (
-            lambda: relearn(
-                models, sets, out, grid.relearn, progress=progress, runtime=run, executor=cfg.jobs()
-            ),
-            {"models": digests, "settings": asdict(grid.relearn)},
-        ),
-        "relearn_lora": (
-            lambda: relearn(
-                models,
-                sets,
-                out / "lora",
-                grid.relearn_lora,
-                progress=progress,
-                runtime=run,
-                executor=cfg.jobs(),
-            ),
-            {"models": digests, "settings": asdict(grid.relearn_lora)},
-        ),
-        "quantize": (
-            lambda: quantize_attack(
-                models, sets, cfg.scorer, grid.quantize.bits, results.get("accuracy"), runtime=run
-            ),
-            {"models": digests, "settings": asdict(grid.quantize)},
-        ),
-        "ablate": (ablate, {"models": digests}),
-        "probes": (
-            lambda: probe_models(models, sets, cfg.scorer, cache, grid.probes, run, cfg.jobs()),
-            {"models": digests, "settings": asdict(grid.probes)},
-        ),
-        "weights": (lambda: weights_section(cfg.original, others), {"models": digests}),
-        "activations": (
-            lambda: activations_section(cfg.original, others, sets, cfg.scorer, cache, run),
-            {"models": digests},
-        ),
-        "localize": (
-            lambda: localize_section(cfg.original, others, sets, grid.localize, progress, run, cfg.jobs()),
-            {"models": digests, "settings": asdict(grid.localize)},
-        ),
-    }
     with claim(out, "study", force):
-        for lens in LENSES:
-            if lens in cfg.lenses:
-                fn, inputs = stages[lens]
-                results[lens] = _stage(out, lens, {**base, **inputs}, fn, timings)
+        ctx = Context(cfg, sets, models, digests, out, progress, results)
+        for name, lens in REGISTRY.items():
+            if name in cfg.lenses:
+                results[name] = _stage(
+                    out, name, {**base, **lens.inputs(ctx)}, partial(lens.run, ctx), timings
+                )
                 if cfg.cache_max_gb is not None:
                     enforce_cap(cache, cfg.cache_max_gb)
         results = {
@@ -182,6 +120,9 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
         results["summary"] = summarize(results, list(unlearned), cfg.verdict)
         if CONTROL in models:
             results["control_action_map"] = action_map(results, CONTROL)
+        results["action_rows"] = {
+            row: title for lens in REGISTRY.values() for row, title in lens.rows.items()
+        }
         write_json(results, out / "results.json")
     return results
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from forensics.attacks.quantize import QuantizeSettings
 from forensics.attacks.relearn import RelearnSettings
@@ -19,25 +21,16 @@ from forensics.checkpoint import check_dir
 from forensics.config import coerce, from_table
 from forensics.errors import InputError
 from forensics.executor import Executor
+from forensics.lenses import REGISTRY
 from forensics.outdir import safe_name
 from forensics.probing import ProbeSettings
 from forensics.runtime import Runtime
 from forensics.verdict import VerdictSettings
 
-LENSES = (
-    "accuracy",
-    "relearn",
-    "relearn_lora",
-    "quantize",
-    "ablate",
-    "probes",
-    "weights",
-    "activations",
-    "localize",
-)
-# what a study runs unless [lenses] run says otherwise: LoRA RTT (a second attack beside full RTT, for
-# models too big to copy) is asked for by name
-DEFAULT_LENSES = tuple(lens for lens in LENSES if lens != "relearn_lora")
+LENSES = tuple(REGISTRY)
+# what a study runs unless [lenses] run says otherwise: opt-in lenses (LoRA RTT, a second attack
+# beside full RTT for models too big to copy; the heavy ones) are asked for by name
+DEFAULT_LENSES = tuple(name for name, lens in REGISTRY.items() if lens.default)
 REFERENCE, CONTROL = "original", "never_learned"
 
 
@@ -50,7 +43,17 @@ class Grid:
     localize: RelearnSettings = RelearnSettings(lrs=(1e-3,), epochs=4)
     probes: ProbeSettings = ProbeSettings()
     quantize: QuantizeSettings = QuantizeSettings()
+    # every other lens's settings, where the grid differs from the lens's own defaults
+    lenses: Mapping[str, Any] = field(default_factory=dict)
 
+    def of(self, name: str):
+        """Lens `name`'s settings under this grid."""
+        if name in GRID_FIELDS:
+            return getattr(self, name)
+        return self.lenses.get(name) or REGISTRY[name].settings()
+
+
+GRID_FIELDS = ("relearn", "relearn_lora", "localize", "probes", "quantize")  # presets with a field
 
 GRIDS = {
     "full": Grid(),
@@ -159,12 +162,12 @@ class StudyConfig:
         object.__setattr__(
             self,
             "settings",
-            Grid(
+            replace(
+                s,
                 relearn=replace(s.relearn, scorer=self.scorer, seeds=self.seeds),
                 relearn_lora=replace(s.relearn_lora, scorer=self.scorer, seeds=self.seeds),
                 localize=replace(s.localize, scorer=self.scorer, seeds=self.seeds),
                 probes=replace(s.probes, seed=self.seeds[0]),
-                quantize=s.quantize,
             ),
         )
 
@@ -177,6 +180,10 @@ class StudyConfig:
 
     def as_json(self) -> dict:
         return json.loads(json.dumps(asdict(self), default=str))
+
+    def lens_settings(self, name: str):
+        """Lens `name`'s settings in this study (the grid's, with `[lenses.<name>]` over them)."""
+        return self.settings.of(name)
 
     def jobs(self) -> Executor:
         """Where the study's independent jobs run."""
@@ -270,7 +277,8 @@ class KindStudy:
     verdict: VerdictSettings = field(default_factory=VerdictSettings)
 
 
-LENS_TABLES = ("relearn", "relearn_lora", "localize", "probes", "quantize")
+# lenses with settings: each reads its own [lenses.<name>] table
+LENS_TABLES = tuple(name for name, lens in REGISTRY.items() if lens.settings is not None)
 
 
 def load_config(path: Path) -> StudyConfig:
@@ -334,11 +342,11 @@ def load_config(path: Path) -> StudyConfig:
     preset = GRIDS[grid]
     settings = {
         lens: from_table(
-            type(getattr(preset, lens)),
+            REGISTRY[lens].settings,
             lenses.get(lens, {}),
             f"{path}: [lenses.{lens}]",
-            base=getattr(preset, lens),
-            exclude=("scorer", "seed", "seeds"),
+            base=preset.of(lens),
+            exclude=("scorer", "seed", "seeds") if lens in GRID_FIELDS else (),
         )
         for lens in LENS_TABLES
     }
@@ -375,7 +383,10 @@ def load_config(path: Path) -> StudyConfig:
         ),
         lenses=typed(lenses.get("run", list(DEFAULT_LENSES)), tuple[str, ...], "[lenses] 'run'"),
         grid=grid,
-        settings=Grid(**settings),
+        settings=Grid(
+            **{k: v for k, v in settings.items() if k in GRID_FIELDS},
+            lenses={k: v for k, v in settings.items() if k not in GRID_FIELDS},
+        ),
         cache_max_gb=typed(raw["cache_max_gb"], float, "'cache_max_gb'") if "cache_max_gb" in raw else None,
         runtime=from_table(Runtime, {k: raw[k] for k in RUNTIME if k in raw}, f"{path}"),
         executor=typed(raw.get("executor", "local"), str, "'executor'"),

@@ -15,58 +15,21 @@ from dataclasses import replace
 
 import numpy as np
 
+from forensics.lenses import REGISTRY
 from forensics.verdict import VerdictSettings, bootstrap_means, decide, describe, evidence, unbits
 
 REFERENCE, CONTROL = "original", "never_learned"
-RTT = "RTT"
+RTT = "RTT"  # the relearning attack's lens label (forensics.lenses.relearn)
 MIN_RETAIN = 0.9  # the unlearning rule: retain at or above this × the original's
-
-
-ATTACKS = (("relearn", RTT), ("relearn_lora", "LoRA RTT"))  # results section, lens name
-
-
-def _rtt_rows(best: dict | None, splits: list[str], key: str, field: str) -> np.ndarray | None:
-    """[seeds, facts] per-fact outcomes of an RTT section's best runs, V splits in forget order."""
-    if not best:
-        return None
-    vs = list(dict.fromkeys(splits))
-    if not all(v in best and best[v].get(key) for v in vs):
-        return None
-    n_seeds = min(len(best[v][key]) for v in vs)
-    return np.stack([unbits("".join(best[v][key][i][field] for v in vs)) for i in range(n_seeds)])
 
 
 def outcomes(results: dict, name: str) -> dict[str, tuple[np.ndarray, list[int]]]:
     """Per information lens (and layer): (outcomes [seeds, facts], indices of those facts among the
     forget facts) for model `name`; lenses the study did not run, or ran without `name`, are absent."""
     out: dict[str, tuple[np.ndarray, list[int]]] = {}
-    splits = results["facts"]["splits"]
-    everything = list(range(len(splits)))
-    for section, label in ATTACKS:
-        rows = _rtt_rows(results.get(section, {}).get("best", {}).get(name), splits, "seeds", "v_correct")
-        if rows is not None:
-            out[label] = (rows, everything)
-    quant = results.get("quantize", {})
-    for b in quant.get("bits", []):
-        table = quant["models"].get(name, {}).get(f"int{b}", {})
-        if "forget_correct" in table:
-            out[f"int{b} quantization"] = (unbits(table["forget_correct"])[None], everything)
-    probes = results.get("probes", {})
-    model = probes.get("models", {}).get(name, {})
-    for key, label in (("probe_correct", "probe"), ("lens_correct", "logit lens")):
-        for layer, row in zip(probes.get("layers", []), model.get(key, []), strict=False):
-            out[f"{label} @{layer}"] = (unbits(row)[None], everything)
-    ablate = results.get("ablate", {}).get(name)
-    if ablate:
-        for layer in ablate["layers"]:
-            row = "".join(ablate["per_v"][v]["after_correct"][layer] for v in ablate["per_v"])
-            out[f"ablation @{layer}"] = (unbits(row)[None], everything)
-    loc = results.get("localize", {}).get(name)
-    if loc:
-        for layer, entry in zip(localized_layers(loc), loc["layer_rtt"], strict=True):
-            vs = list(entry["per_v"])
-            facts = [i for i, s in enumerate(splits) if s in vs]
-            out[f"layer RTT @{layer}"] = (np.stack([unbits(r) for r in entry["correct"]]), facts)
+    for lens in REGISTRY.values():
+        if lens.outcomes is not None:
+            out.update(lens.outcomes(results, name))
     return out
 
 
@@ -81,21 +44,9 @@ def control_fact_outcomes(results: dict, name: str) -> dict[str, np.ndarray]:
     """Per information lens: model `name`'s outcomes [seeds, control facts] on the control facts the
     same lens runs scored beside the forget facts (a study with control splits)."""
     out: dict[str, np.ndarray] = {}
-    splits = results["facts"]["splits"]
-    for section, label in ATTACKS:
-        rows = _rtt_rows(results.get(section, {}).get("best", {}).get(name), splits, "control", "c_correct")
-        if rows is not None:
-            out[label] = rows
-    quant = results.get("quantize", {})
-    for b in quant.get("bits", []):
-        table = quant["models"].get(name, {}).get(f"int{b}", {})
-        if "control_correct" in table:
-            out[f"int{b} quantization"] = unbits(table["control_correct"])[None]
-    probes = results.get("probes", {})
-    model = probes.get("models", {}).get(name, {})
-    for key, label in (("probe_on_control_facts", "probe"), ("lens_on_control_facts", "logit lens")):
-        for layer, row in zip(probes.get("layers", []), model.get(key, []), strict=False):
-            out[f"{label} @{layer}"] = unbits(row)[None]
+    for lens in REGISTRY.values():
+        if lens.control_outcomes is not None:
+            out.update(lens.control_outcomes(results, name))
     return out
 
 
@@ -317,36 +268,18 @@ def information_map(lenses: dict[str, dict], blind_lenses: Sequence[str] = ()) -
 
 
 def action_map(results: dict, name: str) -> dict | None:
-    """Where the method acted, per block: ‖ΔW‖/‖W‖, 1 − cosine to the original's residual on forget
-    prompts, and forget accuracy gained by reverting or patching the block (the last block's patch is
-    the original's output by construction and left out). These never decide the verdict."""
-    weights = results.get("weights", {}).get(name)
-    acts = results.get("activations", {}).get(name)
-    loc = results.get("localize", {}).get(name)
-    if not (weights or acts or loc):
-        return None
+    """Where the method acted, per block, one row per action lens's measure (‖ΔW‖/‖W‖, 1 − cosine to
+    the original's residual on forget prompts, forget accuracy gained by reverting or patching the
+    block, …), aligned on the blocks the first of them names (None where a lens did not measure a
+    block). These never decide the verdict."""
     out: dict[str, list] = {}
-    if weights:
-        layers = sorted((k for k in weights["layers"] if k.isdigit()), key=int)
-        out["layers"] = layers
-        out["dW_rel"] = [weights["layers"][k]["all"]["rel"] for k in layers]
-    if acts:
-        out["divergence"] = [1 - c for c in acts["forget"]["cosine"][1:]]
-        out.setdefault("layers", [str(i) for i in range(len(out["divergence"]))])
-    if loc:
-        before = loc["before"]["forget"]
-        measured = localized_layers(loc)
-        n = len(out["layers"]) if "layers" in out else max(measured) + 1
-        out.setdefault("layers", [str(i) for i in range(n)])
-        revert = dict(zip(measured, loc["revert"], strict=True))
-        patched = dict(zip(measured, loc["patch"], strict=True))
-        out["revert"] = [revert[i]["forget"] - before if i in revert else None for i in range(n)]
-        out["patch"] = [
-            patched[i]["forget"] - before if i in patched and i < n - 1 else None for i in range(n)
-        ]
-    return out
-
-
-def localized_layers(loc: dict) -> list[int]:
-    """The blocks a localization measured (every block unless its settings named some)."""
-    return list(loc.get("layers", range(len(loc["revert"]))))
+    for lens in REGISTRY.values():
+        rows = lens.action(results, name) if lens.action is not None else None
+        if not rows:
+            continue
+        layers = rows.pop("layers")
+        frame = out.setdefault("layers", layers)
+        at = {layer: i for i, layer in enumerate(layers)}
+        for row, values in rows.items():
+            out[row] = [values[at[layer]] if layer in at else None for layer in frame]
+    return out or None

@@ -130,6 +130,15 @@ def information_figure(results: dict) -> go.Figure | None:
     return _layout(fig, "Information map: is the answer still in the model, layer by layer? (95% CI)", 400)
 
 
+# the action map's rows in results written before the study listed them (`action_rows`)
+ACTION_ROWS = {
+    "dW_rel": "‖ΔW‖/‖W‖",
+    "divergence": "1 − cos to the original (forget prompts)",
+    "revert": "forget gained by reverting the block",
+    "patch": "forget gained by patching the original's residual",
+}
+
+
 def action_figure(results: dict) -> go.Figure | None:
     """Where each method acted, per block; the control (which never learned the facts) beside them."""
     summary = results.get("summary", {})
@@ -137,12 +146,7 @@ def action_figure(results: dict) -> go.Figure | None:
     control = results.get("control_action_map")
     if control:
         rows = {**rows, "never_learned": control}
-    panels = [
-        ("dW_rel", "‖ΔW‖/‖W‖"),
-        ("divergence", "1 − cos to the original (forget prompts)"),
-        ("revert", "forget gained by reverting the block"),
-        ("patch", "forget gained by patching the original's residual"),
-    ]
+    panels = list(results.get("action_rows", ACTION_ROWS).items())  # one per action lens's row
     panels = [(k, t) for k, t in panels if any(k in r for r in rows.values())]
     if not panels:
         return None

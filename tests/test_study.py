@@ -126,11 +126,12 @@ def test_resume_after_a_kill_redoes_nothing_finished(study_root, monkeypatch):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr("forensics.probing.probe_models", killed)
+        m.setattr("forensics.localize.localize_section", killed)  # the last of the default lenses but four
         with pytest.raises(KeyboardInterrupt):
             run_study(load_config(config), progress=False)
     stages = study_root / "run3/stages"
-    assert sorted(p.stem for p in stages.glob("*.json")) == ["ablate", "accuracy", "quantize", "relearn"]
+    finished = ["ablate", "accuracy", "activations", "probes", "quantize", "relearn", "weights"]
+    assert sorted(p.stem for p in stages.glob("*.json")) == finished
     assert not (study_root / "run3/results.json").exists()
 
     def must_not_run(*args, **kwargs):
@@ -140,9 +141,11 @@ def test_resume_after_a_kill_redoes_nothing_finished(study_root, monkeypatch):
     monkeypatch.setattr("forensics.attacks.quantize.quantize_attack", must_not_run)
     monkeypatch.setattr("forensics.attacks.ablate.ablate_attack", must_not_run)
     monkeypatch.setattr("forensics.scoring.accuracy_table", must_not_run)
+    for finished_lens in ("probing.probe_models", "localize.weights_section", "localize.activations_section"):
+        monkeypatch.setattr(f"forensics.{finished_lens}", must_not_run)
     results = run_study(load_config(config), progress=False)
     resumed = {k for k, t in results["timings"].items() if t["resumed"]}
-    assert resumed == {"accuracy", "relearn", "quantize", "ablate"}
+    assert resumed == set(finished)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,32 @@
+"""Direction ablation: project the original-vs-method mean difference out of each layer's residual
+and see whether the forget answers return."""
+
+from __future__ import annotations
+
+from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
+from forensics.verdict import unbits
+
+
+def run(ctx: Context) -> dict:
+    from forensics.attacks.ablate import ablate_attack, forget_residuals
+    from forensics.checkpoint import boot_bridge
+
+    original = forget_residuals(boot_bridge(ctx.cfg.original, runtime=ctx.runtime), ctx.sets, ctx.scorer)
+    return {
+        n: ablate_attack(boot_bridge(p, runtime=ctx.runtime), original, ctx.sets, ctx.scorer)
+        for n, p in ctx.others.items()
+    }
+
+
+def outcomes(results: dict, model: str) -> Outcomes:
+    ablate = results.get("ablate", {}).get(model)
+    if not ablate:
+        return {}
+    out = {}
+    for layer in ablate["layers"]:
+        row = "".join(ablate["per_v"][v]["after_correct"][layer] for v in ablate["per_v"])
+        out[f"ablation @{layer}"] = (unbits(row)[None], everything(results))
+    return out
+
+
+LENS = Lens("ablate", INFORMATION, run, outcomes=outcomes)

@@ -1,0 +1,25 @@
+"""Activation divergence: 1 − cosine between each block's residual in the method and in the original,
+on forget and retain prompts."""
+
+from __future__ import annotations
+
+from forensics.lenses.base import ACTION, Context, Lens
+
+
+def run(ctx: Context) -> dict:
+    from forensics.localize import activations_section
+
+    return activations_section(ctx.cfg.original, ctx.others, ctx.sets, ctx.scorer, ctx.cache, ctx.runtime)
+
+
+def action(results: dict, model: str) -> dict | None:
+    acts = results.get("activations", {}).get(model)
+    if not acts:
+        return None
+    divergence = [1 - c for c in acts["forget"]["cosine"][1:]]
+    return {"layers": [str(i) for i in range(len(divergence))], "divergence": divergence}
+
+
+LENS = Lens(
+    "activations", ACTION, run, action=action, rows={"divergence": "1 − cos to the original (forget prompts)"}
+)

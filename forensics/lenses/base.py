@@ -1,0 +1,85 @@
+"""What a lens is (DESIGN §12): its name, its kind, what it runs, and how its section reads as
+per-fact outcomes (information lenses, for the verdict) or per-block rows (action lenses, for the map).
+
+Nothing outside a lens's own module knows its section's layout: the study runs `run`, the summary
+asks `outcomes` / `control_outcomes` / `action`, the report draws what they return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INFORMATION, ACTION, MEASURE = "information", "action", "measure"
+Outcomes = dict[str, tuple[np.ndarray, list[int]]]  # lens label → ([seeds, facts] 0/1, forget-fact indices)
+
+
+@dataclass
+class Context:
+    """What a lens runs on: the study's config, facts and checkpoints (original first, then the
+    control, then the methods), their digests, OUT, and the sections of the lenses run before it."""
+
+    cfg: Any  # forensics.study_config.StudyConfig (not imported: lenses sit below the study)
+    sets: Any  # forensics.facts.Sets
+    models: dict[str, Path]
+    digests: dict[str, str]
+    out: Path
+    progress: bool = True
+    results: dict = field(default_factory=dict)
+
+    @property
+    def others(self) -> dict[str, Path]:
+        """Every checkpoint but the original (the control goes through every lens, DESIGN §9)."""
+        return {n: p for n, p in self.models.items() if n != "original"}
+
+    @property
+    def runtime(self):
+        return self.cfg.runtime
+
+    @property
+    def cache(self) -> Path:
+        return self.out / "cache"
+
+    @property
+    def scorer(self) -> str:
+        return self.cfg.scorer
+
+    def settings(self, name: str):
+        """Lens `name`'s settings: the grid's where the grid has them, else `[lenses.<name>]`."""
+        return self.cfg.lens_settings(name)
+
+
+@dataclass(frozen=True)
+class Lens:
+    """One lens. `run(ctx)` returns its results section; `outcomes(results, model)` its per-fact
+    outcomes on the forget facts (information lenses); `control_outcomes(results, model)` the same
+    runs' outcomes [seeds, control facts] on the control splits; `action(results, model)` its rows of
+    the action map ({row: [value per block]}, with "layers" when it knows them)."""
+
+    name: str
+    kind: str  # INFORMATION, ACTION or MEASURE (accuracy: what every other lens is read beside)
+    run: Callable[[Context], dict]
+    settings: type | None = None  # its settings dataclass, read from [lenses.<name>]
+    default: bool = True  # run unless [lenses] run names the lenses
+    outcomes: Callable[[dict, str], Outcomes] | None = None
+    control_outcomes: Callable[[dict, str], dict[str, np.ndarray]] | None = None
+    action: Callable[[dict, str], dict | None] | None = None
+    rows: Mapping[str, str] = field(default_factory=dict)  # its action-map rows and their titles
+
+    def inputs(self, ctx: Context) -> dict:
+        """What determines its section beyond the facts, scorer and runtime: the checkpoints'
+        digests and its settings."""
+        out: dict = {"models": ctx.digests}
+        if self.settings is not None:
+            s = ctx.settings(self.name)
+            out["settings"] = asdict(s) if is_dataclass(s) else s
+        return out
+
+
+def everything(results: dict) -> list[int]:
+    """The indices of every forget fact (a lens that read them all)."""
+    return list(range(len(results["facts"]["splits"])))

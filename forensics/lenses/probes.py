@@ -1,0 +1,43 @@
+"""Linear probes (with a control task and the original's probes transferred) and the logit lens at
+every layer: where the answers can still be read."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
+from forensics.probing import ProbeSettings
+from forensics.verdict import unbits
+
+READS = (
+    ("probe_correct", "probe_on_control_facts", "probe"),
+    ("lens_correct", "lens_on_control_facts", "logit lens"),
+)
+
+
+def run(ctx: Context) -> dict:
+    from forensics.probing import probe_models
+
+    settings = ctx.settings("probes")
+    return probe_models(ctx.models, ctx.sets, ctx.scorer, ctx.cache, settings, ctx.runtime, ctx.cfg.jobs())
+
+
+def _layered(results: dict, model: str, column: int) -> dict[str, np.ndarray]:
+    probes = results.get("probes", {})
+    entry = probes.get("models", {}).get(model, {})
+    out = {}
+    for read in READS:
+        for layer, row in zip(probes.get("layers", []), entry.get(read[column], []), strict=False):
+            out[f"{read[2]} @{layer}"] = unbits(row)[None]
+    return out
+
+
+def outcomes(results: dict, model: str) -> Outcomes:
+    return {k: (v, everything(results)) for k, v in _layered(results, model, 0).items()}
+
+
+def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
+    return _layered(results, model, 1)
+
+
+LENS = Lens("probes", INFORMATION, run, ProbeSettings, True, outcomes, control_outcomes)

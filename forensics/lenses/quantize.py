@@ -1,0 +1,39 @@
+"""Quantization (Zhang et al., 2024): forget accuracy after rounding the weights to int8/int4."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forensics.attacks.quantize import QuantizeSettings
+from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
+from forensics.verdict import unbits
+
+
+def run(ctx: Context) -> dict:
+    from forensics.attacks.quantize import quantize_attack
+
+    bits = ctx.settings("quantize").bits
+    return quantize_attack(
+        ctx.models, ctx.sets, ctx.scorer, bits, ctx.results.get("accuracy"), runtime=ctx.runtime
+    )
+
+
+def _rows(results: dict, model: str, field: str) -> dict[str, np.ndarray]:
+    quant = results.get("quantize", {})
+    out = {}
+    for b in quant.get("bits", []):
+        table = quant["models"].get(model, {}).get(f"int{b}", {})
+        if field in table:
+            out[f"int{b} quantization"] = unbits(table[field])[None]
+    return out
+
+
+def outcomes(results: dict, model: str) -> Outcomes:
+    return {k: (v, everything(results)) for k, v in _rows(results, model, "forget_correct").items()}
+
+
+def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
+    return _rows(results, model, "control_correct")
+
+
+LENS = Lens("quantize", INFORMATION, run, QuantizeSettings, True, outcomes, control_outcomes)
