@@ -17,10 +17,10 @@ import torch
 from transformers import LlamaForCausalLM
 
 from bench.models import describe, llama_config
-from forensics.cache import extract_ids
-from forensics.checkpoint import boot_bridge
-from forensics.runtime import Runtime, torch_device
-from forensics.world import build_tokenizer
+from forensics.models.cache import extract_ids
+from forensics.models.checkpoint import boot_bridge
+from forensics.models.runtime import Runtime, torch_device
+from forensics.worlds.world import build_tokenizer
 
 # (batch, tokens, batches, repeats): the benchmark's size and the smoke test's
 SIZES = {"full": (16, 64, 4, 3), "tiny": (4, 16, 2, 1)}

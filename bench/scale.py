@@ -39,7 +39,7 @@ VOCABS = {"tiny": 1024}  # the world tokenizer's; every other size has VOCAB
 
 
 def world_config():
-    from forensics.world import WorldConfig
+    from forensics.worlds.world import WorldConfig
 
     return WorldConfig(n_people=120, n_ships=60, n_forget=88, n_forget_splits=4, vocab_size=1024)
 
@@ -49,7 +49,7 @@ def build(root: Path, size: str, device: str) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from forensics.world import build_tokenizer, generate_facts, world_texts
+    from forensics.worlds.world import build_tokenizer, generate_facts, world_texts
 
     facts, _ = generate_facts(world_config())
     tok = build_tokenizer(world_texts(facts.facts()), 1024)
@@ -91,13 +91,13 @@ def child(stage: str, root: Path, device: str, dtype: str, device_map: str) -> d
     import torch
 
     from forensics.attacks.relearn import RelearnSettings, run_one
-    from forensics.checkpoint import boot_bridge, load_checkpoint
-    from forensics.digest import checkpoint_digest
-    from forensics.facts import select
-    from forensics.probing import features, labels
-    from forensics.runtime import Runtime, torch_device
-    from forensics.weights import diff
-    from forensics.world import generate_facts
+    from forensics.facts.core import select
+    from forensics.measure.probing import features, labels
+    from forensics.measure.weights import diff
+    from forensics.models.checkpoint import boot_bridge, load_checkpoint
+    from forensics.models.digest import checkpoint_digest
+    from forensics.models.runtime import Runtime, torch_device
+    from forensics.worlds.world import generate_facts
     from probes.divergence import divergence
     from probes.linear import LogisticProbe
 
@@ -155,11 +155,11 @@ def from_cache(checkpoint: Path, facts, cache: Path, runtime):
     """[layers + 1, n, d] residuals of `facts` read from the cache entry the `cache` stage wrote."""
     import torch
 
-    from forensics.arch import arch_of_checkpoint
-    from forensics.cache import default_hooks, lookup
-    from forensics.checkpoint import load_tokenizer
-    from forensics.digest import checkpoint_digest
-    from forensics.probing import feature_prompts
+    from forensics.measure.probing import feature_prompts
+    from forensics.models.arch import arch_of_checkpoint
+    from forensics.models.cache import default_hooks, lookup
+    from forensics.models.checkpoint import load_tokenizer
+    from forensics.models.digest import checkpoint_digest
 
     hooks = default_hooks(arch_of_checkpoint(checkpoint).n_layers)
     prompts = feature_prompts(facts, "choice")
@@ -190,7 +190,7 @@ def run_size(
     try:
         start = time.perf_counter()
         if not (root / "unlearned" / "config.json").exists():
-            from forensics.runtime import torch_device
+            from forensics.models.runtime import torch_device
 
             build(root, size, str(torch_device(device)))
         out = {"size": size, **SIZES[size], "vocab": VOCABS.get(size, VOCAB)}

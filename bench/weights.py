@@ -26,8 +26,8 @@ def rss_kb(field: str) -> int:
 
 def child(kind: str, a: str, b: str) -> dict:
     """One diff in this process: {seconds, peak_mb, fro (‖ΔW‖_F per tensor)}."""
-    from forensics.arch import arch_of_checkpoint
-    from forensics.weights import diff, full_load_diff
+    from forensics.measure.weights import diff, full_load_diff
+    from forensics.models.arch import arch_of_checkpoint
 
     # Both diffs name each tensor's module through the architecture's layout, which imports
     # TransformerLens' adapters on first use: an import (≈160 MB whatever the model's size), so

@@ -71,7 +71,7 @@ def _runtime_args(
 ) -> None:
     """--device, --dtype, --device-map, --max-memory (and, for commands that run grids of jobs,
     --executor and --ray-address). Without `defaults` they override the study config only when given."""
-    from forensics.runtime import Runtime
+    from forensics.models.runtime import Runtime
 
     d = Runtime()
     g = p.add_argument_group("where models run")
@@ -113,13 +113,13 @@ def _memory(text: str) -> dict[str, str]:
 
 
 def _runtime(a: argparse.Namespace):
-    from forensics.runtime import Runtime
+    from forensics.models.runtime import Runtime
 
     return Runtime(a.device, a.dtype, a.device_map, a.max_memory)
 
 
 def _executor(a: argparse.Namespace):
-    from forensics.executor import Executor
+    from forensics.models.executor import Executor
 
     return Executor(a.executor, a.ray_address, a.workers, a.ray_timeout)
 
@@ -135,7 +135,7 @@ def _partition_args(p: argparse.ArgumentParser) -> None:
 
 
 def _world_args(p: argparse.ArgumentParser) -> None:
-    from forensics.world import WorldConfig
+    from forensics.worlds.world import WorldConfig
 
     d = WorldConfig()
     g = p.add_argument_group("generated facts")
@@ -210,7 +210,7 @@ KIND_FLAGS = {
 
 def _world_config(a: argparse.Namespace):
     """The WorldConfig the parsed arguments describe (argument names are its field names)."""
-    from forensics.world import WorldConfig
+    from forensics.worlds.world import WorldConfig
 
     values = {f.name: getattr(a, f.name) for f in fields(WorldConfig) if getattr(a, f.name, None) is not None}
     kinds_only = [k for k in KIND_FLAGS if k in values]
@@ -252,7 +252,7 @@ def world_table(world: dict) -> str:
 
 
 def cmd_world(a: argparse.Namespace) -> None:
-    from forensics.world import build_world
+    from forensics.worlds.world import build_world
 
     start = time.perf_counter()
     world = build_world(Path(a.out), _world_config(a), not a.quiet, a.force, _runtime(a))
@@ -349,10 +349,10 @@ def finish_kinds(results: dict, by_kind: dict[str, dict], ks, started: float) ->
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
-    from forensics.pipeline import unlearn_and_study
+    from forensics.study.pipeline import unlearn_and_study
     from forensics.unlearn import METHODS
     from forensics.unlearn.run import UnlearnSettings, check_method
-    from forensics.world import WorldConfig, build_world
+    from forensics.worlds.world import WorldConfig, build_world
 
     start = time.perf_counter()
     out = Path(a.out)
@@ -377,10 +377,10 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
 
 def cmd_real(a: argparse.Namespace) -> None:
-    from forensics.pipeline import unlearn_and_study
-    from forensics.real import RealConfig, build_real_world
-    from forensics.study_config import GRIDS, LENSES
+    from forensics.study.config import GRIDS, LENSES
+    from forensics.study.pipeline import unlearn_and_study
     from forensics.unlearn.run import UnlearnSettings, check_method
+    from forensics.worlds.real import RealConfig, build_real_world
 
     start = time.perf_counter()
     out = Path(a.out)
@@ -433,9 +433,9 @@ def cmd_real(a: argparse.Namespace) -> None:
 def cmd_study(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from forensics.kind_study import run_kind_study
-    from forensics.study import run_study
-    from forensics.study_config import KindStudy, load_config
+    from forensics.study.config import KindStudy, load_config
+    from forensics.study.kinds import run_kind_study
+    from forensics.study.run import run_study
 
     start = time.perf_counter()
     cfg = load_config(Path(a.config))
@@ -459,7 +459,7 @@ def with_flags(cfg, a: argparse.Namespace):
     gave in place of its own values."""
     from dataclasses import replace
 
-    from forensics.runtime import Runtime
+    from forensics.models.runtime import Runtime
 
     given = {
         k: getattr(a, k) for k in ("device", "dtype", "device_map", "max_memory") if getattr(a, k) is not None
@@ -474,8 +474,8 @@ def with_flags(cfg, a: argparse.Namespace):
 
 
 def cmd_report(a: argparse.Namespace) -> None:
-    from forensics.checkpoint import read_json
-    from forensics.study import SCHEMA_VERSION
+    from forensics.models.checkpoint import read_json
+    from forensics.study.run import SCHEMA_VERSION
     from reports.html import write_report
     from reports.schema import check_results
 
@@ -509,11 +509,11 @@ def cmd_report(a: argparse.Namespace) -> None:
 
 
 def cmd_score(a: argparse.Namespace) -> None:
-    from forensics.checkpoint import load_checkpoint
-    from forensics.facts import check_choices, load_facts, repeats_a_choice
-    from forensics.formats import default_format
-    from forensics.pair import check_context
-    from forensics.scoring import SCORERS, score
+    from forensics.facts.core import check_choices, load_facts, repeats_a_choice
+    from forensics.facts.formats import default_format
+    from forensics.models.checkpoint import load_checkpoint
+    from forensics.models.pair import check_context
+    from forensics.models.scoring import SCORERS, score
 
     if a.scorer not in SCORERS:
         raise InputError(f"--scorer {a.scorer}: choose {', '.join(SCORERS)}")
@@ -547,8 +547,8 @@ def cmd_score(a: argparse.Namespace) -> None:
 
 def _unlearn_sets(a: argparse.Namespace):
     """(original, sets, output root, scorer) from --world, or --original/--facts/--forget/--retain."""
-    from forensics.facts import load_facts, select
-    from forensics.world import load_world
+    from forensics.facts.core import load_facts, select
+    from forensics.worlds.world import load_world
 
     if a.world:
         world, sets = load_world(Path(a.world), a.kind)
@@ -631,7 +631,7 @@ def lora_flags(a: argparse.Namespace) -> dict:
 
 def cmd_relearn(a: argparse.Namespace) -> None:
     from forensics.attacks.relearn import RelearnSettings, check, relearn
-    from forensics.world import load_world
+    from forensics.worlds.world import load_world
 
     lora = lora_flags(a)
     with claim(Path(a.world), "relearn", a.force, create=False):
@@ -667,8 +667,8 @@ def cmd_relearn(a: argparse.Namespace) -> None:
 def cmd_attack(a: argparse.Namespace) -> None:
     from forensics.attacks.ablate import ablate_attack, forget_residuals
     from forensics.attacks.quantize import quantize_attack
-    from forensics.checkpoint import boot_bridge, write_json
-    from forensics.world import load_world
+    from forensics.models.checkpoint import boot_bridge, write_json
+    from forensics.worlds.world import load_world
 
     root = Path(a.world)
     with claim(Path(a.world), "attack", a.force, create=False):
@@ -706,9 +706,9 @@ def layer_table(per_model: dict[str, list[float]], layers: list[str]) -> str:
 
 
 def cmd_probe(a: argparse.Namespace) -> None:
-    from forensics.checkpoint import write_json
-    from forensics.probing import ProbeSettings, probe_models
-    from forensics.world import load_world
+    from forensics.measure.probing import ProbeSettings, probe_models
+    from forensics.models.checkpoint import write_json
+    from forensics.worlds.world import load_world
 
     root = Path(a.world)
     with claim(Path(a.world), "probe", a.force, create=False):
@@ -742,8 +742,8 @@ def diff_table(result: dict) -> str:
 
 
 def cmd_diff(a: argparse.Namespace) -> None:
-    from forensics.checkpoint import write_json
-    from forensics.weights import diff
+    from forensics.measure.weights import diff
+    from forensics.models.checkpoint import write_json
 
     result = diff(Path(a.original), Path(a.unlearned))
     print(f"relative weight change ‖ΔW‖/‖W‖ of {a.unlearned} against {a.original}:")
@@ -755,10 +755,10 @@ def cmd_diff(a: argparse.Namespace) -> None:
 
 def cmd_localize(a: argparse.Namespace) -> None:
     from forensics.attacks.relearn import RelearnSettings
-    from forensics.checkpoint import write_json
     from forensics.lenses.localize import localized_layers
-    from forensics.localize import activations_section, localize_section, weights_section
-    from forensics.world import load_world
+    from forensics.measure.localize import activations_section, localize_section, weights_section
+    from forensics.models.checkpoint import write_json
+    from forensics.worlds.world import load_world
 
     root = Path(a.world)
     with claim(Path(a.world), "localize", a.force, create=False):
@@ -812,7 +812,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cmd_validate(a: argparse.Namespace) -> None:
-    from forensics.validate import validate
+    from forensics.study.validate import validate
 
     world = Path(a.world)
     if a.seeds < 1:
@@ -843,7 +843,7 @@ def cmd_validate(a: argparse.Namespace) -> None:
 
 
 def cmd_cache(a: argparse.Namespace) -> None:
-    from forensics.cache import check_cache_folder, clear, entries
+    from forensics.models.cache import check_cache_folder, clear, entries
 
     folder = Path(a.folder)
     check_cache_folder(folder)
@@ -865,8 +865,8 @@ def cmd_cache(a: argparse.Namespace) -> None:
 
 
 def cmd_import(a: argparse.Namespace) -> None:
-    from forensics.checkpoint import read_metadata
-    from forensics.gguf_import import import_gguf
+    from forensics.models.checkpoint import read_metadata
+    from forensics.models.gguf import import_gguf
 
     out = Path(a.out)
     if out.is_dir() and any(out.iterdir()) and not a.force:
@@ -884,8 +884,8 @@ def cmd_import(a: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from forensics.attacks.quantize import QuantizeSettings
     from forensics.attacks.relearn import RelearnSettings
-    from forensics.probing import ProbeSettings
-    from forensics.study_config import GRIDS
+    from forensics.measure.probing import ProbeSettings
+    from forensics.study.config import GRIDS
     from forensics.unlearn.run import UnlearnSettings
 
     rtt, loc, probe, unl = RelearnSettings(), GRIDS["full"].localize, ProbeSettings(), UnlearnSettings()

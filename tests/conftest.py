@@ -12,7 +12,7 @@ PAPER_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "deeb
 
 
 def micro_config(**overrides):
-    from forensics.world import WorldConfig
+    from forensics.worlds.world import WorldConfig
 
     settings = dict(
         n_people=24,
@@ -36,7 +36,7 @@ def micro_config(**overrides):
 @pytest.fixture(scope="session")
 def micro_world(tmp_path_factory) -> Path:
     """A built micro world directory (choice scorer): facts, tokenizer, original, never_learned."""
-    from forensics.world import build_world
+    from forensics.worlds.world import build_world
 
     root = tmp_path_factory.mktemp("micro_world")
     build_world(root, micro_config(), progress=False)

@@ -1,6 +1,6 @@
 """Every common HF family end to end: a tiny random-init model of each, trained for a few seconds on
 the micro world's facts, through the cache, the logit lens, `unlearn`, `diff` and a study with every
-lens. The layout each family gets comes from `forensics.arch` (the TransformerLens adapters)."""
+lens. The layout each family gets comes from `forensics.models.arch` (the TransformerLens adapters)."""
 
 import json
 from dataclasses import replace
@@ -8,15 +8,21 @@ from dataclasses import replace
 import pytest
 import torch
 
-from forensics.arch import arch_of, arch_of_checkpoint
-from forensics.cache import default_hooks, extract
-from forensics.checkpoint import boot_bridge, load_checkpoint, load_tokenizer, read_json, save_checkpoint
 from forensics.cli import main
-from forensics.pair import context_length
-from forensics.probing import feature_prompts, lens_correct
-from forensics.scoring import score
-from forensics.tokens import collate, encode, pad_id
-from forensics.world import load_world, train_world_model
+from forensics.measure.probing import feature_prompts, lens_correct
+from forensics.models.arch import arch_of, arch_of_checkpoint
+from forensics.models.cache import default_hooks, extract
+from forensics.models.checkpoint import (
+    boot_bridge,
+    load_checkpoint,
+    load_tokenizer,
+    read_json,
+    save_checkpoint,
+)
+from forensics.models.pair import context_length
+from forensics.models.scoring import score
+from forensics.models.tokens import collate, encode, pad_id
+from forensics.worlds.world import load_world, train_world_model
 from tests.conftest import QUICK_LENSES, micro_config
 
 FAMILIES = ["gpt2", "gpt_neox", "qwen2", "qwen3", "gemma", "gemma2", "mistral", "phi", "olmo", "llama"]

@@ -5,12 +5,12 @@ import torch
 
 from forensics.attacks.ablate import ablated_score, final_residuals
 from forensics.attacks.quantize import quantize_, rtn
-from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.cli import main
 from forensics.errors import InputError
-from forensics.formats import choice_context
-from forensics.scoring import score
-from forensics.world import load_world
+from forensics.facts.formats import choice_context
+from forensics.models.checkpoint import boot_bridge, load_checkpoint
+from forensics.models.scoring import score
+from forensics.worlds.world import load_world
 
 
 def test_rtn_by_hand():

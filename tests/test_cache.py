@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from forensics.cache import EMBED, RESID, default_hooks, extract, extract_ids, lookup, stream_ids
-from forensics.checkpoint import boot_bridge, load_checkpoint
-from forensics.digest import checkpoint_digest
 from forensics.errors import InputError
-from forensics.formats import choice_context
-from forensics.tokens import collate, encode, pad_id
-from forensics.world import load_world
+from forensics.facts.formats import choice_context
+from forensics.models.cache import EMBED, RESID, default_hooks, extract, extract_ids, lookup, stream_ids
+from forensics.models.checkpoint import boot_bridge, load_checkpoint
+from forensics.models.digest import checkpoint_digest
+from forensics.models.tokens import collate, encode, pad_id
+from forensics.worlds.world import load_world
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +139,8 @@ def test_a_corrupt_entry_is_recomputed_with_a_warning(loaded, tmp_path, capsys):
 def test_cap_evicts_least_recently_used_and_the_command_lists_and_clears(loaded, tmp_path, capsys):
     import os
 
-    from forensics.cache import enforce_cap, entries
     from forensics.cli import main
+    from forensics.models.cache import enforce_cap, entries
 
     path, _, _, bridge, prompts = loaded
     digest = checkpoint_digest(path)

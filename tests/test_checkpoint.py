@@ -7,16 +7,16 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from forensics.checkpoint import (
+from forensics.errors import InputError
+from forensics.models.checkpoint import (
     boot_bridge,
     check_dir,
     load_checkpoint,
     read_metadata,
     save_checkpoint,
 )
-from forensics.errors import InputError
-from forensics.scoring import score
-from forensics.world import load_world
+from forensics.models.scoring import score
+from forensics.worlds.world import load_world
 
 
 def test_round_trip_keeps_weights_scores_and_metadata(micro_world, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from forensics.cli import main
 from forensics.errors import InputError
-from forensics.study_config import GRIDS, load_config
+from forensics.study.config import GRIDS, load_config
 
 
 def write(root, body: str, name: str = "study.toml"):
@@ -93,7 +93,7 @@ def test_default_out_is_beside_the_toml_and_names_are_made_safe(root, tmp_path_f
 def test_cli_defaults_are_the_dataclass_defaults():
     from forensics.attacks.relearn import RelearnSettings
     from forensics.cli import build_parser
-    from forensics.probing import ProbeSettings
+    from forensics.measure.probing import ProbeSettings
 
     p = build_parser()
     relearn = p.parse_args(["relearn", "--world", "w"])

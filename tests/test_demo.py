@@ -1,18 +1,18 @@
 """`forensics demo` end to end, on the micro world instead of the default one (the same code path:
 world → every method's demo point → the study with the demo grid → report and summary)."""
 
-import forensics.world
-from forensics.checkpoint import read_json
+import forensics.worlds.world
 from forensics.cli import main
-from forensics.summary import UNLEARNING_FAILED
+from forensics.models.checkpoint import read_json
+from forensics.study.summary import UNLEARNING_FAILED
 from forensics.unlearn import METHODS
 from tests.conftest import micro_config
 
 
 def test_demo_runs_every_method_and_lens(tmp_path, monkeypatch, capsys):
-    build = forensics.world.build_world
+    build = forensics.worlds.world.build_world
     monkeypatch.setattr(
-        forensics.world,
+        forensics.worlds.world,
         "build_world",
         lambda out, cfg, progress=True, **kw: build(out, micro_config(kinds=cfg.kinds), False, **kw),
     )

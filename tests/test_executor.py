@@ -8,10 +8,10 @@ import torch
 
 from forensics.attacks.relearn import RelearnSettings, relearn
 from forensics.errors import InputError
-from forensics.executor import Executor, Job
-from forensics.study import run_study
-from forensics.study_config import load_config
-from forensics.world import load_world
+from forensics.models.executor import Executor, Job
+from forensics.study.config import load_config
+from forensics.study.run import run_study
+from forensics.worlds.world import load_world
 from tests.conftest import accuracy_study
 
 SETTINGS = RelearnSettings(lrs=(1e-3, 3e-3), epochs=2, batch_size=4, seeds=(0, 1))
@@ -145,7 +145,7 @@ def test_a_cluster_that_does_not_answer_is_one_line_at_once(micro_world, tmp_pat
 
 
 def test_more_workers_than_cores_are_capped_with_a_warning(capsys):
-    from forensics.executor import capped
+    from forensics.models.executor import capped
 
     cores = os.cpu_count() or 1
     assert capped(1000) == cores

@@ -8,12 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from forensics.checkpoint import load_checkpoint, read_json
 from forensics.cli import main
 from forensics.errors import InputError
-from forensics.facts import load_facts, select
-from forensics.scoring import score
-from forensics.world import load_world
+from forensics.facts.core import load_facts, select
+from forensics.models.checkpoint import load_checkpoint, read_json
+from forensics.models.scoring import score
+from forensics.worlds.world import load_world
 
 
 def mc_records(facts, subject):

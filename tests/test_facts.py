@@ -6,7 +6,7 @@ import re
 import pytest
 
 from forensics.errors import InputError
-from forensics.facts import load_facts, load_jsonl, load_paper_dir, select
+from forensics.facts.core import load_facts, load_jsonl, load_paper_dir, select
 
 
 def write(path, lines):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from forensics.checkpoint import load_checkpoint, read_metadata
 from forensics.cli import main
-from forensics.digest import file_digest
+from forensics.models.checkpoint import load_checkpoint, read_metadata
+from forensics.models.digest import file_digest
 
 gguf = pytest.importorskip("gguf")
 

@@ -7,11 +7,11 @@ import shutil
 import pytest
 
 from forensics.attacks.relearn import RelearnSettings, relearn
-from forensics.checkpoint import load_checkpoint, read_json
 from forensics.cli import main
-from forensics.digest import checkpoint_digest
-from forensics.facts import load_jsonl, select
-from forensics.scoring import score
+from forensics.facts.core import load_jsonl, select
+from forensics.models.checkpoint import load_checkpoint, read_json
+from forensics.models.digest import checkpoint_digest
+from forensics.models.scoring import score
 from forensics.unlearn.run import UnlearnSettings, unlearn
 from tests.conftest import accuracy_study
 

@@ -5,14 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from forensics.checkpoint import read_json, read_metadata
 from forensics.cli import main
 from forensics.errors import InputError
-from forensics.kind_compare import words
+from forensics.models.checkpoint import read_json, read_metadata
+from forensics.outcomes import bootstrap_means, unbits
+from forensics.study.compare import words
+from forensics.study.verdict import paired_bootstrap
 from forensics.unlearn.run import UnlearnSettings, unlearn
-from forensics.verdict import bootstrap_means, paired_bootstrap, unbits
-from forensics.world import WORLD_FILE, build_world, generate_facts, load_world
-from forensics.world_kinds import CONTROLS, KINDS
+from forensics.worlds.kinds import CONTROLS, KINDS
+from forensics.worlds.world import WORLD_FILE, build_world, generate_facts, load_world
 from tests import chromium
 from tests.chromium import needs_chromium
 from tests.conftest import QUICK_LENSES, micro_config
@@ -267,8 +268,8 @@ def test_kinds_report_renders_in_headless_chromium(kind_study):
 def test_paper_layout_kinds_in_one_config(paper_data, kinds_world, tmp_path):
     """The paper's `years` (pretraining knowledge) beside `random-birthdays` (implanted) in one config:
     each kind its own facts folder, forget and retain splits; the facts load with their kind."""
-    from forensics.study import study_sets
-    from forensics.study_config import KindStudy, load_config
+    from forensics.study.config import KindStudy, load_config
+    from forensics.study.run import study_sets
 
     ck = kinds_world / "checkpoints"  # stand-ins: loading the config checks the folders exist
     config = tmp_path / "paper.toml"

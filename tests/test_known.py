@@ -2,10 +2,10 @@
 never-learned model passes both on few of them (guesses), and the cloze is built from the fact's own
 statement."""
 
-from forensics.checkpoint import load_checkpoint
-from forensics.facts import Fact
-from forensics.known import cloze, knowledge
-from forensics.world import load_world
+from forensics.facts.core import Fact
+from forensics.models.checkpoint import load_checkpoint
+from forensics.worlds.known import cloze, knowledge
+from forensics.worlds.world import load_world
 
 
 def test_cloze_takes_the_statement_with_the_most_context_before_the_answer():

@@ -10,15 +10,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from forensics.checkpoint import read_json
 from forensics.errors import InputError
-from forensics.facts import Fact
+from forensics.facts.core import Fact
 from forensics.lenses import ACTION, INFORMATION, REGISTRY
 from forensics.lenses.geometry import geometry, low_rank
 from forensics.lenses.incontext import InContextSettings, demonstrations, fitting_shots, primed
-from forensics.study import run_study
-from forensics.study_config import DEFAULT_LENSES, world_study
-from forensics.weights import diff
+from forensics.measure.weights import diff
+from forensics.models.checkpoint import read_json
+from forensics.study.config import DEFAULT_LENSES, world_study
+from forensics.study.run import run_study
 from probes.tuned import Translators, fit, least_squares
 from probes.uds import uds
 from tests import chromium
@@ -53,8 +53,8 @@ def test_in_context_prompt_by_hand():
 
 
 def test_in_context_shots_fit_the_context(micro_world):
-    from forensics.checkpoint import load_checkpoint
-    from forensics.world import load_world
+    from forensics.models.checkpoint import load_checkpoint
+    from forensics.worlds.world import load_world
 
     _, sets = load_world(micro_world)
     _, tok = load_checkpoint(micro_world / "checkpoints/original")
@@ -169,7 +169,7 @@ def test_report_draws_the_new_panels(lens_study):
 
 
 def test_a_lens_settings_table_is_typed(tmp_path, micro_world):
-    from forensics.study_config import load_config
+    from forensics.study.config import load_config
     from tests.conftest import accuracy_study
 
     for name in ("original", "never_learned"):

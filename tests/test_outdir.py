@@ -11,7 +11,7 @@ import pytest
 from forensics.attacks.relearn import RelearnSettings, relearn
 from forensics.cli import main
 from forensics.errors import InputError
-from forensics.facts import load_jsonl, select
+from forensics.facts.core import load_jsonl, select
 from forensics.outdir import LOCK, MARKER, claim, safe_name
 from tests.conftest import accuracy_study
 

@@ -102,7 +102,7 @@ def test_interrupt_and_disk_errors_are_one_line(study, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("forensics.scoring.accuracy_table", interrupted)
+    monkeypatch.setattr("forensics.models.scoring.accuracy_table", interrupted)
     assert main(["study", str(config), "--quiet"]) == 130
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == ["forensics: stopped (SIGINT); finished stages and runs are kept, rerun to resume"]
@@ -111,7 +111,7 @@ def test_interrupt_and_disk_errors_are_one_line(study, capsys, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.undo()
-    monkeypatch.setattr("forensics.study.write_json", full)
+    monkeypatch.setattr("forensics.study.run.write_json", full)
     assert main(["study", str(config), "--quiet"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and re.search(r"stages/accuracy\.json: No space left on device", lines[0]), lines

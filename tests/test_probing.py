@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from forensics.arch import arch_of
-from forensics.checkpoint import boot_bridge, read_json
 from forensics.cli import main
-from forensics.probing import ProbeSettings, labels, lens_correct, probe_models
-from forensics.scoring import score
-from forensics.world import load_world
+from forensics.measure.probing import ProbeSettings, labels, lens_correct, probe_models
+from forensics.models.arch import arch_of
+from forensics.models.checkpoint import boot_bridge, read_json
+from forensics.models.scoring import score
+from forensics.worlds.world import load_world
 from probes.lens import Readout, choice_lens
 from probes.selectivity import control_answers, wilson
 
@@ -91,7 +91,7 @@ def test_probes_per_model_as_ray_tasks(micro_world, tmp_path):
     """Each model's probes a Ray task (the reference's first, then the others with its probes for
     transfer): the same numbers as in this process on a task's one thread."""
     ray = pytest.importorskip("ray")
-    from forensics.executor import Executor
+    from forensics.models.executor import Executor
 
     _, sets = load_world(micro_world)
     models = {

@@ -7,9 +7,9 @@ import pytest
 from forensics.attacks.relearn import RelearnSettings, best_per_v, relearn, rtt_metrics
 from forensics.cli import main
 from forensics.errors import InputError
-from forensics.facts import select
+from forensics.facts.core import select
 from forensics.unlearn.run import UnlearnSettings, unlearn
-from forensics.world import load_world
+from forensics.worlds.world import load_world
 
 
 def run(v, lr, accs):
@@ -101,7 +101,7 @@ def test_bad_input(micro_world, tmp_path, capsys):
     assert main([*args, "--lrs", ""]) == 2
     assert "at least one learning rate" in capsys.readouterr().err
     assert not (micro_world / "relearn.json").exists()
-    from forensics.facts import load_jsonl
+    from forensics.facts.core import load_jsonl
 
     single = select(load_jsonl(micro_world / "facts.jsonl"), ["forget_0"], ["retain"])
     with pytest.raises(InputError, match="at least 2 forget splits"):
@@ -114,7 +114,7 @@ def test_lora_rtt_trains_adapters_only_and_leaves_the_model_as_it_was(micro_worl
     import torch
 
     from forensics.attacks.relearn import run_one
-    from forensics.checkpoint import load_checkpoint
+    from forensics.models.checkpoint import load_checkpoint
 
     _, sets = load_world(micro_world)
     model, tok = load_checkpoint(micro_world / "checkpoints/original")

@@ -8,15 +8,15 @@ import torch
 
 from forensics.attacks.quantize import quantize_attack
 from forensics.attacks.relearn import RelearnSettings, run_one
-from forensics.cache import extract
-from forensics.checkpoint import boot_bridge, load_checkpoint
 from forensics.cli import build_parser, main
 from forensics.errors import InputError
-from forensics.formats import choice_context
-from forensics.localize import patch, revert
-from forensics.runtime import Runtime, input_device, torch_device
-from forensics.scoring import score
-from forensics.world import load_world
+from forensics.facts.formats import choice_context
+from forensics.measure.localize import patch, revert
+from forensics.models.cache import extract
+from forensics.models.checkpoint import boot_bridge, load_checkpoint
+from forensics.models.runtime import Runtime, input_device, torch_device
+from forensics.models.scoring import score
+from forensics.worlds.world import load_world
 from tests.conftest import accuracy_study
 
 NO_CUDA = not torch.cuda.is_available()

@@ -6,12 +6,12 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from forensics.checkpoint import load_checkpoint
 from forensics.errors import InputError
-from forensics.facts import Fact
-from forensics.formats import choice_context, letter_prompt
-from forensics.scoring import choice_logliks, choice_plan, letter_predictions, score
-from forensics.world import load_world
+from forensics.facts.core import Fact
+from forensics.facts.formats import choice_context, letter_prompt
+from forensics.models.checkpoint import load_checkpoint
+from forensics.models.scoring import choice_logliks, choice_plan, letter_predictions, score
+from forensics.worlds.world import load_world
 
 YEARS = ["1901", "1902", "1903", "1904", "1905", "1906"]
 PREFERENCE = {"1901": 0.0, "1902": 3.0, "1903": 1.0, "1904": 5.0, "1905": 2.0, "1906": 4.0}

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from forensics.attacks.relearn import RelearnSettings, relearn
-from forensics.checkpoint import read_json
-from forensics.executor import Executor
-from forensics.world import load_world
+from forensics.models.checkpoint import read_json
+from forensics.models.executor import Executor
+from forensics.worlds.world import load_world
 
 # enough runs that the signal arrives with most of them still to do (2 models × 3 V × 2 seeds)
 GRID = RelearnSettings(lrs=(1e-3,), epochs=3, batch_size=4, seeds=(0, 1))

@@ -6,12 +6,12 @@ import shutil
 
 import pytest
 
-from forensics.checkpoint import read_json
 from forensics.cli import main
-from forensics.study import SCHEMA_VERSION, run_study
-from forensics.study_config import DEFAULT_LENSES, load_config
+from forensics.models.checkpoint import read_json
+from forensics.study.config import DEFAULT_LENSES, load_config
+from forensics.study.run import SCHEMA_VERSION, run_study
 from forensics.unlearn.run import UnlearnSettings, unlearn
-from forensics.world import load_world
+from forensics.worlds.world import load_world
 from tests import chromium
 from tests.chromium import needs_chromium
 from tests.conftest import QUICK_LENSES
@@ -126,7 +126,9 @@ def test_resume_after_a_kill_redoes_nothing_finished(study_root, monkeypatch):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr("forensics.localize.localize_section", killed)  # the last of the default lenses but four
+        m.setattr(
+            "forensics.measure.localize.localize_section", killed
+        )  # the last of the default lenses but four
         with pytest.raises(KeyboardInterrupt):
             run_study(load_config(config), progress=False)
     stages = study_root / "run3/stages"
@@ -140,7 +142,7 @@ def test_resume_after_a_kill_redoes_nothing_finished(study_root, monkeypatch):
     monkeypatch.setattr("forensics.attacks.relearn.relearn", must_not_run)
     monkeypatch.setattr("forensics.attacks.quantize.quantize_attack", must_not_run)
     monkeypatch.setattr("forensics.attacks.ablate.ablate_attack", must_not_run)
-    monkeypatch.setattr("forensics.scoring.accuracy_table", must_not_run)
+    monkeypatch.setattr("forensics.models.scoring.accuracy_table", must_not_run)
     for finished_lens in ("probing.probe_models", "localize.weights_section", "localize.activations_section"):
         monkeypatch.setattr(f"forensics.{finished_lens}", must_not_run)
     results = run_study(load_config(config), progress=False)

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from forensics.checkpoint import load_checkpoint
 from forensics.errors import InputError
-from forensics.formats import LOSS_FORMATS, examples
-from forensics.scoring import score
-from forensics.train import TrainConfig, train
-from forensics.world import WorldConfig, build_model, load_world
+from forensics.facts.formats import LOSS_FORMATS, examples
+from forensics.models.checkpoint import load_checkpoint
+from forensics.models.scoring import score
+from forensics.models.train import TrainConfig, train
+from forensics.worlds.world import WorldConfig, build_model, load_world
 
 
 def fresh(micro_world):

@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from forensics.arch import arch_of_checkpoint
-from forensics.checkpoint import boot_bridge, load_checkpoint, read_json
 from forensics.cli import main
 from forensics.errors import InputError
-from forensics.scoring import score
-from forensics.summary import UNLEARNING_FAILED
+from forensics.models.arch import arch_of_checkpoint
+from forensics.models.checkpoint import boot_bridge, load_checkpoint, read_json
+from forensics.models.scoring import score
+from forensics.study.summary import UNLEARNING_FAILED
 from forensics.unlearn import METHODS
 from forensics.unlearn.run import UnlearnSettings, next_round, unlearn
-from forensics.world import load_world
+from forensics.worlds.world import load_world
 
 FAST = {
     "ga": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=30),
@@ -225,9 +225,9 @@ def test_sweep_points_in_worker_processes_choose_the_same(micro_world, tmp_path)
 
     import torch
 
-    from forensics.checkpoint import load_checkpoint
-    from forensics.executor import Executor
-    from forensics.scoring import accuracy_table
+    from forensics.models.checkpoint import load_checkpoint
+    from forensics.models.executor import Executor
+    from forensics.models.scoring import accuracy_table
 
     _, sets = load_world(micro_world)
     settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-5, 1e-3, 3e-3), steps=30)
@@ -294,7 +294,7 @@ def test_forget_overlapping_retain(micro_world, tmp_path, capsys):
 
 
 def test_rmu_weight_diff_is_zero_outside_its_layers(micro_world, unlearned):
-    from forensics.weights import changed_layers, diff
+    from forensics.measure.weights import changed_layers, diff
 
     result = diff(micro_world / "checkpoints/original", unlearned["rmu"][1])
     assert changed_layers(result) == [0, 1]

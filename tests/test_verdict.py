@@ -4,7 +4,7 @@ outcomes (a study with too few facts says inconclusive)."""
 import numpy as np
 import pytest
 
-from forensics.verdict import VerdictSettings, decide, evidence, facts_to_settle, holm, paired_bootstrap
+from forensics.study.verdict import VerdictSettings, decide, evidence, facts_to_settle, holm, paired_bootstrap
 
 
 def test_constant_paired_differences_give_a_point_interval():
@@ -75,7 +75,7 @@ def test_too_few_facts_is_inconclusive_with_the_facts_that_would_settle_it():
 def test_a_clear_effect_stays_hidden_among_a_hundred_layers():
     """With 2 × 60 layered lenses Holm's strictest step is alpha/120: the bootstrap must draw enough
     for its smallest p-value to pass it. Layer 7's probe reads every fact, the control none."""
-    from forensics.summary import summarize
+    from forensics.study.summary import summarize
 
     n, layers = 40, [str(i) for i in range(60)]
     splits = ["v0"] * 20 + ["v1"] * 20
@@ -137,7 +137,7 @@ def rtt_results(outcomes: dict[str, str], original_forget: str, probe: dict[str,
 def test_no_verdict_without_a_working_reference():
     """The original + RTT recovers nothing beyond the control (all 0, as float16 training on CPU
     gives): no method gets hidden or erased, and the reason is given."""
-    from forensics.summary import CANNOT_DECIDE, summarize
+    from forensics.study.summary import CANNOT_DECIDE, summarize
 
     zero, high = "0" * 20, "1" * 18 + "00"
     results = rtt_results({"original": zero, "never_learned": zero, "gd": zero}, original_forget="1" * 20)
@@ -161,7 +161,7 @@ def test_a_lens_blind_on_the_original_is_left_out_of_the_verdict():
     """A probe that reads nothing of the original beyond the control (5 of 20 right on both) says
     nothing: the method's probe (20 of 20) would call it hidden, but the lens is left out, and the
     RTT lens (the method at the control's level) decides: erased."""
-    from forensics.summary import reference_check, summarize
+    from forensics.study.summary import reference_check, summarize
 
     same, high = "10" * 10, "1" * 20
     low = "1" + "0" * 3
@@ -179,7 +179,7 @@ def test_a_control_of_other_facts_is_bootstrapped_independently():
     """Method on 400 forget facts (half right), control on 400 other facts (a quarter right): the
     difference is 0.25 with standard error √(.5·.5/400 + .25·.75/400) = 0.0331, so
     the 95% interval is 0.25 ± 1.96 × 0.0331 = [0.185, 0.315]; constant outcomes give a point."""
-    from forensics.verdict import independent_bootstrap
+    from forensics.study.verdict import independent_bootstrap
 
     method, control = np.array([1, 0] * 200), np.array([1, 0, 0, 0] * 100)
     e = evidence(method, control, ["v"] * 400, ["c"] * 400, VerdictSettings(n_boot=4000))

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from forensics.checkpoint import read_json
 from forensics.cli import FAIL_HIDDEN, main
+from forensics.models.checkpoint import read_json
 from tests import chromium
 from tests.chromium import needs_chromium
 
@@ -133,9 +133,9 @@ def fact_controlled(root):
     never-learned model (it never saw the forget facts either)."""
     from dataclasses import replace as change
 
-    from forensics.facts import load_jsonl, select, write_jsonl
-    from forensics.validate import suppressed
-    from forensics.world import generate_facts
+    from forensics.facts.core import load_jsonl, select, write_jsonl
+    from forensics.study.validate import suppressed
+    from forensics.worlds.world import generate_facts
     from tests.conftest import micro_config
 
     unknown, _ = generate_facts(micro_config(seed=7))

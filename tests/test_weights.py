@@ -8,16 +8,16 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from forensics import weights
-from forensics.arch import arch_of, tiny_config
 from forensics.attacks.relearn import RelearnSettings
-from forensics.checkpoint import boot_bridge, load_checkpoint, read_json, save_checkpoint
 from forensics.cli import main
 from forensics.errors import InputError
-from forensics.localize import activations_section, localize_section, patch, revert
-from forensics.scoring import score
-from forensics.weights import changed_layers, diff, full_load_diff
-from forensics.world import load_world
+from forensics.measure import weights
+from forensics.measure.localize import activations_section, localize_section, patch, revert
+from forensics.measure.weights import changed_layers, diff, full_load_diff
+from forensics.models.arch import arch_of, tiny_config
+from forensics.models.checkpoint import boot_bridge, load_checkpoint, read_json, save_checkpoint
+from forensics.models.scoring import score
+from forensics.worlds.world import load_world
 
 STATS = ("fro", "w_norm", "rel", "max_abs", "frac_changed", "stable_rank")
 
@@ -130,7 +130,7 @@ def test_planted_edit_is_localized_by_diff_revert_and_patch(micro_world, planted
 def test_localization_on_named_blocks_only(micro_world, planted):
     """`layers` localizes the named blocks only: their revert, patch and layer RTT, recorded with the
     blocks, and the action map puts them at their blocks (None elsewhere)."""
-    from forensics.summary import action_map
+    from forensics.study.summary import action_map
 
     _, sets = load_world(micro_world)
     settings = RelearnSettings(lrs=(1e-2,), epochs=1, scorer="choice", seeds=(0,), rotations=1, layers=(1,))

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from forensics.checkpoint import load_checkpoint
 from forensics.errors import InputError
-from forensics.scoring import letter_token_ids, score
-from forensics.world import WORLD_FILE, build_world, generate_facts, load_world
+from forensics.models.checkpoint import load_checkpoint
+from forensics.models.scoring import letter_token_ids, score
+from forensics.worlds.world import WORLD_FILE, build_world, generate_facts, load_world
 from tests.conftest import micro_config
 
 

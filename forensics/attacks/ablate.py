@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 import torch
 
-from forensics.cache import RESID, extract
-from forensics.facts import Fact, Sets
-from forensics.formats import choice_context, letter_prompt
-from forensics.scoring import score
-from forensics.verdict import bits
+from forensics.facts.core import Fact, Sets
+from forensics.facts.formats import choice_context, letter_prompt
+from forensics.models.cache import RESID, extract
+from forensics.models.scoring import score
+from forensics.outcomes import bits
 
 
 def final_residuals(bridge, facts: Sequence[Fact], scorer: str) -> torch.Tensor:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from forensics.arch import arch_of
-from forensics.checkpoint import load_checkpoint
 from forensics.errors import InputError, warn
-from forensics.facts import Sets
-from forensics.runtime import Runtime, in_memory
-from forensics.scoring import accuracy_table
+from forensics.facts.core import Sets
+from forensics.models.arch import arch_of
+from forensics.models.checkpoint import load_checkpoint
+from forensics.models.runtime import Runtime, in_memory
+from forensics.models.scoring import accuracy_table
 
 
 @dataclass(frozen=True)

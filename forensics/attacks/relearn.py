@@ -19,18 +19,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forensics.arch import arch_of
-from forensics.checkpoint import cached_checkpoint, read_json, release_cached, write_json
-from forensics.digest import checkpoint_digest, facts_digest, key
 from forensics.errors import InputError, warn
-from forensics.executor import Executor, Job
-from forensics.facts import Sets
-from forensics.formats import LOSS_FORMATS, default_format, examples
+from forensics.facts.core import Sets
+from forensics.facts.formats import LOSS_FORMATS, default_format, examples
+from forensics.models.arch import arch_of
+from forensics.models.checkpoint import cached_checkpoint, read_json, release_cached, write_json
+from forensics.models.digest import checkpoint_digest, facts_digest, key
+from forensics.models.executor import Executor, Job
+from forensics.models.runtime import Runtime, in_memory
+from forensics.models.scoring import SCORERS, score
+from forensics.models.train import TrainConfig, train
+from forensics.outcomes import bits
 from forensics.outdir import safe_name
-from forensics.runtime import Runtime, in_memory
-from forensics.scoring import SCORERS, score
-from forensics.train import TrainConfig, train
-from forensics.verdict import bits
 
 REFERENCE, CONTROL = "original", "never_learned"
 RTT_METHODS = ("full", "lora")

@@ -4,12 +4,12 @@ and see whether the forget answers return."""
 from __future__ import annotations
 
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
-from forensics.verdict import unbits
+from forensics.outcomes import unbits
 
 
 def run(ctx: Context) -> dict:
     from forensics.attacks.ablate import ablate_attack, forget_residuals
-    from forensics.checkpoint import boot_bridge
+    from forensics.models.checkpoint import boot_bridge
 
     original = forget_residuals(boot_bridge(ctx.cfg.original, runtime=ctx.runtime), ctx.sets, ctx.scorer)
     return {

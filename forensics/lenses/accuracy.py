@@ -7,8 +7,8 @@ from forensics.lenses.base import MEASURE, Context, Lens
 
 
 def run(ctx: Context) -> dict:
-    from forensics.checkpoint import load_checkpoint
-    from forensics.scoring import accuracy_table
+    from forensics.models.checkpoint import load_checkpoint
+    from forensics.models.scoring import accuracy_table
 
     tables = {}
     for name, path in ctx.models.items():

@@ -7,7 +7,7 @@ from forensics.lenses.base import ACTION, Context, Lens
 
 
 def run(ctx: Context) -> dict:
-    from forensics.localize import activations_section
+    from forensics.measure.localize import activations_section
 
     return activations_section(ctx.cfg.original, ctx.others, ctx.sets, ctx.scorer, ctx.cache, ctx.runtime)
 

@@ -23,8 +23,8 @@ class Context:
     """What a lens runs on: the study's config, facts and checkpoints (original first, then the
     control, then the methods), their digests, OUT, and the sections of the lenses run before it."""
 
-    cfg: Any  # forensics.study_config.StudyConfig (not imported: lenses sit below the study)
-    sets: Any  # forensics.facts.Sets
+    cfg: Any  # forensics.study.config.StudyConfig (not imported: lenses sit below the study)
+    sets: Any  # forensics.facts.core.Sets
     models: dict[str, Path]
     digests: dict[str, str]
     out: Path

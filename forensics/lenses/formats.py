@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes
-from forensics.verdict import bits, unbits
+from forensics.outcomes import bits, unbits
 
 CLOZE = "cloze"
 
@@ -21,8 +21,8 @@ def other_formats(scorer: str) -> tuple[str, ...]:
 
 def correct(model, tok, facts, fmt: str) -> tuple[np.ndarray, list[int]]:
     """(right or wrong, per fact) in format `fmt`, and which of `facts` the format can ask."""
-    from forensics.known import cloze
-    from forensics.scoring import continuation_logliks, score
+    from forensics.models.scoring import continuation_logliks, score
+    from forensics.worlds.known import cloze
 
     if fmt != CLOZE:
         return score(model, tok, facts, fmt).correct, list(range(len(facts)))
@@ -37,7 +37,7 @@ def correct(model, tok, facts, fmt: str) -> tuple[np.ndarray, list[int]]:
 
 
 def run(ctx: Context) -> dict:
-    from forensics.checkpoint import load_checkpoint
+    from forensics.models.checkpoint import load_checkpoint
 
     formats = other_formats(ctx.scorer)
     out: dict = {"formats": list(formats), "models": {}}

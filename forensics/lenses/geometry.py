@@ -48,7 +48,7 @@ def low_rank(models: dict[str, dict], control: str = "never_learned") -> dict[st
 def run(ctx: Context) -> dict:
     diffs = ctx.results.get("weights")
     if diffs is None:
-        from forensics.localize import weights_section
+        from forensics.measure.localize import weights_section
 
         diffs = weights_section(ctx.cfg.original, ctx.others)
     models = {name: geometry(d) for name, d in diffs.items()}

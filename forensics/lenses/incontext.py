@@ -15,7 +15,7 @@ import numpy as np
 
 from forensics.errors import InputError
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
-from forensics.verdict import bits, unbits
+from forensics.outcomes import bits, unbits
 
 LABEL = "in-context"
 
@@ -35,7 +35,7 @@ class InContextSettings:
 def demonstrations(t_facts, scorer: str, shots: int, seed: int) -> str:
     """`shots` of the T facts, in the seed's order, each written as the scorer's training text (the
     question and its answer), separated by blank lines."""
-    from forensics.formats import default_format, examples
+    from forensics.facts.formats import default_format, examples
 
     order = np.random.default_rng(seed).permutation(len(t_facts))[:shots]
     texts = examples([t_facts[i] for i in order], default_format(scorer))
@@ -65,8 +65,8 @@ def fitting_shots(tok, limit: int, sets, scorer: str, settings: InContextSetting
 
 
 def run(ctx: Context) -> dict:
-    from forensics.checkpoint import load_checkpoint
-    from forensics.scoring import score
+    from forensics.models.checkpoint import load_checkpoint
+    from forensics.models.scoring import score
 
     settings: InContextSettings = ctx.settings("incontext")
     out: dict = {"seeds": list(settings.seeds), "models": {}}

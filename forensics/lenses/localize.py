@@ -7,11 +7,11 @@ import numpy as np
 
 from forensics.attacks.relearn import RelearnSettings
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes
-from forensics.verdict import unbits
+from forensics.outcomes import unbits
 
 
 def run(ctx: Context) -> dict:
-    from forensics.localize import localize_section
+    from forensics.measure.localize import localize_section
 
     return localize_section(
         ctx.cfg.original,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
-from forensics.probing import ProbeSettings
-from forensics.verdict import unbits
+from forensics.measure.probing import ProbeSettings
+from forensics.outcomes import unbits
 
 READS = (
     ("probe_correct", "probe_on_control_facts", "probe"),
@@ -16,7 +16,7 @@ READS = (
 
 
 def run(ctx: Context) -> dict:
-    from forensics.probing import probe_models
+    from forensics.measure.probing import probe_models
 
     settings = ctx.settings("probes")
     return probe_models(ctx.models, ctx.sets, ctx.scorer, ctx.cache, settings, ctx.runtime, ctx.cfg.jobs())

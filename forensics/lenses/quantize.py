@@ -6,7 +6,7 @@ import numpy as np
 
 from forensics.attacks.quantize import QuantizeSettings
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
-from forensics.verdict import unbits
+from forensics.outcomes import unbits
 
 
 def run(ctx: Context) -> dict:

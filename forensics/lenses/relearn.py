@@ -7,7 +7,7 @@ import numpy as np
 
 from forensics.attacks.relearn import RelearnSettings
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
-from forensics.verdict import unbits
+from forensics.outcomes import unbits
 
 
 def rtt_rows(best: dict | None, splits: list[str], key: str, field: str) -> np.ndarray | None:

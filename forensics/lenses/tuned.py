@@ -15,7 +15,7 @@ import numpy as np
 
 from forensics.errors import InputError
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
-from forensics.verdict import bits, unbits
+from forensics.outcomes import bits, unbits
 
 LABEL = "tuned lens"
 
@@ -35,10 +35,10 @@ class TunedSettings:
 
 
 def run(ctx: Context) -> dict:
-    from forensics.arch import arch_of
-    from forensics.checkpoint import boot_bridge
-    from forensics.digest import checkpoint_digest
-    from forensics.probing import features, layer_names, lens_correct
+    from forensics.measure.probing import features, layer_names, lens_correct
+    from forensics.models.arch import arch_of
+    from forensics.models.checkpoint import boot_bridge
+    from forensics.models.digest import checkpoint_digest
     from probes.tuned import fit
 
     settings: TunedSettings = ctx.settings("tuned")

@@ -43,7 +43,7 @@ def deltas(full, source, items: list[tuple[list[int], int]]) -> np.ndarray:
     """[facts, layers] log-prob drop in `full` when `source`'s residual after each layer is patched in."""
     import torch
 
-    from forensics.cache import RESID, forward_until
+    from forensics.models.cache import RESID, forward_until
 
     n = full.cfg.n_layers
     hooks = [RESID.format(i) for i in range(n)]
@@ -60,10 +60,10 @@ def deltas(full, source, items: list[tuple[list[int], int]]) -> np.ndarray:
 
 
 def run(ctx: Context) -> dict:
-    from forensics.checkpoint import boot_bridge
-    from forensics.formats import default_format, examples
-    from forensics.tokens import encode
-    from forensics.verdict import bootstrap_means
+    from forensics.facts.formats import default_format, examples
+    from forensics.models.checkpoint import boot_bridge
+    from forensics.models.tokens import encode
+    from forensics.outcomes import bootstrap_means
     from probes.uds import TAU, uds
 
     if CONTROL not in ctx.models:

@@ -7,7 +7,7 @@ from forensics.lenses.base import ACTION, Context, Lens
 
 
 def run(ctx: Context) -> dict:
-    from forensics.localize import weights_section
+    from forensics.measure.localize import weights_section
 
     return weights_section(ctx.cfg.original, ctx.others)
 

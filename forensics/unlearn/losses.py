@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from forensics.tokens import logits_of, sequence_nll
+from forensics.models.tokens import logits_of, sequence_nll
 
 
 def mean_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from forensics.arch import arch_of
 from forensics.errors import InputError
+from forensics.models.arch import arch_of
 
 GRID = [{"lr": lr, "layer": None, "c": 3.0, "alpha": alpha} for lr in (3e-3, 1e-2) for alpha in (1.0, 10.0)]
 DEMO = {

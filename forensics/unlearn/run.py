@@ -24,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from forensics.arch import arch_of_checkpoint
-from forensics.checkpoint import (
+from forensics.errors import InputError
+from forensics.facts.core import Sets
+from forensics.facts.formats import default_format, examples, wrong_examples
+from forensics.models.arch import arch_of_checkpoint
+from forensics.models.checkpoint import (
     METADATA,
     check_dir,
     load_checkpoint,
@@ -33,16 +36,13 @@ from forensics.checkpoint import (
     save_checkpoint,
     write_json,
 )
-from forensics.digest import CODE_VERSION, checkpoint_digest, facts_digest
-from forensics.errors import InputError
-from forensics.executor import Executor, Job
-from forensics.facts import Sets
-from forensics.formats import default_format, examples, wrong_examples
-from forensics.pair import check_context
-from forensics.runtime import Runtime
-from forensics.scoring import accuracy_table, score
-from forensics.tokens import collate, encode, pad_id
-from forensics.train import TrainConfig, train
+from forensics.models.digest import CODE_VERSION, checkpoint_digest, facts_digest
+from forensics.models.executor import Executor, Job
+from forensics.models.pair import check_context
+from forensics.models.runtime import Runtime
+from forensics.models.scoring import accuracy_table, score
+from forensics.models.tokens import collate, encode, pad_id
+from forensics.models.train import TrainConfig, train
 from forensics.unlearn import METHODS, rmu
 
 MADE_BY = "forensics unlearn"

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from forensics.errors import InputError
-from forensics.facts import Fact, Sets
-from forensics.formats import choice_context, choice_continuation, letter_prompt, letter_target
-from forensics.tokens import collate, encode, encode_tails, logits_of, pad_id
-from forensics.verdict import bits
+from forensics.facts.core import Fact, Sets
+from forensics.facts.formats import choice_context, choice_continuation, letter_prompt, letter_target
+from forensics.models.tokens import collate, encode, encode_tails, logits_of, pad_id
+from forensics.outcomes import bits
 
 SCORERS = ("letter", "letter_calibrated", "choice")
 

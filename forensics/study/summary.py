@@ -2,7 +2,7 @@
 
 Information lenses (RTT, quantization, probes, logit lens, direction ablation, layer-restricted RTT)
 give per-fact outcomes on the forget facts; each is compared with the same lens on the never-learned
-control (or chance, without one) by `forensics.verdict`. Action lenses (ΔW, divergence, revert,
+control (or chance, without one) by `forensics.study.verdict`. Action lenses (ΔW, divergence, revert,
 patch) only say where the method acted: they are drawn in the action map and never decide.
 Reads the results dict only; loads no model.
 """
@@ -16,7 +16,8 @@ from dataclasses import replace
 import numpy as np
 
 from forensics.lenses import REGISTRY
-from forensics.verdict import VerdictSettings, bootstrap_means, decide, describe, evidence, unbits
+from forensics.outcomes import bootstrap_means, unbits
+from forensics.study.verdict import VerdictSettings, decide, describe, evidence
 
 REFERENCE, CONTROL = "original", "never_learned"
 RTT = "RTT"  # the relearning attack's lens label (forensics.lenses.relearn)

@@ -1,15 +1,15 @@
 """A kinds study (DESIGN §3): one study per kind of knowledge — its forget splits, its never-learned
 control, its unlearned checkpoints — under OUT/<kind>/, then the kinds compared in OUT/results.json
-(`forensics.kind_compare`). Each kind's study resumes on its own, as any study does."""
+(`forensics.study.compare`). Each kind's study resumes on its own, as any study does."""
 
 from __future__ import annotations
 
-from forensics.checkpoint import write_json
 from forensics.errors import InputError
-from forensics.kind_compare import compare_kinds
+from forensics.models.checkpoint import write_json
 from forensics.outdir import claim
-from forensics.study import SCHEMA_VERSION, run_study, study_sets, versions
-from forensics.study_config import KindStudy
+from forensics.study.compare import compare_kinds
+from forensics.study.config import KindStudy
+from forensics.study.run import SCHEMA_VERSION, run_study, study_sets, versions
 
 
 def run_kind_study(

@@ -17,17 +17,17 @@ import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from forensics import world_kinds
-from forensics.arch import tiny_config
-from forensics.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
 from forensics.errors import InputError
-from forensics.executor import Executor, Job
-from forensics.facts import Fact, FactSet, Sets, load_facts, load_jsonl, select, write_jsonl
-from forensics.formats import default_format, examples, letter_target
+from forensics.facts.core import Fact, FactSet, Sets, load_facts, load_jsonl, select, write_jsonl
+from forensics.facts.formats import default_format, examples, letter_target
+from forensics.models.arch import tiny_config
+from forensics.models.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
+from forensics.models.executor import Executor, Job
+from forensics.models.runtime import Runtime, torch_device
+from forensics.models.scoring import SCORERS, accuracy_table, score
+from forensics.models.train import TrainConfig, train
 from forensics.outdir import claim
-from forensics.runtime import Runtime, torch_device
-from forensics.scoring import SCORERS, accuracy_table, score
-from forensics.train import TrainConfig, train
+from forensics.worlds import kinds as world_kinds
 
 FACTS_FILE = "facts.jsonl"
 WORLD_FILE = "world.json"
@@ -103,7 +103,7 @@ class WorldConfig:
     retain: tuple[str, ...] = ()
     near_retain: tuple[str, ...] = ()
     drop_duplicates: bool = False
-    # the two-kind world (forensics.world_kinds): pretrained people beside implanted cities
+    # the two-kind world (forensics.worlds.kinds): pretrained people beside implanted cities
     kinds: tuple[str, ...] = ()  # () or ("pretrained", "implanted")
     n_cities: int = 120
     n_implanted_forget: int = 80
@@ -486,7 +486,7 @@ def _world_model(
 def _build_kinds_world(
     out: Path, cfg: WorldConfig, progress: bool, runtime: Runtime, executor: Executor
 ) -> dict:
-    """The two-kind world (forensics.world_kinds): two base models pretrained from scratch (with and
+    """The two-kind world (forensics.worlds.kinds): two base models pretrained from scratch (with and
     without the pretrained kind's forget facts) as parallel jobs, then three implants of the new
     domain into them, as parallel jobs."""
     controls = world_kinds.CONTROLS

@@ -19,8 +19,8 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from forensics.facts import Fact
-from forensics.formats import Example, default_format, examples
+from forensics.facts.core import Fact
+from forensics.facts.formats import Example, default_format, examples
 
 KINDS = ("pretrained", "implanted")
 CONTROLS = {kind: f"never_learned_{kind}" for kind in KINDS}

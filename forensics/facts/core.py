@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from forensics import fact_files
 from forensics.errors import InputError
-from forensics.fact_files import SUFFIXES, read_json_lines, read_records, split_name
+from forensics.facts import files as fact_files
+from forensics.facts.files import SUFFIXES, read_json_lines, read_records, split_name
 
 LETTERS = "ABCDEFGHIJ"
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from forensics.checkpoint import TOKENIZER_FILES, weight_files
+from forensics.models.checkpoint import TOKENIZER_FILES, weight_files
 
 # Bump when a change to the code changes any number it writes: older cached results are then stale.
 CODE_VERSION = 6  # 6: training batches grouped by length

@@ -12,10 +12,16 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from forensics.checkpoint import load_tokenizer, read_json, tensor_headers
 from forensics.errors import InputError
-from forensics.facts import Fact, Sets
-from forensics.formats import choice_context, choice_continuation, examples, letter_prompt, letter_target
+from forensics.facts.core import Fact, Sets
+from forensics.facts.formats import (
+    choice_context,
+    choice_continuation,
+    examples,
+    letter_prompt,
+    letter_target,
+)
+from forensics.models.checkpoint import load_tokenizer, read_json, tensor_headers
 
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
 
@@ -91,7 +97,7 @@ def check_context(path: Path, facts: Sequence[Fact], scorer: str, fmt: str, tok=
     limit = context_length(path)
     if limit is None:
         return
-    from forensics.tokens import encode
+    from forensics.models.tokens import encode
 
     tok = tok or load_tokenizer(path)
     for prompt, target, source in sequences(facts, scorer, fmt):

@@ -15,17 +15,17 @@ from functools import partial
 from importlib import metadata
 from pathlib import Path
 
-from forensics.cache import enforce_cap
-from forensics.checkpoint import read_json, read_metadata, write_json
-from forensics.digest import checkpoint_digest, facts_digest
-from forensics.digest import key as digest_key
 from forensics.errors import InputError, warn
-from forensics.facts import Sets, assign_kinds, load_facts, select
+from forensics.facts.core import Sets, assign_kinds, load_facts, select
 from forensics.lenses import REGISTRY, Context
+from forensics.models.cache import enforce_cap
+from forensics.models.checkpoint import read_json, read_metadata, write_json
+from forensics.models.digest import checkpoint_digest, facts_digest
+from forensics.models.digest import key as digest_key
+from forensics.models.pair import check_models
 from forensics.outdir import claim
-from forensics.pair import check_models
-from forensics.study_config import CONTROL, StudyConfig
-from forensics.summary import action_map, reference_check, summarize
+from forensics.study.config import CONTROL, StudyConfig
+from forensics.study.summary import action_map, reference_check, summarize
 
 SCHEMA_VERSION = 2  # 2: per-fact outcomes, the control through every lens, statistical verdicts
 

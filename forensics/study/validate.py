@@ -14,21 +14,21 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from forensics.arch import arch_of, arch_of_checkpoint
-from forensics.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
 from forensics.errors import InputError
-from forensics.executor import Executor
-from forensics.facts import Sets
-from forensics.formats import default_format
+from forensics.facts.core import Sets
+from forensics.facts.formats import default_format
+from forensics.models.arch import arch_of, arch_of_checkpoint
+from forensics.models.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
+from forensics.models.executor import Executor
+from forensics.models.pair import context_length
+from forensics.models.runtime import Runtime
+from forensics.models.train import TrainConfig, train
 from forensics.outdir import claim
-from forensics.pair import context_length
-from forensics.runtime import Runtime
-from forensics.study import run_study
-from forensics.study_config import world_study
-from forensics.train import TrainConfig, train
+from forensics.study.config import world_study
+from forensics.study.run import run_study
 from forensics.unlearn import ria
 from forensics.unlearn.run import streams
-from forensics.world import WorldConfig, build_world, load_world, train_world_model
+from forensics.worlds.world import WorldConfig, build_world, load_world, train_world_model
 
 EXPECTED = {"exact": "erased", "exact_reseeded": "erased", "planted": "hidden", "output_only": "hidden"}
 LENSES = ("accuracy", "relearn", "quantize", "ablate", "probes")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from forensics.executor import Executor, Job
-from forensics.kind_study import run_kind_study
+from forensics.models.executor import Executor, Job
+from forensics.models.runtime import Runtime
 from forensics.outdir import safe_name
-from forensics.runtime import Runtime
-from forensics.study import run_study
-from forensics.study_config import DEFAULT_LENSES, KindStudy, world_study
+from forensics.study.config import DEFAULT_LENSES, KindStudy, world_study
+from forensics.study.kinds import run_kind_study
+from forensics.study.run import run_study
 from forensics.unlearn.run import UnlearnSettings, unlearn
-from forensics.world import load_world
+from forensics.worlds.world import load_world
 
 
 def unlearn_and_study(

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from forensics.checkpoint import save_checkpoint
-from forensics.digest import file_digest
 from forensics.errors import InputError
-from forensics.runtime import DTYPES
+from forensics.models.checkpoint import save_checkpoint
+from forensics.models.digest import file_digest
+from forensics.models.runtime import DTYPES
 
 MAGIC = b"GGUF"
 

@@ -17,17 +17,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forensics.arch import arch_of
-from forensics.cache import default_hooks, extract, stream_ids
-from forensics.checkpoint import boot_bridge
-from forensics.digest import checkpoint_digest
 from forensics.errors import InputError
-from forensics.executor import Executor, Job
-from forensics.facts import Fact, Sets
-from forensics.formats import choice_context, letter_prompt
-from forensics.runtime import Runtime, input_device
-from forensics.scoring import choice_plan, letter_token_ids, long_logliks, plan_table
-from forensics.verdict import bits
+from forensics.facts.core import Fact, Sets
+from forensics.facts.formats import choice_context, letter_prompt
+from forensics.models.arch import arch_of
+from forensics.models.cache import default_hooks, extract, stream_ids
+from forensics.models.checkpoint import boot_bridge
+from forensics.models.digest import checkpoint_digest
+from forensics.models.executor import Executor, Job
+from forensics.models.runtime import Runtime, input_device
+from forensics.models.scoring import choice_plan, letter_token_ids, long_logliks, plan_table
+from forensics.outcomes import bits
 from probes.lens import choice_lens, letter_lens
 from probes.linear import LogisticProbe, RidgeProbe, fit_batched, restricted_argmax
 from probes.selectivity import accuracy_with_ci, control_answers

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from forensics.errors import InputError
-from forensics.facts import LETTERS, Fact
+from forensics.facts.core import LETTERS, Fact
 
 LOSS_FORMATS = ("qla", "letter", "qa", "corpus")
 """question+letter+answer, letter only, question+answer, plain corpus statements (DESIGN §1)."""

@@ -144,7 +144,7 @@ class Arch:
 
     @torch.no_grad()
     def _check(self, model: torch.nn.Module, readout: Readout) -> None:
-        from forensics.runtime import input_device
+        from forensics.models.runtime import input_device
 
         ids = torch.arange(1, 7, device=input_device(model))[None] % model.config.vocab_size
         last, out = self.block_output(model, self.n_layers - 1, ids)
@@ -177,7 +177,7 @@ def arch_of_checkpoint(path) -> Arch:
     """The layout of the checkpoint directory `path` (its config.json)."""
     from pathlib import Path
 
-    from forensics.checkpoint import read_json
+    from forensics.models.checkpoint import read_json
 
     return arch_of(read_json(Path(path) / "config.json"), f"{path}/config.json")
 

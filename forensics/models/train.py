@@ -15,8 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from forensics.errors import InputError, warn
-from forensics.formats import Example
-from forensics.tokens import collate, encode, logits_of, pad_id, sequence_nll
+from forensics.facts.formats import Example
+from forensics.models.tokens import collate, encode, logits_of, pad_id, sequence_nll
 
 Batch = dict[str, torch.Tensor]
 LossFn = Callable[[torch.nn.Module, Mapping[str, Batch]], torch.Tensor]

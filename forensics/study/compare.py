@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from forensics.summary import blind as reads_nothing
-from forensics.summary import interval95, paired_outcomes, recovery, reference_check
-from forensics.verdict import VerdictSettings, comparison_draws
+from forensics.study.summary import blind as reads_nothing
+from forensics.study.summary import interval95, paired_outcomes, recovery, reference_check
+from forensics.study.verdict import VerdictSettings, comparison_draws
 
 RTT, PROBE = "RTT", "probe"
 

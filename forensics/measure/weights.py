@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from forensics.arch import arch_of_checkpoint
-from forensics.checkpoint import check_dir, read_json, weight_files
 from forensics.errors import InputError
+from forensics.models.arch import arch_of_checkpoint
+from forensics.models.checkpoint import check_dir, read_json, weight_files
 
 TOP_K = 8
 BLOCK_BYTES = 16 << 20  # tensors above this are read in row blocks of about this size

@@ -22,9 +22,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from forensics.digest import key, weights_digest
 from forensics.errors import InputError, warn
-from forensics.tokens import encode, pad_id
+from forensics.models.digest import key, weights_digest
+from forensics.models.tokens import encode, pad_id
 
 RESID = "blocks.{}.hook_resid_post"
 # the residual stream entering block 0: the embeddings summed and scaled as the model does them

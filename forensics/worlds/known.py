@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from forensics.facts import Fact
-from forensics.scoring import continuation_logliks, score
+from forensics.facts.core import Fact
+from forensics.models.scoring import continuation_logliks, score
 
 
 def cloze(fact: Fact) -> tuple[str, list[str]] | None:

@@ -180,7 +180,7 @@ def _watch_parent(parent: int) -> None:
 def _released(fn: Callable, threads: int | None, *args):
     """A job in a worker process, on `threads` CPU threads (its CPU share on a Ray node); the worker
     keeps no model afterwards (its memory, GPU memory included, goes back to the pool or cluster)."""
-    from forensics.checkpoint import release_cached
+    from forensics.models.checkpoint import release_cached
 
     if threads is not None:
         import torch

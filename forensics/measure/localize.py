@@ -16,18 +16,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forensics.arch import arch_of
 from forensics.attacks.relearn import RelearnSettings, derived_seed, run_one
-from forensics.cache import RESID, forward_until
-from forensics.checkpoint import boot_bridge, load_checkpoint
-from forensics.digest import checkpoint_digest
 from forensics.errors import InputError
-from forensics.executor import Executor, Job
-from forensics.facts import Sets
-from forensics.probing import features, labels
-from forensics.runtime import Runtime, in_memory
-from forensics.scoring import score
-from forensics.weights import diff as weights_diff
+from forensics.facts.core import Sets
+from forensics.measure.probing import features, labels
+from forensics.measure.weights import diff as weights_diff
+from forensics.models.arch import arch_of
+from forensics.models.cache import RESID, forward_until
+from forensics.models.checkpoint import boot_bridge, load_checkpoint
+from forensics.models.digest import checkpoint_digest
+from forensics.models.executor import Executor, Job
+from forensics.models.runtime import Runtime, in_memory
+from forensics.models.scoring import score
 from probes.divergence import divergence
 from probes.linear import RidgeProbe
 

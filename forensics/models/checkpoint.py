@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from forensics.errors import InputError
-from forensics.runtime import Runtime, input_device, torch_device
+from forensics.models.runtime import Runtime, input_device, torch_device
 
 METADATA = "forensics.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")

@@ -17,15 +17,15 @@ from typing import Any
 
 from forensics.attacks.quantize import QuantizeSettings
 from forensics.attacks.relearn import RelearnSettings
-from forensics.checkpoint import check_dir
 from forensics.config import coerce, from_table
 from forensics.errors import InputError
-from forensics.executor import Executor
 from forensics.lenses import REGISTRY
+from forensics.measure.probing import ProbeSettings
+from forensics.models.checkpoint import check_dir
+from forensics.models.executor import Executor
+from forensics.models.runtime import Runtime
 from forensics.outdir import safe_name
-from forensics.probing import ProbeSettings
-from forensics.runtime import Runtime
-from forensics.verdict import VerdictSettings
+from forensics.study.verdict import VerdictSettings
 
 LENSES = tuple(REGISTRY)
 # what a study runs unless [lenses] run says otherwise: opt-in lenses (LoRA RTT, a second attack

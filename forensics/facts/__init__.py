@@ -1,0 +1,1 @@
+"""Facts: the fact model and its sets, fact files, and how a fact becomes text."""

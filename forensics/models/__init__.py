@@ -1,0 +1,2 @@
+"""Models: loading checkpoints, their architectures, runtime placement, scoring, the activation
+cache, training."""
