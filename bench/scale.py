@@ -39,7 +39,7 @@ VOCABS = {"tiny": 1024}  # the world tokenizer's; every other size has VOCAB
 
 
 def world_config():
-    from forensics.worlds.world import WorldConfig
+    from forensics.worlds.spec import WorldConfig
 
     return WorldConfig(n_people=120, n_ships=60, n_forget=88, n_forget_splits=4, vocab_size=1024)
 
@@ -49,7 +49,8 @@ def build(root: Path, size: str, device: str) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from forensics.worlds.world import build_tokenizer, generate_facts, world_texts
+    from forensics.worlds.spec import generate_facts, world_texts
+    from forensics.worlds.world import build_tokenizer
 
     facts, _ = generate_facts(world_config())
     tok = build_tokenizer(world_texts(facts.facts()), 1024)
@@ -97,7 +98,7 @@ def child(stage: str, root: Path, device: str, dtype: str, device_map: str) -> d
     from forensics.models.checkpoint import boot_bridge, load_checkpoint
     from forensics.models.digest import checkpoint_digest
     from forensics.models.runtime import Runtime, torch_device
-    from forensics.worlds.world import generate_facts
+    from forensics.worlds.spec import generate_facts
     from probes.divergence import divergence
     from probes.linear import LogisticProbe
 

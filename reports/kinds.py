@@ -9,7 +9,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from reports.html import _fmt, _layout, esc, page, plot_scripts, write_html
+from reports.figures import _layout, esc
+from reports.html import _fmt, page, plot_scripts, write_html
 
 PALETTE = ["#c53030", "#2b6cb0", "#2f855a"]
 NOTE = (

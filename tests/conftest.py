@@ -12,7 +12,7 @@ PAPER_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "deeb
 
 
 def micro_config(**overrides):
-    from forensics.worlds.world import WorldConfig
+    from forensics.worlds.spec import WorldConfig
 
     settings = dict(
         n_people=24,

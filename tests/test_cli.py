@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from forensics.cli import format_table, main
+from forensics.cli import main
+from forensics.cli.finish import format_table
 
 MICRO = [
     "--people",

@@ -10,7 +10,8 @@ import pytest
 
 from forensics.cli import main
 from forensics.errors import InputError
-from forensics.facts.core import load_facts, select
+from forensics.facts.core import select
+from forensics.facts.load import load_facts
 from forensics.models.checkpoint import load_checkpoint, read_json
 from forensics.models.scoring import score
 from forensics.worlds.world import load_world

@@ -6,7 +6,9 @@ import re
 import pytest
 
 from forensics.errors import InputError
-from forensics.facts.core import load_facts, load_jsonl, load_paper_dir, select
+from forensics.facts.core import load_jsonl, select
+from forensics.facts.load import load_facts
+from forensics.facts.paper import load_paper_dir
 
 
 def write(path, lines):

@@ -13,7 +13,8 @@ from forensics.study.compare import words
 from forensics.study.verdict import paired_bootstrap
 from forensics.unlearn.run import UnlearnSettings, unlearn
 from forensics.worlds.kinds import CONTROLS, KINDS
-from forensics.worlds.world import WORLD_FILE, build_world, generate_facts, load_world
+from forensics.worlds.spec import generate_facts
+from forensics.worlds.world import WORLD_FILE, build_world, load_world
 from tests import chromium
 from tests.chromium import needs_chromium
 from tests.conftest import QUICK_LENSES, micro_config
@@ -310,7 +311,7 @@ def test_report_command_renders_a_kinds_study(kind_study, tmp_path):
 def test_fail_on_over_kinds_hidden_wins():
     """A kinds study's gate: hidden in one kind, inconclusive in the other exits 3 (as one study with
     both methods would), not 4."""
-    from forensics.cli import FAIL_HIDDEN, FAIL_INCONCLUSIVE, gate, worst
+    from forensics.cli.finish import FAIL_HIDDEN, FAIL_INCONCLUSIVE, gate, worst
 
     hidden = {"summary": {"gd": {"verdict": "hidden"}}}
     unsure = {"summary": {"gd": {"verdict": "inconclusive"}}}

@@ -17,7 +17,8 @@ from forensics.lenses.geometry import geometry, low_rank
 from forensics.lenses.incontext import InContextSettings, demonstrations, fitting_shots, primed
 from forensics.measure.weights import diff
 from forensics.models.checkpoint import read_json
-from forensics.study.config import DEFAULT_LENSES, world_study
+from forensics.study.config import DEFAULT_LENSES
+from forensics.study.from_world import world_study
 from forensics.study.run import run_study
 from probes.tuned import Translators, fit, least_squares
 from probes.uds import uds

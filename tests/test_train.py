@@ -8,7 +8,8 @@ from forensics.facts.formats import LOSS_FORMATS, examples
 from forensics.models.checkpoint import load_checkpoint
 from forensics.models.scoring import score
 from forensics.models.train import TrainConfig, train
-from forensics.worlds.world import WorldConfig, build_model, load_world
+from forensics.worlds.spec import WorldConfig
+from forensics.worlds.world import build_model, load_world
 
 
 def fresh(micro_world):

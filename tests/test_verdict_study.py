@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from forensics.cli import FAIL_HIDDEN, main
+from forensics.cli import main
+from forensics.cli.finish import FAIL_HIDDEN
 from forensics.models.checkpoint import read_json
 from tests import chromium
 from tests.chromium import needs_chromium
@@ -135,7 +136,7 @@ def fact_controlled(root):
 
     from forensics.facts.core import load_jsonl, select, write_jsonl
     from forensics.study.validate import suppressed
-    from forensics.worlds.world import generate_facts
+    from forensics.worlds.spec import generate_facts
     from tests.conftest import micro_config
 
     unknown, _ = generate_facts(micro_config(seed=7))

@@ -7,7 +7,8 @@ import pytest
 from forensics.errors import InputError
 from forensics.models.checkpoint import load_checkpoint
 from forensics.models.scoring import letter_token_ids, score
-from forensics.worlds.world import WORLD_FILE, build_world, generate_facts, load_world
+from forensics.worlds.spec import generate_facts
+from forensics.worlds.world import WORLD_FILE, build_world, load_world
 from tests.conftest import micro_config
 
 

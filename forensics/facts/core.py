@@ -8,7 +8,6 @@ JSONL of `{"question", "choices", "answer"}` lines (WMDP/MMLU style, optional `s
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -16,8 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from forensics.errors import InputError
-from forensics.facts import files as fact_files
-from forensics.facts.files import SUFFIXES, read_json_lines, read_records, split_name
+from forensics.facts.files import read_records, split_name
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -113,11 +111,11 @@ def _str_list(record: dict, key: str, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InputError(f"{where}: '{key}' must be a list of strings")
     for v in value:
-        _check_unicode(v, where)
+        check_unicode(v, where)
     return tuple(value)
 
 
-def _check_unicode(text: str, where: str) -> None:
+def check_unicode(text: str, where: str) -> None:
     """Refuse text that is not valid Unicode (a lone surrogate from a JSON escape such as "\\ud800")."""
     try:
         text.encode("utf-8")
@@ -130,7 +128,7 @@ def normalized(question: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", question).casefold().split())
 
 
-def _parse_question(record: dict, split: str, where: str) -> Fact:
+def parse_question(record: dict, split: str, where: str) -> Fact:
     for key in ("question", "choices", "answer"):
         if key not in record:
             raise InputError(f"{where}: malformed line (missing '{key}')")
@@ -149,7 +147,7 @@ def _parse_question(record: dict, split: str, where: str) -> Fact:
         raise InputError(f"{where}: answer {answer} out of range for {len(choices)} choices")
     texts = tuple(str(c) for c in choices)
     for value in (question, *texts):
-        _check_unicode(value, where)
+        check_unicode(value, where)
     empty = [i for i, text in enumerate(texts) if not text.strip()]
     if empty:
         raise InputError(f"{where}: choice {empty[0]} is empty (every choice must hold some text)")
@@ -237,160 +235,11 @@ def load_jsonl(paths: Path | Sequence[Path], seed: int = 0) -> FactSet:
             split = record.get("split", split_name(path))
             if not isinstance(split, str) or not split:
                 raise InputError(f"{where}: 'split' must be a non-empty string")
-            _check_unicode(split, where)
-            splits.setdefault(split, []).append(_parse_question(record, split, where))
+            check_unicode(split, where)
+            splits.setdefault(split, []).append(parse_question(record, split, where))
         if sum(map(len, splits.values())) == before:
             raise InputError(f"{path}: split '{split_name(path)}' is empty (no questions)")
     return FactSet({n: tuple(f) for n, f in splits.items()})
-
-
-_STOPWORDS = {
-    "the",
-    "was",
-    "when",
-    "did",
-    "following",
-    "event",
-    "happen",
-    "and",
-    "born",
-    "year",
-    "its",
-    "his",
-    "her",
-    "for",
-    "with",
-    "that",
-    "this",
-    "took",
-    "place",
-    "which",
-    "from",
-    "into",
-    "came",
-    "world",
-    "birth",
-    "occurred",
-    "what",
-}
-
-
-def _words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[^\W\d_]{3,}", text.lower()) if w not in _STOPWORDS}
-
-
-def _match(
-    record: dict,
-    text: str,
-    facts: list[Fact],
-    words: list[set[str]],
-    by_answer: dict[str, list[int]],
-    hint: int,
-) -> int:
-    """Index of the question a corpus statement belongs to, or -1.
-
-    Candidates are the questions whose correct answer the record names (`correct_answer`) or the
-    text states; `original_question` narrows them further; the most words shared with the question
-    picks among them (at least one when the question has any), ties going to the question nearest
-    after the previous match (files list a fact's statements together).
-    """
-    if "correct_answer" in record:
-        cands = list(by_answer.get(str(record["correct_answer"]), []))
-    else:
-        cands = [
-            i
-            for answer, idx in by_answer.items()
-            if re.search(rf"(?<![\w]){re.escape(answer)}(?![\w])", text)
-            for i in idx
-        ]
-    if "original_question" in record:
-        cands = [i for i in cands if facts[i].question == record["original_question"]]
-    text_words = _words(text)
-    cands = [i for i in cands if not words[i] or words[i] & text_words]
-    if not cands:
-        return -1
-    return max(cands, key=lambda i: (len(words[i] & text_words), -((i - hint) % len(facts))))
-
-
-def _attach_corpus(facts: list[Fact], paths: list[Path], kind: str) -> tuple[list[Fact], list[str]]:
-    """Tie each statement of the corpus files to its question, wherever that question's split is.
-
-    The paper's `years` corpus files mix facts of every split, so statements are matched by content,
-    not by file. Returns the facts with statements attached and the `file:line` of any that fit none.
-    """
-    words = [_words(f.question) for f in facts]
-    by_answer: dict[str, list[int]] = defaultdict(list)
-    for i, f in enumerate(facts):
-        by_answer[f.answer_text].append(i)
-    found: list[list[str]] = [[] for _ in facts]
-    unmatched: list[str] = []
-    hint = 0
-    for path in paths:
-        for where, record in read_json_lines(path):
-            text = record.get("text")
-            if not isinstance(text, str):
-                raise InputError(f"{where}: malformed line (missing 'text')")
-            _check_unicode(text, where)
-            i = _match(record, text, facts, words, by_answer, hint)
-            if i < 0:
-                unmatched.append(where)
-                continue
-            found[i].append(text)
-            hint = i
-    return [replace(f, **{kind: tuple(s)}) for f, s in zip(facts, found, strict=True)], unmatched
-
-
-def load_paper_dir(root: Path) -> FactSet:
-    """Load the Deeb & Roger (2024) layout: `split_N.jsonl` (+ `dev.jsonl`) with statements attached."""
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{root}: not a directory")
-    files = sorted(root.glob("split_*.jsonl"), key=lambda p: (len(p.stem), p.stem))
-    if (root / "dev.jsonl").exists():
-        files.append(root / "dev.jsonl")
-    if not files:
-        raise InputError(f"{root}: no split_N.jsonl files (not the paper's data layout)")
-    facts: list[Fact] = []
-    for path in files:
-        split = [_parse_question(r, path.stem, where) for where, r in read_json_lines(path)]
-        if not split:
-            raise InputError(f"{path}: split '{path.stem}' is empty")
-        facts += split
-    unmatched: list[str] = []
-    for prefix, kind in (
-        ("corpus_", "statements"),
-        ("whp_corpus_", "wrong_statements"),
-        ("fwf_corpus_", "fixed_wrong_statements"),
-    ):
-        paths = [root / f"{prefix}{p.name}" for p in files if (root / f"{prefix}{p.name}").exists()]
-        facts, missed = _attach_corpus(facts, paths, kind)
-        unmatched += missed
-    splits: dict[str, list[Fact]] = defaultdict(list)
-    for f in facts:
-        splits[f.split].append(f)
-    return FactSet({n: tuple(f) for n, f in splits.items()}, unmatched=tuple(unmatched))
-
-
-def load_facts(path: Path, partition: int | None = None, seed: int = 0) -> FactSet:
-    """Load a paper-layout folder, a folder of fact files (one split per file) or one fact file,
-    whichever `path` is; with `partition`, every split is dealt into that many parts in an order drawn
-    from `seed` (`{split}_{i}`)."""
-    path = Path(path)
-    if path.is_dir() and any(path.glob("split_*.jsonl")):
-        facts = load_paper_dir(path)
-    elif path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
-        if not files:
-            raise InputError(f"{path}: no fact files ({', '.join(SUFFIXES)}) and no split_N.jsonl")
-        facts = load_jsonl(files, seed)
-    elif not path.exists():
-        raise InputError(f"{path}: no such file or directory")
-    else:
-        facts = load_jsonl(path, seed)
-    if partition is None:
-        return facts
-    parts = fact_files.partition({n: list(f) for n, f in facts.splits.items()}, partition, seed)
-    return FactSet({n: tuple(f) for n, f in parts.items()}, unmatched=facts.unmatched)
 
 
 def assign_kinds(facts: FactSet, kinds: Mapping[str, Sequence[str]]) -> FactSet:

@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-from forensics.attacks.quantize import QuantizeSettings
-from forensics.attacks.relearn import RelearnSettings
 from forensics.config import coerce, from_table
 from forensics.errors import InputError
 from forensics.lenses import REGISTRY
-from forensics.measure.probing import ProbeSettings
 from forensics.models.checkpoint import check_dir
 from forensics.models.executor import Executor
 from forensics.models.runtime import Runtime
 from forensics.outdir import safe_name
+from forensics.study.grids import GRID_FIELDS, GRIDS, Grid
 from forensics.study.verdict import VerdictSettings
 
 LENSES = tuple(REGISTRY)
@@ -32,80 +28,6 @@ LENSES = tuple(REGISTRY)
 # beside full RTT for models too big to copy; the heavy ones) are asked for by name
 DEFAULT_LENSES = tuple(name for name, lens in REGISTRY.items() if lens.default)
 REFERENCE, CONTROL = "original", "never_learned"
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The settings of every lens that has a grid."""
-
-    relearn: RelearnSettings = RelearnSettings()
-    relearn_lora: RelearnSettings = RelearnSettings(method="lora", lrs=(1e-3, 3e-3, 1e-2))
-    localize: RelearnSettings = RelearnSettings(lrs=(1e-3,), epochs=4)
-    probes: ProbeSettings = ProbeSettings()
-    quantize: QuantizeSettings = QuantizeSettings()
-    # every other lens's settings, where the grid differs from the lens's own defaults
-    lenses: Mapping[str, Any] = field(default_factory=dict)
-
-    def of(self, name: str):
-        """Lens `name`'s settings under this grid."""
-        if name in GRID_FIELDS:
-            return getattr(self, name)
-        return self.lenses.get(name) or REGISTRY[name].settings()
-
-
-GRID_FIELDS = ("relearn", "relearn_lora", "localize", "probes", "quantize")  # presets with a field
-
-GRIDS = {
-    "full": Grid(),
-    # the demo's lighter grid: one learning rate, early stop on V, V scored only, one rotation for
-    # layer-restricted RTT (the report names the grid that ran)
-    "demo": Grid(
-        relearn=RelearnSettings(lrs=(1e-3,), epochs=4, patience=1, score_t_and_retain=False, seeds=(0,)),
-        relearn_lora=RelearnSettings(
-            method="lora", lrs=(1e-2,), epochs=4, patience=1, score_t_and_retain=False, seeds=(0,)
-        ),
-        localize=RelearnSettings(
-            lrs=(1e-3,), epochs=2, patience=1, score_t_and_retain=False, rotations=1, seeds=(0,)
-        ),
-        # fewer L-BFGS iterations: V accuracy within ±0.02 of the converged probe on the demo world
-        probes=ProbeSettings(max_iter=100),
-    ),
-    # a pretrained ~100M model on 2 CPU cores (`forensics real`): learning rates for its scale, a
-    # batch of 8, at most 3 epochs with early stop, localization at every fifth block and the last
-    "real": Grid(
-        relearn=RelearnSettings(
-            lrs=(1e-4,), epochs=3, batch_size=8, patience=1, score_t_and_retain=False, seeds=(0,)
-        ),
-        relearn_lora=RelearnSettings(
-            method="lora",
-            lrs=(1e-3,),
-            epochs=3,
-            batch_size=8,
-            patience=1,
-            score_t_and_retain=False,
-            seeds=(0,),
-        ),
-        localize=RelearnSettings(
-            lrs=(1e-4,),
-            epochs=2,
-            batch_size=8,
-            patience=1,
-            score_t_and_retain=False,
-            rotations=1,
-            seeds=(0,),
-            layers=(0, 5, 10, 15, 20, 25, 29),
-        ),
-        probes=ProbeSettings(max_iter=100),
-    ),
-    # the paper's grid on a pretrained ~100M model (a GPU's job: bench/gpu_check.sh): learning rates
-    # on a log range, 6 epochs, 3 seeds, full and LoRA RTT, localization at every block
-    "paper": Grid(
-        relearn=RelearnSettings(lrs=(3e-5, 1e-4, 3e-4), epochs=6, batch_size=8),
-        relearn_lora=RelearnSettings(method="lora", lrs=(3e-4, 1e-3, 3e-3), epochs=6, batch_size=8),
-        localize=RelearnSettings(lrs=(1e-4,), epochs=4, batch_size=8, rotations=1),
-        probes=ProbeSettings(),
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -188,48 +110,6 @@ class StudyConfig:
     def jobs(self) -> Executor:
         """Where the study's independent jobs run."""
         return Executor(self.executor, self.ray_address, self.workers, self.ray_timeout)
-
-
-def world_study(
-    name: str,
-    world_dir: Path,
-    world: dict,
-    unlearned: dict[str, Path],
-    out: Path,
-    lenses=DEFAULT_LENSES,
-    runtime: Runtime = Runtime(),
-    executor: Executor = Executor(),
-    kind: str | None = None,
-    grid: str = "demo",
-) -> StudyConfig:
-    """A study over a world's original and never-learned checkpoints and `unlearned` ones, with the
-    world's facts and sets and `grid` (the demo's for its study and the validation studies); in a
-    two-kind world, `kind`'s sets and control."""
-    root = Path(world_dir).resolve()
-    s = world["kinds"][kind]["sets"] if kind else world["sets"]
-    # a kind of pretrained knowledge has no never-learned model: its control is facts (`control` sets)
-    control = world["kinds"][kind]["control"] if kind else "never_learned"
-    return StudyConfig(
-        name=name,
-        out=Path(out).resolve(),
-        original=root / world["models"]["original"]["path"],
-        never_learned=root / world["models"][control]["path"] if control else None,
-        control=tuple(s.get("control", ())),
-        unlearned={m: Path(p).resolve() for m, p in unlearned.items()},
-        facts=root / world["facts"],
-        forget=tuple(s["forget"]),
-        retain=tuple(s["retain"]),
-        near_retain=tuple(s["near_retain"]),
-        scorer=world["scorer"],
-        lenses=tuple(lenses),
-        grid=grid,
-        settings=GRIDS[grid],
-        runtime=runtime,
-        executor=executor.kind,
-        ray_address=executor.address,
-        ray_timeout=executor.timeout,
-        workers=executor.workers,
-    )
 
 
 RUNTIME = ("device", "dtype", "device_map", "max_memory")

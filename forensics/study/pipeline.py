@@ -9,7 +9,8 @@ from pathlib import Path
 from forensics.models.executor import Executor, Job
 from forensics.models.runtime import Runtime
 from forensics.outdir import safe_name
-from forensics.study.config import DEFAULT_LENSES, KindStudy, world_study
+from forensics.study.config import DEFAULT_LENSES, KindStudy
+from forensics.study.from_world import world_study
 from forensics.study.kinds import run_kind_study
 from forensics.study.run import run_study
 from forensics.unlearn.run import UnlearnSettings, unlearn

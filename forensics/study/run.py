@@ -16,7 +16,8 @@ from importlib import metadata
 from pathlib import Path
 
 from forensics.errors import InputError, warn
-from forensics.facts.core import Sets, assign_kinds, load_facts, select
+from forensics.facts.core import Sets, assign_kinds, select
+from forensics.facts.load import load_facts
 from forensics.lenses import REGISTRY, Context
 from forensics.models.cache import enforce_cap
 from forensics.models.checkpoint import read_json, read_metadata, write_json

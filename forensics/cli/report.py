@@ -1,0 +1,50 @@
+"""`forensics report`: the HTML report of a results.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from forensics.errors import InputError
+
+
+def cmd_report(a: argparse.Namespace) -> None:
+    from forensics.models.checkpoint import read_json
+    from forensics.study.run import SCHEMA_VERSION
+    from reports.html import write_report
+    from reports.schema import check_results
+
+    results = read_json(Path(a.results))
+    if (
+        not isinstance(results, dict)
+        or "schema_version" not in results
+        or not ("summary" in results or "comparison" in results)
+    ):
+        raise InputError(f"{a.results}: not a forensics results.json (no schema_version or summary)")
+    version = results["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InputError(f"{a.results}: schema_version must be an integer (got {version!r})")
+    if not 1 <= version <= SCHEMA_VERSION:
+        raise InputError(
+            f"{a.results}: schema_version {version} is not one this version reads (1..{SCHEMA_VERSION}); "
+            "upgrade unlearning-forensics"
+        )
+    check_results(results, a.results)
+    out = Path(a.out) if a.out else Path(a.results).parent / "report" / "index.html"
+    if out.is_dir():
+        raise InputError(
+            f"{out}: is a directory (the report is one HTML file: name it, e.g. {out / 'index.html'})"
+        )
+    if "comparison" in results:
+        from reports.kinds import write_kinds_report
+
+        print(f"report: {write_kinds_report(results, out)}")
+    else:
+        print(f"report: {write_report(results, out)}")
+
+
+def add(subparsers) -> None:
+    rp = subparsers.add_parser("report", help="render the HTML report of a results.json")
+    rp.add_argument("results", help="a results.json written by a study or the demo")
+    rp.add_argument("--out", help="the HTML file (default: report/index.html beside the results)")
+    rp.set_defaults(func=cmd_report)

@@ -1,0 +1,87 @@
+"""The grids: presets of every lens's settings (`full`, the demo's lighter `demo`, `real` for a
+pretrained ~100M model on 2 CPU cores, `paper` for a GPU), which `[lenses.<lens>]` tables override."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from forensics.attacks.quantize import QuantizeSettings
+from forensics.attacks.relearn import RelearnSettings
+from forensics.lenses import REGISTRY
+from forensics.measure.probing import ProbeSettings
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The settings of every lens that has a grid."""
+
+    relearn: RelearnSettings = RelearnSettings()
+    relearn_lora: RelearnSettings = RelearnSettings(method="lora", lrs=(1e-3, 3e-3, 1e-2))
+    localize: RelearnSettings = RelearnSettings(lrs=(1e-3,), epochs=4)
+    probes: ProbeSettings = ProbeSettings()
+    quantize: QuantizeSettings = QuantizeSettings()
+    # every other lens's settings, where the grid differs from the lens's own defaults
+    lenses: Mapping[str, Any] = field(default_factory=dict)
+
+    def of(self, name: str):
+        """Lens `name`'s settings under this grid."""
+        if name in GRID_FIELDS:
+            return getattr(self, name)
+        return self.lenses.get(name) or REGISTRY[name].settings()
+
+
+GRID_FIELDS = ("relearn", "relearn_lora", "localize", "probes", "quantize")  # presets with a field
+
+GRIDS = {
+    "full": Grid(),
+    # the demo's lighter grid: one learning rate, early stop on V, V scored only, one rotation for
+    # layer-restricted RTT (the report names the grid that ran)
+    "demo": Grid(
+        relearn=RelearnSettings(lrs=(1e-3,), epochs=4, patience=1, score_t_and_retain=False, seeds=(0,)),
+        relearn_lora=RelearnSettings(
+            method="lora", lrs=(1e-2,), epochs=4, patience=1, score_t_and_retain=False, seeds=(0,)
+        ),
+        localize=RelearnSettings(
+            lrs=(1e-3,), epochs=2, patience=1, score_t_and_retain=False, rotations=1, seeds=(0,)
+        ),
+        # fewer L-BFGS iterations: V accuracy within ±0.02 of the converged probe on the demo world
+        probes=ProbeSettings(max_iter=100),
+    ),
+    # a pretrained ~100M model on 2 CPU cores (`forensics real`): learning rates for its scale, a
+    # batch of 8, at most 3 epochs with early stop, localization at every fifth block and the last
+    "real": Grid(
+        relearn=RelearnSettings(
+            lrs=(1e-4,), epochs=3, batch_size=8, patience=1, score_t_and_retain=False, seeds=(0,)
+        ),
+        relearn_lora=RelearnSettings(
+            method="lora",
+            lrs=(1e-3,),
+            epochs=3,
+            batch_size=8,
+            patience=1,
+            score_t_and_retain=False,
+            seeds=(0,),
+        ),
+        localize=RelearnSettings(
+            lrs=(1e-4,),
+            epochs=2,
+            batch_size=8,
+            patience=1,
+            score_t_and_retain=False,
+            rotations=1,
+            seeds=(0,),
+            layers=(0, 5, 10, 15, 20, 25, 29),
+        ),
+        probes=ProbeSettings(max_iter=100),
+    ),
+    # the paper's grid on a pretrained ~100M model (a GPU's job: bench/gpu_check.sh): learning rates
+    # on a log range, 6 epochs, 3 seeds, full and LoRA RTT, localization at every block
+    "paper": Grid(
+        relearn=RelearnSettings(lrs=(3e-5, 1e-4, 3e-4), epochs=6, batch_size=8),
+        relearn_lora=RelearnSettings(method="lora", lrs=(3e-4, 1e-3, 3e-3), epochs=6, batch_size=8),
+        localize=RelearnSettings(lrs=(1e-4,), epochs=4, batch_size=8, rotations=1),
+        probes=ProbeSettings(),
+    ),
+}
