@@ -22,7 +22,8 @@ from forensics.outdir import claim
 
 
 def cmd_real(a: argparse.Namespace) -> None:
-    from forensics.study.config import GRIDS, LENSES
+    from forensics.study.config import DEFAULT_LENSES, LENSES
+    from forensics.study.grids import GRIDS
     from forensics.study.pipeline import unlearn_and_study
     from forensics.unlearn.run import UnlearnSettings, check_method
     from forensics.worlds.real import RealConfig, build_real_world
@@ -34,6 +35,11 @@ def cmd_real(a: argparse.Namespace) -> None:
         check_method(name)
     if a.grid not in GRIDS:
         raise InputError(f"--grid {a.grid}: choose {', '.join(GRIDS)}")
+    # every default lens and LoRA RTT (the paper's second attack) unless --lenses names them
+    lenses = a.lenses or tuple(n for n in LENSES if n in DEFAULT_LENSES or n == "relearn_lora")
+    for lens in lenses:
+        if lens not in LENSES:
+            raise InputError(f"--lenses: unknown lens '{lens}' (choose from {', '.join(LENSES)})")
     cfg = RealConfig(
         model=a.model,
         data=a.data,
@@ -70,7 +76,7 @@ def cmd_real(a: argparse.Namespace) -> None:
             executor,
             not a.quiet,
             extra,
-            LENSES,
+            tuple(lenses),
         )
         finish_kinds(results, by_kind, ks, start)
 
@@ -103,6 +109,12 @@ def add(subparsers) -> None:
     re_.add_argument("--budget", type=_positive_int, default=2, help="unlearning runs per method at most")
     re_.add_argument("--batch-size", type=_positive_int, default=8)
     re_.add_argument("--grid", default="real", help="the study's grid: real (default, 2 CPU cores) or paper")
+    re_.add_argument(
+        "--lenses",
+        type=_split_list,
+        default=(),
+        help="comma-separated lenses to run (default: every default lens and relearn_lora)",
+    )
     re_.add_argument("--seed", type=int, default=0)
     re_.add_argument("--quiet", action="store_true", help="no progress bars")
     re_.add_argument("--force", **FORCE)
