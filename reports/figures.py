@@ -113,9 +113,9 @@ def information_figure(results: dict) -> go.Figure | None:
 # the action map's rows in results written before the study listed them (`action_rows`)
 ACTION_ROWS = {
     "dW_rel": "‖ΔW‖/‖W‖",
-    "divergence": "1 − cos to the original (forget prompts)",
-    "revert": "forget gained by reverting the block",
-    "patch": "forget gained by patching the original's residual",
+    "divergence": "1 − cos to the original",
+    "revert": "forget gained: block reverted",
+    "patch": "forget gained: residual patched",
 }
 
 

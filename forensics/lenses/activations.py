@@ -21,5 +21,5 @@ def action(results: dict, model: str) -> dict | None:
 
 
 LENS = Lens(
-    "activations", ACTION, run, action=action, rows={"divergence": "1 − cos to the original (forget prompts)"}
+    "activations", ACTION, run, action=action, rows={"divergence": "1 − cos to the original"}
 )

@@ -63,5 +63,5 @@ def action(results: dict, model: str) -> dict | None:
 
 
 LENS = Lens(
-    "geometry", ACTION, run, action=action, rows={"stable_rank": "stable rank of ΔW (median over matrices)"}
+    "geometry", ACTION, run, action=action, rows={"stable_rank": "stable rank of ΔW"}
 )

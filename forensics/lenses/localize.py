@@ -69,7 +69,7 @@ LENS = Lens(
     outcomes,
     action=action,
     rows={
-        "revert": "forget gained by reverting the block",
-        "patch": "forget gained by patching the original's residual",
+        "revert": "forget gained: block reverted",
+        "patch": "forget gained: residual patched",
     },
 )
