@@ -143,7 +143,11 @@ def test_resume_after_a_kill_redoes_nothing_finished(study_root, monkeypatch):
     monkeypatch.setattr("forensics.attacks.quantize.quantize_attack", must_not_run)
     monkeypatch.setattr("forensics.attacks.ablate.ablate_attack", must_not_run)
     monkeypatch.setattr("forensics.models.scoring.accuracy_table", must_not_run)
-    for finished_lens in ("probing.probe_models", "localize.weights_section", "localize.activations_section"):
+    for finished_lens in (
+        "measure.probing.probe_models",
+        "measure.localize.weights_section",
+        "measure.localize.activations_section",
+    ):
         monkeypatch.setattr(f"forensics.{finished_lens}", must_not_run)
     results = run_study(load_config(config), progress=False)
     resumed = {k for k, t in results["timings"].items() if t["resumed"]}

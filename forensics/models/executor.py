@@ -144,6 +144,7 @@ def _discard(workers: int, kill: bool = False) -> None:
     if pool is None:
         return
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() forgets it: read it first
     if kill:
         for p in processes:
             p.kill()
@@ -151,8 +152,7 @@ def _discard(workers: int, kill: bool = False) -> None:
     if kill:  # the pool's own thread notices the dead workers and releases its queues and locks
         for p in processes:
             p.join(timeout=5)
-        manager = getattr(pool, "_executor_manager_thread", None)
-        if manager is not None:
+        if manager is not None:  # before exit: its wake-up pipe is written to by the exit handler
             manager.join(timeout=5)
 
 
