@@ -20,6 +20,4 @@ def action(results: dict, model: str) -> dict | None:
     return {"layers": [str(i) for i in range(len(divergence))], "divergence": divergence}
 
 
-LENS = Lens(
-    "activations", ACTION, run, action=action, rows={"divergence": "1 − cos to the original"}
-)
+LENS = Lens("activations", ACTION, run, action=action, rows={"divergence": "1 − cos to the original"})
