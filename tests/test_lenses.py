@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import forensics.lenses
 from forensics.errors import InputError
 from forensics.facts.core import Fact
 from forensics.lenses import ACTION, INFORMATION, REGISTRY
@@ -31,7 +32,7 @@ def fact(q: str, answer: int, split: str = "s") -> Fact:
 
 
 def test_every_lens_is_one_registry_entry():
-    folder = Path(REGISTRY["accuracy"].run.__code__.co_filename).parent
+    folder = Path(forensics.lenses.__file__).parent
     modules = {f.stem for f in folder.glob("*.py")} - {"__init__", "base"}
     assert modules == set(REGISTRY)  # every lens module is registered, every entry is a module
     for name, lens in REGISTRY.items():

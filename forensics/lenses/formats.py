@@ -26,10 +26,11 @@ def correct(model, tok, facts, fmt: str) -> tuple[np.ndarray, list[int]]:
 
     if fmt != CLOZE:
         return score(model, tok, facts, fmt).correct, list(range(len(facts)))
-    usable = [i for i, f in enumerate(facts) if cloze(f) is not None]
+    items = {i: c for i, f in enumerate(facts) if (c := cloze(f)) is not None}
+    usable = list(items)
     if not usable:
         return np.zeros(0, dtype=bool), []
-    lls = continuation_logliks(model, tok, [cloze(facts[i]) for i in usable])
+    lls = continuation_logliks(model, tok, list(items.values()))
     right = [
         np.argmax(row[: len(facts[i].choices)]) == facts[i].answer for i, row in zip(usable, lls, strict=True)
     ]

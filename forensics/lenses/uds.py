@@ -39,8 +39,9 @@ def answer_logprob(bridge, ids: list[int], start: int, patch: tuple[str, object]
     return float(logp.gather(1, x[0, start:, None]).mean())
 
 
-def deltas(full, source, items: list[tuple[list[int], int]]) -> np.ndarray:
-    """[facts, layers] log-prob drop in `full` when `source`'s residual after each layer is patched in."""
+def deltas(full, source, items: list[tuple[list[int], int]], base: list[float]) -> np.ndarray:
+    """[facts, layers] log-prob drop in `full` (whose unpatched log-probs are `base`) when `source`'s
+    residual after each layer is patched in."""
     import torch
 
     from forensics.models.cache import RESID, forward_until
@@ -49,13 +50,12 @@ def deltas(full, source, items: list[tuple[list[int], int]]) -> np.ndarray:
     hooks = [RESID.format(i) for i in range(n)]
     out = np.zeros((len(items), n))
     for f, (ids, start) in enumerate(items):
-        base = answer_logprob(full, ids, start)
         acts: dict = {}
         forward_until(
             source, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), hooks, acts.__setitem__
         )
         for layer, hook in enumerate(hooks):
-            out[f, layer] = base - answer_logprob(full, ids, start, (hook, acts[hook]))
+            out[f, layer] = base[f] - answer_logprob(full, ids, start, (hook, acts[hook]))
     return out
 
 
@@ -71,13 +71,14 @@ def run(ctx: Context) -> dict:
     full = boot_bridge(ctx.cfg.original, runtime=ctx.runtime)
     texts = examples(ctx.sets.forget_facts(), default_format(ctx.scorer))
     items = [encode(full.tokenizer, e.prompt, e.target) for e in texts]
-    d1 = deltas(full, boot_bridge(ctx.models[CONTROL], runtime=ctx.runtime), items)
+    base = [answer_logprob(full, ids, start) for ids, start in items]  # the original, once
+    d1 = deltas(full, boot_bridge(ctx.models[CONTROL], runtime=ctx.runtime), items, base)
     splits = np.array([f.split for f in ctx.sets.forget_facts()])
     out: dict = {"tau": TAU, "scored": int((d1 > TAU).any(1).sum()), "facts": len(items), "models": {}}
     for name, path in ctx.models.items():
         if name in ("original", CONTROL):
             continue
-        d2 = deltas(full, boot_bridge(path, runtime=ctx.runtime), items)
+        d2 = deltas(full, boot_bridge(path, runtime=ctx.runtime), items, base)
         per_fact = uds(d1, d2)
         ok = ~np.isnan(per_fact)
         entry = {
