@@ -5,6 +5,7 @@ lens. The layout each family gets comes from `forensics.models.arch` (the Transf
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -105,6 +106,25 @@ def test_last_layer_lens_equals_the_models_accuracy(family, micro_world, scorer)
     lens = lens_correct(boot_bridge(root / "original", model, tok), facts, scorer, None, "x")
     own = score(model, tok, facts, scorer)
     assert lens[-1].tolist() == own.correct.tolist()
+
+
+def test_a_shared_prefix_runs_once_with_the_same_logliks(family, micro_world, monkeypatch):
+    """In-context prompts: the demonstrations every row shares run once (their keys and values
+    repeated per row) and give the log-likelihoods of running every row whole, in every family."""
+    from forensics.lenses.incontext import InContextSettings, demonstrations, fitting_shots, primed
+    from forensics.models import scoring
+
+    root, _ = family
+    world, sets = load_world(micro_world)
+    model, tok = load_checkpoint(root / "original")
+    shots = fitting_shots(tok, context_length(root / "original"), sets, world["scorer"], InContextSettings())
+    v, t, v_facts = next(iter(sets.rotations()))
+    facts = primed(list(v_facts), demonstrations(t, world["scorer"], shots, 0))
+    assert len(tok(facts[0].question)["input_ids"]) > scoring.SHARED_PREFIX  # long enough to share
+    shared = scoring.choice_logliks(model, tok, facts, batch_size=4)
+    monkeypatch.setattr(scoring, "SHARED_PREFIX", 10**9)
+    whole = scoring.choice_logliks(model, tok, facts, batch_size=4)
+    np.testing.assert_allclose(shared, whole, atol=1e-4)
 
 
 def test_every_command_and_lens(family, micro_world):

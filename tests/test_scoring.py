@@ -195,3 +195,27 @@ def test_batched_scores_equal_unbatched_reference(micro_world):
             for f in facts
         ]
     assert score(model, tok, facts, "letter", batch_size=3).predicted.tolist() == expected
+
+
+def test_a_prefix_every_row_shares_runs_once_with_the_same_logliks(micro_world):
+    """In-context prompts (demonstrations + question) share a long first part: it runs once, its
+    keys and values repeated for the rows, and every choice's log-likelihood is the unbatched one."""
+    from forensics.lenses.incontext import demonstrations, primed
+
+    world, sets = load_world(micro_world)
+    model, tok = load_checkpoint(micro_world / "checkpoints/original")
+    v, t, v_facts = next(iter(sets.rotations()))
+    facts = primed([*v_facts, *list(sets.retain)[:3]], demonstrations(t, world["scorer"], 4, 0))
+    calls = []
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kwargs: calls.append((len(args[0]), kwargs.get("cache"))), with_kwargs=True
+    )
+    try:
+        got = choice_logliks(model, tok, facts, batch_size=4)
+    finally:
+        hook.remove()
+    assert any(rows > 1 and cache is not None for rows, cache in calls)  # the rows after the prefix's run
+    with torch.no_grad():
+        for f, row in zip(facts, got, strict=True):
+            np.testing.assert_allclose(row[: len(f.choices)], reference_logliks(model, tok, f), atol=1e-4)
+    assert score(model, tok, facts).predicted.tolist() == [int(np.argmax(r)) for r in got]

@@ -169,13 +169,36 @@ def long_logliks(plan: ChoicePlan, term_logp: torch.Tensor) -> torch.Tensor:
     return out.index_add_(-1, index, term_logp)
 
 
+SHARED_PREFIX = 32  # tokens every row of a batch must share before they are run once (in-context demos)
+
+
+def _shared_prefix(ids: torch.Tensor, start: int) -> int:
+    """How many first tokens every row of `ids` shares, at most `start` (the first position read)."""
+    same = (ids == ids[:1]).all(0)
+    n = int(same.long().cumprod(0).sum())
+    return min(n, start)
+
+
 def _positions_logits(model, batch: dict[str, torch.Tensor], start: int) -> tuple[torch.Tensor, int]:
-    """Logits of a batch from position `start` on (the unembedding skipped for earlier positions
-    where the model supports it: most of a row is its prompt), and the offset of the first one."""
-    if "logits_to_keep" in inspect.signature(model.forward).parameters:
-        keep = torch.arange(start, batch["input_ids"].shape[1], device=batch["input_ids"].device)
+    """Logits of a batch from position `start` on, and the offset of the first one. The unembedding
+    is skipped for earlier positions where the model supports it (most of a row is its prompt), and
+    a prefix every row shares (in-context demonstrations) runs once, its keys and values repeated
+    for the rows: causal attention makes this the same computation."""
+    params = inspect.signature(model.forward).parameters
+    if "logits_to_keep" not in params:
+        return logits_of(model, batch), 0
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    name = next((n for n in ("cache", "past_key_values") if n in params), None)  # transformers 5 / 4
+    shared = _shared_prefix(ids, start) if len(ids) > 1 and name else 0
+    if shared < SHARED_PREFIX:
+        keep = torch.arange(start, ids.shape[1], device=ids.device)
         return logits_of(model, batch, logits_to_keep=keep), start
-    return logits_of(model, batch), 0
+    head = model(ids[:1, :shared], attention_mask=mask[:1, :shared], use_cache=True)
+    cache = head[name]  # the output names it as the forward's argument does
+    cache.batch_repeat_interleave(len(ids))
+    keep = torch.arange(start - shared, ids.shape[1] - shared, device=ids.device)
+    rest = {"input_ids": ids[:, shared:], "attention_mask": mask}
+    return logits_of(model, rest, **{name: cache}, logits_to_keep=keep), start
 
 
 @torch.no_grad()
@@ -205,7 +228,8 @@ def plan_logliks(model, tokenizer, plan: ChoicePlan, batch_size: int = 64) -> np
     for idx, chunk in _batches([(plan.prompts[i], len(plan.prompts[i])) for i in ask], batch_size):
         batch = collate(chunk, pad, device)
         last = batch["attention_mask"].sum(1) - 1
-        logits = logits_of(model, batch)[torch.arange(len(idx)), last].float()
+        logits, offset = _positions_logits(model, batch, int(last.min()))
+        logits = logits[torch.arange(len(idx)), last - offset].float()
         first[[ask[i] for i in idx]] = torch.log_softmax(logits, -1)[:, : first.shape[1]].cpu()
     by_row: dict[int, list[int]] = {}
     for n, (_, row, _, _) in enumerate(plan.terms):
