@@ -237,9 +237,9 @@ def method_figure(results: dict, name: str) -> go.Figure:
             axes.xaxis.plotly_name.replace("axis", ""),
             axes.yaxis.plotly_name.replace("axis", ""),
         ) not in drawn:
-            fig.add_annotation(
-                text="not run", x=0.5, y=0.5, xref="x domain", yref="y domain", showarrow=False, row=r, col=c
-            )
+            # in paper coordinates: an axis-domain reference on a hidden axis lands on the first visible one
+            x, y = sum(axes.xaxis.domain) / 2, sum(axes.yaxis.domain) / 2
+            fig.add_annotation(text="not run", x=x, y=y, xref="paper", yref="paper", showarrow=False)
             fig.update_xaxes(visible=False, row=r, col=c)
             fig.update_yaxes(visible=False, row=r, col=c)
     fig.update_yaxes(range=[0, 1.05], row=1, col=1)

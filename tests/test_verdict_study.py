@@ -186,3 +186,21 @@ def test_facts_the_original_does_not_know_stand_in_for_the_control(fact_controll
     # the RTT lens compares V after RTT with the control facts after the same runs
     best = results["relearn"]["best"]["planted"]
     assert all("control" in best[v] and len(best[v]["control"]) == 1 for v in best)
+    assert planted["rtt_control"] == planted["lenses"]["RTT"]["control"]  # the table's "RTT control"
+
+
+def test_each_panel_that_did_not_run_says_so_in_its_own_place(fact_controlled):
+    """Probes ran, weights, activations and localization did not: four panels say "not run", each at
+    its own panel's centre (an axis-domain reference on a hidden axis would stack them all on the
+    first visible panel), and the probe panels draw their lines."""
+    from reports.figures import method_figure
+
+    fig = method_figure(fact_controlled, "planted")
+    notes = [a for a in fig.layout.annotations if a.text == "not run"]
+    centres = {
+        (sum(fig.get_subplot(r, c).xaxis.domain) / 2, sum(fig.get_subplot(r, c).yaxis.domain) / 2)
+        for r, c in ((1, 3), (2, 1), (2, 2), (2, 3))
+    }
+    assert {(a.x, a.y) for a in notes} == centres
+    assert {(a.xref, a.yref) for a in notes} == {("paper", "paper")}
+    assert {t.xaxis for t in fig.data} == {"x", "x2"}

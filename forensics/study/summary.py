@@ -194,6 +194,8 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
         controlled = against != CHANCE
         row["controlled"], row["against"] = controlled, against
         row["lenses"] = lenses
+        if "rtt_control" not in row and RTT in lenses:  # control facts: RTT's accuracy on them, same runs
+            row["rtt_control"] = lenses[RTT]["control"]
         row["blind"] = [lens for lens in lenses if lens in reference["blind"]]
         family = {lens: e for lens, e in lenses.items() if lens not in reference["blind"]}
         row.update(judge(row, family, controlled, settings, reference))
