@@ -289,6 +289,7 @@ def test_score_refuses_two_files_giving_one_split(tmp_path, capsys):
         (["study", "{config}", "--device", ""], "device '': choose auto, cpu, cuda or cuda:N"),
         (["relearn", "--world", "{tmp}", "--executor", "ray", "--ray-timeout", "0"], "must be positive"),
         (["real", "--out", "{tmp}/r", "--lenses", "tea"], "--lenses: unknown lens 'tea'"),
+        (["validate", "--world", "{tmp}", "--lenses", "weights"], "'weights' is not an information lens"),
     ],
 )
 def test_careless_flags_are_one_line(micro_world, tmp_path, capsys, args, message):

@@ -5,19 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from forensics.cli.args import _executor, _runtime, _runtime_args
+from forensics.cli.args import _executor, _runtime, _runtime_args, _split_list
 from forensics.cli.finish import format_table
 from forensics.errors import InputError
 
 
 def cmd_validate(a: argparse.Namespace) -> None:
-    from forensics.study.validate import validate
+    from forensics.study.validate import LENSES, validate
 
     world = Path(a.world)
     if a.seeds < 1:
         raise InputError(f"--seeds must be at least 1 (got {a.seeds})")
     out = Path(a.out) if a.out else world / "validate"
-    result = validate(world, out, a.seeds, not a.quiet, _runtime(a), _executor(a), a.kind, a.grid)
+    lenses = a.lenses or LENSES
+    result = validate(world, out, a.seeds, not a.quiet, _runtime(a), _executor(a), a.kind, a.grid, lenses)
     rows = [
         {
             "world": r["world"],
@@ -49,6 +50,13 @@ def add(subparsers) -> None:
     va.add_argument("--kind", help="in a two-kind world: validate on this kind's facts and control")
     va.add_argument(
         "--grid", default="demo", help="demo, or real (a pretrained model's world: forensics real)"
+    )
+    va.add_argument(
+        "--lenses",
+        type=_split_list,
+        default=(),
+        help="comma-separated information lenses (default: accuracy,relearn,quantize,probes,ablate,"
+        "incontext,formats,tuned); accuracy always runs",
     )
     va.add_argument("--quiet", action="store_true", help="no progress bars")
     _runtime_args(va, grid=True)

@@ -19,6 +19,8 @@ import numpy as np
 from forensics.errors import InputError
 from forensics.facts.core import Sets
 from forensics.facts.formats import default_format
+from forensics.lenses import REGISTRY
+from forensics.lenses.base import INFORMATION
 from forensics.models.arch import arch_of, arch_of_checkpoint
 from forensics.models.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
 from forensics.models.executor import Executor
@@ -133,13 +135,14 @@ def validate_world(
     executor: Executor = Executor(),
     kind: str | None = None,
     grid: str = "demo",
+    lenses: tuple[str, ...] = LENSES,
 ) -> list[dict]:
-    """Validation models, a study on them (`grid`: the demo's, or `real` for a pretrained model), one
-    row per model."""
+    """Validation models, a study on them with `lenses` (`grid`: the demo's, or `real` for a
+    pretrained model), one row per model."""
     world, sets = load_world(world_dir, kind)
     models, block = validation_models(world_dir, world, sets, out, progress, kind, grid)
     name = f"validate-{world_dir.name}" + (f" ({kind})" if kind else "")
-    cfg = world_study(name, world_dir, world, models, out / "study", LENSES, runtime, executor, kind, grid)
+    cfg = world_study(name, world_dir, world, models, out / "study", lenses, runtime, executor, kind, grid)
     results = run_study(cfg, progress=progress)
     rows = []
     for name, expected in EXPECTED.items():
@@ -163,7 +166,10 @@ def validate_world(
             below = sorted({x for m in maps for x in m["layers"] if x.isdigit() and int(x) < block}, key=int)
             lows = {x: max(m["lo"][m["layers"].index(x)] for m in maps if x in m["layers"]) for x in below}
             entry["block"] = block
-            entry["above_control_below_block"] = bool(below) and all(lo > 0 for lo in lows.values())
+            # None: no residual lens ran, so nothing to say about the layers below the block
+            entry["above_control_below_block"] = (
+                (bool(below) and all(lo > 0 for lo in lows.values())) if maps else None
+            )
         rows.append(entry)
     return rows
 
@@ -177,14 +183,21 @@ def validate(
     executor: Executor = Executor(),
     kind: str | None = None,
     grid: str = "demo",
+    lenses: tuple[str, ...] = LENSES,
 ) -> dict:
     """Validation over the given world and `seeds - 1` more worlds of its config with other seeds (on
-    `kind`'s facts in a two-kind world), with `grid`'s study and suppression settings."""
+    `kind`'s facts in a two-kind world), with `grid`'s study and suppression settings and `lenses`
+    (accuracy always: the verdict needs it)."""
     start = time.perf_counter()
+    known = ["accuracy", *(n for n, lens in REGISTRY.items() if lens.kind == INFORMATION)]
+    for lens in lenses:
+        if lens not in known:
+            raise InputError(f"--lenses: '{lens}' is not an information lens ({', '.join(known)})")
     world_dir, out = Path(world_dir), Path(out)
     world, _ = load_world(world_dir, kind)
     if grid not in SUPPRESS:
         raise InputError(f"--grid {grid}: choose {', '.join(SUPPRESS)}")
+    lenses = tuple(dict.fromkeys(("accuracy", *lenses)))
     if seeds > 1 and "known_facts" in world:
         raise InputError(f"{world_dir}: a real model's world has one seed (its pretraining): --seeds 1")
     rows = []
@@ -196,7 +209,9 @@ def validate(
             build_world(other, replace(cfg, seed=cfg.seed + k), progress=progress, runtime=runtime)
             worlds.append(other)
         for w in worlds:
-            rows += validate_world(w, out / f"models_{w.name}", progress, runtime, executor, kind, grid)
+            rows += validate_world(
+                w, out / f"models_{w.name}", progress, runtime, executor, kind, grid, lenses
+            )
     confusion: dict[str, dict[str, int]] = {}
     for r in rows:
         cell = confusion.setdefault(r["expected"], {})
