@@ -37,3 +37,25 @@ def test_the_rule_on_the_micro_world(micro_world):
             result["question"], result["cloze"], result["known"], result["unknown"], strict=True
         ):
             assert k == (q and c) and u == (not q and not c)
+
+
+def test_a_real_world_is_keyed_on_the_data_it_reads_not_how_it_was_named(micro_world, paper_data, tmp_path):
+    """`forensics real` and `forensics real --data <the default folder>` reuse one world (the first
+    form named the data None, the second by its path: the key held both and rebuilt 30 minutes of
+    world); another folder, other settings or other weights are another world."""
+    from dataclasses import replace
+
+    from forensics.worlds.real import RealConfig, world_request
+
+    base = micro_world / "checkpoints/original"
+    cfg = RealConfig()  # data None: the default folder, here the one the tests read
+    same = world_request(cfg, base, paper_data)
+    assert world_request(replace(cfg, data=str(paper_data)), base, paper_data) == same
+    (tmp_path / "link").symlink_to(paper_data)
+    assert world_request(replace(cfg, data=str(tmp_path / "link")), base, tmp_path / "link") == same
+    other = tmp_path / "copy"
+    for part in ("years", "random-birthdays"):
+        (other / part).mkdir(parents=True)
+    assert world_request(cfg, base, other) != same
+    assert world_request(replace(cfg, per_split=5), base, paper_data) != same
+    assert world_request(cfg, micro_world / "checkpoints/never_learned", paper_data) != same

@@ -206,6 +206,12 @@ def kinds_sets(facts: list[Fact], cfg: RealConfig) -> dict[str, dict]:
     }
 
 
+def world_request(cfg: RealConfig, base: Path, data: Path) -> str:
+    """The key a built world is reused under: the settings, the base weights and the data folder it
+    resolves to (not how it was named: the default and the same folder given by --data are one)."""
+    return key("real world", asdict(replace(cfg, data=None)), checkpoint_digest(base), str(data.resolve()))
+
+
 def build_real_world(out: Path, cfg: RealConfig, progress: bool = True, runtime: Runtime = Runtime()) -> dict:
     """The real-model world under `out` (reused when world.json holds the same request); world.json
     records each stage's seconds."""
@@ -215,7 +221,7 @@ def build_real_world(out: Path, cfg: RealConfig, progress: bool = True, runtime:
     start = time.perf_counter()
     base, imported = base_checkpoint(cfg, out, progress)
     stages["import"] = round(time.perf_counter() - start, 1)
-    request = key("real world", asdict(cfg), checkpoint_digest(base), str(data.resolve()))
+    request = world_request(cfg, base, data)
     existing = out / WORLD_FILE
     if existing.exists():
         world = read_json(existing)
