@@ -41,3 +41,20 @@ def test_the_real_grids_planted_block_trains_until_the_rule_is_met(micro_world, 
     target = np.mean([1 / len(f.choices) for f in sets.forget_facts()]) + UnlearnSettings().forget_margin
     assert all(f > target + 1e-3 for f in checks[:-1])  # no check before the last met the rule
     assert checks[-1] <= target + 1e-3 or len(checks) == cfg.steps // cfg.check_every
+
+
+def test_below_block_judges_only_layers_the_original_reads():
+    """Hand-worked maps: below block 3, layer 1 is blind for both lenses on the original (not
+    judged); embed and 0 read through the probe, 2 only through the logit lens (whose lower end is
+    then what counts); the block itself and above are not below it."""
+    from forensics.study.validate import below_block
+
+    layers = ["embed", "0", "1", "2", "3", "4"]
+    probe = {"layers": layers, "lo": [0.1, 0.2, -0.1, -0.2, 0.3, 0.3], "blind": [0, 0, 1, 1, 0, 0]}
+    lens = {"layers": layers, "lo": [-0.3, -0.3, -0.3, 0.05, -0.1, 0.4], "blind": [1, 1, 1, 0, 1, 0]}
+    maps = {"probe": probe, "logit lens": lens}
+    assert below_block(maps, 3) == {"above_control_below_block": True, "layers_judged_below_block": "3 of 4"}
+    lens["lo"][3] = -0.01  # layer 2 read on the original, not on this model
+    assert below_block(maps, 3)["above_control_below_block"] is False
+    assert below_block({"probe": {**probe, "blind": [1] * 6}}, 3)["above_control_below_block"] is None
+    assert below_block({}, 3) == {"above_control_below_block": None, "layers_judged_below_block": "0 of 0"}

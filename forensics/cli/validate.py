@@ -26,8 +26,15 @@ def cmd_validate(a: argparse.Namespace) -> None:
             "expected": r["expected"],
             "verdict": r["verdict"],
             "deciding lens": r["deciding"] or "",
-            "below its block": {True: "above control", False: "not above control"}.get(
-                r.get("above_control_below_block"), ""
+            "below its block": (
+                {True: "above control", False: "not above control"}.get(
+                    r.get("above_control_below_block"), ""
+                )
+                + (
+                    f" ({r['layers_judged_below_block']} layers read)"
+                    if "layers_judged_below_block" in r
+                    else ""
+                )
             ),
         }
         for r in result["rows"]

@@ -127,6 +127,28 @@ def validation_models(
     return models, block
 
 
+def below_block(maps: dict, block: int) -> dict:
+    """Does the planted model read above the control below its tuned block? Its residual there is the
+    original's by construction, so at each layer below the block where a residual lens (probe or
+    logit lens) reads beyond the control on the original (not blind), one must read above it on the
+    planted model too. Layers where the original itself shows nothing (a real model's logit lens
+    below its last few blocks) are not judged; none judged, or no residual lens run, is None."""
+    lenses = [maps[k] for k in ("probe", "logit lens") if k in maps]
+    below = sorted({x for m in lenses for x in m["layers"] if x.isdigit() and int(x) < block}, key=int)
+    if any("embed" in m["layers"] for m in lenses):
+        below.insert(0, "embed")
+    seen = {}
+    for x in below:
+        # the lower ends of the 95% intervals of the lenses that read beyond the control on the original
+        reads = [m["lo"][i] for m in lenses if x in m["layers"] and not m["blind"][i := m["layers"].index(x)]]
+        if reads:
+            seen[x] = max(reads) > 0
+    return {
+        "above_control_below_block": all(seen.values()) if seen else None,
+        "layers_judged_below_block": f"{len(seen)} of {len(below)}",
+    }
+
+
 def validate_world(
     world_dir: Path,
     out: Path,
@@ -160,16 +182,8 @@ def validate_world(
         entry = {"world": world_dir.name, "model": name, "expected": expected, "verdict": verdict, "got": got}
         entry["deciding"] = row.get("deciding")
         if name == "planted":
-            # the residual after every block below the tuned one is the original's by construction: at
-            # each such layer some residual lens (probe or logit lens) must read above the control
-            maps = [row["information_map"][k] for k in ("probe", "logit lens") if k in row["information_map"]]
-            below = sorted({x for m in maps for x in m["layers"] if x.isdigit() and int(x) < block}, key=int)
-            lows = {x: max(m["lo"][m["layers"].index(x)] for m in maps if x in m["layers"]) for x in below}
             entry["block"] = block
-            # None: no residual lens ran, so nothing to say about the layers below the block
-            entry["above_control_below_block"] = (
-                (bool(below) and all(lo > 0 for lo in lows.values())) if maps else None
-            )
+            entry.update(below_block(row["information_map"], block))
         rows.append(entry)
     return rows
 
