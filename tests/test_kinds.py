@@ -1,5 +1,7 @@
 """Two kinds of knowledge: the two-kind world, a kinds study from TOML, the comparison, its report."""
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -129,8 +131,17 @@ implanted = ["implanted_0", "implanted_1"]
 run = ["accuracy", "relearn", "probes"]
 {QUICK_LENSES}"""
     )
-    assert main(["study", str(config), "--quiet"]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["study", str(config), "--quiet"]) == 0
+    (root / "printed.txt").write_text(printed.getvalue())
     return root / "out"
+
+
+def test_a_kinds_study_prints_each_kinds_table_and_its_time_once(kind_study):
+    printed = (kind_study.parent / "printed.txt").read_text()
+    assert printed.count("scorer, chance") == len(KINDS) and "kinds compared:" in printed
+    assert printed.count("done in ") == 1 and printed.rstrip().splitlines()[-1].startswith("done in ")
 
 
 def test_each_kind_is_its_own_study(kind_study):

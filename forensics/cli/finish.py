@@ -85,8 +85,9 @@ def worst(codes: list[int]) -> int:
     return 0
 
 
-def finish_study(results: dict, out: Path, started: float) -> None:
-    """Write the report, print the summary table and the report's path."""
+def finish_study(results: dict, out: Path, started: float | None) -> None:
+    """Write the report, print the summary table and the report's path (and the time since
+    `started`, unless None: one kind of several)."""
     from reports.html import write_report
     from reports.markdown import write_summary
 
@@ -99,7 +100,8 @@ def finish_study(results: dict, out: Path, started: float) -> None:
     print(f"results: {out / 'results.json'}")
     print(f"report: {report}")
     print(f"summary: {summary}")
-    print(f"done in {time.perf_counter() - started:.1f} s")
+    if started is not None:
+        print(f"done in {time.perf_counter() - started:.1f} s")
 
 
 def finish_kinds(results: dict, by_kind: dict[str, dict], ks, started: float) -> None:
@@ -108,7 +110,7 @@ def finish_kinds(results: dict, by_kind: dict[str, dict], ks, started: float) ->
     from reports.markdown import write_summary
 
     for kind, cfg in ks.studies.items():
-        finish_study(by_kind[kind], Path(cfg.out), started)
+        finish_study(by_kind[kind], Path(cfg.out), None)  # the total once, at the end
     report = write_kinds_report(results, Path(ks.out) / "report" / "index.html")
     summary = write_summary(results, Path(ks.out) / "summary.md", report)
     print("kinds compared:")
@@ -118,3 +120,4 @@ def finish_kinds(results: dict, by_kind: dict[str, dict], ks, started: float) ->
     print(f"results: {Path(ks.out) / 'results.json'}")
     print(f"report: {report}")
     print(f"summary: {summary}")
+    print(f"done in {time.perf_counter() - started:.1f} s")
