@@ -151,6 +151,7 @@ def render(results: dict) -> str:
         (f"kinds-probe-{i}", probe_figure(comparison, m)) for i, m in enumerate(comparison["methods"])
     ]
     figures = [(key, fig) for key, fig in figures if fig is not None]
+    probed = any(key.startswith("kinds-probe") for key, _ in figures)  # the note reads the probe figures
     divs = "".join(f"<div class='figure plot' id='fig-{key}'></div>" for key, _ in figures)
     scripts = plot_scripts(figures)
     links = "".join(
@@ -161,13 +162,14 @@ def render(results: dict) -> str:
     intro = (
         "<p>Facts a model learned in pretraining and facts implanted by fine-tuning can behave differently "
         "under unlearning and relearning (Deeb &amp; Roger, 2024). Each kind was studied on its own forget "
-        "set against its own exact-unlearning control; below, each method's figures on both kinds and the "
-        "difference between them, with 95% bootstrap intervals (facts resampled within their V split, "
-        "seeds resampled; the kinds share no fact, so their draws are independent).</p>"
+        "set against its own control (an exact-unlearning model, or facts the original does not know "
+        "where no such model can exist); below, each method's figures on both kinds and the difference "
+        "between them, with 95% bootstrap intervals (facts resampled within their V split, seeds "
+        "resampled; the kinds share no fact, so their draws are independent).</p>"
     )
     return page(
         results.get("name", ""),
-        f"{intro}<h2>The kinds compared</h2>{table(results)}{divs}{NOTE}"
+        f"{intro}<h2>The kinds compared</h2>{table(results)}{divs}{NOTE if probed else ''}"
         f"<h2>Each kind's report</h2><ul>{links}</ul>{scripts}",
     )
 

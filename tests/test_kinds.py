@@ -319,6 +319,19 @@ def test_report_command_renders_a_kinds_study(kind_study, tmp_path):
     assert "id='kinds'" in out.read_text() and "difference between the kinds" in out.read_text()
 
 
+def test_the_probe_note_shows_only_beside_probe_figures(kind_study):
+    """The kinds report's note on the dotted probe lines is there when a probe figure is, and not
+    under the RTT chart alone (a study without the probe lens, as `forensics real` ran)."""
+    from reports.kinds import NOTE, render
+
+    results = read_json(kind_study / "results.json")
+    assert NOTE in render(results)
+    for entry in results["comparison"]["methods"].values():
+        entry["probe_layers"] = []
+    page = render(results)
+    assert NOTE not in page and "id='fig-kinds-rtt'" in page
+
+
 def test_fail_on_over_kinds_hidden_wins():
     """A kinds study's gate: hidden in one kind, inconclusive in the other exits 3 (as one study with
     both methods would), not 4."""
