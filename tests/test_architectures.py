@@ -121,7 +121,16 @@ def test_a_shared_prefix_runs_once_with_the_same_logliks(family, micro_world, mo
     v, t, v_facts = next(iter(sets.rotations()))
     facts = primed(list(v_facts), demonstrations(t, world["scorer"], shots, 0))
     assert len(tok(facts[0].question)["input_ids"]) > scoring.SHARED_PREFIX  # long enough to share
-    shared = scoring.choice_logliks(model, tok, facts, batch_size=4)
+    cached = []  # the row batches run on a repeated prefix's keys and values
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kw: cached.append(kw.get("cache", kw.get("past_key_values")) is not None),
+        with_kwargs=True,
+    )
+    try:
+        shared = scoring.choice_logliks(model, tok, facts, batch_size=4)
+    finally:
+        hook.remove()
+    assert any(cached)  # the shared path ran in this family, not the whole-row one twice
     monkeypatch.setattr(scoring, "SHARED_PREFIX", 10**9)
     whole = scoring.choice_logliks(model, tok, facts, batch_size=4)
     np.testing.assert_allclose(shared, whole, atol=1e-4)

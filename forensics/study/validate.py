@@ -14,8 +14,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from forensics.errors import InputError
 from forensics.facts.core import Sets
 from forensics.facts.formats import default_format
@@ -32,7 +30,7 @@ from forensics.outdir import claim
 from forensics.study.from_world import world_study
 from forensics.study.run import run_study
 from forensics.unlearn import ria
-from forensics.unlearn.run import UnlearnSettings, streams
+from forensics.unlearn.run import UnlearnSettings, forget_target, streams
 from forensics.worlds.spec import WorldConfig
 from forensics.worlds.world import build_world, load_world, train_world_model
 
@@ -69,7 +67,7 @@ def suppressed(
     data = streams(sets, default_format(scorer))
     cfg = replace(SUPPRESS[grid][part.split(":")[0]], seed=seed)
     forget = sets.forget_facts()
-    target = np.mean([1 / len(f.choices) for f in forget]) + UnlearnSettings().forget_margin
+    target = forget_target(sets, UnlearnSettings())
 
     def suppressed_yet(_, model) -> dict:  # the unlearning rule on the forget facts
         acc = score(model, tok, forget, scorer).accuracy

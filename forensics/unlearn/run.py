@@ -133,6 +133,11 @@ def _request(
     return json.loads(json.dumps(request))  # as it reads back from the metadata file
 
 
+def forget_target(sets: Sets, settings: UnlearnSettings) -> float:
+    """The forget half of the rule: chance on the forget facts + `forget_margin`."""
+    return float(np.mean([1 / len(f.choices) for f in sets.forget_facts()])) + settings.forget_margin
+
+
 def unlearn(
     name: str,
     original: Path,
@@ -165,8 +170,7 @@ def unlearn(
             f"{out}: exists and is not a checkpoint `forensics unlearn` made; --force replaces it"
         )
     baseline = accuracy_table(*load_checkpoint(original, runtime), sets, settings.scorer)
-    chance = float(np.mean([1 / len(f.choices) for f in sets.forget_facts()]))
-    target, floor = chance + settings.forget_margin, settings.min_retain * baseline["retain"]
+    target, floor = forget_target(sets, settings), settings.min_retain * baseline["retain"]
     sweep = Path(out).with_name(f".{Path(out).name}.sweep")  # each run's model, until one is kept
     shutil.rmtree(sweep, ignore_errors=True)
     args = (name, original, sets, settings, progress, runtime, target, floor)
