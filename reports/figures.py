@@ -50,8 +50,8 @@ def rtt_figure(results: dict) -> go.Figure | None:
 
 
 def information_figure(results: dict) -> go.Figure | None:
-    """Per information lens with layers: (method − never-learned control) per layer with 95% intervals;
-    the control is the zero line of every panel."""
+    """Per information lens with layers: (method − control) per layer with 95% intervals; the control
+    (a never-learned model, or facts the original does not know) is the zero line of every panel."""
     summary = results.get("summary", {})
     kinds = list(dict.fromkeys(k for row in summary.values() for k in row.get("information_map") or {}))
     if not kinds:
@@ -99,7 +99,7 @@ def information_figure(results: dict) -> go.Figure | None:
     fig.add_scatter(
         x=[None],
         y=[None],
-        name="never-learned control" if controlled else "chance (no control)",
+        name=f"0: {against(summary)}" if controlled else "chance (no control)",
         mode="lines",
         line={"color": COLORS["never_learned"]},
         row=1,
@@ -247,3 +247,8 @@ def method_figure(results: dict, name: str) -> go.Figure:
     fig.update_yaxes(range=[0, 1.05], row=2, col=2)
     fig.update_xaxes(title="layer")
     return _layout(fig, f"{name}: layer by layer", 720)
+
+
+def against(summary: dict) -> str:
+    """What the methods were compared with, in the summary's words (a never-learned model, or facts)."""
+    return next(iter(summary.values()), {}).get("against", "the never-learned control")

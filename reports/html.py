@@ -15,6 +15,7 @@ from plotly.utils import PlotlyJSONEncoder
 
 from reports.figures import (
     action_figure,
+    against,
     esc,
     information_figure,
     method_figure,
@@ -137,15 +138,20 @@ def render(results: dict) -> str:
         "beside it.</p>"
     )
     verdict = results.get("config", {}).get("verdict", {})
+    resampled = (
+        "the forget and control facts resampled independently"
+        if results.get("config", {}).get("control")
+        else "paired: facts resampled within their V split"
+    )
     maps_note = (
         "<p class='small'>Information lenses use only the unlearned model and what an attacker could have; "
-        "each point is (method − the same lens on the never-learned control) on the same facts, with a 95% "
-        "paired bootstrap interval (facts resampled within their V split, seeds resampled). A method is "
+        f"each point is (method − the same lens on {esc(against(results.get('summary', {})))}), with a 95% "
+        f"bootstrap interval ({resampled}, seeds resampled). A method is "
         f"<b>hidden</b> when some lens's one-sided lower bound exceeds {_fmt(verdict.get('min_effect'))} "
         "after Holm correction across lenses and layers; "
         f"<b>erased within ±{_fmt(verdict.get('margin'))}</b> "
         "when every lens's 90% interval lies inside that margin; otherwise <b>inconclusive</b>. Action "
-        "lenses put the original's weights or activations back, so the never-learned control lights them "
+        "lenses put the original's weights or activations back, so a never-learned model lights them "
         "up too: they say where a method acted, never whether it hid. The patch after the last block is "
         "the original's output by construction and is left out.</p>"
     )

@@ -53,7 +53,7 @@ def rtt_figure(comparison: dict) -> go.Figure | None:
             marker_color=PALETTE[i % len(PALETTE)],
         )
     fig.update_layout(barmode="group")
-    fig.add_hline(y=0, line_dash="dot", annotation_text="never-learned control")
+    fig.add_hline(y=0, line_dash="dot", annotation_text="each kind's own control")
     fig.update_yaxes(title="acc_V after RTT: method − control")
     return _layout(fig, "RTT by kind: method − control, 95% intervals")
 

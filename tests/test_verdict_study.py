@@ -204,3 +204,16 @@ def test_each_panel_that_did_not_run_says_so_in_its_own_place(fact_controlled):
     assert {(a.x, a.y) for a in notes} == centres
     assert {(a.xref, a.yref) for a in notes} == {("paper", "paper")}
     assert {t.xaxis for t in fig.data} == {"x", "x2"}
+
+
+def test_a_fact_controlled_report_names_its_control(fact_controlled):
+    """The information map's zero line and the note under it name the control the study used (facts
+    the original does not know, bootstrapped independently), not a never-learned model it never had."""
+    from reports.figures import information_figure
+    from reports.html import render
+
+    legend = {t.name for t in information_figure(fact_controlled).data if t.name}
+    assert "0: facts the original does not know (the same runs)" in legend
+    html = render(fact_controlled)
+    assert "the same lens on facts the original does not know (the same runs)" in html
+    assert "resampled independently" in html and "the same lens on the never-learned control" not in html
