@@ -195,6 +195,15 @@ def reference_note(results: dict) -> str:
             f"where the facts are known, so it can neither show hiding nor vouch for erasure; left out of "
             f"every verdict, drawn with open markers): {esc(compact(blind))}.</p>"
         )
+    mixed = ref.get("confounded") or []
+    if mixed:
+        parts.append(
+            "<p class='small'><b>Confounded by the control facts</b> (on the original this lens already "
+            "reads the forget facts beyond the control facts at the embedding, before any block: the two "
+            "sets of questions differ in what they give away by themselves, and every method inherits "
+            "that difference; left out of every verdict at every layer, drawn with open markers): "
+            f"{esc(compact(mixed))}.</p>"
+        )
     return "".join(parts)
 
 

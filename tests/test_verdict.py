@@ -192,3 +192,25 @@ def test_a_control_of_other_facts_is_bootstrapped_independently():
     half = np.array([1.0] * 10 + [0.0] * 10)
     draws = independent_bootstrap(half, ["a"] * 10 + ["b"] * 10, np.zeros(7), ["c"] * 7, n_boot=300)
     assert np.allclose(draws, 0.5)
+
+
+def test_a_fact_control_is_confounded_for_a_lens_that_reads_at_the_embedding():
+    """Hand-worked: under a fact control, a lens reading the forget facts beyond the control facts on
+    the original at the embedding (before any block) is left out at every layer — the questions
+    differ, not the knowledge; a lens blind at the embedding, an unlayered lens and a never-learned
+    control are untouched. The report says which."""
+    from forensics.study.summary import FACT_CONTROL, MODEL_CONTROL, confounded
+    from reports.html import reference_note
+
+    lenses = {
+        "probe @embed": {"ci95": [0.04, 0.54]},
+        "probe @3": {"ci95": [-0.10, 0.30]},
+        "logit lens @embed": {"ci95": [-0.20, 0.20]},
+        "logit lens @3": {"ci95": [0.10, 0.60]},
+        "RTT": {"ci95": [0.50, 0.90]},
+    }
+    assert confounded(lenses, FACT_CONTROL) == ["probe @embed", "probe @3"]
+    assert confounded(lenses, MODEL_CONTROL) == []
+    ref = {"ok": True, "reasons": [], "blind": [], "confounded": ["probe @embed", "probe @3"], "against": "x"}
+    assert "Confounded by the control facts" in reference_note({"reference": ref})
+    assert "probe @embed, 3" in reference_note({"reference": ref})

@@ -110,6 +110,17 @@ def blind(e: dict) -> bool:
     return e["ci95"][0] <= 0
 
 
+def confounded(lenses: dict[str, dict], against: str) -> list[str]:
+    """Under a fact control, every layer of a lens that reads the forget facts beyond the control
+    facts on the original at the embedding, before any block has run: the two sets of questions then
+    differ in what they give away by themselves, not in what the model knows, and that difference is
+    in every method's reading too, so no layer of the lens can show hiding."""
+    if against != FACT_CONTROL:
+        return []
+    reads = {lens.split(" @")[0] for lens, e in lenses.items() if lens.endswith(" @embed") and not blind(e)}
+    return [lens for lens in lenses if " @" in lens and lens.split(" @")[0] in reads]
+
+
 CANNOT_DECIDE = "cannot decide"  # the study's reference failed: no hidden/erased verdict at all
 
 
@@ -149,6 +160,7 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
         "ok": not reasons,
         "reasons": reasons,
         "blind": [lens for lens, e in lenses.items() if blind(e)],
+        "confounded": confounded(lenses, reference),
         "original": {lens: {"diff": e["diff"], "ci95": e["ci95"]} for lens, e in lenses.items()},
         "against": reference,
     }
@@ -197,9 +209,11 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
         if "rtt_control" not in row and RTT in lenses:  # control facts: RTT's accuracy on them, same runs
             row["rtt_control"] = lenses[RTT]["control"]
         row["blind"] = [lens for lens in lenses if lens in reference["blind"]]
-        family = {lens: e for lens, e in lenses.items() if lens not in reference["blind"]}
+        row["confounded"] = [lens for lens in lenses if lens in reference.get("confounded", ())]
+        left_out = {*row["blind"], *row["confounded"]}
+        family = {lens: e for lens, e in lenses.items() if lens not in left_out}
         row.update(judge(row, family, controlled, settings, reference))
-        row["information_map"] = information_map(lenses, reference["blind"])
+        row["information_map"] = information_map(lenses, left_out)
         row["action_map"] = action_map(results, name)
         out[name] = row
     return out
@@ -254,8 +268,8 @@ def judge(
 
 def information_map(lenses: dict[str, dict], blind_lenses: Sequence[str] = ()) -> dict:
     """Per layered lens (probe, logit lens, ablation, layer RTT): per layer (method − control) with its
-    95% interval, and whether the lens is blind there (reads nothing beyond the control even on the
-    original: left out of the verdict)."""
+    95% interval, and whether the lens is left out of the verdict there (`blind`: it reads nothing
+    beyond the control even on the original, or a fact control is confounded for it)."""
     out: dict[str, dict] = {}
     for lens, e in lenses.items():
         if " @" not in lens:
