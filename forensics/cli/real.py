@@ -21,7 +21,7 @@ from forensics.errors import InputError
 from forensics.outdir import claim
 
 # what fits the whole run (world, six unlearning runs, both kinds' studies) in 90 minutes on 2 CPU
-# cores (measured: 73 min); probes and the logit lens, ablation and localization cost 3-5 min per
+# cores (measured: 73 min); probes and the logit lens, ablation and localization cost 2-5 min per
 # model each on SmolLM2 and are asked for by name (README: their measured times)
 REAL_LENSES = (
     "accuracy",
