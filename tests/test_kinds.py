@@ -221,6 +221,11 @@ def test_words_by_hand():
     blind = {"p": {}, "i": {}}
     assert "the probes are not compared" in words("gd", "p", "i", per, tie, blind)
     assert "not compared" in words("gd", "p", "i", per, {}, sees)
+    # a fact control confounded for the probe (it reads the questions at the embedding): not compared there
+    mixed = {"p": {k: {**e, "confounded": k != "probe @2"} for k, e in reads.items()}, "i": reads}
+    text = words("gd", "p", "i", per, {"RTT": lens(0.4, 0.25, 0.55), **probes}, mixed)
+    assert "the probes differ between the kinds at layer 2" in text and "at layer 1" not in text.split("(")[0]
+    assert "(at layer 0, 1 the probe is confounded by the p control facts)" in text
 
 
 @pytest.mark.parametrize(

@@ -35,9 +35,7 @@ def compare_kinds(by_kind: dict[str, dict], settings: VerdictSettings) -> dict:
     ]
     # what each lens reads on the original beyond the control: where it reads nothing even there, the
     # lens is blind to that kind and its method − control says nothing about hiding
-    sees = {
-        kind: (r.get("reference") or reference_check(r, settings))["original"] for kind, r in by_kind.items()
-    }
+    sees = {kind: _reads(r.get("reference") or reference_check(r, settings)) for kind, r in by_kind.items()}
     out: dict = {"kinds": kinds, "original": sees, "methods": {}}
     for name in methods:
         per: dict = {}
@@ -83,10 +81,18 @@ def _layers(lenses: dict, kind: str) -> list[str]:
     return [lens.split(" @")[1] for lens in lenses if lens.startswith(f"{kind} @")]
 
 
+def _reads(reference: dict) -> dict:
+    """What each lens reads on the original beyond the control, marked `confounded` where a fact
+    control is confounded for it (it reads the questions at the embedding, not the facts)."""
+    mixed = set(reference.get("confounded", ()))
+    return {lens: {**e, "confounded": lens in mixed} for lens, e in reference["original"].items()}
+
+
 def blind(sees: dict, kind: str, lens: str) -> bool:
-    """True when `lens` reads nothing beyond the control even on the original's `kind` facts."""
+    """True when `lens` reads nothing beyond the control even on the original's `kind` facts, or its
+    fact control is confounded for it."""
     e = sees.get(kind, {}).get(lens)
-    return e is None or reads_nothing(e)
+    return e is None or reads_nothing(e) or e.get("confounded", False)
 
 
 def words(name: str, a: str, b: str, per: dict, difference: dict, sees: dict) -> str:
@@ -122,9 +128,13 @@ def words(name: str, a: str, b: str, per: dict, difference: dict, sees: dict) ->
     else:
         where = f"; the probes do not differ between the kinds at layer {', '.join(seen)}"
     for k, xs in unseen.items():
-        if xs:
-            where += f" (at layer {', '.join(xs)} the probe reads no {k} fact beyond the control"
+        mixed = [x for x in xs if sees.get(k, {}).get(f"{PROBE} @{x}", {}).get("confounded")]
+        plain = [x for x in xs if x not in mixed]
+        if plain:
+            where += f" (at layer {', '.join(plain)} the probe reads no {k} fact beyond the control"
             where += " even on the original)"
+        if mixed:
+            where += f" (at layer {', '.join(mixed)} the probe is confounded by the {k} control facts)"
     return f"{head}: {figures}{where}"
 
 
