@@ -77,6 +77,22 @@ def coerce(value, hint, where: str):
     raise TypeError(f"no TOML reading for {hint!r}")  # a programming error, not bad input
 
 
+def check_seeds(seeds, where: str = "'seeds'") -> None:
+    """The one check of every list of seeds (RTT, layer RTT, in-context, the study-wide ones): at
+    least one, none negative (numpy and the probes' control task refuse them), no seed twice (two
+    copies of one run are not two seeds: the interval would count it twice)."""
+    if not seeds:
+        raise InputError(f"{where}: at least one seed")
+    for seed in seeds:
+        if seed < 0:
+            raise InputError(f"{where}: seed {seed} is negative (seeds are 0 or more)")
+    twice = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if twice:
+        raise InputError(
+            f"{where}: seed {', '.join(map(str, twice))} given twice (each seed is a run of its own)"
+        )
+
+
 def _name(hint) -> str:
     return getattr(hint, "__name__", str(hint))
 

@@ -1,8 +1,9 @@
 """Bad input, stopped runs and warnings.
 
-The CLI turns an `InputError` into one line on stderr and exit status 2 (nothing partial is left of a
-folder the command made); a `RunFailed` into one line and exit status 1 (what finished is kept, a rerun
-resumes); a `Stopped` (SIGTERM, SIGHUP) like Ctrl-C into one line and 128 + the signal's number.
+The CLI turns an `InputError` into one line on stderr and exit status 2 (inputs are checked before
+work starts, and a folder the command made and wrote nothing to is removed again); a `RunFailed`
+into one line and exit status 1 (what finished is kept, a rerun resumes); a `Stopped` (SIGTERM,
+SIGHUP) like Ctrl-C into one line and 128 + the signal's number.
 """
 
 import sys

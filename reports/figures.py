@@ -252,3 +252,11 @@ def method_figure(results: dict, name: str) -> go.Figure:
 def against(summary: dict) -> str:
     """What the methods were compared with, in the summary's words (a never-learned model, or facts)."""
     return next(iter(summary.values()), {}).get("against", "the never-learned control")
+
+
+def resampled(results: dict) -> str:
+    """How the 95% intervals were drawn, in words: control facts are other facts than the forget
+    facts, so the two are resampled independently; a never-learned model is scored on the same facts."""
+    if results.get("config", {}).get("control"):
+        return "the forget and control facts resampled independently"
+    return "paired: facts resampled within their V split"

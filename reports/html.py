@@ -13,12 +13,14 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
+from forensics.errors import InputError
 from reports.figures import (
     action_figure,
     against,
     esc,
     information_figure,
     method_figure,
+    resampled,
     rtt_figure,
 )
 
@@ -138,15 +140,10 @@ def render(results: dict) -> str:
         "beside it.</p>"
     )
     verdict = results.get("config", {}).get("verdict", {})
-    resampled = (
-        "the forget and control facts resampled independently"
-        if results.get("config", {}).get("control")
-        else "paired: facts resampled within their V split"
-    )
     maps_note = (
         "<p class='small'>Information lenses use only the unlearned model and what an attacker could have; "
         f"each point is (method − the same lens on {esc(against(results.get('summary', {})))}), with a 95% "
-        f"bootstrap interval ({resampled}, seeds resampled). A method is "
+        f"bootstrap interval ({resampled(results)}, seeds resampled). A method is "
         f"<b>hidden</b> when some lens's one-sided lower bound exceeds {_fmt(verdict.get('min_effect'))} "
         "after Holm correction across lenses and layers; "
         f"<b>erased within ±{_fmt(verdict.get('margin'))}</b> "
@@ -216,10 +213,16 @@ def plot_scripts(figures: list[tuple[str, go.Figure]]) -> str:
     )
 
 
+# how every report page begins: `write_html` replaces only a file that begins so (one forensics wrote)
+HEAD = "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+MARK = "<meta name='generator' content='unlearning-forensics report'>"
+LEGACY = "<title>unlearning forensics: "  # what followed HEAD in reports written before MARK
+
+
 def page(name: str, body: str) -> str:
     """A whole report page: its title, the CSS and plotly.js embedded (nothing loads from the network)."""
     return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"{HEAD}{MARK}"
         f"<title>unlearning forensics: {esc(name)}</title><style>{CSS}</style>"
         f"<script>{get_plotlyjs()}</script></head><body>"
         f"<h1>Unlearning forensics: {esc(name)}</h1>{body}</body></html>"
@@ -230,10 +233,32 @@ def write_report(results: dict, path: Path) -> Path:
     return write_html(render(results), path)
 
 
+def is_report(path: Path) -> bool:
+    """Whether the file at `path` is a report forensics wrote (it begins as `page` begins a page)."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(len(HEAD) + max(len(MARK), len(LEGACY))).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return start.startswith((HEAD + MARK, HEAD + LEGACY))
+
+
+def check_out(path: Path) -> None:
+    """Refuse to write a report over a file forensics did not write (a report it wrote is replaced)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            f"{path}: is a directory (the report is one HTML file: name it, e.g. {path / 'index.html'})"
+        )
+    if path.exists() and not is_report(path):
+        raise InputError(f"{path}: exists and is not a report forensics wrote; not overwriting it")
+
+
 def write_html(text: str, path: Path) -> Path:
     """Write a report atomically (a reader never sees half of it); on failure no temporary file is
-    left behind."""
+    left behind. A file already at `path` is replaced only when it is a report forensics wrote."""
     path = Path(path)
+    check_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from reports.figures import against, resampled
+
 
 def _cell(value) -> str:
     """A value from results as Markdown text: HTML escaped (GitHub renders raw HTML in Markdown), table
@@ -23,8 +25,9 @@ def render(results: dict, report: Path | None = None) -> str:
     chance = next(iter(summary.values()), {}).get("chance")
     lines.append(
         f"Scorer {_cell(results.get('config', {}).get('scorer'))}, chance {_cell(chance)}, "
-        f"grid {_cell(results.get('config', {}).get('grid'))}; every difference is method − never-learned "
-        "control (or chance, uncontrolled) on the same facts, with a 95% paired bootstrap interval."
+        f"grid {_cell(results.get('config', {}).get('grid'))}; every difference is method − the same lens "
+        f"on {_cell(against(summary))}, with a 95% bootstrap interval ({_cell(resampled(results))}, seeds "
+        "resampled)."
     )
     lines += ["", "| method | forget | retain | RTT acc V | deciding lens | difference [95% CI] | verdict |"]
     lines.append("|---|---|---|---|---|---|---|")

@@ -1,74 +1,147 @@
 """What the reports read from a results.json, checked before rendering: a file that lacks a key a
-report reads is refused in one line naming the key, instead of failing halfway with a traceback.
+report reads, or holds a value of a kind the report cannot draw, is refused in one line naming the
+key, instead of failing halfway with a traceback.
 
 A key path is dotted: `*` is every entry of an object, `[]` every item of a list, and a leading `?`
 marks a part that may be absent, null or empty (the report then leaves that section out and reads
-nothing below it).
+nothing below it). A path may end in `:KIND`, what the value there must be (`TYPES`: `num` a number,
+`num?` a number or null, `pair` a [lo, hi] pair of numbers, `layer` a layer's name or number, ...),
+or in `:same(a,b,...)`: the lists under those keys of the object there have one length.
 """
 
 from __future__ import annotations
 
+import json
+
 from forensics.errors import InputError
 
+
+def _num(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+TYPES = {
+    "num": (_num, "a number"),
+    "num?": (lambda v: v is None or _num(v), "a number or null"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "layer": (lambda v: isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)), "a layer"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+    "pair": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_num, v)), "a pair of numbers"),
+}
+
+MAP = "summary.*.?information_map.*"
 STUDY_KEYS = (
-    "summary.*.verdict",
-    "summary.*.evidence",
-    "summary.*.?lenses.*.diff",
-    "summary.*.?lenses.*.ci95",
-    *(f"summary.*.?information_map.*.{k}" for k in ("layers", "diff", "lo", "hi")),
-    "?relearn.metrics.*.acc_v.mean",
-    "?relearn.metrics.*.acc_v.std",
-    "?relearn.best.*.*.before",
-    "?relearn.chance",
+    "summary.*.verdict:str",
+    "summary.*.evidence:str",
+    "summary.*.?deciding:str",
+    "summary.*.?against:str",
+    "summary.*.?lenses.*.diff:num",
+    "summary.*.?lenses.*.ci95:pair",
+    f"{MAP}.layers.[]:layer",
+    *(f"{MAP}.{k}.[]:num" for k in ("diff", "lo", "hi")),
+    f"{MAP}.?blind:list",
+    f"{MAP}:same(layers,diff,lo,hi,blind)",
+    "summary.*.?action_map.layers.[]:layer",
+    "summary.*.?action_map.*:list",
+    "?control_action_map.layers.[]:layer",
+    "?control_action_map.*:list",
+    "?action_rows.*:str",
+    "?relearn.metrics.*.acc_v.mean:num?",
+    "?relearn.metrics.*.acc_v.std:num?",
+    "?relearn.best.*.*.before:num",
+    "?relearn.chance:num",
     *(f"?relearn.?settings.{k}" for k in ("lrs", "epochs", "batch_size")),
-    *(f"?sets.?examples.*.[].{k}" for k in ("question", "choices", "answer")),
-    "?probes.layers",
-    *(f"?probes.models.*.{k}.[].acc" for k in ("probe", "control", "lens.forget")),
-    "?weights.*.layers",
-    *(f"?activations.*.{k}.cosine" for k in ("forget", "retain")),
-    *(f"?localize.*.{k}.[].forget" for k in ("revert", "patch")),
-    "?localize.*.layer_rtt.[].acc_v",
-    "?localize.*.before.forget",
-    *(f"?localize.*.dynamics.points.[].{k}" for k in ("epoch", "cosine")),
+    "?sets.?forget.*",
+    "?sets.?examples.*.[].question",
+    "?sets.?examples.*.[].choices.[]:str",
+    "?sets.?examples.*.[].answer:int",
+    "?config.?verdict.*",
+    "?versions.*",
+    "?unlearned.[]:str",
+    "?reference.ok",
+    "?reference.reasons.[]",
+    *(f"?reference.?{k}.[]:str" for k in ("blind", "confounded")),
+    "?reference.?against:str",
+    "?probes.layers.[]:layer",
+    *(f"?probes.models.*.{k}.[].acc:num?" for k in ("probe", "control", "lens.forget")),
+    "?weights.*.layers.*.*.?rel:num",
+    *(f"?activations.*.{k}.cosine.[]:num?" for k in ("forget", "retain")),
+    "?localize.*.?layers.[]:layer",
+    *(f"?localize.*.{k}.[].forget:num?" for k in ("revert", "patch")),
+    "?localize.*.layer_rtt.[].acc_v:num?",
+    "?localize.*.before.forget:num?",
+    "?localize.*.dynamics.points.[].epoch",
+    "?localize.*.dynamics.points.[].cosine:list",
 )
+PER_KIND = "comparison.methods.*.per_kind.*"
 KINDS_KEYS = (
-    "comparison.kinds",
+    "comparison.kinds.[]:str",
     *(
-        f"comparison.methods.*.per_kind.*.{k}"
+        f"{PER_KIND}.{k}"
         for k in ("lenses", "forget", "retain", "rtt_acc_v", "rtt_control", "recovery", "verdict")
     ),
-    "kinds.*.results",
+    f"{PER_KIND}.lenses.*.diff:num",
+    f"{PER_KIND}.lenses.*.ci95:pair",
+    f"{PER_KIND}.?recovery.?value:num",
+    f"{PER_KIND}.?recovery.?ci95:pair",
+    "comparison.methods.*.?probe_layers.[]:layer",
+    "comparison.methods.*.?difference.*.diff:num",
+    "comparison.methods.*.?difference.*.ci95:pair",
+    "comparison.?original.*.*.diff:num",
+    "kinds.*.results:str",
 )
 
 
-def _missing(node, parts: list[str], at: str) -> str | None:
-    """What `node` (found at `at`) lacks of the key path `parts`, in words, or None."""
-    if not parts:
+def _show(value) -> str:
+    """A value as the JSON it was, cut short: on one line, whatever it holds."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _wrong(node, kind: str, at: str) -> str | None:
+    """What is wrong with `node` (found at `at`) for `kind` (a `TYPES` name or `same(...)`), or None."""
+    if kind.startswith("same("):
+        keys = [k for k in kind.removeprefix("same(").removesuffix(")").split(",") if k in node]
+        lengths = [len(node[k]) for k in keys if isinstance(node[k], list)]
+        if len(set(lengths)) > 1:
+            got = ", ".join(f"{k} {n}" for k, n in zip(keys, lengths, strict=True))
+            return f"'{at}': {', '.join(keys)} must be lists of one length (got {got})"
         return None
+    ok, words = TYPES[kind]
+    return None if ok(node) else f"'{at}' must be {words} (got {_show(node)})"
+
+
+def _missing(node, parts: list[str], at: str, kind: str = "") -> str | None:
+    """What `node` (found at `at`) lacks of the key path `parts`, or holds of another kind than
+    `kind` at its end, in words, or None."""
+    if not parts:
+        return _wrong(node, kind, at) if kind else None
     head, rest = parts[0], parts[1:]
     if head in ("*", "[]"):
-        kind = dict if head == "*" else list
-        if not isinstance(node, kind):
-            return f"'{at}' must be {'an object' if kind is dict else 'a list'}"
-        items = node.items() if kind is dict else enumerate(node)
-        inner = (_missing(v, rest, f"{at}.{k}" if kind is dict else f"{at}[{k}]") for k, v in items)
+        kind_ = dict if head == "*" else list
+        if not isinstance(node, kind_):
+            return f"'{at}' must be {'an object' if kind_ is dict else 'a list'} (got {_show(node)})"
+        items = node.items() if kind_ is dict else enumerate(node)
+        inner = (_missing(v, rest, f"{at}.{k}" if kind_ is dict else f"{at}[{k}]", kind) for k, v in items)
         return next((m for m in inner if m), None)
     key = head.removeprefix("?")
     if not isinstance(node, dict):
-        return f"'{at}' must be an object"
+        return f"'{at}' must be an object (got {_show(node)})"
     if head.startswith("?") and not node.get(key):
         return None
     here = f"{at}.{key}" if at else key
     if key not in node:
         return f"missing '{here}', which the report reads"
-    return _missing(node[key], rest, here)
+    return _missing(node[key], rest, here, kind)
 
 
 def check_results(results: dict, where: str) -> None:
-    """Refuse results (read from `where`) that lack a key the report for them reads: one line
-    naming the file and the key."""
+    """Refuse results (read from `where`) that lack a key the report for them reads, or hold a value
+    there the report cannot use: one line naming the file and the key."""
     paths = KINDS_KEYS if "comparison" in results else STUDY_KEYS
-    for path in paths:
-        problem = _missing(results, path.split("."), "")
+    for spec in paths:
+        path, _, kind = spec.partition(":")
+        problem = _missing(results, path.split("."), "", kind)
         if problem:
             raise InputError(f"{where}: {problem}")

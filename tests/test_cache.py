@@ -194,3 +194,36 @@ def test_clear_refuses_a_folder_that_is_not_a_cache_and_deletes_nothing(tmp_path
     if layout == "study":  # its own cache folder is one: cleared, the rest of the study kept
         assert main(["cache", str(folder / "cache"), "--clear"]) == 0
         assert not (folder / "cache" / ("a" * 32)).exists() and (folder / "results.json").exists()
+
+
+def test_clear_counts_only_what_it_removes_and_never_follows_a_link(tmp_path, capsys):
+    """Issue #28: `forensics cache --clear` through a symlinked entry counted another folder's bytes
+    as freed. Links (an entry that is one, a file inside an entry that is one) are removed from the
+    cache without touching what they point to, and only the regular files removed are counted."""
+    from forensics.cli import main
+    from forensics.models.cache import clear, entries
+
+    def make(cache):
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(exist_ok=True)
+        (theirs / "done.json").write_text("{}")
+        (theirs / "big.bin").write_bytes(b"x" * 3 * 2**20)
+        own = cache / ("a" * 32)
+        own.mkdir(parents=True)
+        (own / "done.json").write_text("{}")
+        (own / "acts.safetensors").write_bytes(b"y" * 2**20)
+        (own / "link.bin").symlink_to(theirs / "big.bin")
+        (cache / ("b" * 32)).symlink_to(theirs, target_is_directory=True)
+        return theirs
+
+    cache = tmp_path / "cache"
+    theirs = make(cache)
+    assert sorted(e["bytes"] for e in entries(cache)) == [0, 2**20 + 2]
+    assert clear(cache) == 2**20 + 2
+    assert list(cache.iterdir()) == [] and (theirs / "big.bin").stat().st_size == 3 * 2**20
+    assert sorted(p.name for p in theirs.iterdir()) == ["big.bin", "done.json"]
+    cache.rmdir()
+    make(cache)
+    assert main(["cache", str(cache), "--clear"]) == 0
+    assert "1.0 MB freed" in capsys.readouterr().out
+    assert (theirs / "big.bin").stat().st_size == 3 * 2**20

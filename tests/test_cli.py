@@ -333,3 +333,62 @@ def test_the_real_models_lens_lists_name_registered_lenses():
     script = (Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh").read_text()
     on_gpu = re.search(r"real .*?--lenses (\S+)", script, re.S).group(1).split(",")
     assert set(REAL_LENSES) < set(on_gpu) and set(on_gpu) == set(LENSES) - {"uds"}
+
+
+@pytest.mark.parametrize(
+    "part, file, line, message",
+    [
+        ("random-birthdays", "split_3.jsonl", "{not json", r"random-birthdays/split_3.jsonl:\d+: "),
+        ("random-birthdays", "corpus_split_2.jsonl", '{"txt": "x"}', r"corpus_split_2.jsonl:\d+: .*'text'"),
+        ("years", "split_1.jsonl", '{"question": "Q?"}', r"years/split_1.jsonl:\d+: "),
+    ],
+)
+def test_real_reads_all_its_data_before_any_model(tmp_path, paper_data, capsys, part, file, line, message):
+    """Issue #28: a broken `random-birthdays/` failed only after the known-fact scan (~97 s of model
+    work). Every data file is parsed before the model is read: with a model that does not exist, the
+    data's error (one line naming the file) is the one given, and no output folder is made."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(paper_data, data)
+    with open(data / part / file, "a") as f:
+        f.write(line + "\n")
+    out = tmp_path / "r"
+    args = ["real", "--model", str(tmp_path / "nonexistent.gguf"), "--data", str(data), "--out", str(out)]
+    assert main([*args, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]) and "nonexistent" not in err[0], err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "lenses, message",
+    [
+        (",", "--lenses: an empty list"),
+        ("accuracy,relearn,accuracy", "--lenses: lens 'accuracy' named twice"),
+        ("relearn", "--lenses: 'accuracy' is needed"),
+    ],
+)
+def test_real_refuses_an_empty_or_repeated_lens_list(tmp_path, capsys, lenses, message):
+    """Issue #28: `real --lenses ,` ran the default lenses; a lens named twice was kept."""
+    assert main(["real", "--out", str(tmp_path / "r"), "--lenses", lenses, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["relearn", "--seeds", "0,0"], "'seeds': seed 0 given twice"),
+        (["relearn", "--seeds", "-1"], "'seeds': seed -1 is negative"),
+        (["probe", "--seed", "-1"], "'seed': seed -1 is negative"),
+    ],
+)
+def test_seeds_given_on_the_command_line_are_checked(micro_world, capsys, args, message):
+    """Issue #28: the one seeds check is the CLI's too (RTT and probe seeds)."""
+    before = sorted(p.relative_to(micro_world) for p in micro_world.rglob("*"))
+    assert main([args[0], "--world", str(micro_world), *args[1:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert sorted(p.relative_to(micro_world) for p in micro_world.rglob("*")) == before

@@ -57,6 +57,18 @@ def root(micro_world, tmp_path):
         ("cache_max_gb = 0", r"'cache_max_gb' must be positive"),
         ("#models\n[lenses.quantize]\nbits = [1]", r"'bits': each must be in 2..16"),
         ("#models\n[lenses.relearn]\nlrs = [1e-3, nan]", r"'lrs'\[1\]: expected a finite number"),
+        # issue #28: seeds checked where they are read (one check for every list of seeds)
+        ("#models\n[lenses.incontext]\nseeds = [-1]", r"\[lenses.incontext\]: 'seeds': seed -1 is negative"),
+        ("#models\n[lenses.incontext]\nseeds = [0, 0]", r"\[lenses.incontext\]: 'seeds': seed 0 given twice"),
+        ("#models\n[lenses.incontext]\nshots = 0", r"\[lenses.incontext\]: 'shots' must be at least 1"),
+        ("seeds = [1, 2, 1]", r"'seeds': seed 1 given twice"),
+        ("seed = -3", r"'seeds': seed -3 is negative"),
+        # issue #28: the lenses a study runs
+        ("#models\n[lenses]\nrun = []", r"\[lenses\] 'run': an empty list"),
+        ('#models\n[lenses]\nrun = ["accuracy", "relearn", "accuracy"]', r"lens 'accuracy' named twice"),
+        ('#models\n[lenses]\nrun = ["relearn"]', r"\[lenses\] 'run': 'accuracy' is needed"),
+        # issue #28: a never-learned model and a fact control at once
+        ('#models\ncontrol = ["retain"]', r"'never_learned' and \[facts\] 'control' both given: choose one"),
     ],
 )
 def test_bad_key_or_type_is_one_line_naming_file_and_key(root, capsys, body, message):

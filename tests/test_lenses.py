@@ -188,3 +188,56 @@ def test_a_lens_settings_table_is_typed(tmp_path, micro_world):
     config.write_text(text + '\n[lenses.incontext]\nshots = "two"\n')
     with pytest.raises(InputError, match=r"\[lenses.incontext\].*shots"):
         load_config(config)
+
+
+def test_in_context_shots_are_found_by_bisection_and_capped_at_t(micro_world, monkeypatch):
+    """Issue #28: `shots = 10000` counted down one value at a time (minutes before scoring). The count
+    is capped at the largest T (there are no more demonstrations to show) and found by bisection: the
+    same answer as trying every count, in a handful of checks."""
+    import forensics.lenses.incontext as incontext
+    from forensics.models.checkpoint import load_checkpoint
+    from forensics.worlds.world import load_world
+
+    _, sets = load_world(micro_world)
+    _, tok = load_checkpoint(micro_world / "checkpoints/original")
+    largest_t = max(len(t) for _, t, _ in sets.rotations())
+    settings = InContextSettings(shots=10000, seeds=(0, 1))
+
+    def fits(limit, shots):
+        return all(
+            incontext._fits(tok, limit, primed(v, demonstrations(t, "choice", shots, seed)))
+            for _, t, v in sets.rotations()
+            for seed in settings.seeds
+        )
+
+    calls = []
+    real = incontext.demonstrations
+    monkeypatch.setattr(incontext, "demonstrations", lambda *a: calls.append(a[2]) or real(*a))
+    rotations = len(list(sets.rotations())) * len(settings.seeds)
+    for limit in (10**6, 60, 75, 5):
+        calls.clear()
+        expected = max([n for n in range(1, largest_t + 1) if fits(limit, n)], default=0)
+        assert fitting_shots(tok, limit, sets, "choice", settings) == expected
+        assert max(calls) <= largest_t and len(calls) <= rotations * (largest_t.bit_length() + 1)
+    assert fitting_shots(tok, 10**6, sets, "choice", settings) == largest_t < 10000
+
+
+def test_the_formats_lens_lists_only_formats_the_facts_have(micro_world, tmp_path):
+    """Issue #28: without corpus statements there is no cloze to ask: the lens neither runs nor lists
+    it (it listed "cloze" beside the formats it ran)."""
+    import json
+
+    from forensics.study.config import load_config
+    from tests.conftest import accuracy_study
+
+    for name in ("original", "never_learned"):
+        (tmp_path / name).symlink_to(micro_world / "checkpoints" / name)
+    rows = [json.loads(x) for x in (micro_world / "facts.jsonl").read_text().splitlines()]
+    (tmp_path / "facts.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if "statements" not in k}) + "\n" for r in rows)
+    )
+    config = accuracy_study(tmp_path)
+    config.write_text(config.read_text().replace('run = ["accuracy"]', 'run = ["accuracy", "formats"]'))
+    results = run_study(load_config(config), progress=False)
+    assert results["formats"]["formats"] == ["letter"]
+    assert all(set(m) == {"letter"} for m in results["formats"]["models"].values())

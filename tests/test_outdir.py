@@ -118,3 +118,61 @@ def test_bad_input_inside_a_new_folder_leaves_nothing(tmp_path):
     with pytest.raises(InputError, match="exists and is not a folder"):
         with claim(tmp_path / "file", "test"):
             pass
+
+
+def test_any_failure_inside_a_new_folder_leaves_nothing_but_never_removes_work(tmp_path):
+    """Issue #28: an OSError (or any failure) after `claim` left an empty claimed folder behind. A
+    folder made by `claim` (and the parents made for it) goes again when only our marker, lock and
+    empty folders are in it; one holding anything the work wrote stays for a rerun; a folder that
+    was there before is never removed."""
+    new = tmp_path / "a" / "b" / "out"
+    for failure in (OSError(5, "disk on fire"), ValueError("bad JSON"), KeyboardInterrupt()):
+        with pytest.raises(type(failure)):
+            with claim(new, "test"):
+                (new / "stages" / "empty").mkdir(parents=True)
+                raise failure
+        assert not (tmp_path / "a").exists()
+    with pytest.raises(RuntimeError):
+        with claim(new, "test"):
+            (new / "stages").mkdir()
+            (new / "stages" / "accuracy.json").write_text("{}")  # finished work: kept to resume
+            raise RuntimeError("a later stage failed")
+    assert (new / "stages" / "accuracy.json").read_text() == "{}" and (new / MARKER).is_file()
+    # a folder the claim did not make stays, even when it holds only our files
+    (tmp_path / "old").mkdir()
+    with pytest.raises(OSError):
+        with claim(tmp_path / "old", "test"):
+            raise OSError(28, "no space")
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == sorted([MARKER, LOCK])
+    # a link inside is not ours: kept, and what it points to untouched
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "data").write_text("mine")
+    with pytest.raises(OSError):
+        with claim(tmp_path / "new2", "test"):
+            (tmp_path / "new2" / "link").symlink_to(tmp_path / "theirs")
+            raise OSError(5, "x")
+    assert (tmp_path / "new2" / "link").is_symlink() and (tmp_path / "theirs" / "data").read_text() == "mine"
+
+
+def test_bad_input_after_partial_work_in_a_new_folder_keeps_the_work(tmp_path):
+    """The old `InputError` branch deleted the whole new folder (rmtree); now it removes only what
+    `claim` wrote, so nothing a command wrote is deleted by a later bad-input error."""
+    with pytest.raises(InputError):
+        with claim(tmp_path / "new", "test"):
+            (tmp_path / "new" / "result.json").write_text("{}")
+            raise InputError("bad")
+    assert (tmp_path / "new" / "result.json").exists()
+
+
+def test_a_real_command_failing_after_its_claim_leaves_no_folder(tmp_path, paper_data, capsys):
+    """Issue #28, as seen: `forensics real --model /nonexistent.gguf --out X` (an OSError after the
+    claim, the data already read) left an empty X; and a file that is not a GGUF (bad input)."""
+    garbage = tmp_path / "g.gguf"
+    garbage.write_text("not a model")
+    for model, message in ((tmp_path / "nonexistent.gguf", "No such file"), (garbage, "not a GGUF file")):
+        out = tmp_path / "runs" / "x"
+        args = ["real", "--model", str(model), "--data", str(paper_data), "--out", str(out), "--quiet"]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and str(model) in err[0], err
+        assert not (tmp_path / "runs").exists()

@@ -214,3 +214,27 @@ def test_a_fact_control_is_confounded_for_a_lens_that_reads_at_the_embedding():
     ref = {"ok": True, "reasons": [], "blind": [], "confounded": ["probe @embed", "probe @3"], "against": "x"}
     assert "Confounded by the control facts" in reference_note({"reference": ref})
     assert "probe @embed, 3" in reference_note({"reference": ref})
+
+
+def test_control_facts_the_original_knows_are_refused():
+    """Issue #28, hand-worked: under a fact control the control facts must be facts the original
+    does not know. 12 control facts at chance 0.25: 12 of 12 right is 1.00, every bootstrap draw
+    1.00, so (accuracy − chance) has the interval [0.75, 0.75], above 0: cannot decide, with the
+    reason. 3 of 12 (0.25, exactly chance) and 0 of 12 are accepted: the interval of the difference
+    reaches 0 (a resample of 3/12 drops below 0.25 as often as it rises above)."""
+    from forensics.study.summary import CANNOT_DECIDE, FACT_CONTROL, reference_check, summarize
+
+    high = "1" * 18 + "00"
+    for known, ok in (("1" * 12, False), ("111" + "0" * 9, True), ("0" * 12, True)):
+        results = rtt_results({"original": high, "gd": high}, original_forget="1" * 20)
+        results["facts"].update(control_splits=["c0"] * 6 + ["c1"] * 6, control_chance=[0.25] * 12)
+        results["accuracy"]["original"].update(control=known.count("1") / 12, control_correct=known)
+        check = reference_check(results, VerdictSettings())
+        assert check["against"] == FACT_CONTROL and check["ok"] == ok, check["reasons"]
+        if not ok:
+            (reason,) = check["reasons"]
+            assert reason.startswith(
+                "the original answers 1.00 of the control facts [95% CI 1.00, 1.00], above chance (0.25)"
+            )
+            row = summarize(results, ["gd"], VerdictSettings())["gd"]
+            assert row["verdict"] == CANNOT_DECIDE and "of the control facts" in row["evidence"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from forensics.attacks.attackable import attackable, check_lora_targets
+from forensics.config import check_seeds
 from forensics.errors import InputError, warn
 from forensics.facts.core import Sets
 from forensics.facts.formats import LOSS_FORMATS, default_format, examples
@@ -61,8 +62,7 @@ class RelearnSettings:
             raise InputError(f"'lora_rank' must be at least 1 (got {self.lora_rank})")
         if not self.lora_alpha > 0:
             raise InputError(f"'lora_alpha' must be positive (got {self.lora_alpha})")
-        if not self.seeds:
-            raise InputError("'seeds': at least one seed")
+        check_seeds(self.seeds)
         if not self.lrs:
             raise InputError("'lrs': RTT needs at least one learning rate (the list is empty)")
         if any(not lr > 0 for lr in self.lrs):

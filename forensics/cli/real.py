@@ -38,11 +38,11 @@ REAL_LENSES = (
 
 
 def cmd_real(a: argparse.Namespace) -> None:
-    from forensics.study.config import LENSES
+    from forensics.study.config import check_lenses
     from forensics.study.grids import GRIDS
     from forensics.study.pipeline import unlearn_and_study
     from forensics.unlearn.run import UnlearnSettings, check_method
-    from forensics.worlds.real import RealConfig, build_real_world
+    from forensics.worlds.real import RealConfig, build_real_world, read_paper_data
 
     start = time.perf_counter()
     out = Path(a.out)
@@ -51,10 +51,8 @@ def cmd_real(a: argparse.Namespace) -> None:
         check_method(name)
     if a.grid not in GRIDS:
         raise InputError(f"--grid {a.grid}: choose {', '.join(GRIDS)}")
-    lenses = a.lenses or REAL_LENSES
-    for lens in lenses:
-        if lens not in LENSES:
-            raise InputError(f"--lenses: unknown lens '{lens}' (choose from {', '.join(LENSES)})")
+    lenses = REAL_LENSES if a.lenses is None else a.lenses  # `--lenses ,` is an empty list, refused
+    check_lenses(lenses, "--lenses")
     cfg = RealConfig(
         model=a.model,
         data=a.data,
@@ -69,8 +67,9 @@ def cmd_real(a: argparse.Namespace) -> None:
     settings = UnlearnSettings(
         start="REAL", batch_size=a.batch_size, steps=a.steps, budget=a.budget, checks=6, seed=a.seed
     )
+    paper = read_paper_data(cfg)  # every data file parsed before the model is read or loaded
     with claim(out, "real", a.force):
-        world = build_real_world(out, cfg, progress=not a.quiet, runtime=runtime)
+        world = build_real_world(out, cfg, progress=not a.quiet, runtime=runtime, paper=paper)
         print(f"real-model world in {out} (checkpoints: {', '.join(world['models'])}):")
         print(world_table({**world, "models": {k: v for k, v in world["models"].items() if "accuracy" in v}}))
         rule = world["known_facts"]
@@ -127,7 +126,7 @@ def add(subparsers) -> None:
     re_.add_argument(
         "--lenses",
         type=_split_list,
-        default=(),
+        default=None,
         help=f"comma-separated lenses to run (default: {','.join(REAL_LENSES)}; any of the study's)",
     )
     re_.add_argument("--seed", type=int, default=0)

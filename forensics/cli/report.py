@@ -11,7 +11,7 @@ from forensics.errors import InputError
 def cmd_report(a: argparse.Namespace) -> None:
     from forensics.models.checkpoint import read_json
     from forensics.study.run import SCHEMA_VERSION
-    from reports.html import write_report
+    from reports.html import check_out, write_report
     from reports.schema import check_results
 
     results = read_json(Path(a.results))
@@ -31,10 +31,9 @@ def cmd_report(a: argparse.Namespace) -> None:
         )
     check_results(results, a.results)
     out = Path(a.out) if a.out else Path(a.results).parent / "report" / "index.html"
-    if out.is_dir():
-        raise InputError(
-            f"{out}: is a directory (the report is one HTML file: name it, e.g. {out / 'index.html'})"
-        )
+    if out.exists() and out.samefile(a.results):  # the same file by any path, links included
+        raise InputError(f"{out}: is the results file itself; name another file for the report")
+    check_out(out)  # a report forensics wrote is replaced, any other file refused, before rendering
     if "comparison" in results:
         from reports.kinds import write_kinds_report
 

@@ -14,9 +14,15 @@ from forensics.outcomes import bits, unbits
 CLOZE = "cloze"
 
 
-def other_formats(scorer: str) -> tuple[str, ...]:
-    """The scorers the study does not use, and the cloze."""
-    return ("choice" if scorer.startswith("letter") else "letter", CLOZE)
+def other_formats(scorer: str, facts=None) -> tuple[str, ...]:
+    """The scorers the study does not use, and the cloze — unless `facts` are given and none of them
+    has a corpus statement it can be asked from (then no format of that name is run or listed)."""
+    from forensics.worlds.known import cloze
+
+    other = "choice" if scorer.startswith("letter") else "letter"
+    if facts is not None and not any(cloze(f) is not None for f in facts):
+        return (other,)
+    return (other, CLOZE)
 
 
 def correct(model, tok, facts, fmt: str) -> tuple[np.ndarray, list[int]]:
@@ -40,9 +46,9 @@ def correct(model, tok, facts, fmt: str) -> tuple[np.ndarray, list[int]]:
 def run(ctx: Context) -> dict:
     from forensics.models.checkpoint import load_checkpoint
 
-    formats = other_formats(ctx.scorer)
-    out: dict = {"formats": list(formats), "models": {}}
     forget, control = ctx.sets.forget_facts(), ctx.sets.control_facts()
+    formats = other_formats(ctx.scorer, forget)
+    out: dict = {"formats": list(formats), "models": {}}
     for name, path in ctx.models.items():
         model, tok = load_checkpoint(path, ctx.runtime)
         entry = {}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from forensics.config import check_seeds
 from forensics.errors import InputError
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
 from forensics.outcomes import bits, unbits
@@ -27,9 +28,8 @@ class InContextSettings:
 
     def __post_init__(self):
         if self.shots < 1:
-            raise InputError(f"[lenses.incontext] 'shots' must be at least 1 (got {self.shots})")
-        if not self.seeds:
-            raise InputError("[lenses.incontext] 'seeds': at least one seed")
+            raise InputError(f"'shots' must be at least 1 (got {self.shots})")
+        check_seeds(self.seeds)
 
 
 def demonstrations(t_facts, scorer: str, shots: int, seed: int) -> str:
@@ -53,15 +53,26 @@ def _fits(tok, limit: int, prompts: list) -> bool:
 
 
 def fitting_shots(tok, limit: int, sets, scorer: str, settings: InContextSettings) -> int:
-    """The most demonstrations (≤ `shots`) with which every primed prompt fits `limit` tokens."""
-    for shots in range(settings.shots, 0, -1):
-        if all(
+    """The most demonstrations (≤ `shots`, and ≤ the largest T: there are no more to show) with
+    which every primed prompt fits `limit` tokens. A prompt only grows with more demonstrations (each
+    seed's are a prefix of one order), so the count is found by bisection."""
+    rotations = list(sets.rotations())
+
+    def fits(shots: int) -> bool:
+        return all(
             _fits(tok, limit, primed(v_facts, demonstrations(t, scorer, shots, seed)))
-            for _, t, v_facts in sets.rotations()
+            for _, t, v_facts in rotations
             for seed in settings.seeds
-        ):
-            return shots
-    return 0
+        )
+
+    low, high = 0, min(settings.shots, max(len(t) for _, t, _ in rotations))  # fits(low) holds
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def run(ctx: Context) -> dict:

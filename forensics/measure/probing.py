@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from forensics.config import check_seeds
 from forensics.errors import InputError
 from forensics.facts.core import Fact, Sets
 from forensics.facts.formats import choice_context, letter_prompt
@@ -52,6 +53,7 @@ class ProbeSettings:
             raise InputError(f"'max_iter' must be at least 1 (got {self.max_iter})")
         if not self.tol > 0:
             raise InputError(f"'tol' must be positive (got {self.tol})")
+        check_seeds((self.seed,), "'seed'")
 
 
 def layer_names(n_layers: int) -> list[str]:

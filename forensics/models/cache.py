@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,7 +283,7 @@ def entries(cache_dir: Path) -> list[dict]:
     out = []
     for done in Path(cache_dir).glob(f"*/{DONE}"):
         folder = done.parent
-        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        size = _bytes(folder)
         out.append({"key": folder.name, "path": folder, "bytes": size, "used": done.stat().st_mtime})
     return sorted(out, key=lambda e: e["used"])
 
@@ -294,10 +295,58 @@ def enforce_cap(cache_dir: Path, max_gb: float) -> list[str]:
     for e in found:
         if total <= max_gb * 2**30:
             break
-        shutil.rmtree(e["path"], ignore_errors=True)
+        _remove(e["path"])
         total -= e["bytes"]
         removed.append(e["key"])
     return removed
+
+
+def _bytes(entry: Path) -> int:
+    """The bytes of the regular files inside a cache entry, links not followed (an entry that is
+    itself a link holds nothing of this cache)."""
+    if entry.is_symlink():
+        return 0
+    total = 0
+    for below, _, files in os.walk(entry):  # os.walk does not follow links
+        for name in files:
+            info = os.lstat(os.path.join(below, name))
+            total += info.st_size if stat.S_ISREG(info.st_mode) else 0
+    return total
+
+
+def _remove(entry: Path) -> int:
+    """Delete one cache entry without following any link (a link is removed, never what it points
+    to); returns the bytes of the regular files actually removed. What cannot be removed is left."""
+    entry = Path(entry)
+    if entry.is_symlink() or not entry.is_dir():
+        try:
+            size = 0 if entry.is_symlink() else entry.lstat().st_size
+            entry.unlink()
+            return size
+        except OSError:
+            return 0
+    freed = 0
+    for below, dirs, files in os.walk(entry, topdown=False):  # os.walk does not follow links
+        for name in files:
+            path = os.path.join(below, name)
+            try:
+                info = os.lstat(path)
+                size = info.st_size if stat.S_ISREG(info.st_mode) else 0
+                os.unlink(path)
+                freed += size
+            except OSError:
+                pass
+        for name in dirs:
+            path = os.path.join(below, name)
+            try:
+                os.unlink(path) if os.path.islink(path) else os.rmdir(path)
+            except OSError:
+                pass
+    try:
+        os.rmdir(entry)
+    except OSError:
+        pass
+    return freed
 
 
 ENTRY = re.compile(r"[0-9a-f]{32}")  # a finished entry's folder: its key
@@ -324,8 +373,4 @@ def clear(cache_dir: Path) -> int:
     """Delete every entry (and any unfinished one) of an activation cache folder, after checking that
     it holds nothing else (`check_cache_folder`); returns the bytes freed."""
     check_cache_folder(cache_dir)
-    freed = 0
-    for folder in Path(cache_dir).iterdir():
-        freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-        shutil.rmtree(folder, ignore_errors=True)
-    return freed
+    return sum(_remove(entry) for entry in Path(cache_dir).iterdir())

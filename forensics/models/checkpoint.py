@@ -209,18 +209,27 @@ def _shape_mismatch(path: Path) -> str:
 
 
 def read_json(path: Path) -> dict:
-    """A JSON file as a dict; an InputError naming the file when it is missing or malformed."""
+    """A JSON file holding an object, as a dict; an InputError naming the file when it is missing,
+    malformed (not UTF-8 text included) or holds anything but an object at the top."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: malformed JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: malformed JSON (not UTF-8 text: {e.reason} at byte {e.start})") from None
+    if not isinstance(data, dict):
+        words = {list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+        got = words.get(type(data), "a number")
+        raise InputError(f"{path}: malformed JSON (an object is expected, not {got})")
+    return data
 
 
 def read_metadata(path: Path) -> dict:
-    """The forensics metadata beside a checkpoint ({} for a checkpoint made elsewhere)."""
+    """The forensics metadata beside a checkpoint ({} for a checkpoint made elsewhere); an InputError
+    naming the file when it is unreadable or not an object."""
     meta = Path(path) / METADATA
     return read_json(meta) if meta.exists() else {}
 

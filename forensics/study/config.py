@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from forensics.config import coerce, from_table
+from forensics.config import check_seeds, coerce, from_table
 from forensics.errors import InputError
 from forensics.lenses import REGISTRY
 from forensics.models.checkpoint import check_dir
@@ -28,6 +28,24 @@ LENSES = tuple(REGISTRY)
 # beside full RTT for models too big to copy; the heavy ones) are asked for by name
 DEFAULT_LENSES = tuple(name for name, lens in REGISTRY.items() if lens.default)
 REFERENCE, CONTROL = "original", "never_learned"
+
+
+def check_lenses(lenses, where: str = "[lenses] 'run'") -> None:
+    """The lenses a study runs: at least one, each a registered lens named once, accuracy among them
+    (the reference check reads the original's accuracy: without it no verdict can be trusted)."""
+    if not lenses:
+        raise InputError(f"{where}: an empty list; name the lenses to run ('accuracy' at least)")
+    for lens in lenses:
+        if lens not in LENSES:
+            raise InputError(f"{where}: unknown lens '{lens}' (choose from {', '.join(LENSES)})")
+    twice = [lens for i, lens in enumerate(lenses) if lens in lenses[:i]]
+    if twice:
+        raise InputError(f"{where}: lens '{twice[0]}' named twice")
+    if "accuracy" not in lenses:
+        raise InputError(
+            f"{where}: 'accuracy' is needed (the reference check reads the original's accuracy on its "
+            "forget facts; add it)"
+        )
 
 
 @dataclass(frozen=True)
@@ -64,9 +82,12 @@ class StudyConfig:
     def __post_init__(self):
         if self.grid not in GRIDS:
             raise InputError(f"'grid': unknown grid '{self.grid}' (choose from {', '.join(GRIDS)})")
-        for lens in self.lenses:
-            if lens not in LENSES:
-                raise InputError(f"unknown lens '{lens}' (choose from {', '.join(LENSES)})")
+        check_lenses(self.lenses)
+        if self.never_learned is not None and self.control:
+            raise InputError(
+                "[models] 'never_learned' and [facts] 'control' both given: choose one control (the "
+                "model that never learned the forget facts, or control facts the original does not know)"
+            )
         if not self.unlearned:
             raise InputError("[models.unlearned] names no checkpoint")
         for name in self.unlearned:
@@ -75,8 +96,8 @@ class StudyConfig:
         if self.cache_max_gb is not None and not self.cache_max_gb > 0:
             raise InputError(f"'cache_max_gb' must be positive (got {self.cache_max_gb})")
         self.jobs()  # checks the executor's settings
-        if self.seeds is not None and not self.seeds:
-            raise InputError("'seeds': at least one seed")
+        if self.seeds is not None:
+            check_seeds(self.seeds)
         # the study-wide scorer and seeds go into every lens's settings
         s = self.settings
         seeds = self.seeds or s.relearn.seeds

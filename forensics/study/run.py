@@ -110,6 +110,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
                 "kinds": [f.kind for f in sets.forget_facts()],
                 # facts the original does not know, scored beside V (the control without a model)
                 "control_splits": [f.split for f in sets.control_facts()],
+                "control_chance": [1 / len(f.choices) for f in sets.control_facts()],
             },
             "models": {name: str(path) for name, path in models.items()},
             "unlearned": list(unlearned),

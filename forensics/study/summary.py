@@ -148,6 +148,8 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
                 f"chance ({chance.mean():.2f}): it does not know what the methods were to forget"
             )
     lenses, reference = lens_evidence(results, REFERENCE, settings)
+    if reference == FACT_CONTROL and acc is not None and acc.get("control_correct") is not None:
+        reasons += control_facts_known(results, acc, settings)
     rtt = lenses.get(RTT)
     if rtt is not None and blind(rtt):
         reasons.append(
@@ -164,6 +166,26 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
         "original": {lens: {"diff": e["diff"], "ci95": e["ci95"]} for lens, e in lenses.items()},
         "against": reference,
     }
+
+
+def control_facts_known(results: dict, acc: dict, settings: VerdictSettings) -> list[str]:
+    """Under a fact control, the control facts must be facts the original does not know: its
+    accuracy on them must not be above chance by its 95% interval (the same rule as the forget
+    facts' check, the other way round). A reason when it is, else none."""
+    facts_of = results["facts"]
+    splits = facts_of["control_splits"]
+    chance = np.array(facts_of.get("control_chance") or [float(np.mean(facts_of["chance"]))] * len(splits))
+    right = unbits(acc["control_correct"])
+    e = evidence(right[None], chance[None], splits, None, settings)
+    if blind(e):  # the interval of (accuracy − chance) reaches 0: not known beyond chance
+        return []
+    lo, hi = e["ci95"][0] + e["control"], e["ci95"][1] + e["control"]
+    return [
+        f"the original answers {right.mean():.2f} of the control facts [95% CI {lo:.2f}, {hi:.2f}], "
+        f"above chance ({chance.mean():.2f}): they are not facts it does not know, so they cannot "
+        "stand for what a lens finds where nothing was known (choose control facts the original "
+        "gets wrong, or give a never-learned model)"
+    ]
 
 
 def lens_evidence(results: dict, name: str, settings: VerdictSettings) -> tuple[dict[str, dict], str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -127,10 +128,29 @@ def _deal(facts: list[Fact], names: list[str], sizes: list[int]) -> list[Fact]:
     return out
 
 
-def pretrained_facts(base: Path, cfg: RealConfig, data: Path, progress: bool) -> tuple[list[Fact], dict]:
+@dataclass(frozen=True)
+class PaperData:
+    """The paper's data as a real-model world reads it, parsed before any model loads."""
+
+    root: Path
+    years: tuple[Fact, ...]  # every distinct `years` fact (the known-fact scan's pool)
+    implanted: tuple[Fact, ...]  # the `random-birthdays` facts dealt into their splits
+
+
+def read_paper_data(cfg: RealConfig) -> PaperData:
+    """Both of the paper's folders parsed and checked (every file, every line): bad data is a
+    one-line `InputError` naming the file before the command loads, imports or trains anything."""
+    root = paper_data(cfg.data)
+    return PaperData(root, tuple(_distinct(root / "years")), tuple(implanted_facts(cfg, root)))
+
+
+def pretrained_facts(
+    base: Path, cfg: RealConfig, data: Path, progress: bool, pool: Sequence[Fact] | None = None
+) -> tuple[list[Fact], dict]:
     """`years` facts the base knows (forget splits + retain) and facts it does not know (control
-    splits), scanned in a seeded order until there are enough of each; with the rule's counts."""
-    pool = _distinct(data / "years")
+    splits), scanned in a seeded order until there are enough of each; with the rule's counts.
+    `pool`: the distinct `years` facts, when already read."""
+    pool = list(pool) if pool is not None else _distinct(data / "years")
     random.Random(cfg.seed).shuffle(pool)
     model, tok = load_checkpoint(base)
     every = cfg.per_split is None  # the paper's sizes: every fact is scanned
@@ -179,6 +199,12 @@ def implanted_facts(cfg: RealConfig, data: Path) -> list[Fact]:
     random.Random(cfg.seed + 1).shuffle(pool)
     splits = [f"implanted_{i}" for i in range(cfg.forget_splits)]
     size = cfg.per_split or (len(pool) - cfg.near) // cfg.forget_splits
+    if size < 1 or size * cfg.forget_splits + cfg.near > len(pool):
+        raise InputError(
+            f"{data / 'random-birthdays'}: {len(pool)} facts with corpus statements; "
+            f"{cfg.forget_splits} splits of {max(size, 1)} and {cfg.near} near-retain are needed "
+            "(fewer per split: --per-split, --near)"
+        )
     return _deal(pool, [*splits, "implanted_near"], [size] * cfg.forget_splits + [cfg.near])
 
 
@@ -212,11 +238,19 @@ def world_request(cfg: RealConfig, base: Path, data: Path) -> str:
     return key("real world", asdict(replace(cfg, data=None)), checkpoint_digest(base), str(data.resolve()))
 
 
-def build_real_world(out: Path, cfg: RealConfig, progress: bool = True, runtime: Runtime = Runtime()) -> dict:
+def build_real_world(
+    out: Path,
+    cfg: RealConfig,
+    progress: bool = True,
+    runtime: Runtime = Runtime(),
+    paper: PaperData | None = None,
+) -> dict:
     """The real-model world under `out` (reused when world.json holds the same request); world.json
-    records each stage's seconds."""
+    records each stage's seconds. `paper`: the data, when already read (`read_paper_data`);
+    otherwise it is read here, still before the model."""
     out = Path(out)
-    data = paper_data(cfg.data)
+    paper = paper or read_paper_data(cfg)
+    data = paper.root
     stages: dict[str, float] = {}
     start = time.perf_counter()
     base, imported = base_checkpoint(cfg, out, progress)
@@ -231,9 +265,9 @@ def build_real_world(out: Path, cfg: RealConfig, progress: bool = True, runtime:
         if world.get("request") == request and built:
             return world
     start = time.perf_counter()
-    pretrained, rule = pretrained_facts(base, cfg, data, progress)
+    pretrained, rule = pretrained_facts(base, cfg, data, progress, paper.years)
     stages["known facts"] = round(time.perf_counter() - start, 1)
-    implanted = implanted_facts(cfg, data)
+    implanted = list(paper.implanted)
     everything = pretrained + implanted
     write_jsonl(everything, out / FACTS_FILE)
     kinds = kinds_sets(everything, cfg)
