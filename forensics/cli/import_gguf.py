@@ -13,7 +13,13 @@ def cmd_import(a: argparse.Namespace) -> None:
     from forensics.models.checkpoint import read_metadata
     from forensics.models.gguf import import_gguf
 
+    if not a.out.strip():
+        raise InputError("--out: an empty path; name the checkpoint folder to write")
     out = Path(a.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    if out.is_symlink() and not out.exists():
+        raise InputError(f"{out}: a link to nothing; name a folder")
     if out.is_dir() and any(out.iterdir()) and not a.force:
         if read_metadata(out).get("made_by") != "forensics import":
             raise InputError(

@@ -38,7 +38,7 @@ REAL_LENSES = (
 
 
 def cmd_real(a: argparse.Namespace) -> None:
-    from forensics.study.config import check_lenses
+    from forensics.lenses import check_lenses
     from forensics.study.grids import GRIDS
     from forensics.study.pipeline import unlearn_and_study
     from forensics.unlearn.run import UnlearnSettings, check_method

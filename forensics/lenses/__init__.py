@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from forensics.errors import InputError
 from forensics.lenses.base import ACTION, INFORMATION, Context, Lens
 
 NAMES = (
@@ -28,4 +29,23 @@ NAMES = (
 )
 REGISTRY: dict[str, Lens] = {name: import_module(f"forensics.lenses.{name}").LENS for name in NAMES}
 
-__all__ = ["ACTION", "INFORMATION", "NAMES", "REGISTRY", "Context", "Lens"]
+
+def check_lenses(lenses, where: str = "[lenses] 'run'") -> None:
+    """The lenses a study runs: at least one, each a registered lens named once, accuracy among them
+    (the reference check reads the original's accuracy: without it no verdict can be trusted)."""
+    if not lenses:
+        raise InputError(f"{where}: an empty list; name the lenses to run ('accuracy' at least)")
+    for lens in lenses:
+        if lens not in REGISTRY:
+            raise InputError(f"{where}: unknown lens '{lens}' (choose from {', '.join(NAMES)})")
+    twice = [lens for i, lens in enumerate(lenses) if lens in lenses[:i]]
+    if twice:
+        raise InputError(f"{where}: lens '{twice[0]}' named twice")
+    if "accuracy" not in lenses:
+        raise InputError(
+            f"{where}: 'accuracy' is needed (the reference check reads the original's accuracy on its "
+            "forget facts; add it)"
+        )
+
+
+__all__ = ["ACTION", "INFORMATION", "NAMES", "REGISTRY", "Context", "Lens", "check_lenses"]

@@ -11,6 +11,7 @@ import atexit
 import copy
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from forensics.errors import InputError
+from forensics.errors import InputError, check_stop
 from forensics.models.runtime import Runtime, input_device, torch_device
 
 METADATA = "forensics.json"
@@ -243,17 +244,60 @@ def write_json(data: dict, path: Path) -> None:
 
 
 def save_checkpoint(model, tokenizer, out: Path, metadata: dict) -> Path:
-    """Save model (safetensors), tokenizer and metadata to `out`, atomically replacing it."""
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
-    write_json(metadata, tmp / METADATA)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+    """Save model (safetensors), tokenizer and metadata to `out`. Written in a fresh folder beside it,
+    then moved in: a new `out` whole, an existing one file by file. Files an earlier forensics save
+    wrote there are replaced (those the new one lacks removed); a file of the same name that forensics
+    did not write is refused, never overwritten, and nothing else in `out` is touched."""
+    out = Path(out).absolute()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        written = sorted({p.name for p in tmp.iterdir()} | {METADATA})
+        write_json({**metadata, "files": written}, tmp / METADATA)
+        if not out.exists():
+            os.replace(tmp, out)
+            return out
+        earlier = saved_files(out)
+        for name in written:
+            if (out / name).exists() and name not in earlier:
+                raise InputError(f"{out / name}: exists and was not written by forensics; not overwriting it")
+        check_stop()  # a stop swallowed by a finalizer during the save still stops before the move
+        for name in [*(n for n in written if n != METADATA), METADATA]:
+            os.replace(tmp / name, out / name)
+        for name in earlier - set(written):
+            stale = out / name
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink()
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # made here; gone already when moved in whole
+
+
+LEGACY_FILES = re.compile(
+    r"(config|generation_config|special_tokens_map|added_tokens|vocab|tokenizer(_config)?)\.json"
+    r"|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|merges\.txt"
+    r"|tokenizer\.model|chat_template\.jinja"
+)
+
+
+def saved_files(folder: Path) -> set[str]:
+    """The files an earlier `save_checkpoint` wrote in `folder`: those its metadata lists, or, for a
+    save from before the list was kept, the standard checkpoint files beside its metadata; none
+    where there is no forensics metadata."""
+    folder = Path(folder)
+    if not (folder / METADATA).is_file():
+        return set()
+    listed = read_metadata(folder).get("files")
+    if listed is None:
+        names = {p.name for p in folder.iterdir() if LEGACY_FILES.fullmatch(p.name)}
+        return names | {METADATA}
+    if not isinstance(listed, list) or not all(isinstance(n, str) and Path(n).name == n for n in listed):
+        raise InputError(f"{folder / METADATA}: 'files' must be a list of file names")
+    return set(listed) - {"", ".", ".."}
 
 
 def boot_bridge(path: Path, model=None, tokenizer=None, runtime: Runtime = Runtime()):

@@ -8,12 +8,17 @@ with the tokenizer and metadata naming the source file, its digest and its quant
 
 from __future__ import annotations
 
+import contextlib
+import io
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from forensics.errors import InputError
+from forensics.errors import InputError, check_stop
 from forensics.models.checkpoint import save_checkpoint
 from forensics.models.digest import file_digest
 from forensics.models.runtime import DTYPES
@@ -83,26 +88,21 @@ def _check_causal_lm(path: Path, info: dict) -> None:
 
 def import_gguf(path: Path, out: Path, dtype: str = "float32") -> dict:
     """Dequantize the GGUF at `path` into a checkpoint directory `out` (safetensors in `dtype`,
-    config.json, tokenizer, forensics.json); returns the metadata written."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    config.json, tokenizer, forensics.json); returns the metadata written. Every tensor the
+    architecture needs comes from the file, the tokenizer from the file's own vocabulary."""
     path = Path(path).resolve()
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype}: choose {', '.join(DTYPES)}")
     info = gguf_info(path)
     start = time.perf_counter()
-    where = {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(**where)
-        loaded = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32)
-    except (ValueError, KeyError, NotImplementedError, RuntimeError) as e:
-        raise InputError(f"{path}: transformers cannot read this GGUF ({str(e).splitlines()[0]})") from None
+    tokenizer, loaded = _read(path)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the weights are dequantized: the fresh model is a plain one
     config.dtype = dtype
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
+    _check_tensors(path, info["architecture"], model, loaded)
     model.load_state_dict(loaded.state_dict(), assign=True)
     if model.config.tie_word_embeddings:
         model.tie_weights()
@@ -118,5 +118,52 @@ def import_gguf(path: Path, out: Path, dtype: str = "float32") -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "seconds": round(time.perf_counter() - start, 1),
     }
+    check_stop()  # a stop a finalizer swallowed while reading still stops before anything is written
     save_checkpoint(model, tokenizer, Path(out), metadata)
     return metadata
+
+
+def _read(path: Path):
+    """(tokenizer, model) as transformers reads the GGUF, from a folder holding nothing but a link to
+    it: a tokenizer.json or config.json lying beside the file is never taken for the file's own."""
+    alone = Path(tempfile.mkdtemp(prefix="forensics-gguf-"))
+    try:
+        (alone / path.name).symlink_to(path)
+        where = {"pretrained_model_name_or_path": str(alone), "gguf_file": path.name}
+        with contextlib.redirect_stderr(io.StringIO()):  # transformers' own tqdm bar, never disabled
+            tokenizer = AutoTokenizer.from_pretrained(**where)
+            loaded = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32)
+    except Exception as e:  # transformers raises many types for a GGUF config or vocabulary it rejects
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"{path}: transformers cannot read this GGUF ({first[:200]})") from None
+    finally:
+        shutil.rmtree(alone, ignore_errors=True)  # made here: holds only the link
+    return tokenizer, loaded
+
+
+def _check_tensors(path: Path, arch: str, model, loaded) -> None:
+    """Refuse a GGUF that lacks a tensor the architecture needs (transformers would initialise it at
+    random; a tied output excepted, as llama.cpp does), holds one it does not (transformers drops it
+    unread), or holds NaN or Inf, naming the tensor."""
+    import gguf
+    from transformers.modeling_gguf_pytorch_utils import (
+        TENSOR_PROCESSORS,
+        TensorProcessor,
+        get_gguf_hf_weights_map,
+    )
+
+    processor = TENSOR_PROCESSORS.get(arch, TensorProcessor)(config=model.config.to_dict())
+    to_hf = get_gguf_hf_weights_map(model, processor)
+    stored = [t.name for t in gguf.GGUFReader(str(path)).tensors]
+    extra = sorted(n for n in stored if n not in to_hf)
+    if extra:
+        raise InputError(f"{path}: tensor '{extra[0]}' is not part of a {arch} model of this shape")
+    from_file = {to_hf[n] for n in stored}
+    tied = {k for k in model.state_dict() if model.config.tie_word_embeddings and k.startswith("lm_head.")}
+    by_name = {hf: g for g, hf in to_hf.items()}
+    for name in model.state_dict():
+        if name not in from_file and name not in tied:
+            raise InputError(f"{path}: tensor '{by_name.get(name, name)}' is missing ({name} of {arch})")
+    for name, tensor in loaded.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise InputError(f"{path}: tensor '{by_name.get(name, name)}' holds NaN or Inf")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from forensics.config import check_seeds, coerce, from_table
 from forensics.errors import InputError
-from forensics.lenses import REGISTRY
+from forensics.lenses import REGISTRY, check_lenses
 from forensics.models.checkpoint import check_dir
 from forensics.models.executor import Executor
 from forensics.models.runtime import Runtime
@@ -28,24 +28,6 @@ LENSES = tuple(REGISTRY)
 # beside full RTT for models too big to copy; the heavy ones) are asked for by name
 DEFAULT_LENSES = tuple(name for name, lens in REGISTRY.items() if lens.default)
 REFERENCE, CONTROL = "original", "never_learned"
-
-
-def check_lenses(lenses, where: str = "[lenses] 'run'") -> None:
-    """The lenses a study runs: at least one, each a registered lens named once, accuracy among them
-    (the reference check reads the original's accuracy: without it no verdict can be trusted)."""
-    if not lenses:
-        raise InputError(f"{where}: an empty list; name the lenses to run ('accuracy' at least)")
-    for lens in lenses:
-        if lens not in LENSES:
-            raise InputError(f"{where}: unknown lens '{lens}' (choose from {', '.join(LENSES)})")
-    twice = [lens for i, lens in enumerate(lenses) if lens in lenses[:i]]
-    if twice:
-        raise InputError(f"{where}: lens '{twice[0]}' named twice")
-    if "accuracy" not in lenses:
-        raise InputError(
-            f"{where}: 'accuracy' is needed (the reference check reads the original's accuracy on its "
-            "forget facts; add it)"
-        )
 
 
 @dataclass(frozen=True)
