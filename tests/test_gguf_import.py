@@ -178,7 +178,8 @@ def gguf_tensor_names(checkpoint, tmp_path) -> list[str]:
 
 def test_every_tensor_the_architecture_needs_comes_from_the_file(micro_world, tmp_path, capsys):
     """Property over the architecture's tensors: a GGUF without any one of them is refused in one line
-    naming it (never initialised at random; the output, when absent, is tied to the embedding), and one with an extra tensor is refused naming that."""
+    naming it (never initialised at random; the output, when absent, is tied to the embedding), and
+    one with an extra tensor is refused naming that."""
     original = micro_world / "checkpoints/original"
     names = gguf_tensor_names(original, tmp_path)
     assert len(names) == 2 + 1 + 9 * 2  # embedding, output, norm, 9 per block
