@@ -176,3 +176,25 @@ def test_a_real_command_failing_after_its_claim_leaves_no_folder(tmp_path, paper
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0] and str(model) in err[0], err
         assert not (tmp_path / "runs").exists()
+
+
+def test_unlearn_with_force_refuses_to_replace_a_checkpoint_it_did_not_make_before_unlearning(
+    micro_world, tmp_path, capsys
+):
+    """--force writes into a folder of the user's; a checkpoint there that forensics did not write
+    is refused by name before the sweep runs, and left as it was."""
+    out = tmp_path / "o"
+    (out / "checkpoints").mkdir(parents=True)
+    theirs = out / "checkpoints/gd"
+    shutil.copytree(micro_world / "checkpoints/never_learned", theirs)
+    (theirs / "forensics.json").unlink()  # a checkpoint made elsewhere
+    (out / MARKER).write_text("{}")
+    args = ["unlearn", "--method", "gd", "--original", str(micro_world / "checkpoints/original")]
+    args += ["--facts", str(micro_world / "facts.jsonl"), "--forget", "forget_0,forget_1,forget_2"]
+    args += ["--retain", "retain", "--out", str(out), "--quiet", "--steps", "1", "--lr", "1e-3", "--force"]
+    before = {p.name: p.read_bytes() for p in theirs.iterdir()}
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exists and was not written by forensics" in err[0], err
+    assert {p.name: p.read_bytes() for p in theirs.iterdir()} == before
+    assert not list((out / "checkpoints").glob(".*"))  # no sweep was started

@@ -10,7 +10,7 @@ from forensics.errors import InputError
 
 
 def cmd_import(a: argparse.Namespace) -> None:
-    from forensics.models.checkpoint import read_metadata
+    from forensics.models.checkpoint import check_writable, read_metadata
     from forensics.models.gguf import import_gguf
 
     if not a.out.strip():
@@ -25,6 +25,7 @@ def cmd_import(a: argparse.Namespace) -> None:
             raise InputError(
                 f"{out}: not empty and not a checkpoint forensics import made; choose another, or --force"
             )
+    check_writable(out)
     meta = import_gguf(Path(a.gguf), out, a.dtype)
     print(
         f"imported {a.gguf} ({meta['architecture']}, {meta['source_quantization']}, "

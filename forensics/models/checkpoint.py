@@ -284,6 +284,18 @@ LEGACY_FILES = re.compile(
 )
 
 
+def check_writable(out: Path) -> None:
+    """Refuse, before any work, a checkpoint folder holding a checkpoint file (config, weights,
+    tokenizer) that no forensics save wrote: `save_checkpoint` would refuse to replace it."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    ours = saved_files(out)
+    for p in sorted(out.iterdir()):
+        if (LEGACY_FILES.fullmatch(p.name) or p.name == METADATA) and p.name not in ours:
+            raise InputError(f"{p}: exists and was not written by forensics; not overwriting it")
+
+
 def saved_files(folder: Path) -> set[str]:
     """The files an earlier `save_checkpoint` wrote in `folder`: those its metadata lists, or, for a
     save from before the list was kept, the standard checkpoint files beside its metadata; none

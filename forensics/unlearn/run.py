@@ -31,6 +31,7 @@ from forensics.models.arch import arch_of_checkpoint
 from forensics.models.checkpoint import (
     METADATA,
     check_dir,
+    check_writable,
     load_checkpoint,
     read_metadata,
     save_checkpoint,
@@ -167,8 +168,9 @@ def unlearn(
         return done
     if Path(out).exists() and any(Path(out).iterdir()) and done.get("made_by") != MADE_BY and not force:
         raise InputError(
-            f"{out}: exists and is not a checkpoint `forensics unlearn` made; --force replaces it"
+            f"{out}: exists and is not a checkpoint `forensics unlearn` made; --force writes into it"
         )
+    check_writable(out)
     baseline = accuracy_table(*load_checkpoint(original, runtime), sets, settings.scorer)
     target, floor = forget_target(sets, settings), settings.min_retain * baseline["retain"]
     sweep = Path(out).with_name(f".{Path(out).name}.sweep")  # each run's model, until one is kept
