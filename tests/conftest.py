@@ -1,6 +1,7 @@
 """Shared fixtures: a micro world (seconds to build) reused by every test that needs models."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,15 @@ def micro_world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("micro_world")
     build_world(root, micro_config(), progress=False)
     return root
+
+
+@pytest.fixture
+def ckpts(micro_world, tmp_path):
+    """Copies of the micro world's original and never-learned checkpoints and its facts in `tmp_path`."""
+    for name in ("original", "never_learned"):
+        shutil.copytree(micro_world / "checkpoints" / name, tmp_path / name)
+    shutil.copy(micro_world / "facts.jsonl", tmp_path / "facts.jsonl")
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

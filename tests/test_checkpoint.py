@@ -112,3 +112,19 @@ def test_sharded_index_with_missing_shard(ckpt):
     )
     with pytest.raises(InputError, match=r"model-00001-of-00002\.safetensors: shard named by"):
         check_dir(ckpt)
+
+
+def test_a_later_save_removes_only_checkpoint_files_an_earlier_save_listed(micro_world, tmp_path):
+    """A save replaces the files an earlier save wrote and removes those it no longer writes, but
+    only checkpoint files: a metadata list naming a user's file (edited by hand) never deletes it."""
+    model, tok = load_checkpoint(micro_world / "checkpoints/original")
+    out = save_checkpoint(model, tok, tmp_path / "c", {})
+    meta = json.loads((out / "forensics.json").read_text())
+    (out / "notes.txt").write_text("mine")
+    (out / "model-00001-of-00002.safetensors").write_bytes(b"an old shard")  # as if an earlier save
+    meta["files"] += ["notes.txt", "model-00001-of-00002.safetensors"]
+    (out / "forensics.json").write_text(json.dumps(meta))
+    save_checkpoint(model, tok, out, {})
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not (out / "model-00001-of-00002.safetensors").exists()
+    load_checkpoint(out)

@@ -4,8 +4,6 @@ tokenizer), facts changed in place, or an original changed under an unlearned ch
 import json
 import shutil
 
-import pytest
-
 from forensics.attacks.relearn import RelearnSettings, relearn
 from forensics.cli import main
 from forensics.facts.core import load_jsonl, select
@@ -16,14 +14,6 @@ from forensics.unlearn.run import UnlearnSettings, unlearn
 from tests.conftest import accuracy_study
 
 SPLITS = ["forget_0", "forget_1", "forget_2"]
-
-
-@pytest.fixture
-def ckpts(micro_world, tmp_path):
-    for name in ("original", "never_learned"):
-        shutil.copytree(micro_world / "checkpoints" / name, tmp_path / name)
-    shutil.copy(micro_world / "facts.jsonl", tmp_path / "facts.jsonl")
-    return tmp_path
 
 
 def edit_json(path, **changes):

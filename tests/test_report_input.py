@@ -65,6 +65,16 @@ def one_error(capsys) -> str:
     return lines[0]
 
 
+def refused(data: dict, path, message: str, capsys) -> None:
+    """`data` written to `path` is refused by `report`: exit 2, one line naming the file and
+    `message`, and nothing written beside it."""
+    path.write_text(json.dumps(data))
+    assert main(["report", str(path)]) == 2
+    line = one_error(capsys)
+    assert line.startswith(f"forensics: error: {path}: ") and message in line, line
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.json"]
+
+
 # --- 3. the report never overwrites a file it did not write ---
 
 
@@ -150,11 +160,7 @@ def test_report_refuses_values_of_the_wrong_kind(results, tmp_path, capsys, edit
     """Exit 2, one line naming the file and the key path, no report written."""
     data = json.loads(results.read_text())
     edit(data)
-    results.write_text(json.dumps(data))
-    assert main(["report", str(results)]) == 2
-    line = one_error(capsys)
-    assert line.startswith(f"forensics: error: {results}: ") and message in line, line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    refused(data, results, message, capsys)
 
 
 def test_the_untouched_results_render(results, capsys):
@@ -198,11 +204,7 @@ def test_kinds_report_refuses_values_of_the_wrong_kind(tmp_path, capsys, edit, m
     shutil.rmtree(tmp_path / "report")
     capsys.readouterr()
     edit(data)
-    path.write_text(json.dumps(data))
-    assert main(["report", str(path)]) == 2
-    line = one_error(capsys)
-    assert line.startswith(f"forensics: error: {path}: ") and message in line, line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    refused(data, path, message, capsys)
 
 
 # --- 9. non-UTF-8 and non-object JSON ---
@@ -228,14 +230,6 @@ def test_read_json_and_read_metadata_name_the_file(tmp_path, content):
         with pytest.raises(InputError, match=r"forensics\.json: malformed JSON") as e:
             read()
         assert "\n" not in str(e.value)
-
-
-@pytest.fixture
-def ckpts(micro_world, tmp_path):
-    for name in ("original", "never_learned"):
-        shutil.copytree(micro_world / "checkpoints" / name, tmp_path / name)
-    shutil.copy(micro_world / "facts.jsonl", tmp_path / "facts.jsonl")
-    return tmp_path
 
 
 @pytest.mark.parametrize("content", [NOT_UTF8, b"[1, 2]"])

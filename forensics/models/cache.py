@@ -10,6 +10,7 @@ are streamed batch by batch (`stream_ids`), never stored.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -306,6 +307,8 @@ def _bytes(entry: Path) -> int:
     itself a link holds nothing of this cache)."""
     if entry.is_symlink():
         return 0
+    if entry.is_file():
+        return entry.stat().st_size
     total = 0
     for below, _, files in os.walk(entry):  # os.walk does not follow links
         for name in files:
@@ -316,37 +319,15 @@ def _bytes(entry: Path) -> int:
 
 def _remove(entry: Path) -> int:
     """Delete one cache entry without following any link (a link is removed, never what it points
-    to); returns the bytes of the regular files actually removed. What cannot be removed is left."""
-    entry = Path(entry)
+    to: rmtree unlinks the links inside); returns the bytes of the regular files actually removed.
+    What cannot be removed is left."""
+    entry, before = Path(entry), _bytes(entry)
     if entry.is_symlink() or not entry.is_dir():
-        try:
-            size = 0 if entry.is_symlink() else entry.lstat().st_size
+        with contextlib.suppress(OSError):
             entry.unlink()
-            return size
-        except OSError:
-            return 0
-    freed = 0
-    for below, dirs, files in os.walk(entry, topdown=False):  # os.walk does not follow links
-        for name in files:
-            path = os.path.join(below, name)
-            try:
-                info = os.lstat(path)
-                size = info.st_size if stat.S_ISREG(info.st_mode) else 0
-                os.unlink(path)
-                freed += size
-            except OSError:
-                pass
-        for name in dirs:
-            path = os.path.join(below, name)
-            try:
-                os.unlink(path) if os.path.islink(path) else os.rmdir(path)
-            except OSError:
-                pass
-    try:
-        os.rmdir(entry)
-    except OSError:
-        pass
-    return freed
+    else:
+        shutil.rmtree(entry, ignore_errors=True)
+    return before - (_bytes(entry) if entry.is_dir() and not entry.is_symlink() else 0)
 
 
 ENTRY = re.compile(r"[0-9a-f]{32}")  # a finished entry's folder: its key

@@ -268,9 +268,9 @@ def save_checkpoint(model, tokenizer, out: Path, metadata: dict) -> Path:
         check_stop()  # a stop swallowed by a finalizer during the save still stops before the move
         for name in [*(n for n in written if n != METADATA), METADATA]:
             os.replace(tmp / name, out / name)
-        for name in earlier - set(written):
+        for name in earlier - set(written):  # only checkpoint files, whatever a metadata file lists
             stale = out / name
-            if stale.is_file() and not stale.is_symlink():
+            if LEGACY_FILES.fullmatch(name) and stale.is_file() and not stale.is_symlink():
                 stale.unlink()
         return out
     finally:

@@ -61,7 +61,7 @@ def gguf_info(path: Path) -> dict:
         "name": field("general.name"),
         "type": field("general.type") or "model",
         "quantization": quantization,
-        "tensors": len(reader.tensors),
+        "tensors": [t.name for t in reader.tensors],
     }
     _check_causal_lm(path, info)
     return info
@@ -102,7 +102,7 @@ def import_gguf(path: Path, out: Path, dtype: str = "float32") -> dict:
     config.dtype = dtype
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    _check_tensors(path, info["architecture"], model, loaded)
+    _check_tensors(path, info, model, loaded)
     model.load_state_dict(loaded.state_dict(), assign=True)
     if model.config.tie_word_embeddings:
         model.tie_weights()
@@ -141,20 +141,19 @@ def _read(path: Path):
     return tokenizer, loaded
 
 
-def _check_tensors(path: Path, arch: str, model, loaded) -> None:
+def _check_tensors(path: Path, info: dict, model, loaded) -> None:
     """Refuse a GGUF that lacks a tensor the architecture needs (transformers would initialise it at
     random; a tied output excepted, as llama.cpp does), holds one it does not (transformers drops it
     unread), or holds NaN or Inf, naming the tensor."""
-    import gguf
     from transformers.modeling_gguf_pytorch_utils import (
         TENSOR_PROCESSORS,
         TensorProcessor,
         get_gguf_hf_weights_map,
     )
 
+    arch, stored = info["architecture"], info["tensors"]
     processor = TENSOR_PROCESSORS.get(arch, TensorProcessor)(config=model.config.to_dict())
     to_hf = get_gguf_hf_weights_map(model, processor)
-    stored = [t.name for t in gguf.GGUFReader(str(path)).tensors]
     extra = sorted(n for n in stored if n not in to_hf)
     if extra:
         raise InputError(f"{path}: tensor '{extra[0]}' is not part of a {arch} model of this shape")
