@@ -137,9 +137,7 @@ def child(stage: str, root: Path, device: str, dtype: str, device_map: str) -> d
         diff(original, unlearned)
     elif stage == "lora":
         model, tok = load_checkpoint(original, runtime)
-        settings = RelearnSettings(
-            lrs=(1e-3,), epochs=1, batch_size=8, method="lora", score_t_and_retain=False
-        )
+        settings = RelearnSettings(lrs=(1e-3,), epochs=1, batch_size=8, method="lora", score_retain=False)
         run_one(model, tok, sets, roles["forget"][0], 1e-3, settings, float("nan"), False, seed=0)
     if cuda:
         torch.cuda.synchronize()

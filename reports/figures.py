@@ -49,6 +49,44 @@ def rtt_figure(results: dict) -> go.Figure | None:
     return _layout(fig, "Retraining on T (RTT): accuracy on the held-out V, mean ± sd over rotations")
 
 
+def attack_figure(results: dict) -> go.Figure | None:
+    """Per model, V (solid) and T (dashed) accuracy after each epoch, one line per learning rate, mean
+    over V splits and seeds: the whole grid the attack ran, so its saturation can be seen."""
+    grid = (results.get("relearn") or {}).get("grid")
+    if not grid:
+        return None
+    names = list(grid)
+    lrs = sorted({r["lr"] for runs in grid.values() for r in runs})
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[esc(n) for n in names], shared_yaxes=True)
+    palette = ["#9f7aea", "#3182ce", "#38a169", "#dd6b20", "#e53e3e", "#718096", "#d53f8c"]
+    for col, name in enumerate(names, 1):
+        for i, lr in enumerate(lrs):
+            runs = [r for r in grid[name] if r["lr"] == lr]
+            for key, dash in (("acc_v", "solid"), ("acc_t", "dash")):
+                points: dict[int, list[float]] = {}
+                for r in runs:
+                    for e in r["epochs"]:
+                        if e.get(key) is not None:
+                            points.setdefault(e["epoch"], []).append(e[key])
+                if not points:
+                    continue
+                xs = sorted(points)
+                fig.add_scatter(
+                    x=xs,
+                    y=[sum(points[x]) / len(points[x]) for x in xs],
+                    name=f"lr {lr:g}: {'V' if key == 'acc_v' else 'T'}",
+                    legendgroup=f"{lr:g}{key}",
+                    showlegend=col == 1,
+                    mode="lines+markers",
+                    line={"color": palette[i % len(palette)], "dash": dash},
+                    row=1,
+                    col=col,
+                )
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(range=[0, 1.05])
+    return _layout(fig, "RTT's grid: V (solid) and T (dashed) accuracy per learning rate and epoch", 380)
+
+
 def information_figure(results: dict) -> go.Figure | None:
     """Per information lens with layers: (method − control) per layer with 95% intervals; the control
     (a never-learned model, or facts the original does not know) is the zero line of every panel."""

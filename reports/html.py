@@ -13,10 +13,12 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
+from forensics.attacks.adequacy import compute_words, rounds_words, words
 from forensics.errors import InputError
 from reports.figures import (
     action_figure,
     against,
+    attack_figure,
     esc,
     information_figure,
     method_figure,
@@ -77,6 +79,28 @@ def summary_table(results: dict) -> str:
     return f"<table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def attack_section(results: dict) -> str:
+    """The attack's strength per model (DESIGN §13): T fitted, saturated, its compute and rounds."""
+    rtt = results.get("relearn") or {}
+    adequacy = rtt.get("adequacy")
+    if not adequacy:
+        return ""
+    rows = "".join(
+        f"<tr><td>{esc(name)}</td><td>{esc(words(a))}</td><td>{_fmt(a.get('t_accuracy'))}</td>"
+        f"<td>{esc(compute_words(a))}</td><td>{a.get('compute', {}).get('examples', '–')}</td></tr>"
+        for name, a in adequacy.items()
+    )
+    rounds = rounds_words(rtt.get("rounds", []))
+    return (
+        "<h3>Did the attack try hard enough?</h3>"
+        "<table id='attack'><thead><tr><th>model</th><th>attack</th><th>best T accuracy</th>"
+        f"<th>compute</th><th>examples seen</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"<p class='small'>{esc(rtt.get('adequacy_rule', ''))}. Rounds (the same grid on every model): "
+        f"{esc(rounds)}. No method is called erased from an attack that is not adequate; no verdict at all "
+        "when it cannot fit T on the original or the control.</p>"
+    )
+
+
 def facts_section(results: dict) -> str:
     sets = results.get("sets", {})
     parts = ["<h2>Facts and settings</h2>"]
@@ -92,11 +116,13 @@ def facts_section(results: dict) -> str:
             for f in facts
         )
         parts.append(f"<p>Examples of {esc(kind)} facts:</p><ul class='facts'>{items}</ul>")
-    rtt = results.get("relearn", {}).get("settings")
+    rtt = results.get("relearn", {}).get("grid_run") or results.get("relearn", {}).get("settings")
     if rtt:
+        batch = results["relearn"].get("settings", {}).get("batch_size", "–")
         parts.append(
-            f"<p>RTT grid: learning rates {esc(rtt['lrs'])}, up to {esc(rtt['epochs'])} epochs, "
-            f"batch {esc(rtt['batch_size'])}; the best (lr, epoch) per V is chosen on V — the attacker's "
+            f"<p>RTT grid (its last round): learning rates {esc(rtt['lrs'])}, up to {esc(rtt['epochs'])} "
+            "epochs, "
+            f"batch {esc(batch)}; the best (lr, epoch) per V is chosen on V — the attacker's "
             f"best case.</p>"
         )
     cfg = results.get("config", {})
@@ -124,7 +150,7 @@ def render(results: dict) -> str:
     """The whole report as one HTML string."""
     figures: list[tuple[str, go.Figure]] = []
     maps = (("information", information_figure(results)), ("action", action_figure(results)))
-    for key, fig in (("rtt", rtt_figure(results)), *maps):
+    for key, fig in (("rtt", rtt_figure(results)), ("attack", attack_figure(results)), *maps):
         if fig is not None:
             figures.append((key, fig))
     for i, name in enumerate(results.get("unlearned", [])):
@@ -155,7 +181,8 @@ def render(results: dict) -> str:
     return page(
         results.get("name", ""),
         f"{intro}{reference_note(results)}<h2>Summary</h2>{summary_table(results)}"
-        f"<h2>Relearning attack</h2>{divs.get('rtt', '<p>not run</p>')}"
+        f"<h2>Relearning attack</h2>{divs.get('rtt', '<p>not run</p>')}{attack_section(results)}"
+        f"{divs.get('attack', '')}"
         f"<h2>Where the answers still are</h2>{divs.get('information', '<p>not run</p>')}"
         f"<h2>Where the methods acted</h2>{divs.get('action', '<p>not run</p>')}{maps_note}"
         f"<h2>Per method, layer by layer</h2>{methods}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from forensics.attacks.adequacy import compute_words, rounds_words, words
 from reports.figures import against, resampled
 
 
@@ -41,9 +42,22 @@ def render(results: dict, report: Path | None = None) -> str:
     lines.append("")
     for name, row in summary.items():
         lines.append(f"- **{_cell(name)}**: {_cell(row.get('evidence'))}")
+    lines += attack_lines(results)
     if report is not None:
         lines += ["", f"Report: {report}"]
     return "\n".join(lines) + "\n"
+
+
+def attack_lines(results: dict) -> list[str]:
+    """RTT's strength per model (DESIGN §13): adequate or what it lacks, with its compute and rounds."""
+    rtt = results.get("relearn") or {}
+    if not rtt.get("adequacy"):
+        return []
+    lines = ["", f"RTT's attack per model ({_cell(rtt.get('adequacy_rule'))}):", ""]
+    for name, a in rtt["adequacy"].items():
+        lines.append(f"- {_cell(name)}: {_cell(words(a))}; {_cell(compute_words(a))}")
+    lines.append(f"- rounds: {_cell(rounds_words(rtt.get('rounds', [])))}")
+    return lines
 
 
 def _interval(e: dict | None) -> str:

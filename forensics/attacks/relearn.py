@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from forensics.attacks.adequacy import assess, compute, extended, rule
 from forensics.attacks.attackable import attackable, check_lora_targets
 from forensics.config import check_seeds
 from forensics.errors import InputError, warn
@@ -45,8 +46,13 @@ class RelearnSettings:
     loss_format: str | None = None  # default: the one that matches the scorer
     seeds: tuple[int, ...] = (0, 1, 2)  # each run's own seed is derived from (seed, model, V, lr)
     patience: int | None = None  # stop a run once V accuracy has not improved for this many epochs
-    score_t_and_retain: bool = True  # also score T and retain after each epoch (not needed for the metrics)
-    rotations: int | None = None  # only the first this many V splits (layer-restricted RTT in a light grid)
+    score_retain: bool = True  # also score retain after each epoch (T always is: the attack's adequacy)
+    rotations: int | None = None  # only the first this many forget splits take their turn as V
+    fit_t: float = 0.9  # T fitted: its best accuracy over the grid at least this (or near the original's)
+    fit_margin: float = 0.05  # ... or within this of the original's
+    noise_facts: int = 1  # a gain of at most this many V facts at the grid's edge is chance, not a trend
+    extend_rounds: int = 2  # rounds the grid may grow by while some model's attack is not adequate
+    max_lr: float = 1e-1  # the extension's cap on the learning rate (too large destroys what is known)
     method: str = "full"  # or "lora": low-rank adapters (peft) on a frozen model, for models too big to copy
     lora_rank: int = 8
     lora_alpha: float = 16.0
@@ -67,6 +73,16 @@ class RelearnSettings:
             raise InputError("'lrs': RTT needs at least one learning rate (the list is empty)")
         if any(not lr > 0 for lr in self.lrs):
             raise InputError(f"'lrs': learning rates must be positive (got {list(self.lrs)})")
+        if not 0 < self.fit_t <= 1:
+            raise InputError(f"'fit_t' must be in (0, 1] (got {self.fit_t})")
+        if not 0 <= self.fit_margin < 1:
+            raise InputError(f"'fit_margin' must be in [0, 1) (got {self.fit_margin})")
+        if self.noise_facts < 0:
+            raise InputError(f"'noise_facts' must be 0 or more (got {self.noise_facts})")
+        if self.extend_rounds < 0:
+            raise InputError(f"'extend_rounds' must be 0 or more (got {self.extend_rounds})")
+        if not self.max_lr > 0:
+            raise InputError(f"'max_lr' must be positive (got {self.max_lr})")
         for name in ("epochs", "batch_size", "patience", "rotations"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -84,13 +100,14 @@ class RelearnSettings:
 
 
 def check(sets: Sets, settings: RelearnSettings, only_v: Sequence[str] = ()) -> list[str]:
-    """Refuse an attack that cannot run; returns the V splits to rotate over."""
+    """Refuse an attack that cannot run; returns the V splits to rotate over (the first
+    `settings.rotations` of them, when set)."""
     if len(sets.forget) < 2:
         raise InputError(f"RTT needs at least 2 forget splits to rotate over (have {list(sets.forget)})")
     for v in only_v:
         if v not in sets.forget:
             raise InputError(f"V split '{v}' is not a forget split (forget: {', '.join(sets.forget)})")
-    return list(only_v) or list(sets.forget)
+    return (list(only_v) or list(sets.forget))[: settings.rotations]
 
 
 def run_one(
@@ -128,12 +145,16 @@ def run_one(
         if c_facts:  # the control facts beside V: what the same run teaches where nothing was known
             c_scores = score(m, tok, c_facts, settings.scorer)
             record.update(acc_c=c_scores.accuracy, c_correct=bits(c_scores.correct))
-        if not only_v and settings.score_t_and_retain:
+        if not only_v:
             record["acc_t"] = score(m, tok, t_facts, settings.scorer).accuracy
-            record["retain"] = score(m, tok, sets.retain, settings.scorer).accuracy
+            if settings.score_retain:
+                record["retain"] = score(m, tok, sets.retain, settings.scorer).accuracy
         epochs.append(record)
         best = max(range(len(epochs)), key=lambda i: epochs[i]["acc_v"])
-        if settings.patience is not None and len(epochs) - 1 - best >= settings.patience:
+        # early stop once V has not improved for `patience` epochs, but never before T is fitted: a run
+        # stopped short of fitting T has not shown that the attack could train
+        fitted = record.get("acc_t", 1.0) >= settings.fit_t
+        if settings.patience is not None and fitted and len(epochs) - 1 - best >= settings.patience:
             return {"stop": True}
         return None
 
@@ -145,7 +166,7 @@ def run_one(
             params = [
                 p for n, p in attacked.named_parameters() if p.requires_grad and arch.layer_of(n) == layer
             ]
-        train(
+        history = train(
             attacked,
             tok,
             {"t": examples(t_facts, settings.fmt)},
@@ -162,6 +183,9 @@ def run_one(
         "layer": layer,
         "before": {"acc_v": before},
         "epochs": epochs,
+        "epoch_limit": settings.epochs,
+        "steps": history[-1]["step"] if history else 0,
+        "examples": len(history) * len(t_facts),
         "seconds": round(time.perf_counter() - start, 2),
     }
 
@@ -176,54 +200,113 @@ def relearn(
     runtime: Runtime = Runtime(),
     executor: Executor = Executor(),
 ) -> dict:
-    """RTT on every model over the rotation, LR and seed grid; writes `out/relearn.json` and returns it.
-
-    Each (model, V, lr, seed) run is a job of `executor` that writes its own file under
-    `out/relearn/<model>/`; a run whose file holds the same key is read back, not redone."""
+    """RTT on every model over the rotation, LR and seed grid, grown while some model's attack is not
+    adequate (`adequacy.extended`: the same grid on every model); writes `out/relearn.json` and
+    returns it. Each (model, V, lr, epochs, seed) run is a job of `executor` that writes its own file
+    under `out/relearn/<model>/`; a run whose file holds the same key is read back, not redone."""
     vs = check(sets, settings, only_v)
     if settings.method == "lora" and settings.lora_targets:
         check_lora_targets(next(iter(models.values())), settings.lora_targets)
     out = Path(out)
-    settings_json = json.loads(json.dumps(asdict(settings)))
     chance = score_chance(sets)
+    weights = {name: checkpoint_digest(path) for name, path in models.items()}
+    current, rounds, spent = settings, [], {name: [] for name in models}
+    while True:
+        grid = _run_round(models, weights, sets, vs, current, out, progress, runtime, executor)
+        best = best_per_v(grid)
+        adequacy = assess(
+            grid, best, current.epochs, settings.fit_t, settings.fit_margin, settings.noise_facts
+        )
+        for name, runs in grid.items():
+            spent[name] += [r for r in runs if r not in spent[name]]
+        rounds.append(
+            {
+                "lrs": list(sorted(current.lrs)),
+                "epochs": current.epochs,
+                "adequate": {name: a["adequate"] for name, a in adequacy.items()},
+            }
+        )
+        following = extended(current, adequacy, settings.max_lr)
+        if following is None or len(rounds) > settings.extend_rounds:
+            break
+        current = following
+    release_cached()
+    for name, a in adequacy.items():
+        a["compute"] = compute(spent[name])
+    result = {
+        "settings": json.loads(json.dumps(asdict(settings))),
+        "grid_run": {"lrs": list(sorted(current.lrs)), "epochs": current.epochs},
+        "rounds": rounds,
+        "chance": chance,
+        "v_splits": vs,
+        "models": {name: str(path) for name, path in models.items()},
+        "grid": grid,
+        "best": best,
+        "adequacy": adequacy,
+        "adequacy_rule": rule(settings.fit_t, settings.fit_margin, settings.noise_facts),
+        "note": "best = max over the last round's (lr, epoch), chosen on V: the attacker's best case",
+    }
+    result["metrics"] = rtt_metrics(result["best"], chance)
+    write_json(result, out / "relearn.json")
+    return result
+
+
+# what a run's outcome does not depend on: the grid's other learning rates and its adequacy rules
+NOT_IN_RUN = ("lrs", "fit_t", "fit_margin", "noise_facts", "extend_rounds", "max_lr")
+
+
+def _run_round(
+    models: Mapping[str, Path],
+    weights: Mapping[str, str],
+    sets: Sets,
+    vs: Sequence[str],
+    settings: RelearnSettings,
+    out: Path,
+    progress: bool,
+    runtime: Runtime,
+    executor: Executor,
+) -> dict[str, list[dict]]:
+    """One round of the grid (every model × V × lr × seed, learning rates in increasing order so ties
+    go to the smaller); returns each model's runs in grid order."""
+    run_settings = {k: v for k, v in json.loads(json.dumps(asdict(settings))).items() if k not in NOT_IN_RUN}
     runs: list[tuple[str, Path]] = []  # (model, run file) in grid order
     jobs: list[Job] = []
     for name, path in models.items():
-        weights = checkpoint_digest(path)
         for v in vs:
             facts = (
                 facts_digest(sets.forget[v]),
                 facts_digest(t for u, fs in sets.forget.items() if u != v for t in fs),
                 facts_digest(sets.control_of(v) if sets.control else []),
             )
-            for lr in settings.lrs:
+            for lr in sorted(settings.lrs):
                 for seed in settings.seeds:
                     # the run depends on the checkpoint's content, V's and T's facts, the settings, lr
                     # and seed; its training seed on (seed, weights, V, lr) only, so a model's numbers
                     # do not depend on which other models are in the study
-                    run_key = key("rtt", weights, facts, settings_json, lr, seed)
-                    file = out / "relearn" / safe_name(name) / f"{safe_name(v)}_lr{lr:g}_s{seed}.json"
+                    run_key = key("rtt", weights[name], facts, run_settings, lr, seed)
+                    stem = f"{safe_name(v)}_lr{lr:g}_e{settings.epochs}_s{seed}.json"
+                    file = out / "relearn" / safe_name(name) / stem
                     runs.append((name, file))
                     if not (file.exists() and _done(file).get("key") == run_key):
-                        args = (path, sets, v, lr, seed, settings, runtime, run_key, file, progress, weights)
+                        args = (
+                            path,
+                            sets,
+                            v,
+                            lr,
+                            seed,
+                            settings,
+                            runtime,
+                            run_key,
+                            file,
+                            progress,
+                            weights[name],
+                        )
                         jobs.append(Job(rtt_job, args, num_gpus=runtime.gpus()))
     executor.run(jobs)
-    release_cached()
     grid: dict[str, list[dict]] = {name: [] for name in models}
     for name, file in runs:
         grid[name].append(read_json(file)["run"])
-    result = {
-        "settings": settings_json,
-        "chance": chance,
-        "v_splits": vs,
-        "models": {name: str(path) for name, path in models.items()},
-        "grid": grid,
-        "best": best_per_v(grid),
-        "note": "best = max over learning rate and epoch, chosen on V: the attacker's best case",
-    }
-    result["metrics"] = rtt_metrics(result["best"], chance)
-    write_json(result, out / "relearn.json")
-    return result
+    return grid
 
 
 def rtt_job(

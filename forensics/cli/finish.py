@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from forensics.attacks.adequacy import compute_words, words
+
 
 def format_table(rows: list[dict], columns: list[str]) -> str:
     """A plain-text table; floats with two decimals, "–" for a value not measured (None, as in the
@@ -49,6 +51,7 @@ def summary_rows(results: dict) -> list[dict]:
                 "retain": r.get("retain"),
                 "RTT acc V": r.get("rtt_acc_v"),
                 "RTT control": r.get("rtt_control"),
+                "RTT attack": words(r.get("attack", {}).get("RTT")),
                 "deciding lens": lens or "",
                 "method − control [95% CI]": (
                     f"{e['diff']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]" if e else ""
@@ -97,6 +100,9 @@ def finish_study(results: dict, out: Path, started: float | None) -> None:
     chance = next(iter(results["summary"].values()))["chance"] if rows else float("nan")
     print(f"{results['name']}: {results['config']['scorer']} scorer, chance {chance:.2f}")
     print(format_table(rows, list(rows[0])) if rows else "(no unlearned models)")
+    for name, per_lens in (results.get("reference") or {}).get("attack", {}).items():
+        if "RTT" in per_lens:
+            print(f"RTT attack on the {name}: {words(per_lens['RTT'])}; {compute_words(per_lens['RTT'])}")
     print(f"results: {out / 'results.json'}")
     print(f"report: {report}")
     print(f"summary: {summary}")

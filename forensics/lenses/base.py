@@ -56,9 +56,10 @@ class Context:
 @dataclass(frozen=True)
 class Lens:
     """One lens. `run(ctx)` returns its results section; `outcomes(results, model)` its per-fact
-    outcomes on the forget facts (information lenses); `control_outcomes(results, model)` the same
-    runs' outcomes [seeds, control facts] on the control splits; `action(results, model)` its rows of
-    the action map ({row: [value per block]}, with "layers" when it knows them)."""
+        outcomes on the forget facts (information lenses); `control_outcomes(results, model)` the same
+        runs' outcomes [seeds, control facts] on the control splits; `action(results, model)` its rows of
+        the action map ({row: [value per block]}, with "layers" when it knows them); `adequacy(results,
+    model)` an attack's strength on that model ({label: fitted, saturated, compute}, DESIGN §13)."""
 
     name: str
     kind: str  # INFORMATION, ACTION or MEASURE (accuracy: what every other lens is read beside)
@@ -69,6 +70,7 @@ class Lens:
     control_outcomes: Callable[[dict, str], dict[str, np.ndarray]] | None = None
     action: Callable[[dict, str], dict | None] | None = None
     rows: Mapping[str, str] = field(default_factory=dict)  # its action-map rows and their titles
+    adequacy: Callable[[dict, str], dict[str, dict]] | None = None  # an attack's strength, per label
 
     def inputs(self, ctx: Context) -> dict:
         """What determines its section beyond the facts, scorer and runtime: the checkpoints'

@@ -6,19 +6,25 @@ from __future__ import annotations
 import numpy as np
 
 from forensics.attacks.relearn import RelearnSettings
-from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
+from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes
 from forensics.outcomes import unbits
 
 
 def rtt_rows(best: dict | None, splits: list[str], key: str, field: str) -> np.ndarray | None:
-    """[seeds, facts] per-fact outcomes of an RTT section's best runs, V splits in forget order."""
+    """[seeds, facts] per-fact outcomes of an RTT section's best runs, over the splits it took as V
+    (in forget order; every forget split unless the grid rotates over fewer)."""
     if not best:
         return None
-    vs = list(dict.fromkeys(splits))
-    if not all(v in best and best[v].get(key) for v in vs):
+    vs = [v for v in dict.fromkeys(splits) if v in best]
+    if not vs or not all(best[v].get(key) for v in vs):
         return None
     n_seeds = min(len(best[v][key]) for v in vs)
     return np.stack([unbits("".join(best[v][key][i][field] for v in vs)) for i in range(n_seeds)])
+
+
+def v_facts(results: dict, best: dict) -> list[int]:
+    """The indices of the forget facts in the splits RTT took as V."""
+    return [i for i, s in enumerate(results["facts"]["splits"]) if s in best]
 
 
 def attack(name: str, label: str, folder: str | None, default: bool = True):
@@ -39,10 +45,9 @@ def attack(name: str, label: str, folder: str | None, default: bool = True):
         )
 
     def outcomes(results: dict, model: str) -> Outcomes:
-        rows = rtt_rows(
-            results.get(name, {}).get("best", {}).get(model), results["facts"]["splits"], "seeds", "v_correct"
-        )
-        return {} if rows is None else {label: (rows, everything(results))}
+        best = results.get(name, {}).get("best", {}).get(model)
+        rows = rtt_rows(best, results["facts"]["splits"], "seeds", "v_correct")
+        return {} if rows is None else {label: (rows, v_facts(results, best))}
 
     def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
         rows = rtt_rows(
@@ -53,7 +58,13 @@ def attack(name: str, label: str, folder: str | None, default: bool = True):
         )
         return {} if rows is None else {label: rows}
 
-    return Lens(name, INFORMATION, run, RelearnSettings, default, outcomes, control_outcomes)
+    def adequacy(results: dict, model: str) -> dict[str, dict]:
+        found = results.get(name, {}).get("adequacy", {}).get(model)
+        return {label: found} if found else {}
+
+    return Lens(
+        name, INFORMATION, run, RelearnSettings, default, outcomes, control_outcomes, adequacy=adequacy
+    )
 
 
 LENS = attack("relearn", "RTT", None)

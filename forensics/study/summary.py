@@ -15,6 +15,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from forensics.attacks.adequacy import compute_words
+from forensics.attacks.adequacy import words as adequacy_words
 from forensics.lenses import REGISTRY
 from forensics.outcomes import bootstrap_means, unbits
 from forensics.study.verdict import VerdictSettings, decide, describe, evidence
@@ -93,15 +95,33 @@ def paired_outcomes(results: dict, name: str) -> tuple[dict[str, tuple], str]:
         return out, MODEL_CONTROL
     if facts_of.get("control_splits"):
         theirs = control_fact_outcomes(results, name)
-        strata = np.array(facts_of["control_splits"])
         for lens, (values, facts) in mine.items():
-            if lens in theirs and len(facts) == len(splits):
+            strata = beside(facts_of, splits[facts])
+            if lens in theirs and theirs[lens].shape[1] == len(strata):
                 seeds = min(values.shape[0], theirs[lens].shape[0])
                 out[lens] = (values[:seeds], theirs[lens][:seeds], splits[facts], strata)
         return out, FACT_CONTROL
     for lens, (values, facts) in mine.items():
         out[lens] = (values, chance[facts][None], splits[facts], None)
     return out, CHANCE
+
+
+def beside(facts_of: dict, used: Sequence[str]) -> np.ndarray:
+    """The control facts' strata beside the forget splits `used` (a lens that read only some splits,
+    as RTT over fewer rotations): a control split pairs with the forget split at its position."""
+    forget = list(dict.fromkeys(facts_of["splits"]))
+    control = list(dict.fromkeys(facts_of["control_splits"]))
+    paired = {control[forget.index(s)] for s in set(used)}
+    return np.array([c for c in facts_of["control_splits"] if c in paired])
+
+
+def attack_adequacy(results: dict, name: str) -> dict[str, dict]:
+    """Per attack lens (RTT, LoRA RTT): its strength on model `name` — T fitted, saturated, compute."""
+    out: dict[str, dict] = {}
+    for lens in REGISTRY.values():
+        if lens.adequacy is not None:
+            out.update(lens.adequacy(results, name))
+    return out
 
 
 def blind(e: dict) -> bool:
@@ -150,6 +170,16 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
     lenses, reference = lens_evidence(results, REFERENCE, settings)
     if reference == FACT_CONTROL and acc is not None and acc.get("control_correct") is not None:
         reasons += control_facts_known(results, acc, settings)
+    attack = {m: attack_adequacy(results, m) for m in (REFERENCE, CONTROL) if m in results["models"]}
+    unfit = [label for m in attack.values() for label, a in m.items() if a.get("fitted") is False]
+    for model, per_lens in attack.items():
+        a = per_lens.get(RTT)
+        if a is not None and a.get("fitted") is False:
+            reasons.append(
+                f"RTT cannot fit T on the {model}: its best T accuracy over the grid is "
+                f"{a['t_accuracy']:.2f}, below {a.get('fit_t', 0.9):g} ({compute_words(a)}), so what it "
+                "fails to bring back on V says nothing"
+            )
     rtt = lenses.get(RTT)
     if rtt is not None and blind(rtt):
         reasons.append(
@@ -161,7 +191,8 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
     return {
         "ok": not reasons,
         "reasons": reasons,
-        "blind": [lens for lens, e in lenses.items() if blind(e)],
+        "blind": [lens for lens, e in lenses.items() if blind(e) or lens in unfit],
+        "attack": attack,
         "confounded": confounded(lenses, reference),
         "original": {lens: {"diff": e["diff"], "ci95": e["ci95"]} for lens, e in lenses.items()},
         "against": reference,
@@ -201,6 +232,13 @@ def lens_evidence(results: dict, name: str, settings: VerdictSettings) -> tuple[
 UNLEARNING_FAILED = "unlearning did not succeed"  # no hidden/erased verdict on such a checkpoint
 
 
+def inadequate(weak: dict[str, dict]) -> str:
+    """The verdict where the lenses would say erased but an attack did not demonstrably try."""
+    if any(a.get("fitted") is False for a in weak.values()):
+        return "inconclusive — attack did not fit T"
+    return "inconclusive — attack not saturated"
+
+
 def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings) -> dict:
     """Per method: accuracy, RTT recovery, the verdict with its deciding lens and interval, the
     evidence sentence, the damaged mark, and the information and action maps."""
@@ -230,6 +268,7 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
         row["lenses"] = lenses
         if "rtt_control" not in row and RTT in lenses:  # control facts: RTT's accuracy on them, same runs
             row["rtt_control"] = lenses[RTT]["control"]
+        row["attack"] = attack_adequacy(results, name)
         row["blind"] = [lens for lens in lenses if lens in reference["blind"]]
         row["confounded"] = [lens for lens in lenses if lens in reference.get("confounded", ())]
         left_out = {*row["blind"], *row["confounded"]}
@@ -268,6 +307,12 @@ def judge(
         return {"verdict": CANNOT_DECIDE, "deciding": None, "evidence": "; ".join(words)}
     decision = decide(lenses, settings, controlled)
     label, deciding = decision["verdict"], decision["deciding"]
+    weak = {n: a for n, a in row.get("attack", {}).items() if n in lenses and not a.get("adequate", True)}
+    if label.startswith("erased") and weak:
+        label, deciding = inadequate(weak), next(iter(weak))
+        decision = {"verdict": label, "deciding": deciding, "suffix": decision.get("suffix", "")}
+        for n, a in weak.items():
+            words.append(f"{n}'s attack is not adequate: {adequacy_words(a)} ({compute_words(a)})")
     reference = reference["against"]
     if deciding:
         words.append(describe(deciding, lenses[deciding]) + f" (against {reference})")
@@ -275,7 +320,7 @@ def judge(
         others = [n for n in decision["lenses"] if n != deciding]
         if others:
             words.append(f"also above {reference} after Holm correction: {', '.join(others)}")
-    elif label == "inconclusive":
+    elif label.startswith("inconclusive") and not weak:
         need = decision.get("facts_needed")
         words.append(
             f"about {need} facts would settle it" if need else "no number of facts settles it at this effect"

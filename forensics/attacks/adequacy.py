@@ -1,0 +1,177 @@
+"""Attack adequacy (DESIGN §13): did RTT try hard enough for what it failed to bring back to mean anything?
+
+Per model, from its grid of runs (T scored after every epoch):
+
+- *fitted*: the attack fits T. Its best T accuracy over the grid (per V and seed, then the mean) is at
+  least `fit_t`, or — for any model but the original — within `fit_margin` of the original's;
+- *saturated*: for every V and seed, the run chosen on V is not at the largest learning rate tried
+  (a larger one might recover more) and was not cut off by the epoch limit while V still rose —
+  "at the edge" meaning it gains there more than `noise` V facts (one, by default: a fact's flip is
+  what chance does) over the smaller learning rates, or over its run's earlier epochs (ties go to the
+  earliest run and epoch); a V answered perfectly is saturated wherever it was reached;
+- its compute: runs, optimizer steps, examples seen, learning rates and epochs tried, seconds.
+
+`extended` grows the grid while some model's attack is not adequate — the largest learning rate ×3
+(best at the top, or T not fitted), the epochs ×2 (cut off) — and the same grid runs on every model.
+No model is loaded here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+LR_STEP, EPOCH_STEP = 3.0, 2
+REFERENCE = "original"
+
+
+def _t_best(runs: Sequence[dict]) -> float | None:
+    """The mean over (V, seed) of the best T accuracy any run and epoch of that V and seed reached."""
+    best: dict[tuple, float] = {}
+    for run in runs:
+        for e in run["epochs"]:
+            if e.get("acc_t") is not None:
+                at = (run["v"], run.get("seed", 0))
+                best[at] = max(best.get(at, 0.0), e["acc_t"])
+    return float(np.mean(list(best.values()))) if best else None
+
+
+def compute(runs: Sequence[dict]) -> dict:
+    """What a model's attack spent: runs, optimizer steps, examples seen, the learning rates and epoch
+    limits tried, seconds."""
+    return {
+        "runs": len(runs),
+        "steps": int(sum(r.get("steps", 0) for r in runs)),
+        "examples": int(sum(r.get("examples", 0) for r in runs)),
+        "lrs": sorted({r["lr"] for r in runs}),
+        "epochs": sorted({r["epoch_limit"] for r in runs if "epoch_limit" in r}),
+        "seconds": round(float(sum(r.get("seconds", 0.0) for r in runs)), 1),
+    }
+
+
+def _gains(runs: Sequence[dict], choice: dict, top: float, limit: int) -> tuple[float, float]:
+    """What the choice on V gains (i) at the top learning rate over the best of the smaller ones (or
+    over V before the attack, with one learning rate) and (ii) at the epoch limit over its run's
+    earlier epochs; 0 where the choice is not at that edge."""
+    mine = [r for r in runs if r["v"] == choice["v"] and r.get("seed", 0) == choice["seed"]]
+    at_top = 0.0
+    if choice["lr"] >= top:
+        lower = [e["acc_v"] for r in mine if r["lr"] < top for e in r["epochs"]]
+        at_top = choice["acc_v"] - max(lower or [choice["before"]])
+    at_limit = 0.0
+    if choice["epoch"] >= limit:
+        run = next(r for r in mine if r["lr"] == choice["lr"])
+        earlier = [e["acc_v"] for e in run["epochs"] if e["epoch"] < choice["epoch"]]
+        at_limit = choice["acc_v"] - max(earlier or [choice["before"]])
+    return at_top, at_limit
+
+
+def assess(
+    grid: Mapping[str, Sequence[dict]],
+    best: Mapping[str, Mapping[str, dict]],
+    epochs: int,
+    fit_t: float,
+    fit_margin: float,
+    noise: int = 1,
+) -> dict[str, dict]:
+    """Per model: fitted, saturated (with how often the choice sat at the top learning rate or at the
+    epoch limit, gaining there more than `noise` V facts), adequate, and the rule in words; `grid` is
+    the final round's runs, `best` their choice on V (`relearn.best_per_v`)."""
+    top = max(r["lr"] for runs in grid.values() for r in runs)
+    reference = _t_best(grid.get(REFERENCE, ()))
+    out = {}
+    for name, runs in grid.items():
+        at_top = cut_off = choices = 0
+        for v, per_v in best.get(name, {}).items():
+            for c in per_v["seeds"]:
+                choices += 1
+                if c["acc_v"] >= 1.0:
+                    continue  # nothing left to recover
+                gain_top, gain_limit = _gains(runs, {**c, "v": v}, top, epochs)
+                size = len(c.get("v_correct") or "") or 1
+                at_top += gain_top * size > noise + 1e-9
+                cut_off += gain_limit * size > noise + 1e-9
+        t = _t_best(runs)
+        if t is None:
+            fitted = None  # T was not scored (a run from before adequacy was measured)
+        else:
+            near = name != REFERENCE and reference is not None and t >= reference - fit_margin
+            fitted = bool(t >= fit_t or near)
+        saturated = not at_top and not cut_off
+        out[name] = {
+            "fitted": fitted,
+            "t_accuracy": t,
+            "saturated": saturated,
+            "at_top_lr": int(at_top),
+            "at_epoch_limit": int(cut_off),
+            "choices": choices,
+            "adequate": bool(fitted) and saturated,
+            "fit_t": fit_t,
+        }
+    return out
+
+
+def rule(fit_t: float, fit_margin: float, noise: int = 1) -> str:
+    """The adequacy rule in words, as results.json records it."""
+    return (
+        f"fitted: the best T accuracy over the grid (mean over V and seeds) ≥ {fit_t:g}, or within "
+        f"{fit_margin:g} of the original's; saturated: for every V and seed the run best on V gains no "
+        f"more than {noise} V fact(s) at the largest learning rate tried over the smaller ones, nor at "
+        "the epoch limit over its earlier epochs (V answered perfectly excepted)"
+    )
+
+
+def extended(settings, adequacy: Mapping[str, dict], max_lr: float):
+    """The next round's RTT settings while some model's attack is not adequate, or None when every
+    one is adequate or nothing may grow (the learning rate cap reached, nothing cut off)."""
+    if all(a["adequate"] for a in adequacy.values()):
+        return None
+    need_lr = any(a["at_top_lr"] or not a["fitted"] for a in adequacy.values())
+    need_epochs = any(a["at_epoch_limit"] for a in adequacy.values())
+    lr = max(settings.lrs) * LR_STEP
+    lrs = tuple(sorted({*settings.lrs, lr})) if need_lr and lr <= max_lr * (1 + 1e-9) else settings.lrs
+    if need_lr and lrs == settings.lrs:  # the cap is reached: train longer instead
+        need_epochs = True
+    epochs = settings.epochs * EPOCH_STEP if need_epochs else settings.epochs
+    if lrs == settings.lrs and epochs == settings.epochs:
+        return None
+    return replace(settings, lrs=lrs, epochs=epochs)
+
+
+def words(a: Mapping | None) -> str:
+    """A model's attack adequacy in a few words (tables): adequate, or what it lacks, and its steps."""
+    if not a:
+        return "–"
+    lacks = []
+    if a.get("fitted") is False:
+        lacks.append(f"T not fitted ({a['t_accuracy']:.2f})")
+    if a.get("at_top_lr"):
+        lacks.append(f"best at the top lr in {a['at_top_lr']}/{a['choices']}")
+    if a.get("at_epoch_limit"):
+        lacks.append(f"cut off in {a['at_epoch_limit']}/{a['choices']}")
+    state = "adequate" if a.get("adequate") else "; ".join(lacks) or "not adequate"
+    steps = a.get("compute", {}).get("steps")
+    return f"{state} ({steps} steps)" if steps is not None else state
+
+
+def compute_words(a: Mapping) -> str:
+    """An attack's compute in words: learning rates × epoch limits, runs, steps, seconds."""
+    c = a.get("compute") or {}
+    lrs = ", ".join(f"{lr:g}" for lr in c.get("lrs", []))
+    epochs = "/".join(str(e) for e in c.get("epochs", []))
+    spent = f"{c.get('runs')} runs, {c.get('steps')} steps, {c.get('seconds')} s"
+    return f"lr {lrs} × up to {epochs} epochs: {spent}"
+
+
+def rounds_words(rounds: Sequence[Mapping]) -> str:
+    """The grid's rounds in words: each one's learning rates × epochs, and the models whose attack was
+    not adequate after it (the next round's reason)."""
+    parts = []
+    for r in rounds:
+        lrs = ", ".join(f"{lr:g}" for lr in r["lrs"])
+        weak = [n for n, ok in r["adequate"].items() if not ok]
+        lacking = f" (not adequate: {', '.join(weak)})" if weak else ""
+        parts.append(f"lr {lrs} × {r['epochs']} epochs{lacking}")
+    return "; ".join(parts)

@@ -1,0 +1,215 @@
+"""Attack adequacy (DESIGN §13): T fitted and the grid saturated on hand-worked grids, how the grid
+grows, and the verdict that follows; on the micro world, an attack that cannot train gives no verdict,
+a cut-off attack is never called erased, and the extension finds what a too-small grid missed."""
+
+import pytest
+
+from forensics.attacks.adequacy import assess, extended, words
+from forensics.attacks.relearn import RelearnSettings, best_per_v
+from forensics.study.summary import judge
+from forensics.study.verdict import VerdictSettings
+
+
+def run(v, lr, accs, t=1.0, before=0.25, size=8):
+    """A run over `accs` (V accuracy per epoch) of a V of `size` facts, T accuracy `t` throughout."""
+    return {
+        "v": v,
+        "lr": lr,
+        "seed": 0,
+        "before": {"acc_v": before},
+        "epochs": [
+            {
+                "epoch": i + 1,
+                "acc_v": a,
+                "acc_t": t,
+                "v_correct": "1" * round(a * size) + "0" * (size - round(a * size)),
+            }
+            for i, a in enumerate(accs)
+        ],
+        "epoch_limit": 3,
+        "steps": 3 * len(accs),
+        "examples": 24 * len(accs),
+        "seconds": 1.0,
+    }
+
+
+def judged(grid, epochs=3, fit_t=0.9):
+    return assess(grid, best_per_v(grid), epochs, fit_t, 0.05)
+
+
+def test_saturated_when_the_best_run_is_inside_the_grid():
+    grid = {
+        "original": [run("a", 1e-4, [1.0, 1.0]), run("a", 1e-3, [0.5, 0.25])],
+        "m": [run("a", 1e-4, [0.5, 0.75, 0.5]), run("a", 1e-3, [0.25, 0.5, 0.5])],
+    }
+    a = judged(grid)
+    assert a["m"] == {**a["m"], "fitted": True, "saturated": True, "at_top_lr": 0, "at_epoch_limit": 0}
+    assert a["m"]["adequate"] and a["original"]["adequate"]
+
+
+def test_the_top_learning_rate_or_the_epoch_limit_is_the_grids_edge():
+    # the best V at the largest lr, two facts (0.25 of 8) above the smaller lr: a larger one might do more
+    top = {
+        "original": [run("a", 1e-4, [1.0])],
+        "m": [run("a", 1e-4, [0.5, 0.5]), run("a", 1e-3, [0.5, 0.75])],
+    }
+    a = judged(top)["m"]
+    assert (a["at_top_lr"], a["saturated"], a["adequate"]) == (1, False, False)
+    # at the epoch limit (3), V still rising by two facts
+    cut = {
+        "original": [run("a", 1e-4, [1.0])],
+        "m": [run("a", 1e-4, [0.25, 0.5, 0.75]), run("a", 1e-3, [0.5])],
+    }
+    a = judged(cut)["m"]
+    assert (a["at_epoch_limit"], a["at_top_lr"], a["saturated"]) == (1, 0, False)
+    # one fact more is what chance does: not a trend
+    noise = {"original": [run("a", 1e-4, [1.0])], "m": [run("a", 1e-4, [0.5, 0.5]), run("a", 1e-3, [0.625])]}
+    assert judged(noise)["m"]["saturated"]
+    # a V answered perfectly is saturated wherever it was reached
+    full = {"original": [run("a", 1e-4, [1.0])], "m": [run("a", 1e-4, [0.25, 0.5, 1.0])]}
+    assert judged(full)["m"]["saturated"]
+    assert "cut off in 1/1" in words(judged(cut)["m"]) and "best at the top lr in 1/1" in words(
+        judged(top)["m"]
+    )
+
+
+def test_t_fitted_by_the_rule_and_the_original_by_the_absolute_rule_only():
+    grid = {
+        "original": [run("a", 1e-4, [1.0, 1.0], t=0.8)],
+        "never_learned": [run("a", 1e-4, [0.25, 0.25], t=0.76)],
+        "m": [run("a", 1e-4, [0.25, 0.25], t=0.7)],
+    }
+    a = judged(grid)
+    # 0.8 < 0.9: not fitted (nothing to be near); 0.76 is within 0.05 of it; 0.7 is not
+    assert (a["original"]["fitted"], a["never_learned"]["fitted"], a["m"]["fitted"]) == (False, True, False)
+    assert a["m"]["t_accuracy"] == pytest.approx(0.7) and "T not fitted (0.70)" in words(a["m"])
+
+
+def test_the_grid_grows_by_lr_x3_and_epochs_x2_within_its_cap():
+    s = RelearnSettings(lrs=(1e-4, 3e-4), epochs=3)
+    ok = {"fitted": True, "at_top_lr": 0, "at_epoch_limit": 0, "adequate": True}
+    assert extended(s, {"m": ok}, max_lr=1e-2) is None
+    top = {**ok, "at_top_lr": 1, "adequate": False}
+    grown = extended(s, {"m": ok, "n": top}, max_lr=1e-2)
+    assert grown.lrs == pytest.approx((1e-4, 3e-4, 9e-4)) and grown.epochs == 3
+    cut = {**ok, "at_epoch_limit": 1, "adequate": False}
+    assert extended(s, {"m": cut}, max_lr=1e-2) == RelearnSettings(lrs=(1e-4, 3e-4), epochs=6)
+    unfit = {**ok, "fitted": False, "adequate": False}
+    assert extended(s, {"m": unfit}, max_lr=1e-2).lrs == pytest.approx((1e-4, 3e-4, 9e-4))
+    # the lr cap reached: train longer instead
+    assert extended(s, {"m": unfit}, max_lr=5e-4) == RelearnSettings(lrs=(1e-4, 3e-4), epochs=6)
+
+
+def evidence(diff):
+    return {
+        "diff": diff,
+        "ci95": [diff - 0.03, diff + 0.03],
+        "ci90": [diff - 0.02, diff + 0.02],
+        "p_hidden": 0.9,
+        "method": 0.3 + diff,
+        "control": 0.3,
+        "facts": 40,
+        "seeds": 1,
+    }
+
+
+def test_no_erased_from_an_inadequate_attack():
+    row = {"forget": 0.25, "chance": 0.25, "retain": 1.0}
+    reference = {"ok": True, "reasons": [], "against": "the never-learned control"}
+    lenses = {"RTT": evidence(0.0), "int8 quantization": evidence(0.01)}
+    settings = VerdictSettings()
+    adequate = {"fitted": True, "saturated": True, "adequate": True, "compute": {"steps": 90}}
+    assert judge({**row, "attack": {"RTT": adequate}}, lenses, True, settings, reference)[
+        "verdict"
+    ].startswith("erased")
+    cut = {**adequate, "saturated": False, "adequate": False, "at_epoch_limit": 2, "choices": 3}
+    j = judge({**row, "attack": {"RTT": cut}}, lenses, True, settings, reference)
+    assert j["verdict"] == "inconclusive — attack not saturated" and j["deciding"] == "RTT"
+    assert "RTT's attack is not adequate: cut off in 2/3" in j["evidence"]
+    unfit = {**adequate, "fitted": False, "t_accuracy": 0.4, "adequate": False}
+    j = judge({**row, "attack": {"RTT": unfit}}, lenses, True, settings, reference)
+    assert j["verdict"] == "inconclusive — attack did not fit T"
+    # hidden stands: a weak attack that brings the facts back has shown they were there
+    hidden = {"RTT": {**evidence(0.5), "p_hidden": 0.0005}}
+    assert judge({**row, "attack": {"RTT": cut}}, hidden, True, settings, reference)["verdict"] == "hidden"
+
+
+@pytest.fixture(scope="module")
+def world(micro_world, tmp_path_factory):
+    """The micro world's original, never-learned control and a GD model, with the facts."""
+    import shutil
+
+    from forensics.unlearn.run import UnlearnSettings, unlearn
+    from forensics.worlds.world import load_world
+
+    root = tmp_path_factory.mktemp("adequacy")
+    for name in ("original", "never_learned"):
+        shutil.copytree(micro_world / "checkpoints" / name, root / name)
+    shutil.copy(micro_world / "facts.jsonl", root / "facts.jsonl")
+    _, sets = load_world(micro_world)
+    unlearn("gd", root / "original", sets, root / "gd", UnlearnSettings(light=True), progress=False)
+    return root
+
+
+def study(root, out: str, relearn: str) -> dict:
+    """A study of the GD model with accuracy and RTT only, RTT's settings `relearn` (TOML lines)."""
+    from forensics.cli import main
+    from forensics.models.checkpoint import read_json
+
+    path = root / f"{out}.toml"
+    path.write_text(
+        f"""out = "{out}"
+grid = "demo"
+seeds = [0]
+[models]
+original = "original"
+never_learned = "never_learned"
+[models.unlearned]
+gd = "gd"
+[facts]
+path = "facts.jsonl"
+forget = ["forget_0", "forget_1", "forget_2"]
+retain = ["retain"]
+[lenses]
+run = ["accuracy", "relearn"]
+[lenses.relearn]
+batch_size = 4
+{relearn}
+"""
+    )
+    assert main(["study", str(path), "--quiet"]) == 0
+    return read_json(root / out / "results.json")
+
+
+def test_an_attack_that_cannot_train_gives_no_verdict(world):
+    results = study(world, "frozen", "lrs = [1e-7]\nepochs = 2\nextend_rounds = 1")
+    rtt = results["relearn"]
+    assert [r["lrs"] for r in rtt["rounds"]] == [[1e-7], [1e-7, 3e-7]]  # it grew, within its cap
+    assert rtt["adequacy"]["never_learned"]["fitted"] is False
+    row = results["summary"]["gd"]
+    assert row["verdict"] == "cannot decide" and "RTT cannot fit T on the never_learned" in row["evidence"]
+    assert not results["reference"]["ok"]
+
+
+def test_a_cut_off_attack_is_never_called_erased(world):
+    results = study(world, "cut", "lrs = [1e-3]\nepochs = 1\nextend_rounds = 0")
+    for a in results["relearn"]["adequacy"].values():
+        assert a["compute"]["epochs"] == [1] and a["compute"]["runs"] == 3
+    row = results["summary"]["gd"]
+    if not row["attack"]["RTT"]["adequate"]:
+        assert not row["verdict"].startswith("erased")
+
+
+def test_the_extension_finds_what_the_first_grid_missed(world):
+    """The first grid's one learning rate (1e-5) is too small to train on any model; the rounds grow it
+    ×3 until every attack is adequate, the same grid on every model, and GD is found hidden."""
+    first = study(world, "small", "lrs = [1e-5]\nepochs = 4\nextend_rounds = 0")
+    assert first["summary"]["gd"]["verdict"] == "cannot decide"  # before: too small to say anything
+    grown = study(world, "grown", "lrs = [1e-5]\nepochs = 4\nextend_rounds = 6")
+    rtt = grown["relearn"]
+    assert len(rtt["rounds"]) > 1 and max(rtt["grid_run"]["lrs"]) > 1e-4
+    assert all(rtt["adequacy"][m]["adequate"] for m in ("original", "never_learned", "gd"))
+    lrs = {m: {r["lr"] for r in runs} for m, runs in rtt["grid"].items()}
+    assert lrs["original"] == lrs["never_learned"] == lrs["gd"]  # the same grid on every model
+    assert grown["summary"]["gd"]["verdict"] == "hidden"
+    assert grown["summary"]["gd"]["attack"]["RTT"]["compute"]["steps"] > 0
