@@ -62,8 +62,9 @@ def paper_data() -> Path:
 
 # light settings for the slow lenses in the tests' studies
 QUICK_LENSES = """[lenses.relearn]
-lrs = [1e-3]
-epochs = 2
+lrs = [1e-3, 3e-3, 1e-2]
+epochs = 6
+patience = 1
 [lenses.probes]
 max_iter = 60
 [lenses.localize]

@@ -5,7 +5,8 @@ a cut-off attack is never called erased, and the extension finds what a too-smal
 import pytest
 
 from forensics.attacks.adequacy import assess, extended, words
-from forensics.attacks.relearn import RelearnSettings, best_per_v
+from forensics.attacks.relearn import RelearnSettings
+from forensics.attacks.selection import best_per_v
 from forensics.study.summary import judge
 from forensics.study.verdict import VerdictSettings
 

@@ -14,7 +14,7 @@ from forensics.study.run import run_study
 from forensics.worlds.world import load_world
 from tests.conftest import accuracy_study
 
-SETTINGS = RelearnSettings(lrs=(1e-3, 3e-3), epochs=2, batch_size=4, seeds=(0, 1))
+SETTINGS = RelearnSettings(lrs=(1e-3, 3e-3), epochs=2, batch_size=4, seeds=(0, 1), extend_rounds=0)
 
 
 def grid_numbers(result: dict) -> dict:

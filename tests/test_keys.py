@@ -44,16 +44,21 @@ def test_digest_covers_weights_config_and_tokenizer_not_the_path(ckpts, tmp_path
 def rtt(ckpts, sets):
     models = {"original": ckpts / "original", "m": ckpts / "never_learned"}
     return relearn(
-        models, sets, ckpts / "out", RelearnSettings(lrs=(1e-3,), epochs=1, seeds=(0,)), SPLITS[:1], False
+        models,
+        sets,
+        ckpts / "out",
+        RelearnSettings(lrs=(1e-3,), epochs=1, seeds=(0,), extend_rounds=0),
+        SPLITS[:1],
+        False,
     )
 
 
 def test_rtt_redoes_runs_of_a_checkpoint_replaced_in_place(ckpts):
     sets = select(load_jsonl(ckpts / "facts.jsonl"), SPLITS, ["retain"])
     rtt(ckpts, sets)
-    file = ckpts / "out/relearn/m/forget_0_lr0.001_s0.json"
+    file = ckpts / "out/relearn/m/forget_0_lr0.001_e1_s0.json"
     first = read_json(file)
-    reference = ckpts / "out/relearn/original/forget_0_lr0.001_s0.json"
+    reference = ckpts / "out/relearn/original/forget_0_lr0.001_e1_s0.json"
     stamp = reference.stat().st_mtime_ns
     shutil.copy(ckpts / "original/model.safetensors", ckpts / "never_learned/model.safetensors")
     again = rtt(ckpts, sets)
@@ -68,7 +73,7 @@ def test_rtt_redoes_runs_of_a_checkpoint_replaced_in_place(ckpts):
 def test_rtt_redoes_runs_when_the_facts_change_in_place(ckpts):
     facts = ckpts / "facts.jsonl"
     rtt(ckpts, select(load_jsonl(facts), SPLITS, ["retain"]))
-    file = ckpts / "out/relearn/original/forget_0_lr0.001_s0.json"
+    file = ckpts / "out/relearn/original/forget_0_lr0.001_e1_s0.json"
     first = read_json(file)
     lines = [json.loads(x) for x in facts.read_text().splitlines()]
     v = next(r for r in lines if r["split"] == "forget_0")
@@ -113,7 +118,7 @@ def test_study_recomputes_a_stage_after_config_json_changed(ckpts, capsys):
 def test_a_corrupt_run_file_is_redone_with_a_warning(ckpts, capsys):
     sets = select(load_jsonl(ckpts / "facts.jsonl"), SPLITS, ["retain"])
     first = rtt(ckpts, sets)
-    file = ckpts / "out/relearn/m/forget_0_lr0.001_s0.json"
+    file = ckpts / "out/relearn/m/forget_0_lr0.001_e1_s0.json"
     file.write_text('{"key": ')
     again = rtt(ckpts, sets)
     assert "unreadable RTT run, redoing it" in capsys.readouterr().err

@@ -42,7 +42,9 @@ def test_split_and_model_names_stay_inside_out(micro_world, tmp_path):
     out = tmp_path / "deep" / "er" / "out"
     original = micro_world / "checkpoints/original"
     models = {"original": original, "../../../m": original}
-    result = relearn(models, sets, out, RelearnSettings(lrs=(1e-3,), epochs=1, seeds=(0,)), progress=False)
+    result = relearn(
+        models, sets, out, RelearnSettings(lrs=(1e-3,), epochs=1, seeds=(0,), extend_rounds=0), progress=False
+    )
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p != facts]
     assert written and all(out.resolve() in p.resolve().parents for p in written), written
     assert len(list((out / "relearn").rglob("*.json"))) == 2 * 3

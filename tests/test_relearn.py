@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from forensics.attacks.relearn import RelearnSettings, best_per_v, relearn, rtt_metrics
+from forensics.attacks.relearn import RelearnSettings, relearn
+from forensics.attacks.selection import best_per_v, rtt_metrics
 from forensics.cli import main
 from forensics.errors import InputError
 from forensics.facts.core import select
@@ -120,7 +121,9 @@ def test_lora_rtt_trains_adapters_only_and_leaves_the_model_as_it_was(micro_worl
     _, sets = load_world(micro_world)
     model, tok = load_checkpoint(micro_world / "checkpoints/original")
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    settings = RelearnSettings(lrs=(3e-3,), epochs=2, batch_size=4, seeds=(0,), method="lora", lora_rank=4)
+    settings = RelearnSettings(
+        lrs=(3e-3,), epochs=2, batch_size=4, seeds=(0,), method="lora", lora_rank=4, extend_rounds=0
+    )
     seen = {}
 
     def count(epoch, m):

@@ -249,9 +249,9 @@ def test_a_stage_file_not_utf8_or_not_an_object_is_recomputed_with_a_warning(ckp
 def test_an_rtt_run_file_not_utf8_or_not_an_object_is_redone_with_a_warning(ckpts, capsys, content):
     sets = select(load_jsonl(ckpts / "facts.jsonl"), SPLITS, ["retain"])
     models = {"original": ckpts / "original", "m": ckpts / "never_learned"}
-    settings = RelearnSettings(lrs=(1e-3,), epochs=1, seeds=(0,))
+    settings = RelearnSettings(lrs=(1e-3,), epochs=1, seeds=(0,), extend_rounds=0)
     first = relearn(models, sets, ckpts / "out", settings, SPLITS[:1], False)
-    file = ckpts / "out/relearn/m/forget_0_lr0.001_s0.json"
+    file = ckpts / "out/relearn/m/forget_0_lr0.001_e1_s0.json"
     file.write_bytes(content)
     again = relearn(models, sets, ckpts / "out", settings, SPLITS[:1], False)
     assert "unreadable RTT run, redoing it" in capsys.readouterr().err

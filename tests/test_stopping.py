@@ -20,8 +20,8 @@ from forensics.models.executor import Executor
 from forensics.worlds.world import load_world
 
 # enough runs that the signal arrives with most of them still to do (2 models × 3 V × 2 seeds)
-GRID = RelearnSettings(lrs=(1e-3,), epochs=3, batch_size=4, seeds=(0, 1))
-FLAGS = ["--lrs", "1e-3", "--epochs", "3", "--batch-size", "4", "--seeds", "0,1"]
+GRID = RelearnSettings(lrs=(1e-3,), epochs=3, batch_size=4, seeds=(0, 1), extend_rounds=0)
+FLAGS = ["--lrs", "1e-3", "--epochs", "3", "--batch-size", "4", "--seeds", "0,1", "--extend-rounds", "0"]
 
 
 def runs(folder: Path) -> dict[str, dict]:

@@ -99,7 +99,9 @@ def test_float16_training_on_cpu_gives_no_verdict(root, capsys):
     each verdict says the study cannot decide and why."""
     config = study(root, "half", {"exact": "never_learned", "same": "original"})
     text = open(config).read().replace('grid = "demo"', 'grid = "demo"\ndtype = "float16"')
-    open(config, "w").write(text.replace(LENSES, '["accuracy", "relearn"]'))
+    # one round: an attack that cannot train grows for nothing (and early stop waits for T in vain)
+    grid = "\n[lenses.relearn]\nlrs = [1e-3, 3e-3]\nepochs = 4\nextend_rounds = 0\n"
+    open(config, "w").write(text.replace(LENSES, '["accuracy", "relearn"]') + grid)
     assert main(["study", config, "--quiet"]) == 0
     results = read_json(root / "half/results.json")
     assert not results["reference"]["ok"]
@@ -164,6 +166,10 @@ control = ["unknown_0", "unknown_1", "unknown_2"]
 retain = ["retain"]
 [lenses]
 run = ["accuracy", "relearn", "relearn_lora", "quantize", "ablate", "probes"]
+[lenses.relearn]
+lrs = [1e-3, 3e-3]
+epochs = 3
+extend_rounds = 0
 """
     )
     assert main(["study", str(config), "--quiet"]) == 0

@@ -156,12 +156,13 @@ def words(a: Mapping | None) -> str:
     return f"{state} ({steps} steps)" if steps is not None else state
 
 
-def compute_words(a: Mapping) -> str:
-    """An attack's compute in words: learning rates × epoch limits, runs, steps, seconds."""
+def compute_words(a: Mapping, seconds: bool = True) -> str:
+    """An attack's compute in words: learning rates × epoch limits, runs, steps (and seconds: not in
+    the words results.json keeps, which the same seed must reproduce)."""
     c = a.get("compute") or {}
     lrs = ", ".join(f"{lr:g}" for lr in c.get("lrs", []))
     epochs = "/".join(str(e) for e in c.get("epochs", []))
-    spent = f"{c.get('runs')} runs, {c.get('steps')} steps, {c.get('seconds')} s"
+    spent = f"{c.get('runs')} runs, {c.get('steps')} steps" + (f", {c.get('seconds')} s" if seconds else "")
     return f"lr {lrs} × up to {epochs} epochs: {spent}"
 
 

@@ -33,6 +33,7 @@ def lora_flags(a: argparse.Namespace) -> dict:
 
 
 def cmd_relearn(a: argparse.Namespace) -> None:
+    from forensics.attacks.adequacy import rounds_words, words
     from forensics.attacks.relearn import RelearnSettings, check, relearn
     from forensics.worlds.world import load_world
 
@@ -47,6 +48,7 @@ def cmd_relearn(a: argparse.Namespace) -> None:
             loss_format=a.format,
             seeds=a.seeds,
             method=a.method,
+            extend_rounds=a.extend_rounds,
             **lora,
         )
         vs = check(sets, settings, a.v)
@@ -58,12 +60,14 @@ def cmd_relearn(a: argparse.Namespace) -> None:
             for key in ("acc_v", "recovery", "recovery_above_chance", "hidden"):
                 if key in m:
                     row[key] = f"{m[key]['mean']:.2f} ± {m[key]['std']:.2f}"
+            row["attack"] = words(result["adequacy"][name])
             rows.append(row)
         print(
             f"RTT ({settings.fmt} loss, lrs {list(settings.lrs)}, {settings.epochs} epochs, V over {vs}; "
             f"chance {result['chance']:.2f}); best (lr, epoch) per V chosen on V, the attacker's best case:"
         )
-        print(format_table(rows, ["model", "acc_v", "recovery", "recovery_above_chance", "hidden"]))
+        print(format_table(rows, ["model", "acc_v", "recovery", "recovery_above_chance", "hidden", "attack"]))
+        print(f"rounds: {rounds_words(result['rounds'])}")
         print(f"written: {Path(a.world) / 'relearn.json'}")
 
 
@@ -76,6 +80,12 @@ def add(subparsers) -> None:
     r.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")
     r.add_argument("--lrs", type=_float_list, default=rtt.lrs, help="comma-separated")
     r.add_argument("--epochs", type=int, default=rtt.epochs)
+    r.add_argument(
+        "--extend-rounds",
+        type=int,
+        default=rtt.extend_rounds,
+        help="rounds the grid may grow by (lr ×3, epochs ×2) while some model's attack is not adequate",
+    )
     r.add_argument("--format", help="loss format: qla, letter, qa or corpus (default: the scorer's)")
     r.add_argument("--v", type=_split_list, default=(), help="only these V splits (default: every one)")
     r.add_argument("--batch-size", type=_positive_int, default=rtt.batch_size)

@@ -177,8 +177,8 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
         if a is not None and a.get("fitted") is False:
             reasons.append(
                 f"RTT cannot fit T on the {model}: its best T accuracy over the grid is "
-                f"{a['t_accuracy']:.2f}, below {a.get('fit_t', 0.9):g} ({compute_words(a)}), so what it "
-                "fails to bring back on V says nothing"
+                f"{a['t_accuracy']:.2f}, below {a.get('fit_t', 0.9):g} ({compute_words(a, seconds=False)}), "
+                "so what it fails to bring back on V says nothing"
             )
     rtt = lenses.get(RTT)
     if rtt is not None and blind(rtt):
@@ -312,7 +312,9 @@ def judge(
         label, deciding = inadequate(weak), next(iter(weak))
         decision = {"verdict": label, "deciding": deciding, "suffix": decision.get("suffix", "")}
         for n, a in weak.items():
-            words.append(f"{n}'s attack is not adequate: {adequacy_words(a)} ({compute_words(a)})")
+            words.append(
+                f"{n}'s attack is not adequate: {adequacy_words(a)} ({compute_words(a, seconds=False)})"
+            )
     reference = reference["against"]
     if deciding:
         words.append(describe(deciding, lenses[deciding]) + f" (against {reference})")
