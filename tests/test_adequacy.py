@@ -214,3 +214,19 @@ def test_the_extension_finds_what_the_first_grid_missed(world):
     assert lrs["original"] == lrs["never_learned"] == lrs["gd"]  # the same grid on every model
     assert grown["summary"]["gd"]["verdict"] == "hidden"
     assert grown["summary"]["gd"]["attack"]["RTT"]["compute"]["steps"] > 0
+    # every place that shows the verdict shows the attack: summary.md, the report (table and grid figure)
+    summary = (world / "grown" / "summary.md").read_text()
+    assert "RTT's attack per model" in summary and "- never_learned: adequate (" in summary
+    assert "- rounds: lr 1e-05 × 4 epochs (not adequate: " in summary
+    html = (world / "grown" / "report" / "index.html").read_text()
+    assert "<table id='attack'>" in html and "id='fig-attack'" in html and "RTT's grid: V (solid)" in html
+
+
+def test_the_cli_table_shows_each_models_attack(world, capsys):
+    study(world, "small", "lrs = [1e-5]\nepochs = 4\nextend_rounds = 0")
+    out = capsys.readouterr().out
+    assert "RTT attack" in out and "T not fitted (" in out
+    assert (
+        "RTT attack on the original: adequate (" in out
+        and "RTT attack on the never_learned: T not fitted" in out
+    )
