@@ -219,7 +219,11 @@ def test_the_extension_finds_what_the_first_grid_missed(world):
     assert "RTT's attack per model" in summary and "- never_learned: adequate (" in summary
     assert "- rounds: lr 1e-05 × 4 epochs (not adequate: " in summary
     html = (world / "grown" / "report" / "index.html").read_text()
-    assert "<table id='attack'>" in html and "id='fig-attack'" in html and "RTT's grid: V (solid)" in html
+    assert (
+        "<table id='attack'>" in html
+        and "id='fig-attack'" in html
+        and "grid: V (solid) and T (dashed)" in html
+    )
 
 
 def test_the_cli_table_shows_each_models_attack(world, capsys):
