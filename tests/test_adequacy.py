@@ -74,6 +74,26 @@ def test_the_top_learning_rate_or_the_epoch_limit_is_the_grids_edge():
     )
 
 
+def test_results_written_before_adequacy_are_judged_from_their_grid():
+    """A relearn section with its grid but no adequacy (an older results.json): judged from the runs;
+    runs that never scored T are *not measured*, and an erased reading under them is not erased."""
+    from forensics.lenses import REGISTRY
+    from forensics.study.summary import inadequate
+
+    grid = {
+        "original": [run("a", 1e-4, [1.0, 1.0])],
+        "m": [run("a", 1e-4, [0.25, 0.25]), run("a", 1e-3, [0.25])],
+    }
+    for r in grid["m"]:
+        for e in r["epochs"]:
+            del e["acc_t"]
+    section = {"settings": {"epochs": 3}, "grid": grid, "best": best_per_v(grid)}
+    found = REGISTRY["relearn"].adequacy({"relearn": section}, "m")["RTT"]
+    assert found["fitted"] is None and not found["adequate"] and found["compute"]["runs"] == 2
+    assert inadequate({"RTT": found}) == "inconclusive — attack adequacy not measured (T was not scored)"
+    assert REGISTRY["relearn"].adequacy({"relearn": section}, "original")["RTT"]["adequate"]
+
+
 def test_t_fitted_by_the_rule_and_the_original_by_the_absolute_rule_only():
     grid = {
         "original": [run("a", 1e-4, [1.0, 1.0], t=0.8)],

@@ -54,7 +54,8 @@ def compute(runs: Sequence[dict]) -> dict:
 def _gains(runs: Sequence[dict], choice: dict, top: float, limit: int) -> tuple[float, float]:
     """What the choice on V gains (i) at the top learning rate over the best of the smaller ones (or
     over V before the attack, with one learning rate) and (ii) at the epoch limit over its run's
-    earlier epochs; 0 where the choice is not at that edge."""
+    earlier epochs; 0 where the choice is not at that edge. A step, not a window: a rise of at most
+    `noise` facts per epoch or learning rate passes, however long it goes on."""
     mine = [r for r in runs if r["v"] == choice["v"] and r.get("seed", 0) == choice["seed"]]
     at_top = 0.0
     if choice["lr"] >= top:
@@ -78,7 +79,7 @@ def assess(
 ) -> dict[str, dict]:
     """Per model: fitted, saturated (with how often the choice sat at the top learning rate or at the
     epoch limit, gaining there more than `noise` V facts), adequate, and the rule in words; `grid` is
-    the final round's runs, `best` their choice on V (`relearn.best_per_v`)."""
+    the final round's runs, `best` their choice on V (`selection.best_per_v`)."""
     top = max(r["lr"] for runs in grid.values() for r in runs)
     reference = _t_best(grid.get(REFERENCE, ()))
     out = {}

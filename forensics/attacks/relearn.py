@@ -249,8 +249,8 @@ def relearn(
     return result
 
 
-# what a run's outcome does not depend on: the grid's other learning rates and its adequacy rules
-NOT_IN_RUN = ("lrs", "fit_t", "fit_margin", "noise_facts", "extend_rounds", "max_lr")
+# what a run's outcome does not depend on: the grid's other learning rates and how adequacy is judged
+NOT_IN_RUN = ("lrs", "fit_margin", "noise_facts", "extend_rounds", "max_lr")  # fit_t: early stop reads it
 
 
 def _run_round(

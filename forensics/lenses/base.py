@@ -56,9 +56,9 @@ class Context:
 @dataclass(frozen=True)
 class Lens:
     """One lens. `run(ctx)` returns its results section; `outcomes(results, model)` its per-fact
-        outcomes on the forget facts (information lenses); `control_outcomes(results, model)` the same
-        runs' outcomes [seeds, control facts] on the control splits; `action(results, model)` its rows of
-        the action map ({row: [value per block]}, with "layers" when it knows them); `adequacy(results,
+    outcomes on the forget facts (information lenses); `control_outcomes(results, model)` the same
+    runs' outcomes [seeds, control facts] on the control splits; `action(results, model)` its rows of
+    the action map ({row: [value per block]}, with "layers" when it knows them); `adequacy(results,
     model)` an attack's strength on that model ({label: fitted, saturated, compute}, DESIGN §13)."""
 
     name: str

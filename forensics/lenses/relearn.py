@@ -3,6 +3,8 @@ the paper's test of hidden versus erased."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
 from forensics.attacks.relearn import RelearnSettings
@@ -25,6 +27,19 @@ def rtt_rows(best: dict | None, splits: list[str], key: str, field: str) -> np.n
 def v_facts(results: dict, best: dict) -> list[int]:
     """The indices of the forget facts in the splits RTT took as V."""
     return [i for i, s in enumerate(results["facts"]["splits"]) if s in best]
+
+
+def judged(section: dict) -> dict[str, dict]:
+    """The adequacy of an RTT section written before adequacy was judged, from its stored grid (its
+    runs scored no T when `score_t_and_retain` was off: then `fitted` is None, not measured)."""
+    from forensics.attacks.adequacy import assess, compute
+
+    settings = {**asdict(RelearnSettings()), **section.get("settings", {})}
+    grid = section["grid"]
+    out = assess(grid, section["best"], settings["epochs"], settings["fit_t"], settings["fit_margin"])
+    for model, runs in grid.items():
+        out[model]["compute"] = compute(runs)
+    return out
 
 
 def attack(name: str, label: str, folder: str | None, default: bool = True):
@@ -59,7 +74,10 @@ def attack(name: str, label: str, folder: str | None, default: bool = True):
         return {} if rows is None else {label: rows}
 
     def adequacy(results: dict, model: str) -> dict[str, dict]:
-        found = results.get(name, {}).get("adequacy", {}).get(model)
+        section = results.get(name, {})
+        if "adequacy" not in section and section.get("grid"):  # written before adequacy was judged
+            section = {**section, "adequacy": judged(section)}
+        found = section.get("adequacy", {}).get(model)
         return {label: found} if found else {}
 
     return Lens(

@@ -236,6 +236,8 @@ def inadequate(weak: dict[str, dict]) -> str:
     """The verdict where the lenses would say erased but an attack did not demonstrably try."""
     if any(a.get("fitted") is False for a in weak.values()):
         return "inconclusive — attack did not fit T"
+    if any(a.get("fitted") is None for a in weak.values()):
+        return "inconclusive — attack adequacy not measured (T was not scored)"
     return "inconclusive — attack not saturated"
 
 
