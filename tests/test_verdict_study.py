@@ -14,7 +14,8 @@ from tests.chromium import needs_chromium
 LENSES = '["accuracy", "relearn", "quantize", "ablate", "probes"]'
 
 
-def study(root, out, unlearned: dict[str, str]) -> str:
+def study(root, out, unlearned: dict[str, str], lenses: str = LENSES, tables: str = "") -> str:
+    """A demo-grid study TOML of the micro world's checkpoints in `root`, `tables` appended."""
     path = root / f"{out}.toml"
     models = "\n".join(f'{k} = "{v}"' for k, v in unlearned.items())
     path.write_text(
@@ -30,8 +31,8 @@ path = "facts.jsonl"
 forget = ["forget_0", "forget_1", "forget_2"]
 retain = ["retain"]
 [lenses]
-run = {LENSES}
-"""
+run = {lenses}
+{tables}"""
     )
     return str(path)
 

@@ -34,6 +34,9 @@ class Grid:
 
 GRID_FIELDS = ("relearn", "relearn_lora", "localize", "probes", "quantize")  # presets with a field
 
+# what full and LoRA RTT share on the `real` grid: a batch of 8, up to 6 epochs, early stop, one seed
+REAL_RTT = {"epochs": 6, "batch_size": 8, "patience": 1, "score_retain": False, "seeds": (0,)}
+
 GRIDS = {
     "full": Grid(),
     # the demo's lighter grid: three learning rates and 8 epochs with early stop on V (once T is fitted),
@@ -56,25 +59,8 @@ GRIDS = {
     # takes SmolLM2's original V to 0.00-0.38: the cap), a batch of 8, up to 6 epochs with early stop on
     # V once T is fitted, localization at every fifth block and the last
     "real": Grid(
-        relearn=RelearnSettings(
-            lrs=(1e-4, 3e-4, 1e-3),
-            epochs=6,
-            batch_size=8,
-            patience=1,
-            score_retain=False,
-            seeds=(0,),
-            max_lr=3e-3,
-        ),
-        relearn_lora=RelearnSettings(
-            method="lora",
-            lrs=(3e-4, 1e-3, 3e-3),
-            epochs=6,
-            batch_size=8,
-            patience=1,
-            score_retain=False,
-            seeds=(0,),
-            max_lr=1e-2,
-        ),
+        relearn=RelearnSettings(lrs=(1e-4, 3e-4, 1e-3), max_lr=3e-3, **REAL_RTT),
+        relearn_lora=RelearnSettings(method="lora", lrs=(3e-4, 1e-3, 3e-3), max_lr=1e-2, **REAL_RTT),
         localize=RelearnSettings(
             lrs=(1e-4,),
             epochs=2,
