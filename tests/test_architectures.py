@@ -190,3 +190,26 @@ run = ["accuracy", "relearn", "quantize", "ablate", "probes", "weights", "activa
     results = read_json(root / "study/results.json")
     assert set(results) >= {"accuracy", "relearn", "quantize", "ablate", "probes", "weights", "activations"}
     assert set(results["localize"]) == {"gd"} and results["summary"]
+
+
+def test_target_only_logits_give_the_same_loss_and_gradients(family, micro_world):
+    """The training loss runs the unembedding only from the first target on: the same NLL and the
+    same gradients as over every position, in every family."""
+    from forensics.facts.formats import examples
+    from forensics.models.tokens import logits_of, sequence_nll, target_nll
+
+    root, _ = family
+    _, sets = load_world(micro_world)
+    model, tok = load_checkpoint(root / "original")
+    items = [encode(tok, e.prompt, e.target) for e in examples(sets.forget_facts()[:6], "qa")]
+    batch = collate(items, pad_id(tok))
+    assert int((batch["labels"] != -100).any(0).nonzero()[0]) > 1  # the prompt is skipped here
+    losses, grads = [], []
+    for nll in (target_nll, lambda m, b: sequence_nll(logits_of(m, b), b["labels"])):
+        model.zero_grad()
+        value, count = nll(model, batch)
+        (value.sum() / count.sum()).backward()
+        losses.append(value.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-4)

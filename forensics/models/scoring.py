@@ -18,7 +18,7 @@ import torch
 from forensics.errors import InputError
 from forensics.facts.core import Fact, Sets
 from forensics.facts.formats import choice_context, choice_continuation, letter_prompt, letter_target
-from forensics.models.tokens import collate, encode, encode_tails, logits_of, pad_id
+from forensics.models.tokens import collate, encode, encode_tails, keeps_logits, logits_of, pad_id
 from forensics.outcomes import bits
 
 SCORERS = ("letter", "letter_calibrated", "choice")
@@ -184,9 +184,9 @@ def _positions_logits(model, batch: dict[str, torch.Tensor], start: int) -> tupl
     is skipped for earlier positions where the model supports it (most of a row is its prompt), and
     a prefix every row shares (in-context demonstrations) runs once, its keys and values repeated
     for the rows: causal attention makes this the same computation."""
-    params = inspect.signature(model.forward).parameters
-    if "logits_to_keep" not in params:
+    if not keeps_logits(model):
         return logits_of(model, batch), 0
+    params = inspect.signature(model.forward).parameters
     ids, mask = batch["input_ids"], batch["attention_mask"]
     name = next((n for n in ("cache", "past_key_values") if n in params), None)  # transformers 5 / 4
     shared = _shared_prefix(ids, start) if len(ids) > 1 and name else 0

@@ -6,6 +6,8 @@ prompt encoded with special tokens (BOS), target encoded without, then concatena
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -46,6 +48,31 @@ def logits_of(model, batch: dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
     """Logits from an HF model or a TransformerBridge for a collated batch (`kwargs` go to the model)."""
     out = model(batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
     return getattr(out, "logits", out)
+
+
+@functools.lru_cache(maxsize=32)
+def _forward_keeps(kind: type) -> bool:
+    return "logits_to_keep" in inspect.signature(kind.forward).parameters
+
+
+def keeps_logits(model) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (HF causal LMs; a peft wrapper passes it to
+    the model it wraps; a TransformerBridge does not)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return _forward_keeps(type(inner))
+
+
+def target_nll(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sequence_nll` of a collated batch, the unembedding run only from the position before its first
+    target token on where the model allows it: most of a row is its prompt, and a ~50k-word output
+    layer over every prompt position is a quarter of a small model's training step."""
+    labels = batch["labels"]
+    targets = (labels != IGNORE).any(0).nonzero()
+    start = int(targets[0]) - 1 if len(targets) else 0
+    if start < 1 or not keeps_logits(model):
+        return sequence_nll(logits_of(model, batch), labels)
+    logits = logits_of(model, batch, logits_to_keep=labels.shape[1] - start)
+    return sequence_nll(logits, labels[:, start:])
 
 
 def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from forensics.errors import InputError, warn
 from forensics.facts.formats import Example
-from forensics.models.tokens import collate, encode, logits_of, pad_id, sequence_nll
+from forensics.models.tokens import collate, encode, pad_id, target_nll
 
 Batch = dict[str, torch.Tensor]
 LossFn = Callable[[torch.nn.Module, Mapping[str, Batch]], torch.Tensor]
@@ -64,7 +64,7 @@ def nll_loss(model: torch.nn.Module, batches: Mapping[str, Batch]) -> torch.Tens
     """Mean target-token NLL of each stream's batch, averaged over streams."""
     losses = []
     for batch in batches.values():
-        nll, count = sequence_nll(logits_of(model, batch), batch["labels"])
+        nll, count = target_nll(model, batch)
         losses.append(nll.sum() / count.sum().clamp(min=1))
     return torch.stack(losses).mean()
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from forensics.models.tokens import logits_of, sequence_nll
+from forensics.models.tokens import target_nll
 
 
 def mean_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean NLL per target token of a batch."""
-    nll, count = sequence_nll(logits_of(model, batch), batch["labels"])
+    nll, count = target_nll(model, batch)
     return nll.sum() / count.sum().clamp(min=1)
 
 
 def sequence_logprob(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Summed log-probability of each row's target tokens."""
-    nll, _ = sequence_nll(logits_of(model, batch), batch["labels"])
+    nll, _ = target_nll(model, batch)
     return -nll

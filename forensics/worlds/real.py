@@ -46,10 +46,10 @@ class RealConfig:
     model: str | None = None  # a GGUF file or a checkpoint folder; None: the shipped SmolLM2
     data: str | None = None  # the paper's data folder (years/, random-birthdays/); None: ../shared
     forget_splits: int = 4
-    per_split: int | None = 6  # forget (and control) facts per split, each kind; None: all the data has
+    per_split: int | None = 24  # forget (and control) facts per split, each kind; None: all the data has
     retain: int = 24  # known `years` facts kept (every kind's retain set)
     near: int = 12  # implanted birthdays that are not forgotten (the implanted kind's near-retain)
-    scan: int = 64  # `years` facts scored per round of the known-fact rule, until enough are found
+    scan: int = 64  # `years` facts scored per round of the known-fact rule (it scans every one)
     implant_lr: float = 1e-4
     implant_epochs: int = 10
     replay: bool = True  # replay the known `years` questions in the implant (keeps them known)
@@ -148,16 +148,16 @@ def pretrained_facts(
     base: Path, cfg: RealConfig, data: Path, progress: bool, pool: Sequence[Fact] | None = None
 ) -> tuple[list[Fact], dict]:
     """`years` facts the base knows (forget splits + retain) and facts it does not know (control
-    splits), scanned in a seeded order until there are enough of each; with the rule's counts.
+    splits): every fact is scanned (the rule's counts describe the whole data), then dealt in a seeded
+    order; with the rule's counts.
     `pool`: the distinct `years` facts, when already read."""
     pool = list(pool) if pool is not None else _distinct(data / "years")
     random.Random(cfg.seed).shuffle(pool)
     model, tok = load_checkpoint(base)
-    every = cfg.per_split is None  # the paper's sizes: every fact is scanned
     need_known = cfg.forget_splits * (cfg.per_split or 1) + cfg.retain
     need_unknown = cfg.forget_splits * (cfg.per_split or 1)
     known, unknown, counts, scanned = [], [], {}, 0
-    while (every or len(known) < need_known or len(unknown) < need_unknown) and scanned < len(pool):
+    while scanned < len(pool):
         chunk = pool[scanned : scanned + cfg.scan]
         found = knowledge(model, tok, chunk)
         known += [f for f, k in zip(chunk, found["known"], strict=True) if k]
