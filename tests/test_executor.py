@@ -75,7 +75,7 @@ def _fails(x):
 
 def test_a_failing_job_reports_its_error_and_bad_settings(micro_world, tmp_path):
     with pytest.raises(InputError, match="bad job 3"):
-        Executor(workers=2).run([Job(_fails, (3,)), Job(_fails, (3,))])
+        Executor(workers=2).run([Job(fn=_fails, kwargs={"x": 3})] * 2)
     with pytest.raises(InputError, match="choose local or ray"):
         Executor("dask")
     with pytest.raises(InputError, match="needs the ray executor"):

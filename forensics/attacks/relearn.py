@@ -286,20 +286,10 @@ def _run_round(
                     file = out / "relearn" / safe_name(name) / stem
                     runs.append((name, file))
                     if not (file.exists() and _done(file).get("key") == run_key):
-                        args = (
-                            path,
-                            sets,
-                            v,
-                            lr,
-                            seed,
-                            settings,
-                            runtime,
-                            run_key,
-                            file,
-                            progress,
-                            weights[name],
-                        )
-                        jobs.append(Job(rtt_job, args, num_gpus=runtime.gpus()))
+                        run = {"path": path, "sets": sets, "v": v, "lr": lr, "seed": seed}
+                        run |= {"settings": settings, "runtime": runtime, "run_key": run_key, "file": file}
+                        run |= {"progress": progress, "weights": weights[name]}
+                        jobs.append(Job(fn=rtt_job, kwargs=run, num_gpus=runtime.gpus()))
     executor.run(jobs)
     grid: dict[str, list[dict]] = {name: [] for name in models}
     for name, file in runs:

@@ -29,4 +29,4 @@ def outcomes(results: dict, model: str) -> Outcomes:
     return out
 
 
-LENS = Lens("ablate", INFORMATION, run, outcomes=outcomes)
+LENS = Lens(name="ablate", kind=INFORMATION, run=run, outcomes=outcomes)

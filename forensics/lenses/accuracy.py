@@ -17,4 +17,4 @@ def run(ctx: Context) -> dict:
     return tables
 
 
-LENS = Lens("accuracy", MEASURE, run)
+LENS = Lens(name="accuracy", kind=MEASURE, run=run)

@@ -20,4 +20,6 @@ def action(results: dict, model: str) -> dict | None:
     return {"layers": [str(i) for i in range(len(divergence))], "divergence": divergence}
 
 
-LENS = Lens("activations", ACTION, run, action=action, rows={"divergence": "1 − cos to the original"})
+LENS = Lens(
+    name="activations", kind=ACTION, run=run, action=action, rows={"divergence": "1 − cos to the original"}
+)

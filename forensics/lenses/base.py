@@ -53,7 +53,7 @@ class Context:
         return self.cfg.lens_settings(name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Lens:
     """One lens. `run(ctx)` returns its results section; `outcomes(results, model)` its per-fact
     outcomes on the forget facts (information lenses); `control_outcomes(results, model)` the same

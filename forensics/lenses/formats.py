@@ -80,4 +80,10 @@ def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
     }
 
 
-LENS = Lens("formats", INFORMATION, run, None, True, outcomes, control_outcomes)
+LENS = Lens(
+    name="formats",
+    kind=INFORMATION,
+    run=run,
+    outcomes=outcomes,
+    control_outcomes=control_outcomes,
+)

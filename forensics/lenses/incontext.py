@@ -122,4 +122,11 @@ def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
     return {LABEL: np.stack([unbits(r) for r in entry["control_correct"]])}
 
 
-LENS = Lens("incontext", INFORMATION, run, InContextSettings, True, outcomes, control_outcomes)
+LENS = Lens(
+    name="incontext",
+    kind=INFORMATION,
+    run=run,
+    settings=InContextSettings,
+    outcomes=outcomes,
+    control_outcomes=control_outcomes,
+)

@@ -61,12 +61,11 @@ def action(results: dict, model: str) -> dict | None:
 
 
 LENS = Lens(
-    "localize",
-    INFORMATION,
-    run,
-    RelearnSettings,
-    True,
-    outcomes,
+    name="localize",
+    kind=INFORMATION,
+    run=run,
+    settings=RelearnSettings,
+    outcomes=outcomes,
     action=action,
     rows={
         "revert": "forget gained: block reverted",

@@ -40,4 +40,11 @@ def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
     return _layered(results, model, 1)
 
 
-LENS = Lens("probes", INFORMATION, run, ProbeSettings, True, outcomes, control_outcomes)
+LENS = Lens(
+    name="probes",
+    kind=INFORMATION,
+    run=run,
+    settings=ProbeSettings,
+    outcomes=outcomes,
+    control_outcomes=control_outcomes,
+)

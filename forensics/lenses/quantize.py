@@ -36,4 +36,11 @@ def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
     return _rows(results, model, "control_correct")
 
 
-LENS = Lens("quantize", INFORMATION, run, QuantizeSettings, True, outcomes, control_outcomes)
+LENS = Lens(
+    name="quantize",
+    kind=INFORMATION,
+    run=run,
+    settings=QuantizeSettings,
+    outcomes=outcomes,
+    control_outcomes=control_outcomes,
+)

@@ -81,7 +81,14 @@ def attack(name: str, label: str, folder: str | None, default: bool = True):
         return {label: found} if found else {}
 
     return Lens(
-        name, INFORMATION, run, RelearnSettings, default, outcomes, control_outcomes, adequacy=adequacy
+        name=name,
+        kind=INFORMATION,
+        run=run,
+        settings=RelearnSettings,
+        default=default,
+        outcomes=outcomes,
+        control_outcomes=control_outcomes,
+        adequacy=adequacy,
     )
 
 

@@ -79,4 +79,11 @@ def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
     return _layered(results, model, "control_correct")
 
 
-LENS = Lens("tuned", INFORMATION, run, TunedSettings, True, outcomes, control_outcomes)
+LENS = Lens(
+    name="tuned",
+    kind=INFORMATION,
+    run=run,
+    settings=TunedSettings,
+    outcomes=outcomes,
+    control_outcomes=control_outcomes,
+)

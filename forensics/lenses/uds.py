@@ -94,4 +94,4 @@ def run(ctx: Context) -> dict:
     return out
 
 
-LENS = Lens("uds", ACTION, run, default=False)
+LENS = Lens(name="uds", kind=ACTION, run=run, default=False)

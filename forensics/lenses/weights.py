@@ -20,4 +20,4 @@ def action(results: dict, model: str) -> dict | None:
     return {"layers": layers, "dW_rel": [weights["layers"][k]["all"]["rel"] for k in layers]}
 
 
-LENS = Lens("weights", ACTION, run, action=action, rows={"dW_rel": "‖ΔW‖/‖W‖"})
+LENS = Lens(name="weights", kind=ACTION, run=run, action=action, rows={"dW_rel": "‖ΔW‖/‖W‖"})

@@ -215,8 +215,12 @@ def localize_section(
 ) -> dict:
     """Per model (a job of `executor` each): revert, patch and layer-restricted RTT per layer, and
     the RTT dynamics on the first V."""
-    args = (original, sets, settings, progress, runtime)
-    jobs = [Job(localize_model, (path, *args), num_gpus=runtime.gpus()) for path in models.values()]
+    common = {"original": original, "sets": sets, "settings": settings}
+    common |= {"progress": progress, "runtime": runtime}
+    jobs = [
+        Job(fn=localize_model, kwargs={"path": path, **common}, num_gpus=runtime.gpus())
+        for path in models.values()
+    ]
     return dict(zip(models, executor.run(jobs), strict=True))
 
 

@@ -171,11 +171,16 @@ def probe_models(
         raise InputError(f"too few training facts for {settings.folds} probe folds")
     names = list(models)
     executor = executor if executor.kind == "ray" else Executor()
-    args = (sets, scorer, cache_dir, settings, runtime)
-    gpus = runtime.gpus()
-    first = executor.run([Job(probe_model, (models[names[0]], *args, None), gpus)])[0]
+    common = {"sets": sets, "scorer": scorer, "cache_dir": cache_dir}
+    common |= {"settings": settings, "runtime": runtime}
+
+    def job(name: str, reference: list | None) -> Job:
+        kwargs = {"path": models[name], "reference": reference, **common}
+        return Job(fn=probe_model, kwargs=kwargs, num_gpus=runtime.gpus())
+
+    first = executor.run([job(names[0], None)])[0]
     reference = first.pop("probes")
-    rest = executor.run([Job(probe_model, (models[n], *args, reference), gpus) for n in names[1:]])
+    rest = executor.run([job(n, reference) for n in names[1:]])
     results = [first, *rest]
     return {
         "scorer": scorer,

@@ -16,11 +16,12 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import Any
 
 from forensics.errors import InputError, RunFailed, check_stop, warn
 
@@ -28,12 +29,12 @@ EXECUTORS = ("local", "ray")
 RESUME = "the runs that finished are kept: rerun the same command to resume"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Job:
-    """`fn(*args)`, needing `num_gpus` GPUs (a fraction shares one) and `num_cpus` CPUs."""
+    """`fn(**kwargs)`, needing `num_gpus` GPUs (a fraction shares one) and `num_cpus` CPUs."""
 
     fn: Callable
-    args: tuple = field(default_factory=tuple)
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
     num_gpus: float = 0
     num_cpus: float = 1
 
@@ -71,7 +72,7 @@ class Executor:
         if not jobs:
             return []
         if self.kind == "local" and self.workers == 1:
-            return [job.fn(*job.args) for job in jobs]
+            return [job.fn(**job.kwargs) for job in jobs]
         if self.kind == "local":
             return _run_pool(jobs, capped(self.workers))
         return _run_ray(jobs, self.address, self.timeout)
@@ -96,7 +97,7 @@ _POOLS: dict[int, ProcessPoolExecutor] = {}
 
 def _run_pool(jobs: Sequence[Job], workers: int) -> list:
     pool = _pool(workers)
-    futures = [pool.submit(_released, job.fn, None, *job.args) for job in jobs]
+    futures = [pool.submit(_released, job.fn, None, job.kwargs) for job in jobs]
     try:
         return [_result(f) for f in futures]
     except BrokenProcessPool:
@@ -177,7 +178,7 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _released(fn: Callable, threads: int | None, *args):
+def _released(fn: Callable, threads: int | None, kwargs: Mapping[str, Any]):
     """A job in a worker process, on `threads` CPU threads (its CPU share on a Ray node); the worker
     keeps no model afterwards (its memory, GPU memory included, goes back to the pool or cluster)."""
     from forensics.models.checkpoint import release_cached
@@ -187,7 +188,7 @@ def _released(fn: Callable, threads: int | None, *args):
 
         torch.set_num_threads(threads)
     try:
-        return fn(*args)
+        return fn(**kwargs)
     finally:
         release_cached()
 
@@ -196,7 +197,7 @@ def _run_ray(jobs: Sequence[Job], address: str | None, timeout: float) -> list:
     ray = _ray(address, timeout)
     refs = [
         ray.remote(num_gpus=job.num_gpus, num_cpus=job.num_cpus, max_retries=0)(_released).remote(
-            job.fn, max(1, int(job.num_cpus)), *job.args
+            job.fn, max(1, int(job.num_cpus)), job.kwargs
         )
         for job in jobs
     ]

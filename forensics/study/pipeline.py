@@ -39,9 +39,9 @@ def unlearn_and_study(
         _, sets = load_world(out, kind)
         methods = {n: out / "checkpoints" / safe_name(f"{n}_{kind}" if kind else n) for n in names}
         for n, path in methods.items():
-            jobs.append(
-                Job(unlearn, (n, original, sets, path, settings, progress, False, runtime), runtime.gpus())
-            )
+            kwargs = {"name": n, "original": original, "sets": sets, "out": path, "settings": settings}
+            kwargs |= {"progress": progress, "force": False, "runtime": runtime}
+            jobs.append(Job(fn=unlearn, kwargs=kwargs, num_gpus=runtime.gpus()))
             made.append(path.name)
         name, where = (f"{label} ({kind})", out / kind) if kind else (label, out)
         studies[kind] = world_study(name, out, world, methods, where, lenses, runtime, executor, kind, grid)

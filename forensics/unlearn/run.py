@@ -175,14 +175,19 @@ def unlearn(
     target, floor = forget_target(sets, settings), settings.min_retain * baseline["retain"]
     sweep = Path(out).with_name(f".{Path(out).name}.sweep")  # each run's model, until one is kept
     shutil.rmtree(sweep, ignore_errors=True)
-    args = (name, original, sets, settings, progress, runtime, target, floor)
+    common = {"name": name, "original": original, "sets": sets, "settings": settings}
+    common |= {"progress": progress, "runtime": runtime, "target": target, "floor": floor}
     budget = len(grid) if settings.light else max(settings.budget, len(grid))
     runs: list[dict] = []
     pending = grid
     while pending:
         jobs = [
-            Job(sweep_point, (len(runs) + i, params, sweep / str(len(runs) + i), *args), runtime.gpus())
-            for i, params in enumerate(pending)
+            Job(
+                fn=sweep_point,
+                kwargs={"index": n, "params": params, "keep": sweep / str(n)} | common,
+                num_gpus=runtime.gpus(),
+            )
+            for n, params in enumerate(pending, start=len(runs))
         ]
         number = 1 + (runs[-1]["round"] if runs else 0)
         for run in executor.run(jobs):

@@ -188,9 +188,11 @@ def _build_world(out: Path, cfg: WorldConfig, progress: bool, runtime: Runtime, 
         "loss_format": default_format(cfg.scorer),
         "models": {},
     }
-    args = (cfg, tokenizer, sets, n_positions, progress, runtime, out)
+    common = {"cfg": cfg, "tokenizer": tokenizer, "sets": sets, "n_positions": n_positions}
+    common |= {"progress": progress, "runtime": runtime, "out": out}
     jobs = [
-        Job(_world_model, (name, facts, *args), num_gpus=runtime.gpus()) for name, facts in learned.items()
+        Job(fn=_world_model, kwargs={"name": name, "facts": facts, **common}, num_gpus=runtime.gpus())
+        for name, facts in learned.items()
     ]
     world["models"] = dict(zip(learned, executor.run(jobs), strict=True))
     write_json(world, out / WORLD_FILE)
@@ -272,7 +274,8 @@ def _build_kinds_world(
     corpus = [e for _, e in corpus]
     texts = world_texts(everything) + [e.target for e in corpus]
     tokenizer, n_positions = world_tokenizer(texts, cfg.vocab_size, max(len(f.choices) for f in everything))
-    args = (cfg, tokenizer, sets, n_positions, progress, runtime, out)
+    common = {"cfg": cfg, "tokenizer": tokenizer, "sets": sets, "n_positions": n_positions}
+    common |= {"progress": progress, "runtime": runtime, "out": out}
     cities = imp.forget_facts() + list(imp.near_retain)
     forget_c = {id(f) for f in imp.forget_facts()}
     cities_without = [f for f in cities if id(f) not in forget_c]
@@ -293,8 +296,8 @@ def _build_kinds_world(
         for name, learn, trained_on, data, start in stage:
             if start is not None:  # an implant: the new facts, with the base's questions replayed
                 data = world_kinds.implant_data(learn, data, cfg.scorer)
-            job_args = (name, learn, *args, trained_on, data, start)
-            jobs.append(Job(_world_model, job_args, num_gpus=runtime.gpus()))
+            own = {"name": name, "facts": learn, "trained_on": trained_on, "data": data, "start": start}
+            jobs.append(Job(fn=_world_model, kwargs={**own, **common}, num_gpus=runtime.gpus()))
         models.update(zip([p[0] for p in stage], executor.run(jobs), strict=True))
     world = {
         "config": cfg.to_json(),
