@@ -36,3 +36,15 @@ def bootstrap_means(arrays: Sequence[np.ndarray], strata: Sequence, n_boot: int 
         ]
         start += len(members)
     return np.take_along_axis(per_fact, np.broadcast_to(picks, per_fact.shape), axis=2).mean(2)
+
+
+def ci(lo: float, hi: float, *, signed: bool = True, label: str = "") -> str:
+    """An interval as every table and sentence writes it: "[+0.10, +0.30]" (`signed`: with its signs;
+    `label`, e.g. "95% CI ", inside the brackets)."""
+    f = "+.2f" if signed else ".2f"
+    return f"[{label}{lo:{f}}, {hi:{f}}]"
+
+
+def with_ci(value: float, lo: float, hi: float, *, signed: bool = True, label: str = "") -> str:
+    """A value and its interval: "+0.20 [+0.10, +0.30]"."""
+    return f"{value:{'+.2f' if signed else '.2f'}} {ci(lo, hi, signed=signed, label=label)}"

@@ -8,6 +8,8 @@ import html
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from reports.table import against
+
 COLORS = {"original": "#2b6cb0", "never_learned": "#718096", "method": "#c53030", "control": "#d69e2e"}
 KINDS_ORDER = ["attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o", "mlp_gate", "mlp_in", "mlp_out", "norm"]
 
@@ -285,16 +287,3 @@ def method_figure(results: dict, name: str) -> go.Figure:
     fig.update_yaxes(range=[0, 1.05], row=2, col=2)
     fig.update_xaxes(title="layer")
     return _layout(fig, f"{name}: layer by layer", 720)
-
-
-def against(summary: dict) -> str:
-    """What the methods were compared with, in the summary's words (a never-learned model, or facts)."""
-    return next(iter(summary.values()), {}).get("against", "the never-learned control")
-
-
-def resampled(results: dict) -> str:
-    """How the 95% intervals were drawn, in words: control facts are other facts than the forget
-    facts, so the two are resampled independently; a never-learned model is scored on the same facts."""
-    if results.get("config", {}).get("control"):
-        return "the forget and control facts resampled independently"
-    return "paired: facts resampled within their V split"

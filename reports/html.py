@@ -15,16 +15,8 @@ from plotly.utils import PlotlyJSONEncoder
 
 from forensics.attacks.adequacy import compute_words, rounds_words, words
 from forensics.errors import InputError
-from reports.figures import (
-    action_figure,
-    against,
-    attack_figure,
-    esc,
-    information_figure,
-    method_figure,
-    resampled,
-    rtt_figure,
-)
+from reports.figures import action_figure, attack_figure, esc, information_figure, method_figure, rtt_figure
+from reports.table import SummaryTable, summary_table
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -41,40 +33,15 @@ def figure_json(fig: go.Figure) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def summary_table(results: dict) -> str:
-    cols = [
-        ("method", None),
-        ("forget", "forget"),
-        ("near-retain", "near_retain"),
-        ("retain", "retain"),
-        ("RTT acc V", "rtt_acc_v"),
-        ("RTT control", "rtt_control"),
-        ("RTT recovery", "rtt_recovery"),
-        ("deciding lens: method − control [95% CI]", "deciding"),
-        ("verdict", "verdict"),
-    ]
-    head = "".join(f"<th>{esc(c)}</th>" for c, _ in cols)
+def summary_html(table: SummaryTable) -> str:
+    """The summary table: the verdict last, in bold, with its evidence beneath it."""
+    head = "".join(f"<th>{esc(c)}</th>" for c in (*table.columns, "verdict"))
     rows = []
-    for name, row in results.get("summary", {}).items():
-        cells = []
-        for _, key in cols:
-            if key is None:
-                cells.append(f"<td>{esc(name)}</td>")
-            elif key == "deciding":
-                lens = row.get("deciding")
-                e = row.get("lenses", {}).get(lens) if lens else None
-                text = (
-                    f"{esc(lens)}: {e['diff']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]" if e else "–"
-                )
-                cells.append(f"<td>{text}</td>")
-            elif key == "verdict":
-                verdict, evidence = esc(row["verdict"]), esc(row["evidence"])
-                damaged = " <span class='damaged'>damaged</span>" if row.get("damaged") else ""
-                cells.append(
-                    f"<td class='verdict'><b>{verdict}</b>{damaged}<br><small>{evidence}</small></td>"
-                )
-            else:
-                cells.append(f"<td>{_fmt(row.get(key))}</td>")
+    for row in table.rows:
+        cells = [f"<td>{_fmt(row.cells.get(c))}</td>" for c in table.columns]
+        damaged = " <span class='damaged'>damaged</span>" if row.damaged else ""
+        evidence = f"<br><small>{esc(row.evidence)}</small>"
+        cells.append(f"<td class='verdict'><b>{esc(row.verdict)}</b>{damaged}{evidence}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -158,18 +125,17 @@ def render(results: dict) -> str:
     divs = {key: f"<div class='figure plot' id='fig-{key}'></div>" for key, _ in figures}
     scripts = plot_scripts(figures)
     methods = "".join(divs[k] for k, _ in figures if k.startswith("method-"))
-    chance = next(iter(results.get("summary", {}).values()), {}).get("chance")
+    table = summary_table(results)
     intro = (
         "<p>Did unlearning <b>erase</b> the forget facts from the weights, or only <b>hide</b> them? Each "
-        "method is compared with the original and, where there is one, a model that never learned the facts "
-        f"(exact unlearning). Chance is {_fmt(chance)}. A verdict is never a bare label: the evidence is "
-        "beside it.</p>"
+        f"method is compared with the original and with {esc(table.against)}. Chance is "
+        f"{_fmt(table.chance)}. A verdict is never a bare label: the evidence is beside it.</p>"
     )
     verdict = results.get("config", {}).get("verdict", {})
     maps_note = (
         "<p class='small'>Information lenses use only the unlearned model and what an attacker could have; "
-        f"each point is (method − the same lens on {esc(against(results.get('summary', {})))}), with a 95% "
-        f"bootstrap interval ({resampled(results)}, seeds resampled). A method is "
+        f"each point is (method − the same lens on {esc(table.against)}), with a 95% "
+        f"bootstrap interval ({esc(table.resampled)}, seeds resampled). A method is "
         f"<b>hidden</b> when some lens's one-sided lower bound exceeds {_fmt(verdict.get('min_effect'))} "
         "after Holm correction across lenses and layers; "
         f"<b>erased within ±{_fmt(verdict.get('margin'))}</b> "
@@ -180,7 +146,8 @@ def render(results: dict) -> str:
     )
     return page(
         results.get("name", ""),
-        f"{intro}{reference_note(results)}<h2>Summary</h2>{summary_table(results)}"
+        f"{intro}{reference_note(results)}<h2>Summary</h2>"
+        f"<p class='small'>In the table, {esc(table.note)}.</p>{summary_html(table)}"
         f"<h2>Relearning attack</h2>{divs.get('rtt', '<p>not run</p>')}{attack_section(results)}"
         f"{divs.get('attack', '')}"
         f"<h2>Where the answers still are</h2>{divs.get('information', '<p>not run</p>')}"

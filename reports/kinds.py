@@ -9,6 +9,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from forensics.outcomes import with_ci
 from reports.figures import _layout, esc
 from reports.html import _fmt, page, plot_scripts, write_html
 
@@ -25,7 +26,7 @@ def _ci(e: dict | None) -> str:
     if not e or e.get("ci95") is None:
         return "–"
     value = e.get("diff", e.get("value"))
-    return f"{value:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]" if value is not None else "–"
+    return with_ci(value, *e["ci95"]) if value is not None else "–"
 
 
 def rtt_figure(comparison: dict) -> go.Figure | None:
@@ -164,8 +165,9 @@ def render(results: dict) -> str:
         "under unlearning and relearning (Deeb &amp; Roger, 2024). Each kind was studied on its own forget "
         "set against its own control (an exact-unlearning model, or facts the original does not know "
         "where no such model can exist); below, each method's figures on both kinds and the difference "
-        "between them, with 95% bootstrap intervals (facts resampled within their V split, seeds "
-        "resampled; the kinds share no fact, so their draws are independent).</p>"
+        "between them, with 95% bootstrap intervals (facts resampled within their V split, paired with a "
+        "never-learned model's outcomes on them and independently of control facts; seeds resampled; the "
+        "kinds share no fact, so their draws are independent).</p>"
     )
     return page(
         results.get("name", ""),

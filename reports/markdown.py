@@ -6,7 +6,8 @@ import html
 from pathlib import Path
 
 from forensics.attacks.adequacy import compute_words, rounds_words, words
-from reports.figures import against, resampled
+from forensics.outcomes import with_ci
+from reports.table import summary_table, verdict_text
 
 
 def _cell(value) -> str:
@@ -22,26 +23,20 @@ def _cell(value) -> str:
 def render(results: dict, report: Path | None = None) -> str:
     """The summary as Markdown: one row per method, the deciding lens's difference and interval."""
     lines = [f"# Unlearning forensics: {_cell(results.get('name', ''))}", ""]
-    summary = results.get("summary", {})
-    chance = next(iter(summary.values()), {}).get("chance")
+    table = summary_table(results)
+    config = results.get("config", {})
     lines.append(
-        f"Scorer {_cell(results.get('config', {}).get('scorer'))}, chance {_cell(chance)}, "
-        f"grid {_cell(results.get('config', {}).get('grid'))}; every difference is method − the same lens "
-        f"on {_cell(against(summary))}, with a 95% bootstrap interval ({_cell(resampled(results))}, seeds "
-        "resampled)."
+        f"Scorer {_cell(config.get('scorer'))}, chance {_cell(table.chance)}, "
+        f"grid {_cell(config.get('grid'))}; {_cell(table.note)}."
     )
-    lines += ["", "| method | forget | retain | RTT acc V | deciding lens | difference [95% CI] | verdict |"]
-    lines.append("|---|---|---|---|---|---|---|")
-    for name, row in summary.items():
-        lens = row.get("deciding")
-        e = row.get("lenses", {}).get(lens) if lens else None
-        diff = f"{e['diff']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]" if e else "–"
-        verdict = row["verdict"] + (" (damaged)" if row.get("damaged") else "")
-        cells = [name, row.get("forget"), row.get("retain"), row.get("rtt_acc_v"), lens, diff, verdict]
+    columns = (*table.columns, "verdict")
+    lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in table.rows:
+        cells = [*(row.cells.get(c) for c in table.columns), verdict_text(row)]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     lines.append("")
-    for name, row in summary.items():
-        lines.append(f"- **{_cell(name)}**: {_cell(row.get('evidence'))}")
+    for row in table.rows:
+        lines.append(f"- **{_cell(row.cells['method'])}**: {_cell(row.evidence)}")
     lines += attack_lines(results)
     if report is not None:
         lines += ["", f"Report: {report}"]
@@ -61,7 +56,7 @@ def attack_lines(results: dict) -> list[str]:
 
 
 def _interval(e: dict | None) -> str:
-    return f"{e['diff']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]" if e else "–"
+    return with_ci(e["diff"], *e["ci95"]) if e else "–"
 
 
 def render_kinds(results: dict, report: Path | None = None) -> str:
@@ -79,7 +74,7 @@ def render_kinds(results: dict, report: Path | None = None) -> str:
             k = entry["per_kind"][kind]
             rec = k.get("recovery") or {}
             recovery = (
-                f"{rec['value']:.2f} [{rec['ci95'][0]:.2f}, {rec['ci95'][1]:.2f}]"
+                with_ci(rec["value"], *rec["ci95"], signed=False)
                 if rec.get("value") is not None and rec.get("ci95")
                 else "–"
             )

@@ -38,30 +38,6 @@ def world_table(world: dict) -> str:
     return format_table(rows, list(dict.fromkeys(k for r in rows for k in r)))
 
 
-def summary_rows(results: dict) -> list[dict]:
-    """The study's headline table: one row per method, the deciding lens with its interval."""
-    rows = []
-    for name, r in results["summary"].items():
-        lens = r.get("deciding")
-        e = r.get("lenses", {}).get(lens) if lens else None
-        rows.append(
-            {
-                "method": name,
-                "forget": r.get("forget"),
-                "retain": r.get("retain"),
-                "RTT acc V": r.get("rtt_acc_v"),
-                "RTT control": r.get("rtt_control"),
-                "RTT attack": words(r.get("attack", {}).get("RTT")),
-                "deciding lens": lens or "",
-                "method − control [95% CI]": (
-                    f"{e['diff']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]" if e else ""
-                ),
-                "verdict": r["verdict"] + (" (damaged)" if r.get("damaged") else ""),
-            }
-        )
-    return rows
-
-
 # exit statuses of `study --fail-on` (documented in the README)
 FAIL_HIDDEN, FAIL_INCONCLUSIVE = 3, 4
 
@@ -93,12 +69,15 @@ def finish_study(results: dict, out: Path, started: float | None) -> None:
     `started`, unless None: one kind of several)."""
     from reports.html import write_report
     from reports.markdown import write_summary
+    from reports.table import plain_rows, summary_table, text
 
     report = write_report(results, out / "report" / "index.html")
     summary = write_summary(results, out / "summary.md", report)
-    rows = summary_rows(results)
-    chance = next(iter(results["summary"].values()))["chance"] if rows else float("nan")
-    print(f"{results['name']}: {results['config']['scorer']} scorer, chance {chance:.2f}")
+    table = summary_table(results)
+    rows = plain_rows(table)
+    print(
+        f"{results['name']}: {results['config']['scorer']} scorer, chance {text(table.chance)}; {table.note}"
+    )
     print(format_table(rows, list(rows[0])) if rows else "(no unlearned models)")
     for name, per_lens in (results.get("reference") or {}).get("attack", {}).items():
         if "RTT" in per_lens:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from forensics.outcomes import with_ci
 from forensics.study.summary import blind as reads_nothing
 from forensics.study.summary import interval95, paired_outcomes, recovery, reference_check
 from forensics.study.verdict import VerdictSettings, comparison_draws
@@ -105,9 +106,8 @@ def words(name: str, a: str, b: str, per: dict, difference: dict, sees: dict) ->
     lo, hi = d["ci95"]
     ra, rb = per[a]["lenses"][RTT], per[b]["lenses"][RTT]
     figures = (
-        f"RTT method − control {ra['diff']:+.2f} [{ra['ci95'][0]:+.2f}, {ra['ci95'][1]:+.2f}] on {a} facts, "
-        f"{rb['diff']:+.2f} [{rb['ci95'][0]:+.2f}, {rb['ci95'][1]:+.2f}] on {b} facts; "
-        f"difference {d['diff']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+        f"RTT method − control {with_ci(ra['diff'], *ra['ci95'])} on {a} facts, "
+        f"{with_ci(rb['diff'], *rb['ci95'])} on {b} facts; difference {with_ci(d['diff'], lo, hi)}"
     )
     if lo > 0:
         head = f"{name} hides {a} facts more than {b} ones"

@@ -18,7 +18,7 @@ import numpy as np
 from forensics.attacks.adequacy import compute_words
 from forensics.attacks.adequacy import words as adequacy_words
 from forensics.lenses import REGISTRY
-from forensics.outcomes import bootstrap_means, unbits
+from forensics.outcomes import bootstrap_means, ci, unbits, with_ci
 from forensics.study.verdict import VerdictSettings, decide, describe, evidence
 
 REFERENCE, CONTROL = "original", "never_learned"
@@ -158,8 +158,8 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
         known = acc.get("forget_correct")
         if known is not None:
             e = evidence(unbits(known)[None], chance[None], results["facts"]["splits"], None, settings)
-            fails, interval = blind(e), f" [95% CI {e['ci95'][0] + e['control']:.2f}, "
-            interval += f"{e['ci95'][1] + e['control']:.2f}]"
+            lo, hi = (bound + e["control"] for bound in e["ci95"])
+            fails, interval = blind(e), " " + ci(lo, hi, signed=False, label="95% CI ")
         else:  # a study written before per-fact accuracy was kept
             fails, interval = acc["forget"] <= chance.mean(), ""
         if fails:
@@ -184,8 +184,8 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
     if rtt is not None and blind(rtt):
         reasons.append(
             f"the original + RTT recovers V at {rtt['method']:.2f}, not above {reference} "
-            f"({rtt['control']:.2f}; difference {rtt['diff']:+.2f} [95% CI {rtt['ci95'][0]:+.2f}, "
-            f"{rtt['ci95'][1]:+.2f}]): the attack does not work in this study (a dtype that cannot "
+            f"({rtt['control']:.2f}; difference {with_ci(rtt['diff'], *rtt['ci95'], label='95% CI ')}): "
+            "the attack does not work in this study (a dtype that cannot "
             "train, such as float16 on CPU, or a grid too small), so no method's RTT means anything"
         )
     return {
@@ -212,7 +212,8 @@ def control_facts_known(results: dict, acc: dict, settings: VerdictSettings) -> 
         return []
     lo, hi = e["ci95"][0] + e["control"], e["ci95"][1] + e["control"]
     return [
-        f"the original answers {right.mean():.2f} of the control facts [95% CI {lo:.2f}, {hi:.2f}], "
+        f"the original answers {right.mean():.2f} of the control facts "
+        f"{ci(lo, hi, signed=False, label='95% CI ')}, "
         f"above chance ({chance.mean():.2f}): they are not facts it does not know, so they cannot "
         "stand for what a lens finds where nothing was known (choose control facts the original "
         "gets wrong, or give a never-learned model)"

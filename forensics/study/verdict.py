@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from forensics.errors import InputError
-from forensics.outcomes import bootstrap_means
+from forensics.outcomes import bootstrap_means, with_ci
 
 
 @dataclass(frozen=True)
@@ -174,8 +174,5 @@ def decide(lenses: Mapping[str, dict], settings: VerdictSettings, controlled: bo
 
 def describe(name: str, e: Mapping) -> str:
     """One lens's evidence in words: the method, the control and the difference with its interval."""
-    lo, hi = e["ci95"]
-    return (
-        f"{name}: {e['method']:.2f} vs {e['control']:.2f}, "
-        f"difference {e['diff']:+.2f} [95% CI {lo:+.2f}, {hi:+.2f}]"
-    )
+    interval = with_ci(e["diff"], *e["ci95"], label="95% CI ")
+    return f"{name}: {e['method']:.2f} vs {e['control']:.2f}, difference {interval}"
