@@ -4,8 +4,26 @@ bootstrap of their means that every interval in the toolkit is drawn from."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
+
+
+class Reading(NamedTuple):
+    """What one outcome array reads: a lens's label and, for a lens read layer by layer, the layer
+    ("embed", "0", …). Written "label @layer" only where it is shown (results.json, the report)."""
+
+    label: str
+    layer: str | None = None
+
+    def __str__(self) -> str:
+        return self.label if self.layer is None else f"{self.label} @{self.layer}"
+
+    @classmethod
+    def parse(cls, text: str) -> Reading:
+        """The reading a shown label names (the inverse of `str`)."""
+        label, sep, layer = text.partition(" @")
+        return cls(label, layer if sep else None)
 
 
 def bits(correct) -> str:

@@ -15,6 +15,7 @@ from plotly.utils import PlotlyJSONEncoder
 
 from forensics.attacks.adequacy import compute_words, rounds_words, words
 from forensics.errors import InputError
+from forensics.outcomes import Reading
 from reports.figures import action_figure, attack_figure, esc, information_figure, method_figure, rtt_figure
 from reports.table import SummaryTable, summary_table
 
@@ -159,10 +160,9 @@ def render(results: dict) -> str:
 
 def compact(lenses: list[str]) -> str:
     """Lens names with their layers grouped: "probe @embed, 0, 1; RTT"."""
-    groups: dict[str, list[str]] = {}
-    for lens in lenses:
-        kind, _, layer = lens.partition(" @")
-        groups.setdefault(kind, []).append(layer)
+    groups: dict[str, list[str | None]] = {}
+    for r in map(Reading.parse, lenses):
+        groups.setdefault(r.label, []).append(r.layer)
     return "; ".join(f"{k} @{', '.join(ls)}" if all(ls) else k for k, ls in groups.items())
 
 

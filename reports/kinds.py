@@ -9,7 +9,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from forensics.outcomes import with_ci
+from forensics.outcomes import Reading, with_ci
 from reports.figures import _layout, esc
 from reports.html import _fmt, page, plot_scripts, write_html
 
@@ -68,11 +68,12 @@ def probe_figure(comparison: dict, name: str) -> go.Figure | None:
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=["probe: method − control", "difference between kinds"]
     )
+    shown = [str(Reading("probe", layer)) for layer in layers]  # as results.json names the readings
     for i, kind in enumerate(comparison["kinds"]):
-        rows = [entry["per_kind"][kind]["lenses"][f"probe @{layer}"] for layer in layers]
+        rows = [entry["per_kind"][kind]["lenses"][lens] for lens in shown]
         _band(fig, layers, rows, f"{kind} facts", PALETTE[i % len(PALETTE)], 1)
         # what the probe reads on the original: where it reads nothing, the lens is blind to the kind
-        ceiling = [comparison.get("original", {}).get(kind, {}).get(f"probe @{layer}") for layer in layers]
+        ceiling = [comparison.get("original", {}).get(kind, {}).get(lens) for lens in shown]
         if all(ceiling):
             fig.add_scatter(
                 x=list(layers),
@@ -84,7 +85,12 @@ def probe_figure(comparison: dict, name: str) -> go.Figure | None:
             )
     a, b = comparison["kinds"][:2]
     _band(
-        fig, layers, [entry["difference"][f"probe @{layer}"] for layer in layers], f"{a} − {b}", "#4a5568", 2
+        fig,
+        layers,
+        [entry["difference"][lens] for lens in shown],
+        f"{a} − {b}",
+        "#4a5568",
+        2,
     )
     for col in (1, 2):
         fig.add_hline(y=0, line_dash="dot", row=1, col=col)

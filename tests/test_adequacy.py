@@ -7,6 +7,7 @@ import pytest
 from forensics.attacks.adequacy import assess, extended, words
 from forensics.attacks.relearn import RelearnSettings
 from forensics.attacks.selection import best_per_v
+from forensics.outcomes import Reading
 from forensics.study.summary import judge
 from forensics.study.verdict import VerdictSettings
 
@@ -137,7 +138,7 @@ def evidence(diff):
 def test_no_erased_from_an_inadequate_attack():
     row = {"forget": 0.25, "chance": 0.25, "retain": 1.0}
     reference = {"ok": True, "reasons": [], "against": "the never-learned control"}
-    lenses = {"RTT": evidence(0.0), "int8 quantization": evidence(0.01)}
+    lenses = {Reading("RTT"): evidence(0.0), Reading("int8 quantization"): evidence(0.01)}
     settings = VerdictSettings()
     adequate = {"fitted": True, "saturated": True, "adequate": True, "compute": {"steps": 90}}
     assert judge({**row, "attack": {"RTT": adequate}}, lenses, True, settings, reference)[
@@ -151,7 +152,7 @@ def test_no_erased_from_an_inadequate_attack():
     j = judge({**row, "attack": {"RTT": unfit}}, lenses, True, settings, reference)
     assert j["verdict"] == "inconclusive — attack did not fit T"
     # hidden stands: a weak attack that brings the facts back has shown they were there
-    hidden = {"RTT": {**evidence(0.5), "p_hidden": 0.0005}}
+    hidden = {Reading("RTT"): {**evidence(0.5), "p_hidden": 0.0005}}
     assert judge({**row, "attack": {"RTT": cut}}, hidden, True, settings, reference)["verdict"] == "hidden"
 
 

@@ -199,15 +199,16 @@ def test_a_fact_control_is_confounded_for_a_lens_that_reads_at_the_embedding():
     the original at the embedding (before any block) is left out at every layer — the questions
     differ, not the knowledge; a lens blind at the embedding, an unlayered lens and a never-learned
     control are untouched. The report says which."""
+    from forensics.outcomes import Reading
     from forensics.study.summary import FACT_CONTROL, MODEL_CONTROL, confounded
     from reports.html import reference_note
 
     lenses = {
-        "probe @embed": {"ci95": [0.04, 0.54]},
-        "probe @3": {"ci95": [-0.10, 0.30]},
-        "logit lens @embed": {"ci95": [-0.20, 0.20]},
-        "logit lens @3": {"ci95": [0.10, 0.60]},
-        "RTT": {"ci95": [0.50, 0.90]},
+        Reading("probe", "embed"): {"ci95": [0.04, 0.54]},
+        Reading("probe", "3"): {"ci95": [-0.10, 0.30]},
+        Reading("logit lens", "embed"): {"ci95": [-0.20, 0.20]},
+        Reading("logit lens", "3"): {"ci95": [0.10, 0.60]},
+        Reading("RTT"): {"ci95": [0.50, 0.90]},
     }
     assert confounded(lenses, FACT_CONTROL) == ["probe @embed", "probe @3"]
     assert confounded(lenses, MODEL_CONTROL) == []
@@ -238,3 +239,11 @@ def test_control_facts_the_original_knows_are_refused():
             )
             row = summarize(results, ["gd"], VerdictSettings())["gd"]
             assert row["verdict"] == CANNOT_DECIDE and "of the control facts" in row["evidence"]
+
+
+def test_a_reading_is_shown_as_its_label_and_parsed_back():
+    from forensics.outcomes import Reading
+
+    for reading, shown in [(Reading("RTT"), "RTT"), (Reading("logit lens", "embed"), "logit lens @embed")]:
+        assert str(reading) == shown and Reading.parse(shown) == reading
+    assert Reading("probe", "3") != "probe @3"  # a key is typed, not a string that happens to match

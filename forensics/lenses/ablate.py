@@ -4,7 +4,7 @@ and see whether the forget answers return."""
 from __future__ import annotations
 
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
-from forensics.outcomes import unbits
+from forensics.outcomes import Reading, unbits
 
 
 def run(ctx: Context) -> dict:
@@ -25,7 +25,7 @@ def outcomes(results: dict, model: str) -> Outcomes:
     out = {}
     for layer in ablate["layers"]:
         row = "".join(ablate["per_v"][v]["after_correct"][layer] for v in ablate["per_v"])
-        out[f"ablation @{layer}"] = (unbits(row)[None], everything(results))
+        out[Reading("ablation", str(layer))] = (unbits(row)[None], everything(results))
     return out
 
 

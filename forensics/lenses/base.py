@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from forensics.outcomes import Reading
+
 INFORMATION, ACTION, MEASURE = "information", "action", "measure"
-Outcomes = dict[str, tuple[np.ndarray, list[int]]]  # lens label → ([seeds, facts] 0/1, forget-fact indices)
+Outcomes = dict[Reading, tuple[np.ndarray, list[int]]]  # → ([seeds, facts] 0/1, forget-fact indices)
 
 
 @dataclass
@@ -67,7 +69,7 @@ class Lens:
     settings: type | None = None  # its settings dataclass, read from [lenses.<name>]
     default: bool = True  # run unless [lenses] run names the lenses
     outcomes: Callable[[dict, str], Outcomes] | None = None
-    control_outcomes: Callable[[dict, str], dict[str, np.ndarray]] | None = None
+    control_outcomes: Callable[[dict, str], dict[Reading, np.ndarray]] | None = None
     action: Callable[[dict, str], dict | None] | None = None
     rows: Mapping[str, str] = field(default_factory=dict)  # its action-map rows and their titles
     adequacy: Callable[[dict, str], dict[str, dict]] | None = None  # an attack's strength, per label

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes
-from forensics.outcomes import bits, unbits
+from forensics.outcomes import Reading, bits, unbits
 
 CLOZE = "cloze"
 
@@ -66,15 +66,15 @@ def run(ctx: Context) -> dict:
 
 def outcomes(results: dict, model: str) -> Outcomes:
     entry = results.get("formats", {}).get("models", {}).get(model, {})
-    return {f"format {fmt}": (unbits(e["correct"])[None], e["facts"]) for fmt, e in entry.items()}
+    return {Reading(f"format {fmt}"): (unbits(e["correct"])[None], e["facts"]) for fmt, e in entry.items()}
 
 
-def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
+def control_outcomes(results: dict, model: str) -> dict[Reading, np.ndarray]:
     """Outcomes on the control facts, where the format could ask every one of them."""
     entry = results.get("formats", {}).get("models", {}).get(model, {})
     n = len(results["facts"].get("control_splits", []))
     return {
-        f"format {fmt}": unbits(e["control_correct"])[None]
+        Reading(f"format {fmt}"): unbits(e["control_correct"])[None]
         for fmt, e in entry.items()
         if "control_correct" in e and len(e["control_facts"]) == n
     }

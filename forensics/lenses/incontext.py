@@ -16,7 +16,7 @@ import numpy as np
 from forensics.config import check_seeds
 from forensics.errors import InputError
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
-from forensics.outcomes import bits, unbits
+from forensics.outcomes import Reading, bits, unbits
 
 LABEL = "in-context"
 
@@ -112,14 +112,14 @@ def outcomes(results: dict, model: str) -> Outcomes:
     entry = results.get("incontext", {}).get("models", {}).get(model)
     if not entry:
         return {}
-    return {LABEL: (np.stack([unbits(r) for r in entry["correct"]]), everything(results))}
+    return {Reading(LABEL): (np.stack([unbits(r) for r in entry["correct"]]), everything(results))}
 
 
-def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
+def control_outcomes(results: dict, model: str) -> dict[Reading, np.ndarray]:
     entry = results.get("incontext", {}).get("models", {}).get(model, {})
     if "control_correct" not in entry:
         return {}
-    return {LABEL: np.stack([unbits(r) for r in entry["control_correct"]])}
+    return {Reading(LABEL): np.stack([unbits(r) for r in entry["control_correct"]])}
 
 
 LENS = Lens(

@@ -7,7 +7,7 @@ import numpy as np
 
 from forensics.attacks.relearn import RelearnSettings
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes
-from forensics.outcomes import unbits
+from forensics.outcomes import Reading, unbits
 
 
 def run(ctx: Context) -> dict:
@@ -38,7 +38,7 @@ def outcomes(results: dict, model: str) -> Outcomes:
     for layer, entry in zip(localized_layers(loc), loc["layer_rtt"], strict=True):
         vs = list(entry["per_v"])
         facts = [i for i, s in enumerate(splits) if s in vs]
-        out[f"layer RTT @{layer}"] = (np.stack([unbits(r) for r in entry["correct"]]), facts)
+        out[Reading("layer RTT", str(layer))] = (np.stack([unbits(r) for r in entry["correct"]]), facts)
     return out
 
 

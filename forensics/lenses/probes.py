@@ -7,7 +7,7 @@ import numpy as np
 
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
 from forensics.measure.probing import ProbeSettings
-from forensics.outcomes import unbits
+from forensics.outcomes import Reading, unbits
 
 READS = (
     ("probe_correct", "probe_on_control_facts", "probe"),
@@ -22,13 +22,13 @@ def run(ctx: Context) -> dict:
     return probe_models(ctx.models, ctx.sets, ctx.scorer, ctx.cache, settings, ctx.runtime, ctx.cfg.jobs())
 
 
-def _layered(results: dict, model: str, column: int) -> dict[str, np.ndarray]:
+def _layered(results: dict, model: str, column: int) -> dict[Reading, np.ndarray]:
     probes = results.get("probes", {})
     entry = probes.get("models", {}).get(model, {})
     out = {}
     for read in READS:
         for layer, row in zip(probes.get("layers", []), entry.get(read[column], []), strict=False):
-            out[f"{read[2]} @{layer}"] = unbits(row)[None]
+            out[Reading(read[2], str(layer))] = unbits(row)[None]
     return out
 
 
@@ -36,7 +36,7 @@ def outcomes(results: dict, model: str) -> Outcomes:
     return {k: (v, everything(results)) for k, v in _layered(results, model, 0).items()}
 
 
-def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
+def control_outcomes(results: dict, model: str) -> dict[Reading, np.ndarray]:
     return _layered(results, model, 1)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from forensics.attacks.quantize import QuantizeSettings
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
-from forensics.outcomes import unbits
+from forensics.outcomes import Reading, unbits
 
 
 def run(ctx: Context) -> dict:
@@ -18,13 +18,13 @@ def run(ctx: Context) -> dict:
     )
 
 
-def _rows(results: dict, model: str, field: str) -> dict[str, np.ndarray]:
+def _rows(results: dict, model: str, field: str) -> dict[Reading, np.ndarray]:
     quant = results.get("quantize", {})
     out = {}
     for b in quant.get("bits", []):
         table = quant["models"].get(model, {}).get(f"int{b}", {})
         if field in table:
-            out[f"int{b} quantization"] = unbits(table[field])[None]
+            out[Reading(f"int{b} quantization")] = unbits(table[field])[None]
     return out
 
 
@@ -32,7 +32,7 @@ def outcomes(results: dict, model: str) -> Outcomes:
     return {k: (v, everything(results)) for k, v in _rows(results, model, "forget_correct").items()}
 
 
-def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
+def control_outcomes(results: dict, model: str) -> dict[Reading, np.ndarray]:
     return _rows(results, model, "control_correct")
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from forensics.attacks.relearn import RelearnSettings
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes
-from forensics.outcomes import unbits
+from forensics.outcomes import Reading, unbits
 
 
 def rtt_rows(best: dict | None, splits: list[str], key: str, field: str) -> np.ndarray | None:
@@ -62,16 +62,16 @@ def attack(name: str, label: str, folder: str | None, default: bool = True):
     def outcomes(results: dict, model: str) -> Outcomes:
         best = results.get(name, {}).get("best", {}).get(model)
         rows = rtt_rows(best, results["facts"]["splits"], "seeds", "v_correct")
-        return {} if rows is None else {label: (rows, v_facts(results, best))}
+        return {} if rows is None else {Reading(label): (rows, v_facts(results, best))}
 
-    def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
+    def control_outcomes(results: dict, model: str) -> dict[Reading, np.ndarray]:
         rows = rtt_rows(
             results.get(name, {}).get("best", {}).get(model),
             results["facts"]["splits"],
             "control",
             "c_correct",
         )
-        return {} if rows is None else {label: rows}
+        return {} if rows is None else {Reading(label): rows}
 
     def adequacy(results: dict, model: str) -> dict[str, dict]:
         section = results.get(name, {})

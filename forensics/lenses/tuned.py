@@ -15,7 +15,7 @@ import numpy as np
 
 from forensics.errors import InputError
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
-from forensics.outcomes import bits, unbits
+from forensics.outcomes import Reading, bits, unbits
 
 LABEL = "tuned lens"
 
@@ -62,11 +62,11 @@ def run(ctx: Context) -> dict:
     return out
 
 
-def _layered(results: dict, model: str, key: str) -> dict[str, np.ndarray]:
+def _layered(results: dict, model: str, key: str) -> dict[Reading, np.ndarray]:
     section = results.get("tuned", {})
     rows = section.get("models", {}).get(model, {}).get(key, [])
     return {
-        f"{LABEL} @{layer}": unbits(row)[None]
+        Reading(LABEL, str(layer)): unbits(row)[None]
         for layer, row in zip(section.get("layers", []), rows, strict=False)
     }
 
@@ -75,7 +75,7 @@ def outcomes(results: dict, model: str) -> Outcomes:
     return {k: (v, everything(results)) for k, v in _layered(results, model, "correct").items()}
 
 
-def control_outcomes(results: dict, model: str) -> dict[str, np.ndarray]:
+def control_outcomes(results: dict, model: str) -> dict[Reading, np.ndarray]:
     return _layered(results, model, "control_correct")
 
 

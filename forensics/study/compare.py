@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from forensics.outcomes import with_ci
+from forensics.outcomes import Reading, with_ci
+from forensics.study import summary
 from forensics.study.summary import blind as reads_nothing
 from forensics.study.summary import interval95, paired_outcomes, recovery, reference_check
 from forensics.study.verdict import VerdictSettings, comparison_draws
 
-RTT, PROBE = "RTT", "probe"
+RTT, PROBE = str(summary.RTT), "probe"  # as results.json writes their readings
 
 
 def lens_draws(results: dict, name: str, settings: VerdictSettings, seed: int) -> dict[str, np.ndarray]:
-    """Per information lens: bootstrap draws of (method − control)."""
+    """Per information lens (its reading as results.json names it): bootstrap draws of (method − control)."""
     pairs, _ = paired_outcomes(results, name)
-    return {lens: comparison_draws(*pair, settings.n_boot, seed) for lens, pair in pairs.items()}
+    return {str(r): comparison_draws(*pair, settings.n_boot, seed) for r, pair in pairs.items()}
 
 
 def compare_kinds(by_kind: dict[str, dict], settings: VerdictSettings) -> dict:
@@ -79,7 +80,13 @@ def compare_kinds(by_kind: dict[str, dict], settings: VerdictSettings) -> dict:
 
 
 def _layers(lenses: dict, kind: str) -> list[str]:
-    return [lens.split(" @")[1] for lens in lenses if lens.startswith(f"{kind} @")]
+    """The layers `kind` was read at, in the order of `lenses` (labels as results.json writes them)."""
+    readings = [Reading.parse(lens) for lens in lenses]
+    return [r.layer for r in readings if r.label == kind and r.layer is not None]
+
+
+def _probe(layer: str) -> str:
+    return str(Reading(PROBE, layer))
 
 
 def _reads(reference: dict) -> dict:
@@ -118,9 +125,9 @@ def words(name: str, a: str, b: str, per: dict, difference: dict, sees: dict) ->
     layers = _layers(difference, PROBE)
     if not layers:
         return f"{head}: {figures}"
-    seen = [x for x in layers if not any(blind(sees, k, f"{PROBE} @{x}") for k in (a, b))]
-    unseen = {k: [x for x in layers if blind(sees, k, f"{PROBE} @{x}")] for k in (a, b)}
-    differ = [x for x in seen if not _covers_zero(difference[f"{PROBE} @{x}"]["ci95"])]
+    seen = [x for x in layers if not any(blind(sees, k, _probe(x)) for k in (a, b))]
+    unseen = {k: [x for x in layers if blind(sees, k, _probe(x))] for k in (a, b)}
+    differ = [x for x in seen if not _covers_zero(difference[_probe(x)]["ci95"])]
     if not seen:
         where = "; the probes are not compared: no layer's probe reads both kinds even on the original"
     elif differ:
@@ -128,7 +135,7 @@ def words(name: str, a: str, b: str, per: dict, difference: dict, sees: dict) ->
     else:
         where = f"; the probes do not differ between the kinds at layer {', '.join(seen)}"
     for k, xs in unseen.items():
-        mixed = [x for x in xs if sees.get(k, {}).get(f"{PROBE} @{x}", {}).get("confounded")]
+        mixed = [x for x in xs if sees.get(k, {}).get(_probe(x), {}).get("confounded")]
         plain = [x for x in xs if x not in mixed]
         if plain:
             where += f" (at layer {', '.join(plain)} the probe reads no {k} fact beyond the control"

@@ -18,18 +18,18 @@ import numpy as np
 from forensics.attacks.adequacy import compute_words
 from forensics.attacks.adequacy import words as adequacy_words
 from forensics.lenses import REGISTRY
-from forensics.outcomes import bootstrap_means, ci, unbits, with_ci
+from forensics.outcomes import Reading, bootstrap_means, ci, unbits, with_ci
 from forensics.study.verdict import VerdictSettings, decide, describe, evidence
 
 REFERENCE, CONTROL = "original", "never_learned"
-RTT = "RTT"  # the relearning attack's lens label (forensics.lenses.relearn)
+RTT = Reading("RTT")  # the relearning attack's reading (forensics.lenses.relearn)
 MIN_RETAIN = 0.9  # the unlearning rule: retain at or above this × the original's
 
 
-def outcomes(results: dict, name: str) -> dict[str, tuple[np.ndarray, list[int]]]:
+def outcomes(results: dict, name: str) -> dict[Reading, tuple[np.ndarray, list[int]]]:
     """Per information lens (and layer): (outcomes [seeds, facts], indices of those facts among the
     forget facts) for model `name`; lenses the study did not run, or ran without `name`, are absent."""
-    out: dict[str, tuple[np.ndarray, list[int]]] = {}
+    out: dict[Reading, tuple[np.ndarray, list[int]]] = {}
     for lens in REGISTRY.values():
         if lens.outcomes is not None:
             out.update(lens.outcomes(results, name))
@@ -43,10 +43,10 @@ MODEL_CONTROL, FACT_CONTROL, CHANCE = (
 )
 
 
-def control_fact_outcomes(results: dict, name: str) -> dict[str, np.ndarray]:
+def control_fact_outcomes(results: dict, name: str) -> dict[Reading, np.ndarray]:
     """Per information lens: model `name`'s outcomes [seeds, control facts] on the control facts the
     same lens runs scored beside the forget facts (a study with control splits)."""
-    out: dict[str, np.ndarray] = {}
+    out: dict[Reading, np.ndarray] = {}
     for lens in REGISTRY.values():
         if lens.control_outcomes is not None:
             out.update(lens.control_outcomes(results, name))
@@ -74,7 +74,7 @@ def interval95(draws: np.ndarray) -> list[float]:
     return [float(x) for x in np.quantile(draws, [0.025, 0.975])]
 
 
-def paired_outcomes(results: dict, name: str) -> tuple[dict[str, tuple], str]:
+def paired_outcomes(results: dict, name: str) -> tuple[dict[Reading, tuple], str]:
     """Per information lens: (model outcomes, control outcomes, strata, control strata) and what the
     control is. With a never-learned model: the same lens on it, paired on the same facts and seeds
     (control strata None). With control splits instead: the same model's outcomes on facts the
@@ -130,15 +130,15 @@ def blind(e: dict) -> bool:
     return e["ci95"][0] <= 0
 
 
-def confounded(lenses: dict[str, dict], against: str) -> list[str]:
+def confounded(lenses: dict[Reading, dict], against: str) -> list[str]:
     """Under a fact control, every layer of a lens that reads the forget facts beyond the control
     facts on the original at the embedding, before any block has run: the two sets of questions then
     differ in what they give away by themselves, not in what the model knows, and that difference is
     in every method's reading too, so no layer of the lens can show hiding."""
     if against != FACT_CONTROL:
         return []
-    reads = {lens.split(" @")[0] for lens, e in lenses.items() if lens.endswith(" @embed") and not blind(e)}
-    return [lens for lens in lenses if " @" in lens and lens.split(" @")[0] in reads]
+    reads = {r.label for r, e in lenses.items() if r.layer == "embed" and not blind(e)}
+    return [str(r) for r in lenses if r.layer is not None and r.label in reads]
 
 
 CANNOT_DECIDE = "cannot decide"  # the study's reference failed: no hidden/erased verdict at all
@@ -173,7 +173,7 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
     attack = {m: attack_adequacy(results, m) for m in (REFERENCE, CONTROL) if m in results["models"]}
     unfit = [label for m in attack.values() for label, a in m.items() if a.get("fitted") is False]
     for model, per_lens in attack.items():
-        a = per_lens.get(RTT)
+        a = per_lens.get(RTT.label)
         if a is not None and a.get("fitted") is False:
             reasons.append(
                 f"RTT cannot fit T on the {model}: its best T accuracy over the grid is "
@@ -191,10 +191,10 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
     return {
         "ok": not reasons,
         "reasons": reasons,
-        "blind": [lens for lens, e in lenses.items() if blind(e) or lens in unfit],
+        "blind": [str(r) for r, e in lenses.items() if blind(e) or (r.layer is None and r.label in unfit)],
         "attack": attack,
         "confounded": confounded(lenses, reference),
-        "original": {lens: {"diff": e["diff"], "ci95": e["ci95"]} for lens, e in lenses.items()},
+        "original": {str(r): {"diff": e["diff"], "ci95": e["ci95"]} for r, e in lenses.items()},
         "against": reference,
     }
 
@@ -220,7 +220,7 @@ def control_facts_known(results: dict, acc: dict, settings: VerdictSettings) -> 
     ]
 
 
-def lens_evidence(results: dict, name: str, settings: VerdictSettings) -> tuple[dict[str, dict], str]:
+def lens_evidence(results: dict, name: str, settings: VerdictSettings) -> tuple[dict[Reading, dict], str]:
     """Per information lens: `verdict.evidence` of (model − control) and what the control is
     (`paired_outcomes`)."""
     pairs, against = paired_outcomes(results, name)
@@ -268,14 +268,14 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
         lenses, against = lens_evidence(results, name, settings)
         controlled = against != CHANCE
         row["controlled"], row["against"] = controlled, against
-        row["lenses"] = lenses
+        row["lenses"] = {str(r): e for r, e in lenses.items()}
         if "rtt_control" not in row and RTT in lenses:  # control facts: RTT's accuracy on them, same runs
             row["rtt_control"] = lenses[RTT]["control"]
         row["attack"] = attack_adequacy(results, name)
-        row["blind"] = [lens for lens in lenses if lens in reference["blind"]]
-        row["confounded"] = [lens for lens in lenses if lens in reference.get("confounded", ())]
+        row["blind"] = [lens for lens in row["lenses"] if lens in reference["blind"]]
+        row["confounded"] = [lens for lens in row["lenses"] if lens in reference.get("confounded", ())]
         left_out = {*row["blind"], *row["confounded"]}
-        family = {lens: e for lens, e in lenses.items() if lens not in left_out}
+        family = {r: e for r, e in lenses.items() if str(r) not in left_out}
         row.update(judge(row, family, controlled, settings, reference))
         row["information_map"] = information_map(lenses, left_out)
         row["action_map"] = action_map(results, name)
@@ -284,7 +284,7 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
 
 
 def judge(
-    row: dict, lenses: dict[str, dict], controlled: bool, settings: VerdictSettings, reference: dict
+    row: dict, lenses: dict[Reading, dict], controlled: bool, settings: VerdictSettings, reference: dict
 ) -> dict:
     """The verdict label, the deciding lens and the evidence sentence (never a bare label), over the
     lenses that are not blind on the original; none at all when the study's reference failed."""
@@ -310,21 +310,22 @@ def judge(
         return {"verdict": CANNOT_DECIDE, "deciding": None, "evidence": "; ".join(words)}
     decision = decide(lenses, settings, controlled)
     label, deciding = decision["verdict"], decision["deciding"]
-    weak = {n: a for n, a in row.get("attack", {}).items() if n in lenses and not a.get("adequate", True)}
+    attack = row.get("attack", {}).items()
+    weak = {n: a for n, a in attack if Reading(n) in lenses and not a.get("adequate", True)}
     if label.startswith("erased") and weak:
-        label, deciding = inadequate(weak), next(iter(weak))
+        label, deciding = inadequate(weak), Reading(next(iter(weak)))
         decision = {"verdict": label, "deciding": deciding, "suffix": decision.get("suffix", "")}
         for n, a in weak.items():
             words.append(
                 f"{n}'s attack is not adequate: {adequacy_words(a)} ({compute_words(a, seconds=False)})"
             )
-    reference = reference["against"]
+    against = reference["against"]
     if deciding:
-        words.append(describe(deciding, lenses[deciding]) + f" (against {reference})")
+        words.append(describe(str(deciding), lenses[deciding]) + f" (against {against})")
     if label == "hidden":
-        others = [n for n in decision["lenses"] if n != deciding]
+        others = [str(n) for n in decision["lenses"] if n != deciding]
         if others:
-            words.append(f"also above {reference} after Holm correction: {', '.join(others)}")
+            words.append(f"also above {against} after Holm correction: {', '.join(others)}")
     elif label.startswith("inconclusive") and not weak:
         need = decision.get("facts_needed")
         words.append(
@@ -332,27 +333,26 @@ def judge(
         )
     return {
         "verdict": label + decision.get("suffix", ""),
-        "deciding": deciding,
+        "deciding": None if deciding is None else str(deciding),
         "facts_needed": decision.get("facts_needed"),
         "evidence": "; ".join(words),
     }
 
 
-def information_map(lenses: dict[str, dict], blind_lenses: Sequence[str] = ()) -> dict:
+def information_map(lenses: dict[Reading, dict], blind_lenses: Sequence[str] = ()) -> dict:
     """Per layered lens (probe, logit lens, ablation, layer RTT): per layer (method − control) with its
     95% interval, and whether the lens is left out of the verdict there (`blind`: it reads nothing
     beyond the control even on the original, or a fact control is confounded for it)."""
     out: dict[str, dict] = {}
-    for lens, e in lenses.items():
-        if " @" not in lens:
+    for r, e in lenses.items():
+        if r.layer is None:
             continue
-        kind, layer = lens.split(" @")
-        entry = out.setdefault(kind, {"layers": [], "diff": [], "lo": [], "hi": [], "blind": []})
-        entry["layers"].append(layer)
+        entry = out.setdefault(r.label, {"layers": [], "diff": [], "lo": [], "hi": [], "blind": []})
+        entry["layers"].append(r.layer)
         entry["diff"].append(e["diff"])
         entry["lo"].append(e["ci95"][0])
         entry["hi"].append(e["ci95"][1])
-        entry["blind"].append(lens in blind_lenses)
+        entry["blind"].append(str(r) in blind_lenses)
     return out
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from forensics.errors import InputError
-from forensics.outcomes import bootstrap_means, with_ci
+from forensics.outcomes import Reading, bootstrap_means, with_ci
 
 
 @dataclass(frozen=True)
@@ -143,8 +143,8 @@ def facts_to_settle(e: Mapping, settings: VerdictSettings) -> int | None:
     return max(e["facts"] + 1, math.ceil(e["facts"] * (half / room) ** 2))
 
 
-def decide(lenses: Mapping[str, dict], settings: VerdictSettings, controlled: bool) -> dict:
-    """The verdict over every information lens's evidence (`evidence` dicts by lens name)."""
+def decide(lenses: Mapping[Reading, dict], settings: VerdictSettings, controlled: bool) -> dict:
+    """The verdict over every information lens's evidence (`evidence` dicts by reading)."""
     if not lenses:
         return {"verdict": "unknown", "deciding": None, "text": "no information lens measured per fact"}
     names = list(lenses)
