@@ -241,3 +241,19 @@ def test_the_formats_lens_lists_only_formats_the_facts_have(micro_world, tmp_pat
     results = run_study(load_config(config), progress=False)
     assert results["formats"]["formats"] == ["letter"]
     assert all(set(m) == {"letter"} for m in results["formats"]["models"].values())
+
+
+def test_a_lens_runs_after_the_lenses_it_needs(monkeypatch):
+    """The study's order is the registry's, except that a lens runs after those it reads (`needs`):
+    not an accident of where it sits in NAMES."""
+    from dataclasses import replace
+
+    from forensics import lenses
+
+    assert lenses.run_order(["geometry", "weights", "accuracy"]) == ["accuracy", "weights", "geometry"]
+    assert lenses.run_order(["quantize", "accuracy"]) == ["accuracy", "quantize"]
+    monkeypatch.setitem(lenses.REGISTRY, "accuracy", replace(lenses.REGISTRY["accuracy"], needs=("weights",)))
+    assert lenses.run_order(["weights", "accuracy", "relearn"]) == ["weights", "accuracy", "relearn"]
+    monkeypatch.setitem(lenses.REGISTRY, "weights", replace(lenses.REGISTRY["weights"], needs=("accuracy",)))
+    with pytest.raises(InputError, match="need each other"):
+        lenses.run_order(["weights", "accuracy"])

@@ -30,6 +30,26 @@ NAMES = (
 REGISTRY: dict[str, Lens] = {name: import_module(f"forensics.lenses.{name}").LENS for name in NAMES}
 
 
+def run_order(names) -> list[str]:
+    """The lenses `names` in the order a study runs them: registry order, except that a lens's needs
+    (of those named) run just before it."""
+    named, done = [n for n in NAMES if n in names], []
+
+    def place(name: str, path: tuple[str, ...]) -> None:
+        if name in done:
+            return
+        if name in path:
+            raise InputError(f"lenses {', '.join(path)} need each other: no order runs them")
+        for need in REGISTRY[name].needs:
+            if need in named:
+                place(need, (*path, name))
+        done.append(name)
+
+    for name in named:
+        place(name, ())
+    return done
+
+
 def check_lenses(lenses, where: str = "[lenses] 'run'") -> None:
     """The lenses a study runs: at least one, each a registered lens named once, accuracy among them
     (the reference check reads the original's accuracy: without it no verdict can be trusted)."""
@@ -48,4 +68,4 @@ def check_lenses(lenses, where: str = "[lenses] 'run'") -> None:
         )
 
 
-__all__ = ["ACTION", "INFORMATION", "NAMES", "REGISTRY", "Context", "Lens", "check_lenses"]
+__all__ = ["ACTION", "INFORMATION", "NAMES", "REGISTRY", "Context", "Lens", "check_lenses", "run_order"]

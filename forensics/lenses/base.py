@@ -73,6 +73,7 @@ class Lens:
     action: Callable[[dict, str], dict | None] | None = None
     rows: Mapping[str, str] = field(default_factory=dict)  # its action-map rows and their titles
     adequacy: Callable[[dict, str], dict[str, dict]] | None = None  # an attack's strength, per label
+    needs: tuple[str, ...] = ()  # lenses whose sections it reads: they run first when the study runs them
 
     def inputs(self, ctx: Context) -> dict:
         """What determines its section beyond the facts, scorer and runtime: the checkpoints'

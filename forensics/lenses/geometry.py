@@ -62,4 +62,11 @@ def action(results: dict, model: str) -> dict | None:
     return {"layers": g["layers"], "stable_rank": g["stable_rank"]}
 
 
-LENS = Lens(name="geometry", kind=ACTION, run=run, action=action, rows={"stable_rank": "stable rank of ΔW"})
+LENS = Lens(
+    name="geometry",
+    kind=ACTION,
+    run=run,
+    action=action,
+    rows={"stable_rank": "stable rank of ΔW"},
+    needs=("weights",),  # reuses its diffs when it ran (else computes them)
+)

@@ -43,4 +43,5 @@ LENS = Lens(
     settings=QuantizeSettings,
     outcomes=outcomes,
     control_outcomes=control_outcomes,
+    needs=("accuracy",),  # its full-precision row is accuracy's per-fact table when that ran
 )

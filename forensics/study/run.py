@@ -18,7 +18,7 @@ from pathlib import Path
 from forensics.errors import InputError, warn
 from forensics.facts.core import Sets, assign_kinds, select
 from forensics.facts.load import load_facts
-from forensics.lenses import REGISTRY, Context
+from forensics.lenses import REGISTRY, Context, run_order
 from forensics.models.cache import enforce_cap
 from forensics.models.checkpoint import read_json, read_metadata, write_json
 from forensics.models.digest import checkpoint_digest, facts_digest
@@ -90,13 +90,11 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
 
     with claim(out, "study", force):
         ctx = Context(cfg, sets, models, digests, out, progress, results)
-        for name, lens in REGISTRY.items():
-            if name in cfg.lenses:
-                results[name] = _stage(
-                    out, name, {**base, **lens.inputs(ctx)}, partial(lens.run, ctx), timings
-                )
-                if cfg.cache_max_gb is not None:
-                    enforce_cap(cache, cfg.cache_max_gb)
+        for name in run_order(cfg.lenses):
+            lens = REGISTRY[name]
+            results[name] = _stage(out, name, {**base, **lens.inputs(ctx)}, partial(lens.run, ctx), timings)
+            if cfg.cache_max_gb is not None:
+                enforce_cap(cache, cfg.cache_max_gb)
         results = {
             "schema_version": SCHEMA_VERSION,
             "name": cfg.name,
