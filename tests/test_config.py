@@ -8,7 +8,8 @@ import pytest
 
 from forensics.cli import main
 from forensics.errors import InputError
-from forensics.study.config import GRIDS, load_config
+from forensics.study.config import load_config
+from forensics.study.grids import preset
 
 
 def write(root, body: str, name: str = "study.toml"):
@@ -58,8 +59,8 @@ def root(micro_world, tmp_path):
         ("#models\n[lenses.quantize]\nbits = [1]", r"'bits': each must be in 2..16"),
         ("#models\n[lenses.relearn]\nlrs = [1e-3, nan]", r"'lrs'\[1\]: expected a finite number"),
         # issue #28: seeds checked where they are read (one check for every list of seeds)
-        ("#models\n[lenses.incontext]\nseeds = [-1]", r"\[lenses.incontext\]: 'seeds': seed -1 is negative"),
-        ("#models\n[lenses.incontext]\nseeds = [0, 0]", r"\[lenses.incontext\]: 'seeds': seed 0 given twice"),
+        # the seeds are the study's (every lens that takes seeds shares them): not a lens table's key
+        ("#models\n[lenses.incontext]\nseeds = [4]", r"\[lenses.incontext\]: unknown key 'seeds'"),
         ("#models\n[lenses.incontext]\nshots = 0", r"\[lenses.incontext\]: 'shots' must be at least 1"),
         ("seeds = [1, 2, 1]", r"'seeds': seed 1 given twice"),
         ("seed = -3", r"'seeds': seed -3 is negative"),
@@ -84,14 +85,18 @@ def test_bad_key_or_type_is_one_line_naming_file_and_key(root, capsys, body, mes
 
 def test_grid_preset_is_a_choice_and_tables_override_it(root):
     demo = load_config(write(root, 'grid = "demo"\nseed = 4'))
-    assert demo.seeds == (4,) and demo.settings.relearn == replace(GRIDS["demo"].relearn, seeds=(4,))
-    assert demo.settings.localize.rotations == 1 and demo.settings.probes.seed == 4
-    assert load_config(write(root, 'grid = "demo"')).settings.relearn.seeds == (0,)
-    assert load_config(write(root, "seeds = [3, 5]")).settings.localize.seeds == (3, 5)
-    assert load_config(write(root, "")).seeds == (0, 1, 2)
+    relearn = demo.lens_settings("relearn")
+    assert demo.seeds == (4,) and relearn == replace(preset("demo").of("relearn"), seeds=(4,))
+    assert demo.lens_settings("localize").rotations == 1 and demo.lens_settings("probes").seed == 4
+    assert load_config(write(root, 'grid = "demo"')).lens_settings("relearn").seeds == (0,)
+    both = load_config(write(root, "seeds = [3, 5]"))
+    # one rule for every lens that takes seeds: the study's, when it gives them
+    assert both.lens_settings("localize").seeds == (3, 5) and both.lens_settings("incontext").seeds == (3, 5)
+    plain = load_config(write(root, ""))
+    assert plain.seeds == (0, 1, 2) and plain.lens_settings("incontext").seeds == (0, 1, 2)
     full = load_config(write(root, "#models\n[lenses.relearn]\nepochs = 2"))
-    assert full.settings.relearn == replace(GRIDS["full"].relearn, epochs=2)
-    assert full.settings.relearn.lrs == (1e-4, 3e-4, 1e-3)
+    assert full.lens_settings("relearn") == replace(preset("full").of("relearn"), epochs=2)
+    assert full.lens_settings("relearn").lrs == (1e-4, 3e-4, 1e-3)
 
 
 def test_default_out_is_beside_the_toml_and_names_are_made_safe(root, tmp_path_factory, monkeypatch):
@@ -111,4 +116,4 @@ def test_cli_defaults_are_the_dataclass_defaults():
     relearn = p.parse_args(["relearn", "--world", "w"])
     assert relearn.lrs == RelearnSettings().lrs and relearn.epochs == RelearnSettings().epochs
     assert p.parse_args(["probe", "--world", "w"]).Cs == ProbeSettings().Cs
-    assert p.parse_args(["localize", "--world", "w"]).lrs == GRIDS["full"].localize.lrs
+    assert p.parse_args(["localize", "--world", "w"]).lrs == preset("full").of("localize").lrs

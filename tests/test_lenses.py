@@ -182,7 +182,7 @@ def test_a_lens_settings_table_is_typed(tmp_path, micro_world):
     shutil.copy(micro_world / "facts.jsonl", tmp_path / "facts.jsonl")
     config = accuracy_study(tmp_path)
     text = config.read_text()
-    config.write_text(text + "\n[lenses.incontext]\nshots = 2\nseeds = [4]\n")
+    config.write_text("seeds = [4]\n" + text + "\n[lenses.incontext]\nshots = 2\n")
     cfg = load_config(config)
     assert cfg.lens_settings("incontext") == replace(InContextSettings(), shots=2, seeds=(4,))
     config.write_text(text + '\n[lenses.incontext]\nshots = "two"\n')

@@ -72,9 +72,9 @@ def cmd_localize(a: argparse.Namespace) -> None:
 
 
 def add(subparsers) -> None:
-    from forensics.study.config import GRIDS
+    from forensics.study.grids import preset
 
-    loc = GRIDS["full"].localize
+    loc = preset("full").of("localize")
     lo = subparsers.add_parser("localize", help="weights, activations and causal localization per layer")
     lo.add_argument("--world", required=True, help="a world directory with unlearned checkpoints")
     lo.add_argument("--models", type=_split_list, default=(), help="checkpoint names (default: all)")

@@ -8,7 +8,7 @@ asks `outcomes` / `control_outcomes` / `action`, the report draws what they retu
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,23 @@ class Lens:
     rows: Mapping[str, str] = field(default_factory=dict)  # its action-map rows and their titles
     adequacy: Callable[[dict, str], dict[str, dict]] | None = None  # an attack's strength, per label
     needs: tuple[str, ...] = ()  # lenses whose sections it reads: they run first when the study runs them
+    presets: Mapping[str, Any] = field(default_factory=dict)  # grid name → its settings there (else defaults)
+    shares: Mapping[str, str] = field(default_factory=dict)  # study-wide setting → its settings' field
+
+    def preset(self, grid: str):
+        """Its settings under grid `grid` (its own preset there, else its settings' defaults)."""
+        return self.presets.get(grid) or self.settings()
+
+    def shared(self, settings, study: Mapping[str, Any]):
+        """`settings` with the study-wide values it shares (`shares`) that the study gives (not None):
+        a field that holds one value takes the first of a list (a probe's seed from the seeds)."""
+        values = {}
+        for key, name in self.shares.items():
+            value = study.get(key)
+            if value is not None:
+                one = isinstance(value, tuple) and not isinstance(getattr(settings, name), tuple)
+                values[name] = value[0] if one else value
+        return replace(settings, **values) if values else settings
 
     def inputs(self, ctx: Context) -> dict:
         """What determines its section beyond the facts, scorer and runtime: the checkpoints'

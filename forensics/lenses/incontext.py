@@ -127,6 +127,7 @@ LENS = Lens(
     kind=INFORMATION,
     run=run,
     settings=InContextSettings,
+    shares={"seeds": "seeds"},  # the study's seeds order (and pick) the demonstrations
     outcomes=outcomes,
     control_outcomes=control_outcomes,
 )

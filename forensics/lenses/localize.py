@@ -7,6 +7,7 @@ import numpy as np
 
 from forensics.attacks.relearn import RelearnSettings
 from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes
+from forensics.lenses.relearn import SHARES
 from forensics.outcomes import Reading, unbits
 
 
@@ -60,11 +61,24 @@ def action(results: dict, model: str) -> dict | None:
     }
 
 
+LAYER_RTT = {"patience": 1, "score_retain": False, "rotations": 1, "seeds": (0,)}  # one rotation, V only
+PRESETS = {
+    "full": RelearnSettings(lrs=(1e-3,), epochs=4),
+    "demo": RelearnSettings(lrs=(1e-3,), epochs=2, **LAYER_RTT),
+    # SmolLM2 on 2 CPU cores: at every fifth block and the last
+    "real": RelearnSettings(
+        lrs=(1e-4,), epochs=2, batch_size=8, layers=(0, 5, 10, 15, 20, 25, 29), **LAYER_RTT
+    ),
+    "paper": RelearnSettings(lrs=(1e-4,), epochs=4, batch_size=8, rotations=1),
+}
+
 LENS = Lens(
     name="localize",
     kind=INFORMATION,
     run=run,
     settings=RelearnSettings,
+    presets=PRESETS,
+    shares=SHARES,
     outcomes=outcomes,
     action=action,
     rows={

@@ -42,8 +42,30 @@ def judged(section: dict) -> dict[str, dict]:
     return out
 
 
-def attack(name: str, label: str, folder: str | None, default: bool = True):
-    """The lens of an RTT section `name` (outcomes under `label`), its runs under OUT/`folder`."""
+# what full and LoRA RTT share on the `real` grid: a batch of 8, up to 3 epochs (T of 72 facts is 9 steps
+# an epoch), early stop, one seed, 2 rotations of V as the paper's code
+REAL_RTT = {"epochs": 3, "batch_size": 8, "patience": 1, "score_retain": False, "seeds": (0,), "rotations": 2}
+# the demo's: up to 8 epochs with early stop on V (once T is fitted), one seed, V and T scored only
+DEMO_RTT = {"epochs": 8, "patience": 1, "score_retain": False, "seeds": (0,)}
+SHARES = {"scorer": "scorer", "seeds": "seeds"}  # the study's scorer and seeds
+
+PRESETS = {
+    # three learning rates, which every model of the demo passes adequacy on at the first round
+    # (measured: 59 s for 7 models)
+    "demo": RelearnSettings(lrs=(1e-3, 3e-3, 1e-2), max_lr=3e-2, **DEMO_RTT),
+    # a pretrained ~100M model on 2 CPU cores (`forensics real`): learning rates for its scale (at T = 72
+    # facts, 3e-4 already takes SmolLM2's original V from 1.00 to 0.79 in an epoch; 3e-3 is the cap),
+    # grown by the adequacy rounds
+    "real": RelearnSettings(lrs=(1e-4, 3e-4), max_lr=3e-3, **REAL_RTT),
+    # the paper's grid on a pretrained ~100M model (a GPU's job: bench/gpu_check.sh): learning rates on
+    # a log range, 6 epochs, 3 seeds, 2 rotations
+    "paper": RelearnSettings(lrs=(3e-5, 1e-4, 3e-4, 1e-3), epochs=6, batch_size=8, max_lr=3e-3, rotations=2),
+}
+
+
+def attack(name: str, label: str, folder: str | None, presets: dict, default: bool = True):
+    """The lens of an RTT section `name` (outcomes under `label`), its runs under OUT/`folder`, its
+    settings per grid `presets`."""
 
     def run(ctx: Context) -> dict:
         from forensics.attacks.relearn import relearn
@@ -89,7 +111,9 @@ def attack(name: str, label: str, folder: str | None, default: bool = True):
         outcomes=outcomes,
         control_outcomes=control_outcomes,
         adequacy=adequacy,
+        presets=presets,
+        shares=SHARES,
     )
 
 
-LENS = attack("relearn", "RTT", None)
+LENS = attack("relearn", "RTT", None, PRESETS)

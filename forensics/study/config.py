@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from forensics.config import check_seeds, coerce, from_table
@@ -20,7 +20,7 @@ from forensics.models.checkpoint import check_dir
 from forensics.models.executor import Executor
 from forensics.models.runtime import Runtime
 from forensics.outdir import safe_name
-from forensics.study.grids import GRID_FIELDS, GRIDS, Grid
+from forensics.study.grids import GRIDS, Grid, preset
 from forensics.study.verdict import VerdictSettings
 
 LENSES = tuple(REGISTRY)
@@ -80,21 +80,10 @@ class StudyConfig:
         self.jobs()  # checks the executor's settings
         if self.seeds is not None:
             check_seeds(self.seeds)
-        # the study-wide scorer and seeds go into every lens's settings
-        s = self.settings
-        seeds = self.seeds or s.relearn.seeds
-        object.__setattr__(self, "seeds", tuple(seeds))
-        object.__setattr__(
-            self,
-            "settings",
-            replace(
-                s,
-                relearn=replace(s.relearn, scorer=self.scorer, seeds=self.seeds),
-                relearn_lora=replace(s.relearn_lora, scorer=self.scorer, seeds=self.seeds),
-                localize=replace(s.localize, scorer=self.scorer, seeds=self.seeds),
-                probes=replace(s.probes, seed=self.seeds[0]),
-            ),
-        )
+        # the study-wide scorer and seeds (when given) go into every lens that shares them
+        settings = self.settings.shared({"scorer": self.scorer, "seeds": self.seeds})
+        object.__setattr__(self, "settings", settings)
+        object.__setattr__(self, "seeds", tuple(self.seeds or settings.of("relearn").seeds))
 
     def models(self) -> dict[str, Path]:
         """Every checkpoint, the original first and the control second."""
@@ -222,14 +211,14 @@ def load_config(path: Path) -> StudyConfig:
     grid = typed(raw.get("grid", "full"), str, "'grid'")
     if grid not in GRIDS:
         raise InputError(f"{path}: 'grid': unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
-    preset = GRIDS[grid]
-    settings = {
+    presets = preset(grid)
+    settings = {  # a lens's table sets all but what it shares with the study (the scorer, the seeds)
         lens: from_table(
             REGISTRY[lens].settings,
             lenses.get(lens, {}),
             f"{path}: [lenses.{lens}]",
-            base=preset.of(lens),
-            exclude=("scorer", "seed", "seeds") if lens in GRID_FIELDS else (),
+            base=presets.of(lens),
+            exclude=tuple(REGISTRY[lens].shares.values()),
         )
         for lens in LENS_TABLES
     }
@@ -266,10 +255,7 @@ def load_config(path: Path) -> StudyConfig:
         ),
         lenses=typed(lenses.get("run", list(DEFAULT_LENSES)), tuple[str, ...], "[lenses] 'run'"),
         grid=grid,
-        settings=Grid(
-            **{k: v for k, v in settings.items() if k in GRID_FIELDS},
-            lenses={k: v for k, v in settings.items() if k not in GRID_FIELDS},
-        ),
+        settings=Grid(settings),
         cache_max_gb=typed(raw["cache_max_gb"], float, "'cache_max_gb'") if "cache_max_gb" in raw else None,
         runtime=from_table(Runtime, {k: raw[k] for k in RUNTIME if k in raw}, f"{path}"),
         executor=typed(raw.get("executor", "local"), str, "'executor'"),

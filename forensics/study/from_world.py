@@ -7,7 +7,7 @@ from pathlib import Path
 from forensics.models.executor import Executor
 from forensics.models.runtime import Runtime
 from forensics.study.config import DEFAULT_LENSES, StudyConfig
-from forensics.study.grids import GRIDS
+from forensics.study.grids import preset
 
 
 def world_study(
@@ -43,7 +43,7 @@ def world_study(
         scorer=world["scorer"],
         lenses=tuple(lenses),
         grid=grid,
-        settings=GRIDS[grid],
+        settings=preset(grid),
         runtime=runtime,
         executor=executor.kind,
         ray_address=executor.address,

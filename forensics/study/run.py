@@ -73,7 +73,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     (refused when it is someone else's folder, unless `force`, or while another study holds it)."""
     sets = study_sets(cfg)
     models, unlearned = cfg.models(), cfg.unlearned
-    check_models(models, sets, cfg.scorer, cfg.settings.relearn.fmt)
+    check_models(models, sets, cfg.scorer, cfg.settings.of("relearn").fmt)
     cfg.jobs().start()  # a cluster that does not answer stops the study before anything is written
     digests = {name: checkpoint_digest(path) for name, path in models.items()}
     run = cfg.runtime
@@ -100,7 +100,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
             "name": cfg.name,
             "config": cfg.as_json(),
             "versions": versions(),
-            "seeds": {"relearn": list(grid.relearn.seeds), "probes": grid.probes.seed},
+            "seeds": {"relearn": list(grid.of("relearn").seeds), "probes": grid.of("probes").seed},
             "sets": _sets_summary(sets),
             "facts": {  # the forget facts every per-fact outcome is listed in
                 "splits": [f.split for f in sets.forget_facts()],
