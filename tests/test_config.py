@@ -49,7 +49,7 @@ def root(micro_world, tmp_path):
         ("#models\n[lenses.relearn]\nseed = 3", r"\[lenses.relearn\]: unknown key 'seed'"),
         ('scorrer = "letter"', r"unknown key 'scorrer'"),
         ('#models\n[lenses]\nrn = ["accuracy"]', r"unknown key 'rn' in \[lenses\]"),
-        ('#models\ndrop_duplicates = "no"', r"\[facts\] 'drop_duplicates': expected true or false"),
+        ('#models\ndrop_duplicates = "no"', r"\[facts\]: 'drop_duplicates': expected true or false"),
         ('grid = "tiny"', r"'grid': unknown grid 'tiny' \(choose from full, demo, real, paper\)"),
         ('scorer = "vibes"', r"unknown scorer 'vibes'"),
         ("seed = true", r"'seed': expected an integer, got bool"),

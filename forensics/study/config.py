@@ -105,37 +105,56 @@ class StudyConfig:
 
 
 RUNTIME = ("device", "dtype", "device_map", "max_memory")
-TOP = (
-    *RUNTIME,
-    "executor",
-    "ray_address",
-    "ray_timeout",
-    "workers",
-    "name",
-    "out",
-    "scorer",
-    "seed",
-    "seeds",
-    "grid",
-    "cache_max_gb",
-    "models",
-    "facts",
-    "lenses",
-    "verdict",
-)
-MODELS = ("original", "never_learned", "unlearned", "kinds")
+
+
+@dataclass(frozen=True)
+class TopTable:
+    """The config's top level (its tables `[models]`, `[facts]`, `[lenses]`, `[verdict]` apart)."""
+
+    name: str | None = None  # default: the file's stem
+    out: str | None = None  # default: runs/<name> beside the file
+    scorer: str = "choice"
+    seed: int | None = None
+    seeds: tuple[int, ...] | None = None
+    grid: str = "full"
+    cache_max_gb: float | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_timeout: float = 60.0
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class ModelsTable:
+    """`[models]` (its tables `unlearned` and `kinds`, of names, apart)."""
+
+    original: str | None = None
+    never_learned: str | None = None
+
+
+@dataclass(frozen=True)
+class FactsTable:
+    """`[facts]` (its table `kinds` apart)."""
+
+    path: str | None = None
+    forget: tuple[str, ...] | None = None
+    retain: tuple[str, ...] | None = None
+    near_retain: tuple[str, ...] = ()
+    control: tuple[str, ...] = ()
+    drop_duplicates: bool = False
+    partition: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LensesTable:
+    """`[lenses]` (each lens's own `[lenses.<name>]` apart)."""
+
+    run: tuple[str, ...] = DEFAULT_LENSES
+
+
+TABLES = ("models", "facts", "lenses", "verdict")
 KIND_MODELS = ("never_learned", "unlearned")
-FACTS = (
-    "path",
-    "forget",
-    "retain",
-    "near_retain",
-    "control",
-    "drop_duplicates",
-    "partition",
-    "seed",
-    "kinds",
-)
 
 
 @dataclass(frozen=True)
@@ -153,124 +172,144 @@ class KindStudy:
 LENS_TABLES = tuple(name for name, lens in REGISTRY.items() if lens.settings is not None)
 
 
-def load_config(path: Path) -> StudyConfig:
-    """Parse and check a study TOML; every problem is an InputError naming the file and key."""
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: malformed TOML ({e})") from None
-    here = path.parent
+@dataclass(frozen=True)
+class Reader:
+    """Reads one config file's tables: every problem an InputError naming the file and key."""
 
-    def table(parent: dict, key: str, where: str, known: tuple[str, ...], required: bool = True) -> dict:
-        if key not in parent:
-            if required:
-                raise InputError(f"{path}: missing '{key}' in {where}")
-            return {}
-        value = parent[key]
+    path: Path
+
+    def raw(self) -> dict:
+        try:
+            return tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise InputError(f"{self.path}: cannot read ({e.strerror})") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{self.path}: malformed TOML ({e})") from None
+
+    def table(self, parent: dict, key: str, where: str, known: tuple[str, ...] | None = None) -> dict:
+        """`parent[key]` as a table ({} when absent), its keys among `known` when given."""
+        value = parent.get(key, {})
         if not isinstance(value, dict):
-            raise InputError(f"{path}: '{key}' in {where} must be a table")
-        for k in value:
+            raise InputError(f"{self.path}: '{key}' in {where} must be a table")
+        for k in value if known is not None else ():
             if k not in known:
-                raise InputError(f"{path}: unknown key '{k}' in [{key}] (known: {', '.join(known)})")
+                raise InputError(f"{self.path}: unknown key '{k}' in [{key}] (known: {', '.join(known)})")
         return value
 
-    def need(parent: dict, key: str, where: str):
-        if key not in parent:
-            raise InputError(f"{path}: missing '{key}' in {where}")
-        return parent[key]
+    def typed(self, cls, table: dict, where: str, apart: tuple[str, ...] = ()):
+        """Dataclass `cls` from `table`, its keys in `apart` read elsewhere."""
+        return from_table(cls, {k: v for k, v in table.items() if k not in apart}, f"{self.path}{where}")
 
-    def typed(value, hint, where: str):
-        return coerce(value, hint, f"{path}: {where}")
+    def need(self, value, key: str, where: str):
+        if value is None:
+            raise InputError(f"{self.path}: missing '{key}' in {where}")
+        return value
 
-    def resolve(value, where: str) -> Path:
-        return (here / typed(value, str, where)).resolve()
+    def resolve(self, value, where: str) -> Path:
+        return (self.path.parent / coerce(value, str, f"{self.path}: {where}")).resolve()
 
-    if "seed" in raw and "seeds" in raw:
-        raise InputError(f"{path}: give 'seed' or 'seeds', not both")
-    for k in raw:
-        if k not in TOP:
-            raise InputError(f"{path}: unknown key '{k}' (known: {', '.join(TOP)})")
-    models = table(raw, "models", "the config", MODELS)
-    facts = table(raw, "facts", "the config", FACTS)
-    lenses = table(raw, "lenses", "the config", ("run", *LENS_TABLES), required=False)
-    kinds = table(facts, "kinds", "[facts]", tuple(facts.get("kinds", {})), required=False)
-    if kinds and "forget" in facts:
+
+def load_config(path: Path) -> StudyConfig | KindStudy:
+    """Parse and check a study TOML; every problem is an InputError naming the file and key."""
+    read = Reader(Path(path))
+    raw = read.raw()
+    top = read.typed(TopTable, raw, "", apart=(*TABLES, *RUNTIME))
+    if top.seed is not None and top.seeds is not None:
+        raise InputError(f"{read.path}: give 'seed' or 'seeds', not both")
+    if top.grid not in GRIDS:
+        raise InputError(f"{read.path}: 'grid': unknown grid '{top.grid}' (choose from {', '.join(GRIDS)})")
+    models_raw, facts_raw = read.table(raw, "models", "the config"), read.table(raw, "facts", "the config")
+    lenses_raw = read.table(raw, "lenses", "the config", ("run", *LENS_TABLES))
+    kinds = read.table(facts_raw, "kinds", "[facts]")
+    if kinds and "forget" in facts_raw:
         raise InputError(
-            f"{path}: [facts] gives 'forget' and 'kinds' (each kind's splits are its forget set)"
+            f"{read.path}: [facts] gives 'forget' and 'kinds' (each kind's splits are its forget set)"
         )
-    kind_models = table(models, "kinds", "[models]", tuple(kinds), required=False)
-    if kind_models and not kinds:
-        raise InputError(f"{path}: [models.kinds] needs [facts.kinds] (which splits are each kind's)")
-    unlearned = models.get("unlearned", {}) if kinds else need(models, "unlearned", "[models]")
+    name = top.name or read.path.stem
+    values = dict(
+        verdict=from_table(VerdictSettings, raw.get("verdict", {}), f"{read.path}: [verdict]"),
+        name=name,
+        out=read.resolve(top.out, "'out'")
+        if top.out
+        else read.path.parent.resolve() / "runs" / safe_name(name),
+        scorer=top.scorer,
+        seeds=top.seeds if top.seed is None else (top.seed,),
+        grid=top.grid,
+        cache_max_gb=top.cache_max_gb,
+        runtime=from_table(Runtime, {k: raw[k] for k in RUNTIME if k in raw}, f"{read.path}"),
+        executor=top.executor,
+        ray_address=top.ray_address,
+        ray_timeout=top.ray_timeout,
+        workers=top.workers,
+        **_models(read, models_raw, bool(kinds)),
+        **_facts(read, facts_raw, bool(kinds)),
+        **_lenses(read, lenses_raw, top.grid),
+    )
+    if kinds:
+        kind_models = read.table(models_raw, "kinds", "[models]", tuple(kinds))
+        return _kind_study(read, values, kinds, kind_models)
+    try:
+        cfg = StudyConfig(**values)
+    except InputError as e:
+        raise InputError(f"{read.path}: {e}") from None
+    _check_paths(read.path, cfg)
+    return cfg
+
+
+def _models(read: Reader, raw: dict, kinds: bool) -> dict:
+    """StudyConfig's checkpoints from `[models]`."""
+    table = read.typed(ModelsTable, raw, ": [models]", apart=("unlearned", "kinds"))
+    if "kinds" in raw and not kinds:
+        raise InputError(f"{read.path}: [models.kinds] needs [facts.kinds] (which splits are each kind's)")
+    if "unlearned" not in raw and not kinds:
+        raise InputError(f"{read.path}: missing 'unlearned' in [models]")
+    unlearned = raw.get("unlearned", {})
     if not isinstance(unlearned, dict):
-        raise InputError(f"{path}: [models.unlearned] must be a table of name = path")
-    name = typed(raw.get("name", path.stem), str, "'name'")
-    grid = typed(raw.get("grid", "full"), str, "'grid'")
-    if grid not in GRIDS:
-        raise InputError(f"{path}: 'grid': unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
+        raise InputError(f"{read.path}: [models.unlearned] must be a table of name = path")
+    original = read.need(table.original, "original", "[models]")
+    return {
+        "original": read.resolve(original, "[models] 'original'"),
+        "never_learned": (
+            read.resolve(table.never_learned, "[models] 'never_learned'") if table.never_learned else None
+        ),
+        "unlearned": {str(k): read.resolve(v, f"[models.unlearned] '{k}'") for k, v in unlearned.items()},
+    }
+
+
+def _facts(read: Reader, raw: dict, kinds: bool) -> dict:
+    """StudyConfig's facts and sets from `[facts]` (a kinds study's forget sets are its kinds')."""
+    table = read.typed(FactsTable, raw, ": [facts]", apart=("kinds",))
+    retain = table.retain if kinds and table.retain is None else read.need(table.retain, "retain", "[facts]")
+    return {
+        "facts": read.resolve(read.need(table.path, "path", "[facts]"), "[facts] 'path'")
+        if table.path is not None or not kinds
+        else None,
+        "forget": () if kinds else read.need(table.forget, "forget", "[facts]"),
+        "retain": retain or (),
+        "near_retain": table.near_retain,
+        "control": table.control,
+        "drop_duplicates": table.drop_duplicates,
+        "partition": table.partition,
+        "facts_seed": table.seed,
+    }
+
+
+def _lenses(read: Reader, raw: dict, grid: str) -> dict:
+    """The lenses to run and every lens's settings: its grid preset, its own table's keys over it
+    (but for what it shares with the study, the scorer and the seeds)."""
+    run = read.typed(LensesTable, raw, ": [lenses]", apart=LENS_TABLES).run
     presets = preset(grid)
-    settings = {  # a lens's table sets all but what it shares with the study (the scorer, the seeds)
+    settings = {
         lens: from_table(
             REGISTRY[lens].settings,
-            lenses.get(lens, {}),
-            f"{path}: [lenses.{lens}]",
+            raw.get(lens, {}),
+            f"{read.path}: [lenses.{lens}]",
             base=presets.of(lens),
             exclude=tuple(REGISTRY[lens].shares.values()),
         )
         for lens in LENS_TABLES
     }
-    values = dict(
-        verdict=from_table(VerdictSettings, raw.get("verdict", {}), f"{path}: [verdict]"),
-        name=name,
-        out=resolve(raw["out"], "'out'") if "out" in raw else here.resolve() / "runs" / safe_name(name),
-        original=resolve(need(models, "original", "[models]"), "[models] 'original'"),
-        never_learned=(
-            resolve(models["never_learned"], "[models] 'never_learned'")
-            if "never_learned" in models
-            else None
-        ),
-        unlearned={str(k): resolve(v, f"[models.unlearned] '{k}'") for k, v in unlearned.items()},
-        facts=resolve(need(facts, "path", "[facts]"), "[facts] 'path'")
-        if "path" in facts or not kinds
-        else None,
-        forget=() if kinds else typed(need(facts, "forget", "[facts]"), tuple[str, ...], "[facts] 'forget'"),
-        retain=()
-        if kinds and "retain" not in facts
-        else typed(need(facts, "retain", "[facts]"), tuple[str, ...], "[facts] 'retain'"),
-        near_retain=typed(facts.get("near_retain", []), tuple[str, ...], "[facts] 'near_retain'"),
-        control=typed(facts.get("control", []), tuple[str, ...], "[facts] 'control'"),
-        drop_duplicates=typed(facts.get("drop_duplicates", False), bool, "[facts] 'drop_duplicates'"),
-        partition=typed(facts["partition"], int, "[facts] 'partition'") if "partition" in facts else None,
-        facts_seed=typed(facts.get("seed", 0), int, "[facts] 'seed'"),
-        scorer=typed(raw.get("scorer", "choice"), str, "'scorer'"),
-        seeds=(
-            typed(raw["seeds"], tuple[int, ...], "'seeds'")
-            if "seeds" in raw
-            else (typed(raw["seed"], int, "'seed'"),)
-            if "seed" in raw
-            else None
-        ),
-        lenses=typed(lenses.get("run", list(DEFAULT_LENSES)), tuple[str, ...], "[lenses] 'run'"),
-        grid=grid,
-        settings=Grid(settings),
-        cache_max_gb=typed(raw["cache_max_gb"], float, "'cache_max_gb'") if "cache_max_gb" in raw else None,
-        runtime=from_table(Runtime, {k: raw[k] for k in RUNTIME if k in raw}, f"{path}"),
-        executor=typed(raw.get("executor", "local"), str, "'executor'"),
-        ray_address=typed(raw["ray_address"], str, "'ray_address'") if "ray_address" in raw else None,
-        ray_timeout=typed(raw.get("ray_timeout", 60.0), float, "'ray_timeout'"),
-        workers=typed(raw.get("workers", 1), int, "'workers'"),
-    )
-    if kinds:
-        return _kind_study(path, values, kinds, kind_models, table, resolve, typed)
-    try:
-        cfg = StudyConfig(**values)
-    except InputError as e:
-        raise InputError(f"{path}: {e}") from None
-    _check_paths(path, cfg)
-    return cfg
+    return {"lenses": run, "settings": Grid(settings)}
 
 
 def _check_paths(path: Path, cfg: StudyConfig) -> None:
@@ -311,12 +350,17 @@ def _check_kinds_apart(path: Path, studies: dict[str, StudyConfig]) -> None:
                 )
 
 
-def _kind_study(path: Path, values: dict, kinds: dict, kind_models: dict, table, resolve, typed) -> KindStudy:
+def _kind_study(read: Reader, values: dict, kinds: dict, kind_models: dict) -> KindStudy:
     """One study per kind of `[facts.kinds]` — `kind = [splits]` (its forget splits in `[facts]`'s
     file) or `[facts.kinds.<kind>]` with its own `forget` and optionally `path`, `retain`,
     `near_retain` (the paper's `years` beside `random-birthdays`) — with the never-learned control and
     unlearned checkpoints of `[models.kinds.<kind>]` (default: `[models]`'s — the same checkpoints
     unlearned on every kind at once, studied kind by kind)."""
+    path, table, resolve = read.path, read.table, read.resolve
+
+    def typed(value, hint, where: str):
+        return coerce(value, hint, f"{path}: {where}")
+
     studies = {}
     for kind in kinds:
         if safe_name(kind).casefold() in RESERVED:
@@ -344,7 +388,7 @@ def _kind_study(path: Path, values: dict, kinds: dict, kind_models: dict, table,
             raise InputError(f"{path}: missing 'path' in [facts] (or in [facts.kinds.{kind}])")
         if not facts_of.get("retain", values["retain"]):
             raise InputError(f"{path}: missing 'retain' in [facts] (or in [facts.kinds.{kind}])")
-        own = table(kind_models, kind, "[models.kinds]", KIND_MODELS, required=False)
+        own = table(kind_models, kind, "[models.kinds]", KIND_MODELS)
         unlearned = own.get("unlearned", None)
         if unlearned is not None and not isinstance(unlearned, dict):
             raise InputError(f"{path}: [models.kinds.{kind}.unlearned] must be a table of name = path")
