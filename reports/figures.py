@@ -8,10 +8,12 @@ import html
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from forensics.lenses import REGISTRY
+from forensics.lenses.base import Series
+from forensics.lenses.relearn import view as attack_view
 from reports.table import against
 
 COLORS = {"original": "#2b6cb0", "never_learned": "#718096", "method": "#c53030", "control": "#d69e2e"}
-KINDS_ORDER = ["attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o", "mlp_gate", "mlp_in", "mlp_out", "norm"]
 
 
 def esc(value) -> str:
@@ -31,22 +33,21 @@ def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
 
 
 def rtt_figure(results: dict) -> go.Figure | None:
-    rtt = results.get("relearn")
-    if not rtt:
+    """Per model, V before and after RTT (mean ± sd over rotations), with chance."""
+    rtt = attack_view(results)
+    if rtt is None:
         return None
-    metrics, best = rtt["metrics"], rtt["best"]
-    names = list(metrics)
-    before = [sum(b["before"] for b in best[n].values()) / len(best[n]) for n in names]
+    names = list(rtt.acc_v)
     fig = go.Figure()
-    fig.add_bar(name="V before RTT", x=names, y=before, marker_color="#a0aec0")
+    fig.add_bar(name="V before RTT", x=names, y=[rtt.before[n] for n in names], marker_color="#a0aec0")
     fig.add_bar(
         name="V after RTT (best lr, epoch)",
         x=names,
-        y=[metrics[n]["acc_v"]["mean"] for n in names],
-        error_y={"type": "data", "array": [metrics[n]["acc_v"]["std"] for n in names]},
+        y=[rtt.acc_v[n][0] for n in names],
+        error_y={"type": "data", "array": [rtt.acc_v[n][1] for n in names]},
         marker_color=[COLORS.get(n, COLORS["method"]) for n in names],
     )
-    fig.add_hline(y=rtt["chance"], line_dash="dot", annotation_text="chance")
+    fig.add_hline(y=rtt.chance, line_dash="dot", annotation_text="chance")
     fig.update_yaxes(range=[0, 1.05], title="accuracy on V")
     return _layout(fig, "Retraining on T (RTT): accuracy on the held-out V, mean ± sd over rotations")
 
@@ -54,29 +55,24 @@ def rtt_figure(results: dict) -> go.Figure | None:
 def attack_figure(results: dict) -> go.Figure | None:
     """Per model, V (solid) and T (dashed) accuracy after each epoch, one line per learning rate, mean
     over V splits and seeds: the whole grid the attack ran, so its saturation can be seen."""
-    grid = (results.get("relearn") or {}).get("grid")
-    if not grid:
+    rtt = attack_view(results)
+    if rtt is None or not rtt.curves:
         return None
-    names = list(grid)
-    lrs = sorted({r["lr"] for runs in grid.values() for r in runs})
+    names = list(rtt.curves)
+    lrs = sorted({lr for per_lr in rtt.curves.values() for lr in per_lr})
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=[esc(n) for n in names], shared_yaxes=True)
     palette = ["#9f7aea", "#3182ce", "#38a169", "#dd6b20", "#e53e3e", "#718096", "#d53f8c"]
     for col, name in enumerate(names, 1):
         for i, lr in enumerate(lrs):
-            runs = [r for r in grid[name] if r["lr"] == lr]
-            for key, dash in (("acc_v", "solid"), ("acc_t", "dash")):
-                points: dict[int, list[float]] = {}
-                for r in runs:
-                    for e in r["epochs"]:
-                        if e.get(key) is not None:
-                            points.setdefault(e["epoch"], []).append(e[key])
+            for key, dash in (("V", "solid"), ("T", "dash")):
+                points = rtt.curves[name].get(lr, {}).get(key)
                 if not points:
                     continue
                 xs = sorted(points)
                 fig.add_scatter(
                     x=xs,
-                    y=[sum(points[x]) / len(points[x]) for x in xs],
-                    name=f"lr {lr:g}: {'V' if key == 'acc_v' else 'T'}",
+                    y=[points[x] for x in xs],
+                    name=f"lr {lr:g}: {key}",
                     legendgroup=f"{lr:g}{key}",
                     showlegend=col == 1,
                     mode="lines+markers",
@@ -191,99 +187,52 @@ def action_figure(results: dict) -> go.Figure | None:
     return _layout(fig, "Action map: where each method changed the model (never decides the verdict)", 400)
 
 
-def _line(fig, x, y, name, color, row, col, dash=None, show=True):
+def method_figure(results: dict, name: str) -> go.Figure:
+    """One method's panels, layer by layer: every panel a lens declares (`Lens.panels`), in registry
+    order, three to a row; a lens that did not run says so in its panels."""
+    panels = [p for lens in REGISTRY.values() for p in lens.panels]
+    drawn: dict = {}
+    for lens in REGISTRY.values():
+        if lens.draw is not None:
+            drawn.update(lens.draw(results, name))
+    rows = max(1, -(-len(panels) // 3))
+    fig = make_subplots(rows=rows, cols=3, subplot_titles=[p.title for p in panels], vertical_spacing=0.16)
+    for i, panel in enumerate(panels):
+        row, col = divmod(i, 3)
+        for series in drawn.get(panel.title, []):
+            _series(fig, series, row + 1, col + 1)
+        if not drawn.get(panel.title):
+            _not_run(fig, row + 1, col + 1)
+        elif panel.unit:
+            fig.update_yaxes(range=[0, 1.05], row=row + 1, col=col + 1)
+    fig.update_xaxes(title="layer")
+    return _layout(fig, f"{name}: layer by layer", 360 * rows)
+
+
+def _series(fig: go.Figure, s: Series, row: int, col: int) -> None:
+    """A lens's series in its panel: bars, or a line (coloured by the model's role when it names one)."""
+    if s.bars:
+        fig.add_bar(x=s.x, y=s.y, name=s.name, row=row, col=col, legendgroup="bars")
+        return
+    color = COLORS.get(s.color, s.color) if s.color else None
     fig.add_scatter(
-        x=x,
-        y=y,
-        name=name,
+        x=s.x,
+        y=s.y,
+        name=s.name,
         mode="lines+markers",
-        line={"color": color, "dash": dash},
-        legendgroup=name,
-        showlegend=show,
+        line={"color": color, "dash": s.dash},
+        legendgroup=s.name,
+        showlegend=s.legend,
         row=row,
         col=col,
     )
 
 
-def method_figure(results: dict, name: str) -> go.Figure:
-    """Six per-layer panels for one method."""
-    fig = make_subplots(
-        rows=2,
-        cols=3,
-        subplot_titles=[
-            "probe accuracy on V",
-            "logit lens on forget",
-            "‖ΔW‖/‖W‖ by module",
-            "cosine to the original's residuals",
-            "forget accuracy after revert / patch / layer-RTT",
-            "RTT update vs −ΔW (cosine, per epoch)",
-        ],
-        vertical_spacing=0.16,
-    )
-    probes = results.get("probes")
-    if probes and name in probes["models"]:
-        layers = probes["layers"]
-        series = [(name, "probe", COLORS["method"], None), ("original", "probe", COLORS["original"], None)]
-        series += [("never_learned", "probe", COLORS["never_learned"], None)]
-        series += [(name, "control", COLORS["control"], "dot")]
-        for model, key, color, dash in series:
-            if model in probes["models"]:
-                label = f"{model} (control task)" if key == "control" else model
-                _line(fig, layers, [p["acc"] for p in probes["models"][model][key]], label, color, 1, 1, dash)
-        for model, color in (
-            (name, COLORS["method"]),
-            ("original", COLORS["original"]),
-            ("never_learned", COLORS["never_learned"]),
-        ):
-            if model in probes["models"]:
-                lens = [p["acc"] for p in probes["models"][model]["lens"]["forget"]]
-                _line(fig, layers, lens, model, color, 1, 2, show=False)
-    weights = results.get("weights", {}).get(name)
-    if weights:
-        blocks = sorted((k for k in weights["layers"] if k != "none"), key=int)
-        kinds = [k for k in KINDS_ORDER if any(k in weights["layers"][b] for b in blocks)]
-        for kind in kinds:
-            fig.add_bar(
-                x=blocks,
-                y=[weights["layers"][b].get(kind, {}).get("rel", 0) for b in blocks],
-                name=kind,
-                row=1,
-                col=3,
-                legendgroup="kinds",
-            )
-    act = results.get("activations", {}).get(name)
-    if act:
-        layers = ["embed", *map(str, range(len(act["forget"]["cosine"]) - 1))]
-        _line(fig, layers, act["forget"]["cosine"], "forget prompts", "#805ad5", 2, 1)
-        _line(fig, layers, act["retain"]["cosine"], "retain prompts", "#38a169", 2, 1)
-    loc = results.get("localize", {}).get(name)
-    if loc:
-        blocks = [str(i) for i in loc.get("layers", range(len(loc["revert"])))]
-        _line(fig, blocks, [r["forget"] for r in loc["revert"]], "revert layer", "#dd6b20", 2, 2)
-        _line(fig, blocks, [r["forget"] for r in loc["patch"]], "patch residual", "#319795", 2, 2)
-        _line(
-            fig, blocks, [r["acc_v"] for r in loc["layer_rtt"]], "RTT on this layer only (V)", "#b83280", 2, 2
-        )
-        _line(
-            fig, blocks, [loc["before"]["forget"]] * len(blocks), "unlearned, as is", "#a0aec0", 2, 2, "dot"
-        )
-        for point in loc["dynamics"]["points"][1:]:  # every block, whichever blocks were localized
-            every = [str(i) for i in range(len(point["cosine"]))]
-            _line(fig, every, point["cosine"], f"after epoch {point['epoch']}", None, 2, 3, show=False)
-    drawn = {(t.xaxis, t.yaxis) for t in fig.data}
-    for r, c in ((r, c) for r in (1, 2) for c in (1, 2, 3)):
-        axes = fig.get_subplot(r, c)
-        if (
-            axes.xaxis.plotly_name.replace("axis", ""),
-            axes.yaxis.plotly_name.replace("axis", ""),
-        ) not in drawn:
-            # in paper coordinates: an axis-domain reference on a hidden axis lands on the first visible one
-            x, y = sum(axes.xaxis.domain) / 2, sum(axes.yaxis.domain) / 2
-            fig.add_annotation(text="not run", x=x, y=y, xref="paper", yref="paper", showarrow=False)
-            fig.update_xaxes(visible=False, row=r, col=c)
-            fig.update_yaxes(visible=False, row=r, col=c)
-    fig.update_yaxes(range=[0, 1.05], row=1, col=1)
-    fig.update_yaxes(range=[0, 1.05], row=1, col=2)
-    fig.update_yaxes(range=[0, 1.05], row=2, col=2)
-    fig.update_xaxes(title="layer")
-    return _layout(fig, f"{name}: layer by layer", 720)
+def _not_run(fig: go.Figure, row: int, col: int) -> None:
+    """ "not run" in an empty panel, its axes hidden (in paper coordinates: an axis-domain reference on a
+    hidden axis lands on the first visible one)."""
+    axes = fig.get_subplot(row, col)
+    x, y = sum(axes.xaxis.domain) / 2, sum(axes.yaxis.domain) / 2
+    fig.add_annotation(text="not run", x=x, y=y, xref="paper", yref="paper", showarrow=False)
+    fig.update_xaxes(visible=False, row=row, col=col)
+    fig.update_yaxes(visible=False, row=row, col=col)

@@ -15,6 +15,7 @@ from plotly.utils import PlotlyJSONEncoder
 
 from forensics.attacks.adequacy import compute_words, rounds_words, words
 from forensics.errors import InputError
+from forensics.lenses.relearn import view as attack_view
 from forensics.outcomes import Reading
 from reports.figures import action_figure, attack_figure, esc, information_figure, method_figure, rtt_figure
 from reports.table import SummaryTable, summary_table
@@ -49,21 +50,20 @@ def summary_html(table: SummaryTable) -> str:
 
 def attack_section(results: dict) -> str:
     """The attack's strength per model (DESIGN §13): T fitted, saturated, its compute and rounds."""
-    rtt = results.get("relearn") or {}
-    adequacy = rtt.get("adequacy")
-    if not adequacy:
+    rtt = attack_view(results)
+    if rtt is None or not rtt.adequacy:
         return ""
     rows = "".join(
         f"<tr><td>{esc(name)}</td><td>{esc(words(a))}</td><td>{_fmt(a.get('t_accuracy'))}</td>"
         f"<td>{esc(compute_words(a))}</td><td>{a.get('compute', {}).get('examples', '–')}</td></tr>"
-        for name, a in adequacy.items()
+        for name, a in rtt.adequacy.items()
     )
-    rounds = rounds_words(rtt.get("rounds", []))
+    rounds = rounds_words(rtt.rounds)
     return (
         "<h3>Did the attack try hard enough?</h3>"
         "<table id='attack'><thead><tr><th>model</th><th>attack</th><th>best T accuracy</th>"
         f"<th>compute</th><th>examples seen</th></tr></thead><tbody>{rows}</tbody></table>"
-        f"<p class='small'>{esc(rtt.get('adequacy_rule', ''))}. Rounds (the same grid on every model): "
+        f"<p class='small'>{esc(rtt.rule)}. Rounds (the same grid on every model): "
         f"{esc(rounds)}. No method is called erased from an attack that is not adequate; no verdict at all "
         "when it cannot fit T on the original or the control.</p>"
     )
@@ -84,14 +84,12 @@ def facts_section(results: dict) -> str:
             for f in facts
         )
         parts.append(f"<p>Examples of {esc(kind)} facts:</p><ul class='facts'>{items}</ul>")
-    rtt = results.get("relearn", {}).get("grid_run") or results.get("relearn", {}).get("settings")
-    if rtt:
-        batch = results["relearn"].get("settings", {}).get("batch_size", "–")
+    rtt = attack_view(results)
+    if rtt is not None and rtt.lrs:
         parts.append(
-            f"<p>RTT grid (its last round): learning rates {esc(rtt['lrs'])}, up to {esc(rtt['epochs'])} "
-            "epochs, "
-            f"batch {esc(batch)}; the best (lr, epoch) per V is chosen on V — the attacker's "
-            f"best case.</p>"
+            f"<p>RTT grid (its last round): learning rates {esc(rtt.lrs)}, up to {esc(rtt.epochs)} epochs, "
+            f"batch {_fmt(rtt.batch_size)}; the best (lr, epoch) per V is chosen on V — the attacker's "
+            "best case.</p>"
         )
     cfg = results.get("config", {})
     parts.append(f"<p>Grid: <b>{esc(cfg.get('grid', 'full'))}</b>.</p>")

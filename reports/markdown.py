@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 
 from forensics.attacks.adequacy import compute_words, rounds_words, words
+from forensics.lenses.relearn import view as attack_view
 from forensics.outcomes import with_ci
 from reports.table import summary_table, verdict_text
 
@@ -45,13 +46,13 @@ def render(results: dict, report: Path | None = None) -> str:
 
 def attack_lines(results: dict) -> list[str]:
     """RTT's strength per model (DESIGN §13): adequate or what it lacks, with its compute and rounds."""
-    rtt = results.get("relearn") or {}
-    if not rtt.get("adequacy"):
+    rtt = attack_view(results)
+    if rtt is None or not rtt.adequacy:
         return []
-    lines = ["", f"RTT's attack per model ({_cell(rtt.get('adequacy_rule'))}):", ""]
-    for name, a in rtt["adequacy"].items():
+    lines = ["", f"RTT's attack per model ({_cell(rtt.rule)}):", ""]
+    for name, a in rtt.adequacy.items():
         lines.append(f"- {_cell(name)}: {_cell(words(a))}; {_cell(compute_words(a))}")
-    lines.append(f"- rounds: {_cell(rounds_words(rtt.get('rounds', [])))}")
+    lines.append(f"- rounds: {_cell(rounds_words(rtt.rounds))}")
     return lines
 
 

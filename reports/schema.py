@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 from forensics.errors import InputError
+from forensics.lenses import REGISTRY
 
 
 def _num(v) -> bool:
@@ -47,17 +48,6 @@ STUDY_KEYS = (
     "?control_action_map.layers.[]:layer",
     "?control_action_map.*:list",
     "?action_rows.*:str",
-    "?relearn.metrics.*.acc_v.mean:num?",
-    "?relearn.metrics.*.acc_v.std:num?",
-    "?relearn.best.*.*.before:num",
-    "?relearn.chance:num",
-    "?relearn.?adequacy.*.?t_accuracy:num?",
-    "?relearn.?adequacy.*.?compute.lrs:list",
-    "?relearn.?grid.*.[].lr:num",
-    "?relearn.?grid.*.[].epochs.[].epoch:int",
-    "?relearn.?rounds.[].lrs:list",
-    "?relearn.?rounds.[].adequate.*",
-    *(f"?relearn.?settings.{k}" for k in ("lrs", "epochs", "batch_size")),
     "?sets.?forget.*",
     "?sets.?examples.*.[].question",
     "?sets.?examples.*.[].choices.[]:str",
@@ -69,16 +59,8 @@ STUDY_KEYS = (
     "?reference.reasons.[]",
     *(f"?reference.?{k}.[]:str" for k in ("blind", "confounded")),
     "?reference.?against:str",
-    "?probes.layers.[]:layer",
-    *(f"?probes.models.*.{k}.[].acc:num?" for k in ("probe", "control", "lens.forget")),
-    "?weights.*.layers.*.*.?rel:num",
-    *(f"?activations.*.{k}.cosine.[]:num?" for k in ("forget", "retain")),
-    "?localize.*.?layers.[]:layer",
-    *(f"?localize.*.{k}.[].forget:num?" for k in ("revert", "patch")),
-    "?localize.*.layer_rtt.[].acc_v:num?",
-    "?localize.*.before.forget:num?",
-    "?localize.*.dynamics.points.[].epoch",
-    "?localize.*.dynamics.points.[].cosine:list",
+    # what the report reads of each lens's section, as the lens declares it (`Lens.schema`)
+    *(f"?{name}.{key}" for name, lens in REGISTRY.items() for key in lens.schema),
 )
 PER_KIND = "comparison.methods.*.per_kind.*"
 KINDS_KEYS = (

@@ -3,7 +3,7 @@ on forget and retain prompts."""
 
 from __future__ import annotations
 
-from forensics.lenses.base import ACTION, Context, Lens
+from forensics.lenses.base import ACTION, Context, Lens, Panel, Series
 
 
 def run(ctx: Context) -> dict:
@@ -20,6 +20,30 @@ def action(results: dict, model: str) -> dict | None:
     return {"layers": [str(i) for i in range(len(divergence))], "divergence": divergence}
 
 
+PANEL = Panel(title="cosine to the original's residuals")
+
+
+def draw(results: dict, model: str) -> dict[str, list[Series]]:
+    """Per layer (the embedding first), the cosine of the method's residual to the original's."""
+    acts = results.get("activations", {}).get(model)
+    if not acts:
+        return {}
+    layers = ["embed", *map(str, range(len(acts["forget"]["cosine"]) - 1))]
+    return {
+        PANEL.title: [
+            Series(name="forget prompts", x=layers, y=acts["forget"]["cosine"], color="#805ad5"),
+            Series(name="retain prompts", x=layers, y=acts["retain"]["cosine"], color="#38a169"),
+        ]
+    }
+
+
 LENS = Lens(
-    name="activations", kind=ACTION, run=run, action=action, rows={"divergence": "1 − cos to the original"}
+    name="activations",
+    kind=ACTION,
+    run=run,
+    action=action,
+    rows={"divergence": "1 − cos to the original"},
+    panels=(PANEL,),
+    draw=draw,
+    schema=tuple(f"*.{k}.cosine.[]:num?" for k in ("forget", "retain")),
 )

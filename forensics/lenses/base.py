@@ -2,7 +2,7 @@
 per-fact outcomes (information lenses, for the verdict) or per-block rows (action lenses, for the map).
 
 Nothing outside a lens's own module knows its section's layout: the study runs `run`, the summary
-asks `outcomes` / `control_outcomes` / `action`, the report draws what they return.
+asks `outcomes` / `control_outcomes` / `action`, the report draws what they and `draw` return.
 """
 
 from __future__ import annotations
@@ -56,6 +56,28 @@ class Context:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Series:
+    """One line (or set of bars) of a report panel, as plain data the report draws."""
+
+    name: str
+    x: list
+    y: list
+    color: str | None = None  # a colour, or a model's role the report colours (original, never_learned, …)
+    dash: str | None = None
+    bars: bool = False
+    legend: bool = True  # listed in the figure's legend
+
+
+@dataclass(frozen=True, kw_only=True)
+class Panel:
+    """One panel of a method's layer-by-layer figure: shown (saying "not run") even where the lens
+    did not run; `unit`: an accuracy's [0, 1] axis."""
+
+    title: str
+    unit: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class Lens:
     """One lens. `run(ctx)` returns its results section; `outcomes(results, model)` its per-fact
     outcomes on the forget facts (information lenses); `control_outcomes(results, model)` the same
@@ -74,6 +96,9 @@ class Lens:
     rows: Mapping[str, str] = field(default_factory=dict)  # its action-map rows and their titles
     adequacy: Callable[[dict, str], dict[str, dict]] | None = None  # an attack's strength, per label
     needs: tuple[str, ...] = ()  # lenses whose sections it reads: they run first when the study runs them
+    panels: tuple[Panel, ...] = ()  # its panels in a method's layer-by-layer figure
+    draw: Callable[[dict, str], Mapping[str, list[Series]]] | None = None  # panel title → its series
+    schema: tuple[str, ...] = ()  # the keys of its section the report reads (reports/schema.py), under it
     presets: Mapping[str, Any] = field(default_factory=dict)  # grid name → its settings there (else defaults)
     shares: Mapping[str, str] = field(default_factory=dict)  # study-wide setting → its settings' field
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from forensics.attacks.relearn import RelearnSettings
-from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes
+from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, Panel, Series
 from forensics.lenses.relearn import SHARES
 from forensics.outcomes import Reading, unbits
 
@@ -61,6 +61,46 @@ def action(results: dict, model: str) -> dict | None:
     }
 
 
+FORGET_PANEL = Panel(title="forget accuracy after revert / patch / layer-RTT", unit=True)
+DYNAMICS_PANEL = Panel(title="RTT update vs −ΔW (cosine, per epoch)")
+
+
+def draw(results: dict, model: str) -> dict[str, list[Series]]:
+    """Per localized block: forget accuracy after reverting it, patching its residual, and RTT on it
+    alone (beside the unlearned model's); per block and epoch, the RTT update's cosine with −ΔW."""
+    loc = results.get("localize", {}).get(model)
+    if not loc:
+        return {}
+    blocks = [str(i) for i in localized_layers(loc)]
+    forget = [
+        Series(name="revert layer", x=blocks, y=[r["forget"] for r in loc["revert"]], color="#dd6b20"),
+        Series(name="patch residual", x=blocks, y=[r["forget"] for r in loc["patch"]], color="#319795"),
+        Series(
+            name="RTT on this layer only (V)",
+            x=blocks,
+            y=[r["acc_v"] for r in loc["layer_rtt"]],
+            color="#b83280",
+        ),
+        Series(
+            name="unlearned, as is",
+            x=blocks,
+            y=[loc["before"]["forget"]] * len(blocks),
+            color="#a0aec0",
+            dash="dot",
+        ),
+    ]
+    dynamics = [  # every block, whichever blocks were localized
+        Series(
+            name=f"after epoch {p['epoch']}",
+            x=[str(i) for i in range(len(p["cosine"]))],
+            y=p["cosine"],
+            legend=False,
+        )
+        for p in loc["dynamics"]["points"][1:]
+    ]
+    return {FORGET_PANEL.title: forget, DYNAMICS_PANEL.title: dynamics}
+
+
 LAYER_RTT = {"patience": 1, "score_retain": False, "rotations": 1, "seeds": (0,)}  # one rotation, V only
 PRESETS = {
     "full": RelearnSettings(lrs=(1e-3,), epochs=4),
@@ -79,6 +119,16 @@ LENS = Lens(
     settings=RelearnSettings,
     presets=PRESETS,
     shares=SHARES,
+    panels=(FORGET_PANEL, DYNAMICS_PANEL),
+    schema=(
+        "*.?layers.[]:layer",
+        *(f"*.{k}.[].forget:num?" for k in ("revert", "patch")),
+        "*.layer_rtt.[].acc_v:num?",
+        "*.before.forget:num?",
+        "*.dynamics.points.[].epoch",
+        "*.dynamics.points.[].cosine:list",
+    ),
+    draw=draw,
     outcomes=outcomes,
     action=action,
     rows={

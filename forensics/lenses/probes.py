@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, everything
+from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes, Panel, Series, everything
 from forensics.measure.probing import ProbeSettings
 from forensics.outcomes import Reading, unbits
 
@@ -40,6 +40,40 @@ def control_outcomes(results: dict, model: str) -> dict[Reading, np.ndarray]:
     return _layered(results, model, 1)
 
 
+PROBE_PANEL, LENS_PANEL = (
+    Panel(title="probe accuracy on V", unit=True),
+    Panel(title="logit lens on forget", unit=True),
+)
+
+
+def draw(results: dict, model: str) -> dict[str, list[Series]]:
+    """Per layer: the probe's accuracy on V (the method's, the original's, the never-learned's, the
+    method's control task) and the logit lens's on the forget facts."""
+    probes = results.get("probes")
+    if not probes or model not in probes["models"]:
+        return {}
+    layers, runs = probes["layers"], probes["models"]
+    shown = [(m, role) for m, role in ((model, "method"), ("original", "original")) if m in runs]
+    shown += [("never_learned", "never_learned")] if "never_learned" in runs else []
+    probe = [
+        Series(name=m, x=layers, y=[p["acc"] for p in runs[m]["probe"]], color=role) for m, role in shown
+    ]
+    probe.append(
+        Series(
+            name=f"{model} (control task)",
+            x=layers,
+            y=[p["acc"] for p in runs[model]["control"]],
+            color="control",
+            dash="dot",
+        )
+    )
+    lens = [
+        Series(name=m, x=layers, y=[p["acc"] for p in runs[m]["lens"]["forget"]], color=role, legend=False)
+        for m, role in shown
+    ]
+    return {PROBE_PANEL.title: probe, LENS_PANEL.title: lens}
+
+
 # fewer L-BFGS iterations on the CPU grids: V accuracy within ±0.02 of the converged probe on the demo world
 LIGHT = ProbeSettings(max_iter=100)
 
@@ -50,6 +84,9 @@ LENS = Lens(
     settings=ProbeSettings,
     presets={"demo": LIGHT, "real": LIGHT},
     shares={"seeds": "seed"},  # the first of the study's seeds
+    panels=(PROBE_PANEL, LENS_PANEL),
+    schema=("layers.[]:layer", *(f"models.*.{k}.[].acc:num?" for k in ("probe", "control", "lens.forget"))),
+    draw=draw,
     outcomes=outcomes,
     control_outcomes=control_outcomes,
 )

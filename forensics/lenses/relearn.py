@@ -3,7 +3,7 @@ the paper's test of hidden versus erased."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -40,6 +40,73 @@ def judged(section: dict) -> dict[str, dict]:
     for model, runs in grid.items():
         out[model]["compute"] = compute(runs)
     return out
+
+
+@dataclass(frozen=True)
+class AttackView:
+    """What the report and the summary read of an RTT section (its layout stays in this module)."""
+
+    chance: float
+    acc_v: dict[str, tuple[float | None, float | None]]  # per model: V after RTT, mean and sd over V
+    recovery: dict[str, float | None]  # per model: its V after RTT ÷ the original's
+    before: dict[str, float]  # per model: V before RTT, mean over V
+    curves: dict[str, dict[float, dict[str, dict[int, float]]]]  # model → lr → "V"/"T" → epoch → mean
+    adequacy: dict[str, dict]  # per model (forensics.attacks.adequacy.assess)
+    rule: str  # the adequacy rule in words
+    rounds: list[dict]  # the grid's rounds: lrs, epochs, who was adequate
+    lrs: list[float]  # the last round's grid
+    epochs: int | None
+    batch_size: int | None
+
+
+def view(results: dict, name: str = "relearn") -> AttackView | None:
+    """RTT section `name` of a study's results as an AttackView (None when it did not run)."""
+    rtt = results.get(name)
+    if not rtt:
+        return None
+    metrics, best = rtt.get("metrics", {}), rtt.get("best", {})
+    curves: dict = {}
+    for model, runs in (rtt.get("grid") or {}).items():
+        for r in runs:
+            for e in r["epochs"]:
+                for key, label in (("acc_v", "V"), ("acc_t", "T")):
+                    if e.get(key) is not None:
+                        at = curves.setdefault(model, {}).setdefault(r["lr"], {}).setdefault(label, {})
+                        at.setdefault(e["epoch"], []).append(e[key])
+    for per_lr in curves.values():
+        for per_key in per_lr.values():
+            for points in per_key.values():
+                points.update({x: sum(ys) / len(ys) for x, ys in points.items()})
+    grid = rtt.get("grid_run") or rtt.get("settings") or {}
+    return AttackView(
+        chance=rtt["chance"],
+        acc_v={m: (e["acc_v"]["mean"], e["acc_v"]["std"]) for m, e in metrics.items()},
+        recovery={m: e["recovery"]["mean"] for m, e in metrics.items()},
+        before={m: sum(b["before"] for b in per.values()) / len(per) for m, per in best.items()},
+        curves={m: dict(sorted(c.items())) for m, c in curves.items()},
+        adequacy=rtt.get("adequacy", {}),
+        rule=rtt.get("adequacy_rule", ""),
+        rounds=rtt.get("rounds", []),
+        lrs=list(grid.get("lrs", [])),
+        epochs=grid.get("epochs"),
+        batch_size=rtt.get("settings", {}).get("batch_size"),
+    )
+
+
+# what report keys it reads (reports/schema.py), under its section
+SCHEMA = (
+    "metrics.*.acc_v.mean:num?",
+    "metrics.*.acc_v.std:num?",
+    "best.*.*.before:num",
+    "chance:num",
+    "?adequacy.*.?t_accuracy:num?",
+    "?adequacy.*.?compute.lrs:list",
+    "?grid.*.[].lr:num",
+    "?grid.*.[].epochs.[].epoch:int",
+    "?rounds.[].lrs:list",
+    "?rounds.[].adequate.*",
+    *(f"?settings.{k}" for k in ("lrs", "epochs", "batch_size")),
+)
 
 
 # what full and LoRA RTT share on the `real` grid: a batch of 8, up to 3 epochs (T of 72 facts is 9 steps
@@ -113,6 +180,7 @@ def attack(name: str, label: str, folder: str | None, presets: dict, default: bo
         adequacy=adequacy,
         presets=presets,
         shares=SHARES,
+        schema=SCHEMA,
     )
 
 

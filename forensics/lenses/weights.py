@@ -3,7 +3,7 @@ original."""
 
 from __future__ import annotations
 
-from forensics.lenses.base import ACTION, Context, Lens
+from forensics.lenses.base import ACTION, Context, Lens, Panel, Series
 
 
 def run(ctx: Context) -> dict:
@@ -20,4 +20,32 @@ def action(results: dict, model: str) -> dict | None:
     return {"layers": layers, "dW_rel": [weights["layers"][k]["all"]["rel"] for k in layers]}
 
 
-LENS = Lens(name="weights", kind=ACTION, run=run, action=action, rows={"dW_rel": "‖ΔW‖/‖W‖"})
+KINDS_ORDER = ["attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o", "mlp_gate", "mlp_in", "mlp_out", "norm"]
+PANEL = Panel(title="‖ΔW‖/‖W‖ by module")
+
+
+def draw(results: dict, model: str) -> dict[str, list[Series]]:
+    """Per block, ‖ΔW‖/‖W‖ of each kind of module (bars)."""
+    weights = results.get("weights", {}).get(model)
+    if not weights:
+        return {}
+    layers = weights["layers"]
+    blocks = sorted((k for k in layers if k != "none"), key=int)
+    kinds = [k for k in KINDS_ORDER if any(k in layers[b] for b in blocks)]
+    bars = [
+        Series(name=k, x=blocks, y=[layers[b].get(k, {}).get("rel", 0) for b in blocks], bars=True)
+        for k in kinds
+    ]
+    return {PANEL.title: bars}
+
+
+LENS = Lens(
+    name="weights",
+    kind=ACTION,
+    run=run,
+    action=action,
+    rows={"dW_rel": "‖ΔW‖/‖W‖"},
+    panels=(PANEL,),
+    schema=("*.layers.*.*.?rel:num",),
+    draw=draw,
+)

@@ -18,6 +18,7 @@ import numpy as np
 from forensics.attacks.adequacy import compute_words
 from forensics.attacks.adequacy import words as adequacy_words
 from forensics.lenses import REGISTRY
+from forensics.lenses.relearn import view as attack_view
 from forensics.outcomes import Reading, bootstrap_means, ci, unbits, with_ci
 from forensics.study.verdict import VerdictSettings, decide, describe, evidence
 
@@ -246,7 +247,8 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
     """Per method: accuracy, RTT recovery, the verdict with its deciding lens and interval, the
     evidence sentence, the damaged mark, and the information and action maps."""
     acc = results.get("accuracy", {})
-    metrics = results.get("relearn", {}).get("metrics", {})
+    rtt = attack_view(results)
+    acc_v, recovered = (rtt.acc_v, rtt.recovery) if rtt else ({}, {})
     chance = float(np.mean(results["facts"]["chance"]))
     reference = results.get("reference") or reference_check(results, settings)
     out = {}
@@ -258,11 +260,10 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
             if REFERENCE in acc:
                 row["original_retain"] = acc[REFERENCE]["retain"]
                 row["damaged"] = acc[name]["retain"] < MIN_RETAIN * acc[REFERENCE]["retain"]
-        if name in metrics:
-            row["rtt_acc_v"] = metrics[name]["acc_v"]["mean"]
-            row["rtt_recovery"] = metrics[name]["recovery"]["mean"]
-            if CONTROL in metrics:
-                row["rtt_control"] = metrics[CONTROL]["acc_v"]["mean"]
+        if name in acc_v:
+            row["rtt_acc_v"], row["rtt_recovery"] = acc_v[name][0], recovered[name]
+            if CONTROL in acc_v:
+                row["rtt_control"] = acc_v[CONTROL][0]
         if name in results.get("unlearning", {}):
             row["unlearning"] = results["unlearning"][name]
         lenses, against = lens_evidence(results, name, settings)
