@@ -7,19 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from forensics.attacks.adequacy import words
+from forensics.lenses import REGISTRY
 from forensics.outcomes import with_ci
 
 Value = float | str | None  # None: not measured ("–")
 
-# (column, the summary row's key) of the cells read straight from a row
-ROW_CELLS = (
-    ("forget", "forget"),
-    ("near-retain", "near_retain"),
-    ("retain", "retain"),
-    ("RTT acc V", "rtt_acc_v"),
-    ("RTT control", "rtt_control"),
-    ("RTT recovery", "rtt_recovery"),
-)
+# (column, the summary row's entry) of every lens that shows cells (`Lens.columns`), in registry order
+ROW_CELLS = tuple((c, key) for lens in REGISTRY.values() for c, key in lens.columns.items())
 DIFFERENCE = "method − control [95% CI]"
 NEVER_LEARNED = "the never-learned control"
 

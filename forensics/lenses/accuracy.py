@@ -3,6 +3,8 @@ every other lens is read beside."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from forensics.lenses.base import MEASURE, Context, Lens
 
 
@@ -17,4 +19,36 @@ def run(ctx: Context) -> dict:
     return tables
 
 
-LENS = Lens(name="accuracy", kind=MEASURE, run=run)
+@dataclass(frozen=True)
+class Accuracy:
+    """One model's accuracy as the summary reads it."""
+
+    forget: float
+    retain: float
+    near_retain: float | None
+    forget_correct: str | None  # per forget fact, 0/1 (None: written before it was kept)
+    control_correct: str | None  # per control fact, 0/1 (a fact-controlled study)
+
+
+def view(results: dict) -> dict[str, Accuracy]:
+    """Every model's accuracy in a study's results ({} when the lens did not run)."""
+    return {
+        name: Accuracy(
+            t["forget"], t["retain"], t.get("near_retain"), t.get("forget_correct"), t.get("control_correct")
+        )
+        for name, t in results.get("accuracy", {}).items()
+    }
+
+
+def cells(results: dict, model: str) -> dict:
+    acc = view(results).get(model)
+    return {} if acc is None else {"forget": acc.forget, "retain": acc.retain, "near_retain": acc.near_retain}
+
+
+LENS = Lens(
+    name="accuracy",
+    kind=MEASURE,
+    run=run,
+    cells=cells,
+    columns={"forget": "forget", "near-retain": "near_retain", "retain": "retain"},
+)

@@ -98,6 +98,8 @@ class Lens:
     needs: tuple[str, ...] = ()  # lenses whose sections it reads: they run first when the study runs them
     panels: tuple[Panel, ...] = ()  # its panels in a method's layer-by-layer figure
     draw: Callable[[dict, str], Mapping[str, list[Series]]] | None = None  # panel title → its series
+    cells: Callable[[dict, str], dict] | None = None  # its entries in a method's summary row
+    columns: Mapping[str, str] = field(default_factory=dict)  # summary-table column → its row entry
     schema: tuple[str, ...] = ()  # the keys of its section the report reads (reports/schema.py), under it
     presets: Mapping[str, Any] = field(default_factory=dict)  # grid name → its settings there (else defaults)
     shares: Mapping[str, str] = field(default_factory=dict)  # study-wide setting → its settings' field

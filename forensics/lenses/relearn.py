@@ -130,6 +130,20 @@ PRESETS = {
 }
 
 
+def cells(results: dict, model: str) -> dict:
+    """RTT's figures in a method's summary row: V after RTT, its recovery, the never-learned control's V."""
+    rtt = view(results)
+    if rtt is None or model not in rtt.acc_v:
+        return {}
+    out = {"rtt_acc_v": rtt.acc_v[model][0], "rtt_recovery": rtt.recovery[model]}
+    if "never_learned" in rtt.acc_v:
+        out["rtt_control"] = rtt.acc_v["never_learned"][0]
+    return out
+
+
+COLUMNS = {"RTT acc V": "rtt_acc_v", "RTT control": "rtt_control", "RTT recovery": "rtt_recovery"}
+
+
 def attack(name: str, label: str, folder: str | None, presets: dict, default: bool = True):
     """The lens of an RTT section `name` (outcomes under `label`), its runs under OUT/`folder`, its
     settings per grid `presets`."""
@@ -181,6 +195,7 @@ def attack(name: str, label: str, folder: str | None, presets: dict, default: bo
         presets=presets,
         shares=SHARES,
         schema=SCHEMA,
+        **({"cells": cells, "columns": COLUMNS} if name == "relearn" else {}),
     )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from forensics.attacks.adequacy import compute_words
 from forensics.attacks.adequacy import words as adequacy_words
 from forensics.lenses import REGISTRY
-from forensics.lenses.relearn import view as attack_view
+from forensics.lenses.accuracy import view as accuracy_view
 from forensics.outcomes import Reading, bootstrap_means, ci, unbits, with_ci
 from forensics.study.verdict import VerdictSettings, decide, describe, evidence
 
@@ -154,23 +154,23 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
     (ablation, layer RTT) cannot be checked and are kept."""
     reasons: list[str] = []
     chance = np.array(results["facts"]["chance"])
-    acc = results.get("accuracy", {}).get(REFERENCE)
+    acc = accuracy_view(results).get(REFERENCE)
     if acc is not None:
-        known = acc.get("forget_correct")
+        known = acc.forget_correct
         if known is not None:
             e = evidence(unbits(known)[None], chance[None], results["facts"]["splits"], None, settings)
             lo, hi = (bound + e["control"] for bound in e["ci95"])
             fails, interval = blind(e), " " + ci(lo, hi, signed=False, label="95% CI ")
         else:  # a study written before per-fact accuracy was kept
-            fails, interval = acc["forget"] <= chance.mean(), ""
+            fails, interval = acc.forget <= chance.mean(), ""
         if fails:
             reasons.append(
-                f"the original answers {acc['forget']:.2f} of its forget facts{interval}, not above "
+                f"the original answers {acc.forget:.2f} of its forget facts{interval}, not above "
                 f"chance ({chance.mean():.2f}): it does not know what the methods were to forget"
             )
     lenses, reference = lens_evidence(results, REFERENCE, settings)
-    if reference == FACT_CONTROL and acc is not None and acc.get("control_correct") is not None:
-        reasons += control_facts_known(results, acc, settings)
+    if reference == FACT_CONTROL and acc is not None and acc.control_correct is not None:
+        reasons += control_facts_known(results, acc.control_correct, settings)
     attack = {m: attack_adequacy(results, m) for m in (REFERENCE, CONTROL) if m in results["models"]}
     unfit = [label for m in attack.values() for label, a in m.items() if a.get("fitted") is False]
     for model, per_lens in attack.items():
@@ -200,14 +200,14 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
     }
 
 
-def control_facts_known(results: dict, acc: dict, settings: VerdictSettings) -> list[str]:
+def control_facts_known(results: dict, control_correct: str, settings: VerdictSettings) -> list[str]:
     """Under a fact control, the control facts must be facts the original does not know: its
     accuracy on them must not be above chance by its 95% interval (the same rule as the forget
     facts' check, the other way round). A reason when it is, else none."""
     facts_of = results["facts"]
     splits = facts_of["control_splits"]
     chance = np.array(facts_of.get("control_chance") or [float(np.mean(facts_of["chance"]))] * len(splits))
-    right = unbits(acc["control_correct"])
+    right = unbits(control_correct)
     e = evidence(right[None], chance[None], splits, None, settings)
     if blind(e):  # the interval of (accuracy − chance) reaches 0: not known beyond chance
         return []
@@ -246,24 +246,18 @@ def inadequate(weak: dict[str, dict]) -> str:
 def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings) -> dict:
     """Per method: accuracy, RTT recovery, the verdict with its deciding lens and interval, the
     evidence sentence, the damaged mark, and the information and action maps."""
-    acc = results.get("accuracy", {})
-    rtt = attack_view(results)
-    acc_v, recovered = (rtt.acc_v, rtt.recovery) if rtt else ({}, {})
+    acc = accuracy_view(results)
     chance = float(np.mean(results["facts"]["chance"]))
     reference = results.get("reference") or reference_check(results, settings)
     out = {}
     for name in unlearned:
         row: dict = {"chance": chance}
-        if name in acc:
-            row.update(forget=acc[name]["forget"], retain=acc[name]["retain"])
-            row["near_retain"] = acc[name].get("near_retain")
-            if REFERENCE in acc:
-                row["original_retain"] = acc[REFERENCE]["retain"]
-                row["damaged"] = acc[name]["retain"] < MIN_RETAIN * acc[REFERENCE]["retain"]
-        if name in acc_v:
-            row["rtt_acc_v"], row["rtt_recovery"] = acc_v[name][0], recovered[name]
-            if CONTROL in acc_v:
-                row["rtt_control"] = acc_v[CONTROL][0]
+        for lens in REGISTRY.values():  # each lens's entries (accuracy's, RTT's), in registry order
+            if lens.cells is not None:
+                row.update(lens.cells(results, name))
+        if name in acc and REFERENCE in acc:
+            row["original_retain"] = acc[REFERENCE].retain
+            row["damaged"] = acc[name].retain < MIN_RETAIN * acc[REFERENCE].retain
         if name in results.get("unlearning", {}):
             row["unlearning"] = results["unlearning"][name]
         lenses, against = lens_evidence(results, name, settings)
