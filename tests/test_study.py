@@ -54,7 +54,7 @@ def study_root(micro_world, tmp_path_factory):
         shutil.copytree(micro_world / "checkpoints" / name, root / "elsewhere" / name)
     fast = {
         "gd": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=60),
-        "rmu": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-2,), steps=100, rmu_layer=1),
+        "rmu": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-2,), steps=100, fixed={"layer": 1}),
     }
     for name, settings in fast.items():
         unlearn(name, root / "elsewhere/original", sets, root / "elsewhere" / name, settings, progress=False)

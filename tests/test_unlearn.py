@@ -18,7 +18,7 @@ FAST = {
     "gd": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=60),
     "ria": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=40),
     "npo": UnlearnSettings(batch_size=16, budget=1, lrs=(3e-3,), steps=60),
-    "rmu": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-2,), steps=100, rmu_layer=1),
+    "rmu": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-2,), steps=100, fixed={"layer": 1}),
 }
 
 
@@ -108,7 +108,7 @@ def test_rmu_changes_only_its_layers(micro_world, unlearned):
 
 def test_rmu_layer_zero_touches_only_layer_zero(micro_world, tmp_path):
     _, sets = load_world(micro_world)
-    settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-2,), steps=5, rmu_layer=0)
+    settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-2,), steps=5, fixed={"layer": 0})
     unlearn("rmu", micro_world / "checkpoints/original", sets, tmp_path / "rmu0", settings, progress=False)
     before = load_checkpoint(micro_world / "checkpoints/original")[0].state_dict()
     after = load_checkpoint(tmp_path / "rmu0")[0].state_dict()

@@ -52,7 +52,7 @@ def cmd_unlearn(a: argparse.Namespace) -> None:
         seed=a.seed,
         min_retain=a.min_retain,
         steps=a.steps,
-        rmu_layer=a.rmu_layer,
+        fixed={} if a.rmu_layer is None else {"layer": a.rmu_layer},
         lrs=a.lr,
         forget_margin=a.forget_margin,
         budget=a.budget,

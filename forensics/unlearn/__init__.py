@@ -1,11 +1,10 @@
-"""Unlearning methods (DESIGN §1), one module each, and the registry the runner reads.
-
-Each module defines `GRID` (its sweep's first round), `DEMO` (the demo's one point), `REAL` (its
-first point on a pretrained ~100M model), `STEPS`, `STREAMS` it trains on, `RETAIN_KEY`
-(its retain weight, which the adaptive sweep raises; None for none) and `loss(params, state)`;
-RMU also restricts `trainable` parameters. All of them run through the one training loop.
+"""Unlearning methods (DESIGN §1), one module each defining its registry entry `METHOD`
+(forensics.unlearn.method.Method: its sweep, its points, its steps and streams, its retain weight, its
+loss), and the registry the runner reads. All of them run through the one training loop; adding a
+method is one module and one line here.
 """
 
 from forensics.unlearn import ga, gd, npo, ria, rmu
+from forensics.unlearn.method import Method
 
-METHODS = {"ga": ga, "gd": gd, "ria": ria, "rmu": rmu, "npo": npo}
+METHODS: dict[str, Method] = {m.METHOD.name: m.METHOD for m in (ga, gd, ria, rmu, npo)}

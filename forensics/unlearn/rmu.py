@@ -11,6 +11,7 @@ import torch
 
 from forensics.errors import InputError
 from forensics.models.arch import arch_of
+from forensics.unlearn.method import Method
 
 GRID = [{"lr": lr, "layer": None, "c": 3.0, "alpha": alpha} for lr in (3e-3, 1e-2) for alpha in (1.0, 10.0)]
 DEMO = {
@@ -70,3 +71,18 @@ def loss(params: dict, state: dict):
         )
 
     return fn
+
+
+METHOD = Method(
+    name="rmu",
+    grid=tuple(GRID),
+    demo=DEMO,
+    real=REAL,
+    steps=STEPS,
+    streams=STREAMS,
+    retain_key=RETAIN_KEY,
+    loss=loss,
+    trainable=trainable,
+    resolve=resolve,
+    fixable=("layer",),  # `forensics unlearn --rmu-layer`
+)

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,7 @@ from forensics.models.runtime import Runtime
 from forensics.models.scoring import accuracy_table, score
 from forensics.models.tokens import collate, encode, pad_id
 from forensics.models.train import TrainConfig, train
-from forensics.unlearn import METHODS, rmu
+from forensics.unlearn import METHODS
 
 MADE_BY = "forensics unlearn"
 
@@ -58,7 +58,8 @@ class UnlearnSettings:
     seed: int = 0
     min_retain: float = 0.9  # of the original's retain accuracy
     steps: int | None = None  # overrides each method's default
-    rmu_layer: int | None = None  # overrides RMU's default (the middle layer)
+    fixed: dict = field(default_factory=dict)  # hyperparameters fixed at every point of the methods that
+    # declare them fixable (`Method.fixable`): {"layer": 1} is RMU's layer
     lrs: tuple[float, ...] | None = None  # replaces the learning rates of each method's grid
     light: bool = False  # run only each method's DEMO point (the demo's grid), no further rounds
     start: str = "GRID"  # the first round: the method's GRID, or its REAL point (a pretrained model)
@@ -99,20 +100,20 @@ def streams(sets: Sets, fmt: str) -> dict[str, list]:
 
 
 def grid_for(name: str, settings: UnlearnSettings, n_layers: int) -> list[dict]:
-    """The method's sweep, with the settings' learning rates and RMU layer applied."""
+    """The method's sweep, with the settings' learning rates and fixed hyperparameters applied, each
+    point resolved on a model of `n_layers` blocks."""
+    method = METHODS[name]
     if settings.light:
-        grid = [dict(METHODS[name].DEMO)]
+        grid = [dict(method.demo)]
     elif settings.start == "REAL":
-        grid = [dict(METHODS[name].REAL)]
+        grid = [dict(method.real)]
     else:
-        grid = [dict(p) for p in METHODS[name].GRID]
+        grid = [dict(p) for p in method.grid]
     if settings.lrs is not None:
         others = list(dict.fromkeys(tuple((k, v) for k, v in p.items() if k != "lr") for p in grid))
         grid = [{"lr": lr, **dict(o)} for lr in settings.lrs for o in others]
-    if name == "rmu":
-        layer = settings.rmu_layer
-        grid = [rmu.resolve({**p, "layer": p["layer"] if layer is None else layer}, n_layers) for p in grid]
-    return grid
+    fixed = {k: v for k, v in settings.fixed.items() if k in method.fixable}
+    return [method.resolve({**p, **fixed}, n_layers) for p in grid]
 
 
 def _request(
@@ -243,11 +244,10 @@ def next_round(name: str, runs: list[dict]) -> list[dict]:
     a learning rate 3× higher; from the best run that lost it (highest retain), the method's retain
     weight 3× higher, or a learning rate 3× lower for a method without one. Points already run are
     skipped for the next best run of the same kind."""
-    module = METHODS[name]
     tried = {json.dumps(r["params"], sort_keys=True) for r in runs}
     kept = sorted((r for r in runs if r["retain_ok"]), key=lambda r: r["accuracy"]["forget"])
     lost = sorted((r for r in runs if not r["retain_ok"]), key=lambda r: -r["accuracy"]["retain"])
-    key = module.RETAIN_KEY
+    key = METHODS[name].retain_key
     moves = [
         [{**r["params"], "lr": _g(r["params"]["lr"] * 3)} for r in kept],
         [
@@ -289,7 +289,7 @@ def sweep_point(
     steps run out), scored, saved to `keep`; returns its run record (the caller applies the rule to
     the final scores)."""
     start = time.perf_counter()
-    module = METHODS[name]
+    method = METHODS[name]
     reference, tok = load_checkpoint(original, runtime)
     for p in reference.parameters():
         p.requires_grad_(False)
@@ -299,8 +299,8 @@ def sweep_point(
     model = copy.deepcopy(reference)
     for p in model.parameters():
         p.requires_grad_(True)
-    trainable = module.trainable(model, params) if hasattr(module, "trainable") else None
-    steps = settings.steps or module.STEPS
+    trainable = method.trainable(model, params) if method.trainable is not None else None
+    steps = settings.steps or method.steps
     cfg = TrainConfig(
         lr=params["lr"],
         steps=steps,
@@ -320,9 +320,9 @@ def sweep_point(
     history = train(
         model,
         tok,
-        {s: data[s] for s in module.STREAMS},
+        {s: data[s] for s in method.streams},
         cfg,
-        loss=module.loss(params, state),
+        loss=method.loss(params, state),
         params=trainable,
         on_epoch=check,
         desc=f"{name} run {index + 1}",

@@ -1,0 +1,31 @@
+"""What an unlearning method is: its settings and its loss, as one registry entry (forensics.unlearn)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+def as_given(params: dict, n_layers: int) -> dict:
+    return params
+
+
+@dataclass(frozen=True, kw_only=True)
+class Method:
+    """One method: its sweep's first round (`grid`), the demo's point, its first point on a pretrained
+    ~100M model (`real`), its steps, the streams it trains on, its retain weight (which the adaptive
+    sweep raises; None: the sweep lowers the learning rate instead) and its loss; optionally the
+    parameters it trains (`trainable`), how its hyperparameters resolve on a model (`resolve`, given
+    the number of blocks) and which of them a user may fix at every point (`fixable`)."""
+
+    name: str
+    grid: tuple[dict, ...]
+    demo: dict
+    real: dict
+    steps: int
+    streams: tuple[str, ...]
+    retain_key: str | None
+    loss: Callable[[dict, dict], Callable]
+    trainable: Callable | None = None
+    resolve: Callable[[dict, int], dict] = as_given
+    fixable: tuple[str, ...] = ()
