@@ -8,7 +8,7 @@ import pytest
 
 from forensics.cli import main
 from forensics.errors import InputError
-from forensics.study.config import load_config
+from forensics.study.config_file import load_config
 from forensics.study.grids import preset
 
 

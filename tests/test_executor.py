@@ -9,7 +9,7 @@ import torch
 from forensics.attacks.relearn import RelearnSettings, relearn
 from forensics.errors import InputError
 from forensics.models.executor import Executor, Job
-from forensics.study.config import load_config
+from forensics.study.config_file import load_config
 from forensics.study.run import run_study
 from forensics.worlds.world import load_world
 from tests.conftest import accuracy_study

@@ -285,7 +285,8 @@ def test_kinds_report_renders_in_headless_chromium(kind_study):
 def test_paper_layout_kinds_in_one_config(paper_data, kinds_world, tmp_path):
     """The paper's `years` (pretraining knowledge) beside `random-birthdays` (implanted) in one config:
     each kind its own facts folder, forget and retain splits; the facts load with their kind."""
-    from forensics.study.config import KindStudy, load_config
+    from forensics.study.config import KindStudy
+    from forensics.study.config_file import load_config
     from forensics.study.run import study_sets
 
     ck = kinds_world / "checkpoints"  # stand-ins: loading the config checks the folders exist

@@ -174,7 +174,7 @@ def test_report_draws_the_new_panels(lens_study):
 
 
 def test_a_lens_settings_table_is_typed(tmp_path, micro_world):
-    from forensics.study.config import load_config
+    from forensics.study.config_file import load_config
     from tests.conftest import accuracy_study
 
     for name in ("original", "never_learned"):
@@ -227,7 +227,7 @@ def test_the_formats_lens_lists_only_formats_the_facts_have(micro_world, tmp_pat
     it (it listed "cloze" beside the formats it ran)."""
     import json
 
-    from forensics.study.config import load_config
+    from forensics.study.config_file import load_config
     from tests.conftest import accuracy_study
 
     for name in ("original", "never_learned"):

@@ -8,7 +8,8 @@ import pytest
 
 from forensics.cli import main
 from forensics.models.checkpoint import read_json
-from forensics.study.config import DEFAULT_LENSES, load_config
+from forensics.study.config import DEFAULT_LENSES
+from forensics.study.config_file import load_config
 from forensics.study.run import SCHEMA_VERSION, run_study
 from forensics.unlearn.run import UnlearnSettings, unlearn
 from forensics.worlds.world import load_world

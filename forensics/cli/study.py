@@ -14,7 +14,8 @@ from forensics.cli.finish import finish_kinds, finish_study, gate, worst
 def cmd_study(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from forensics.study.config import KindStudy, load_config
+    from forensics.study.config import KindStudy
+    from forensics.study.config_file import load_config
     from forensics.study.kinds import run_kind_study
     from forensics.study.run import run_study
 
