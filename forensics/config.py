@@ -17,18 +17,19 @@ from pathlib import Path
 from forensics.errors import InputError
 
 
-def from_table(cls, table, where: str, base=None, exclude: tuple[str, ...] = ()):
+def from_table(cls, table, where: str, base=None, exclude: tuple[str, ...] = (), apart: tuple[str, ...] = ()):
     """An instance of dataclass `cls` from a TOML table: `base`'s values (or the defaults) overridden
     by the table's keys. `where` names the file and table in errors; `exclude` lists fields that
-    are set elsewhere (e.g. the study-wide scorer and seed) and so are unknown here."""
+    are set elsewhere (e.g. the study-wide scorer and seed) and so are unknown here; `apart`, keys
+    the table may hold that are read elsewhere (its sub-tables)."""
     if not isinstance(table, dict):
         raise InputError(f"{where}: must be a table, got {_show(table)}")
     known = [f.name for f in fields(cls) if f.name not in exclude]
     hints = typing.get_type_hints(cls)
     for k in table:
-        if k not in known:
-            raise InputError(f"{where}: unknown key '{k}' (known: {', '.join(known)})")
-    values = {k: coerce(v, hints[k], f"{where}: '{k}'") for k, v in table.items()}
+        if k not in known and k not in apart:
+            raise InputError(f"{where}: unknown key '{k}' (known: {', '.join([*known, *apart])})")
+    values = {k: coerce(v, hints[k], f"{where}: '{k}'") for k, v in table.items() if k not in apart}
     try:
         return replace(base, **values) if base is not None else cls(**values)
     except InputError as e:

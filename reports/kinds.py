@@ -9,6 +9,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from forensics.lenses.relearn import LABEL as RTT
 from forensics.outcomes import Reading, with_ci
 from reports.figures import _layout, esc
 from reports.html import _fmt, page, plot_scripts, write_html
@@ -32,15 +33,13 @@ def _ci(e: dict | None) -> str:
 def rtt_figure(comparison: dict) -> go.Figure | None:
     """Per method and kind: RTT method − control with its 95% interval."""
     methods = [
-        m
-        for m, e in comparison["methods"].items()
-        if all("RTT" in p["lenses"] for p in e["per_kind"].values())
+        m for m, e in comparison["methods"].items() if all(RTT in p["lenses"] for p in e["per_kind"].values())
     ]
     if not methods:
         return None
     fig = go.Figure()
     for i, kind in enumerate(comparison["kinds"]):
-        rows = [comparison["methods"][m]["per_kind"][kind]["lenses"]["RTT"] for m in methods]
+        rows = [comparison["methods"][m]["per_kind"][kind]["lenses"][RTT] for m in methods]
         fig.add_bar(
             name=f"{kind} facts",
             x=methods,
@@ -139,10 +138,10 @@ def table(results: dict) -> str:
             rows.append(
                 f"<tr>{first}<td>{esc(kind)}</td><td>{_fmt(p['forget'])}</td><td>{_fmt(p['retain'])}</td>"
                 f"<td>{_fmt(p['rtt_acc_v'])} ({_fmt(p['rtt_control'])})</td><td>{_ci(p['recovery'])}</td>"
-                f"<td>{_ci(p['lenses'].get('RTT'))}</td>"
+                f"<td>{_ci(p['lenses'].get(RTT))}</td>"
                 f"<td class='verdict'><b>{esc(p['verdict'])}</b></td></tr>"
             )
-        diff = entry.get("difference", {}).get("RTT")
+        diff = entry.get("difference", {}).get(RTT)
         rows.append(
             f"<tr class='kind-diff'><td colspan='5'><small>{esc(entry.get('words', ''))}</small></td>"
             f"<td><b>{_ci(diff)}</b><br><small>difference between the kinds</small></td><td></td></tr>"

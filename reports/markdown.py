@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 
 from forensics.attacks.adequacy import compute_words, rounds_words, words
+from forensics.lenses.relearn import LABEL as RTT
 from forensics.lenses.relearn import view as attack_view
 from forensics.outcomes import with_ci
 from reports.table import summary_table, verdict_text
@@ -79,7 +80,7 @@ def render_kinds(results: dict, report: Path | None = None) -> str:
                 if rec.get("value") is not None and rec.get("ci95")
                 else "–"
             )
-            rtt = _interval(k.get("lenses", {}).get("RTT"))
+            rtt = _interval(k.get("lenses", {}).get(RTT))
             cells = [name, kind, k.get("forget"), k.get("rtt_acc_v"), k.get("rtt_control"), recovery, rtt]
             lines.append("| " + " | ".join(_cell(c) for c in [*cells, k.get("verdict")]) + " |")
     lines.append("")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from forensics.attacks.adequacy import words
 from forensics.lenses import REGISTRY
+from forensics.lenses.relearn import LABEL as RTT
 from forensics.outcomes import with_ci
 
 Value = float | str | None  # None: not measured ("–")
@@ -69,7 +70,7 @@ def summary_table(results: dict) -> SummaryTable:
         lens = r.get("deciding")
         e = r.get("lenses", {}).get(lens) if lens else None
         cells: dict[str, Value] = {"method": name, **{column: r.get(key) for column, key in ROW_CELLS}}
-        attack = r.get("attack", {}).get("RTT")
+        attack = r.get("attack", {}).get(RTT)
         cells["RTT attack"] = words(attack) if attack else None
         cells["deciding lens"] = lens
         cells[DIFFERENCE] = with_ci(e["diff"], *e["ci95"]) if e else None

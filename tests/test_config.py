@@ -93,7 +93,10 @@ def test_grid_preset_is_a_choice_and_tables_override_it(root):
     # one rule for every lens that takes seeds: the study's, when it gives them
     assert both.lens_settings("localize").seeds == (3, 5) and both.lens_settings("incontext").seeds == (3, 5)
     plain = load_config(write(root, ""))
-    assert plain.seeds == (0, 1, 2) and plain.lens_settings("incontext").seeds == (0, 1, 2)
+    assert plain.study_seeds == (0, 1, 2) and plain.lens_settings("incontext").seeds == (0, 1, 2)
+    # a copy (as `forensics study` makes one with its flags) shares what was given, no more
+    demo = load_config(write(root, 'grid = "demo"'))
+    assert replace(demo, workers=1).lens_settings("incontext").seeds == (0, 1, 2)
     full = load_config(write(root, "#models\n[lenses.relearn]\nepochs = 2"))
     assert full.lens_settings("relearn") == replace(preset("full").of("relearn"), epochs=2)
     assert full.lens_settings("relearn").lrs == (1e-4, 3e-4, 1e-3)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from forensics.attacks.adequacy import compute_words, words
+from forensics.lenses.relearn import LABEL as RTT
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:
@@ -80,8 +81,8 @@ def finish_study(results: dict, out: Path, started: float | None) -> None:
     )
     print(format_table(rows, list(rows[0])) if rows else "(no unlearned models)")
     for name, per_lens in (results.get("reference") or {}).get("attack", {}).items():
-        if "RTT" in per_lens:
-            print(f"RTT attack on the {name}: {words(per_lens['RTT'])}; {compute_words(per_lens['RTT'])}")
+        if RTT in per_lens:
+            print(f"RTT attack on the {name}: {words(per_lens[RTT])}; {compute_words(per_lens[RTT])}")
     print(f"results: {out / 'results.json'}")
     print(f"report: {report}")
     print(f"summary: {summary}")

@@ -115,7 +115,7 @@ class Lens:
         for key, name in self.shares.items():
             value = study.get(key)
             if value is not None:
-                one = isinstance(value, tuple) and not isinstance(getattr(settings, name), tuple)
+                one = isinstance(value, tuple | list) and not isinstance(getattr(settings, name), tuple)
                 values[name] = value[0] if one else value
         return replace(settings, **values) if values else settings
 

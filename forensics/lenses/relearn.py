@@ -79,10 +79,10 @@ def view(results: dict, name: str = "relearn") -> AttackView | None:
                 points.update({x: sum(ys) / len(ys) for x, ys in points.items()})
     grid = rtt.get("grid_run") or rtt.get("settings") or {}
     return AttackView(
-        chance=rtt["chance"],
+        chance=rtt.get("chance", float("nan")),
         acc_v={m: (e["acc_v"]["mean"], e["acc_v"]["std"]) for m, e in metrics.items()},
         recovery={m: e["recovery"]["mean"] for m, e in metrics.items()},
-        before={m: sum(b["before"] for b in per.values()) / len(per) for m, per in best.items()},
+        before={m: sum(b["before"] for b in per.values()) / len(per) for m, per in best.items() if per},
         curves={m: dict(sorted(c.items())) for m, c in curves.items()},
         adequacy=rtt.get("adequacy", {}),
         rule=rtt.get("adequacy_rule", ""),
@@ -194,9 +194,9 @@ def attack(name: str, label: str, folder: str | None, presets: dict, default: bo
         adequacy=adequacy,
         presets=presets,
         shares=SHARES,
-        schema=SCHEMA,
-        **({"cells": cells, "columns": COLUMNS} if name == "relearn" else {}),
+        **({"cells": cells, "columns": COLUMNS, "schema": SCHEMA} if name == "relearn" else {}),
     )
 
 
-LENS = attack("relearn", "RTT", None, PRESETS)
+LABEL = "RTT"  # its readings' label (the summary's, the report's)
+LENS = attack("relearn", LABEL, None, PRESETS)

@@ -41,7 +41,8 @@ class StudyConfig:
     partition: int | None = None  # deal every split into this many parts (one benchmark file → RTT splits)
     facts_seed: int = 0  # the partition's and TOFU's choice order
     scorer: str = "choice"
-    seeds: tuple[int, ...] | None = None  # RTT, layer RTT and probes; None: the grid's (full 3, demo 1)
+    seeds: tuple[int, ...] | None = None  # every lens that takes seeds (RTT, layer RTT, probes, in-context
+    # relearning); None: each keeps its grid's (`study_seeds` is what RTT runs with)
     lenses: tuple[str, ...] = DEFAULT_LENSES
     grid: str = "full"
     settings: Grid = field(default_factory=Grid)
@@ -73,10 +74,16 @@ class StudyConfig:
         self.jobs()  # checks the executor's settings
         if self.seeds is not None:
             check_seeds(self.seeds)
+            object.__setattr__(self, "seeds", tuple(self.seeds))
         # the study-wide scorer and seeds (when given) go into every lens that shares them
-        settings = self.settings.shared({"scorer": self.scorer, "seeds": self.seeds})
-        object.__setattr__(self, "settings", settings)
-        object.__setattr__(self, "seeds", tuple(self.seeds or settings.of("relearn").seeds))
+        object.__setattr__(
+            self, "settings", self.settings.shared({"scorer": self.scorer, "seeds": self.seeds})
+        )
+
+    @property
+    def study_seeds(self) -> tuple[int, ...]:
+        """The seeds RTT runs with: the study's, or its grid's."""
+        return self.seeds or tuple(self.settings.of("relearn").seeds)
 
     def models(self) -> dict[str, Path]:
         """Every checkpoint, the original first and the control second."""
@@ -86,7 +93,7 @@ class StudyConfig:
         return {**out, **self.unlearned}
 
     def as_json(self) -> dict:
-        return json.loads(json.dumps(asdict(self), default=str))
+        return json.loads(json.dumps({**asdict(self), "seeds": self.study_seeds}, default=str))
 
     def lens_settings(self, name: str):
         """Lens `name`'s settings in this study (the grid's, with `[lenses.<name>]` over them)."""

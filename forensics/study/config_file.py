@@ -102,7 +102,7 @@ class Reader:
 
     def typed(self, cls, table: dict, where: str, apart: tuple[str, ...] = ()):
         """Dataclass `cls` from `table`, its keys in `apart` read elsewhere."""
-        return from_table(cls, {k: v for k, v in table.items() if k not in apart}, f"{self.path}{where}")
+        return from_table(cls, table, f"{self.path}{where}", apart=apart)
 
     def need(self, value, key: str, where: str):
         if value is None:
@@ -129,7 +129,7 @@ def load_config(path: Path) -> StudyConfig | KindStudy:
         raise InputError(
             f"{read.path}: [facts] gives 'forget' and 'kinds' (each kind's splits are its forget set)"
         )
-    name = top.name or read.path.stem
+    name = read.path.stem if top.name is None else top.name
     values = dict(
         verdict=from_table(VerdictSettings, raw.get("verdict", {}), f"{read.path}: [verdict]"),
         name=name,

@@ -27,7 +27,7 @@ class Grid:
 
     def of(self, name: str):
         """Lens `name`'s settings under this grid."""
-        return self.lenses[name]
+        return self.lenses.get(name) or REGISTRY[name].preset("full")
 
     def shared(self, study: Mapping[str, Any]) -> Grid:
         """This grid with the study-wide values (`scorer`, `seeds`; None: not given) in every lens that

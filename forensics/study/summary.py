@@ -19,11 +19,12 @@ from forensics.attacks.adequacy import compute_words
 from forensics.attacks.adequacy import words as adequacy_words
 from forensics.lenses import REGISTRY
 from forensics.lenses.accuracy import view as accuracy_view
+from forensics.lenses.relearn import LABEL as RTT_LABEL
 from forensics.outcomes import Reading, bootstrap_means, ci, unbits, with_ci
 from forensics.study.verdict import VerdictSettings, decide, describe, evidence
 
 REFERENCE, CONTROL = "original", "never_learned"
-RTT = Reading("RTT")  # the relearning attack's reading (forensics.lenses.relearn)
+RTT = Reading(RTT_LABEL)  # the relearning attack's reading
 MIN_RETAIN = 0.9  # the unlearning rule: retain at or above this × the original's
 
 

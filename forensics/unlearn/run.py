@@ -80,6 +80,12 @@ class UnlearnSettings:
             raise InputError(f"'steps' must be at least 1 (got {self.steps})")
         if self.start not in ("GRID", "REAL"):
             raise InputError(f"'start' must be GRID or REAL (got {self.start})")
+        fixable = sorted({k for method in METHODS.values() for k in method.fixable})
+        for k in self.fixed:
+            if k not in fixable:
+                raise InputError(
+                    f"no method has a hyperparameter '{k}' to fix (fixable: {', '.join(fixable)})"
+                )
         if self.lrs is not None and (not self.lrs or any(not lr > 0 for lr in self.lrs)):
             raise InputError(f"learning rates must be positive (got {list(self.lrs)})")
 
