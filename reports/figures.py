@@ -39,7 +39,7 @@ def rtt_figure(results: dict) -> go.Figure | None:
         return None
     names = list(rtt.acc_v)
     fig = go.Figure()
-    fig.add_bar(name="V before RTT", x=names, y=[rtt.before[n] for n in names], marker_color="#a0aec0")
+    fig.add_bar(name="V before RTT", x=names, y=[rtt.before.get(n) for n in names], marker_color="#a0aec0")
     fig.add_bar(
         name="V after RTT (best lr, epoch)",
         x=names,

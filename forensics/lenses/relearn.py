@@ -82,7 +82,11 @@ def view(results: dict, name: str = "relearn") -> AttackView | None:
         chance=rtt.get("chance", float("nan")),
         acc_v={m: (e["acc_v"]["mean"], e["acc_v"]["std"]) for m, e in metrics.items()},
         recovery={m: e["recovery"]["mean"] for m, e in metrics.items()},
-        before={m: sum(b["before"] for b in per.values()) / len(per) for m, per in best.items() if per},
+        before={
+            m: sum(b["before"] for b in per.values()) / len(per)
+            for m, per in best.items()
+            if per and all("before" in b for b in per.values())
+        },
         curves={m: dict(sorted(c.items())) for m, c in curves.items()},
         adequacy=rtt.get("adequacy", {}),
         rule=rtt.get("adequacy_rule", ""),
