@@ -1,4 +1,4 @@
-"""Activation cache vs a plain HF forward and TransformerLens' run_with_cache (DESIGN §7).
+"""Activation cache vs a plain HF forward and TransformerLens' run_with_cache (docs/design.md §7).
 
 Run: `python -m bench.cache [--device cuda] [--tiny]`. A 12-layer d_model 768 Llama with random
 weights and a 32k vocabulary, batches of 16 × 64 tokens (`--tiny`: bench/models.py's tiny model, two

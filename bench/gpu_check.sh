@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of DESIGN §10 in one run (1-3 in ≤ 8 minutes on one GPU; 4 longer); JSON lines to
+# The GPU checks of docs/design.md §10 in one run (1-3 in ≤ 8 minutes on one GPU; 4 longer); JSON lines to
 # stdout and to $OUT (default bench-out/). Run from a checkout whose environment has the CUDA build
 # of torch and the `scale` extra (ray, peft, accelerate):
 #   1. cache throughput vs a plain HF forward on the GPU (target ≥ 0.95×)

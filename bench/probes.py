@@ -1,4 +1,4 @@
-"""Batched probes vs a loop of scikit-learn fits (DESIGN §7). Run: `python -m bench.probes [--tiny]`.
+"""Batched probes vs a loop of scikit-learn fits (docs/design.md §7). Run: `python -m bench.probes [--tiny]`.
 
 Prints one JSON line: both wall times, the speed-up, and per layer the held-out accuracy of each at
 its CV-chosen strength. Synthetic features (500 rows, d 768, 4 classes) whose separability grows

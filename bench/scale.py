@@ -1,4 +1,4 @@
-"""How the lenses scale with the model (DESIGN §10): per stage, wall time, peak memory and disk at
+"""How the lenses scale with the model (docs/design.md §10): per stage, wall time, peak memory and disk at
 two model sizes, and the growth ratio between them.
 
 Run: `python -m bench.scale [--sizes small,large] [--device auto] [--dtype auto]`. Each size is a

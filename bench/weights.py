@@ -1,4 +1,4 @@
-"""Streaming weight diff vs a plain diff that loads both state dicts (DESIGN §7).
+"""Streaming weight diff vs a plain diff that loads both state dicts (docs/design.md §7).
 
 Run: `python -m bench.weights [--tiny]`. Writes two 12-layer d_model 768 Llama checkpoints with a 32k
 vocabulary (the second a perturbed copy of the first; `--tiny`: bench/models.py's tiny model, the

@@ -49,7 +49,7 @@ def summary_html(table: SummaryTable) -> str:
 
 
 def attack_section(results: dict) -> str:
-    """The attack's strength per model (DESIGN §13): T fitted, saturated, its compute and rounds."""
+    """The attack's strength per model (docs/design.md §13): T fitted, saturated, its compute and rounds."""
     rtt = attack_view(results)
     if rtt is None or not rtt.adequacy:
         return ""

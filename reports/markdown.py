@@ -46,7 +46,7 @@ def render(results: dict, report: Path | None = None) -> str:
 
 
 def attack_lines(results: dict) -> list[str]:
-    """RTT's strength per model (DESIGN §13): adequate or what it lacks, with its compute and rounds."""
+    """RTT's strength per model (docs/design.md §13): adequate or what it lacks, its compute and rounds."""
     rtt = attack_view(results)
     if rtt is None or not rtt.adequacy:
         return []

@@ -1,4 +1,4 @@
-"""Attack adequacy (DESIGN §13): T fitted and the grid saturated on hand-worked grids, how the grid
+"""Attack adequacy (docs/design.md §13): T fitted and the grid saturated on hand-worked grids, how the grid
 grows, and the verdict that follows; on the micro world, an attack that cannot train gives no verdict,
 a cut-off attack is never called erased, and the extension finds what a too-small grid missed."""
 

@@ -2,7 +2,7 @@
 
 Each bench runs as `python -m bench.<name>` in a process of its own, and its JSON line is checked
 for its keys and for the fields that say whether it computed the right thing. Timings and speed
-ratios are never asserted: they belong to the benchmarks at their real sizes (DESIGN §7).
+ratios are never asserted: they belong to the benchmarks at their real sizes (docs/design.md §7).
 """
 
 import json

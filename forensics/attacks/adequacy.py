@@ -1,4 +1,5 @@
-"""Attack adequacy (DESIGN §13): did RTT try hard enough for what it failed to bring back to mean anything?
+"""Attack adequacy (docs/design.md §13): did RTT try hard enough for what it failed to bring back to
+mean anything?
 
 Per model, from its grid of runs (T scored after every epoch):
 

@@ -1,4 +1,4 @@
-"""RTT, the paper's relearning attack (DESIGN §1): fine-tune on forget splits T, score the held-out V.
+"""RTT, the paper's relearning attack (docs/design.md §1): fine-tune on forget splits T, score the held-out V.
 
 Every forget split takes its turn as V; for each model and V the attack sweeps learning rates and
 scores V after every epoch. The best (learning rate, epoch) per V is the attacker's best case.

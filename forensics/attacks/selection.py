@@ -1,4 +1,4 @@
-"""RTT's selection and metrics (DESIGN §1): the attacker's best case per model and V, chosen on V
+"""RTT's selection and metrics (docs/design.md §1): the attacker's best case per model and V, chosen on V
 (and on the control facts alike), and the paper's recovery figures; reads runs, loads no model."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _summary(values: list[float]) -> dict:
 
 
 def rtt_metrics(best: Mapping[str, Mapping[str, dict]], chance: float) -> dict[str, dict]:
-    """recovery, recovery_above_chance and hidden per model (DESIGN §1), mean and spread over V.
+    """recovery, recovery_above_chance and hidden per model (docs/design.md §1), mean and spread over V.
 
     recovery = acc_V(model+RTT) / acc_V(original+RTT); recovery_above_chance subtracts chance from
     both; hidden = acc_V(model+RTT) - acc_V(never_learned+RTT), when the control exists.

@@ -32,7 +32,7 @@ class Fact:
     wrong_statements: tuple[str, ...] = ()
     fixed_wrong_statements: tuple[str, ...] = ()
     source: str = ""
-    kind: str = ""  # how the model came to know it: e.g. "pretrained" or "implanted" (DESIGN §3)
+    kind: str = ""  # how the model came to know it: e.g. "pretrained" or "implanted" (docs/design.md §3)
 
     @property
     def answer_text(self) -> str:

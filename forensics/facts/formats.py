@@ -12,7 +12,7 @@ from forensics.errors import InputError
 from forensics.facts.core import LETTERS, Fact
 
 LOSS_FORMATS = ("qla", "letter", "qa", "corpus")
-"""question+letter+answer, letter only, question+answer, plain corpus statements (DESIGN §1)."""
+"""question+letter+answer, letter only, question+answer, plain corpus statements (docs/design.md §1)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The lens registry: every lens a study can run, one module each, in the order they run (DESIGN §12).
+"""The lens registry: every lens a study can run, one module each, in the order they run (docs/design.md §12).
 
 Adding a lens is one module under forensics/lenses/ defining `LENS` (forensics.lenses.base.Lens) and
 its name in `NAMES`.

@@ -1,4 +1,4 @@
-"""What a lens is (DESIGN §12): its name, its kind, what it runs, and how its section reads as
+"""What a lens is (docs/design.md §12): its name, its kind, what it runs, and how its section reads as
 per-fact outcomes (information lenses, for the verdict) or per-block rows (action lenses, for the map).
 
 Nothing outside a lens's own module knows its section's layout: the study runs `run`, the summary
@@ -35,7 +35,7 @@ class Context:
 
     @property
     def others(self) -> dict[str, Path]:
-        """Every checkpoint but the original (the control goes through every lens, DESIGN §9)."""
+        """Every checkpoint but the original (the control goes through every lens, docs/design.md §9)."""
         return {n: p for n, p in self.models.items() if n != "original"}
 
     @property
@@ -83,7 +83,7 @@ class Lens:
     outcomes on the forget facts (information lenses); `control_outcomes(results, model)` the same
     runs' outcomes [seeds, control facts] on the control splits; `action(results, model)` its rows of
     the action map ({row: [value per block]}, with "layers" when it knows them); `adequacy(results,
-    model)` an attack's strength on that model ({label: fitted, saturated, compute}, DESIGN §13)."""
+    model)` an attack's strength on that model ({label: fitted, saturated, compute}, docs/design.md §13)."""
 
     name: str
     kind: str  # INFORMATION, ACTION or MEASURE (accuracy: what every other lens is read beside)

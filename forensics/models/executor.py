@@ -1,5 +1,5 @@
 """Where a grid's independent jobs run: in this process, in local worker processes side by side,
-or as Ray tasks on a cluster (DESIGN §10). A job is a module-level function and its arguments; a
+or as Ray tasks on a cluster (docs/design.md §10). A job is a module-level function and its arguments; a
 job that produces a result file writes it itself (the unit of resume), so a cluster run and a local
 run leave the same files, and either resumes the other.
 

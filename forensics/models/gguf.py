@@ -1,4 +1,4 @@
-"""`forensics import`: a GGUF causal LM → a checkpoint directory the toolkit loads (DESIGN §11).
+"""`forensics import`: a GGUF causal LM → a checkpoint directory the toolkit loads (docs/design.md §11).
 
 Small pretrained models are commonly shipped as GGUF. transformers reads GGUF through the `gguf`
 package and dequantizes every tensor to float; a GGUF-loaded model counts as quantized and refuses

@@ -1,5 +1,5 @@
 """Where and in what precision models run: the one place that knows devices, dtypes and
-accelerate's `device_map` (DESIGN §10). Every model is loaded through `checkpoint.load_checkpoint`
+accelerate's `device_map` (docs/design.md §10). Every model is loaded through `checkpoint.load_checkpoint`
 with a `Runtime`; inputs go to `input_device(model)`.
 """
 

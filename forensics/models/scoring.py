@@ -1,4 +1,4 @@
-"""Zero-shot multiple-choice accuracy with the two scorers of DESIGN §1.
+"""Zero-shot multiple-choice accuracy with the two scorers of docs/design.md §1.
 
 - `letter`: argmax of the last prompt position's logits restricted to the choice letters (the
   paper's scorer); `letter_calibrated` first subtracts each letter's mean logit over the eval set.

@@ -1,4 +1,4 @@
-"""Two kinds of knowledge side by side (DESIGN §3, §9): per method, what each kind's study found and
+"""Two kinds of knowledge side by side (docs/design.md §3, §9): per method, what each kind's study found and
 the difference between the kinds, with intervals. Reads the kinds' results only; loads no model.
 
 Per kind and method: RTT recovery (acc_V after RTT ÷ the original's, paired on the same facts and

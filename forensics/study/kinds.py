@@ -1,4 +1,4 @@
-"""A kinds study (DESIGN §3): one study per kind of knowledge — its forget splits, its never-learned
+"""A kinds study (docs/design.md §3): one study per kind of knowledge — its forget splits, its never-learned
 control, its unlearned checkpoints — under OUT/<kind>/, then the kinds compared in OUT/results.json
 (`forensics.study.compare`). Each kind's study resumes on its own, as any study does."""
 

@@ -1,4 +1,4 @@
-"""A study's results → per method: the headline numbers, the verdict, and the two maps (DESIGN §9).
+"""A study's results → per method: the headline numbers, the verdict, and the two maps (docs/design.md §9).
 
 Information lenses (RTT, quantization, probes, logit lens, direction ablation, layer-restricted RTT)
 give per-fact outcomes on the forget facts; each is compared with the same lens on the never-learned
@@ -147,7 +147,7 @@ CANNOT_DECIDE = "cannot decide"  # the study's reference failed: no hidden/erase
 
 
 def reference_check(results: dict, settings: VerdictSettings) -> dict:
-    """Whether the study has a working reference (DESIGN §9: no verdict without one), and which lenses
+    """Whether the study has a working reference (docs/design.md §9: no verdict without one), and which lenses
     are blind. The original must answer its forget facts above chance, and the original + RTT must
     recover V beyond the control (or chance, uncontrolled) — else nothing the attack brings back (or
     fails to) says anything about the methods. A lens whose (original − control) interval reaches 0

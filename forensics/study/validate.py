@@ -1,4 +1,4 @@
-"""`forensics validate`: models whose right verdict is known by construction (DESIGN §9), a study on
+"""`forensics validate`: models whose right verdict is known by construction (docs/design.md §9), a study on
 them, and the confusion table of expected against given verdicts — the toolkit's own accuracy.
 
 - exact: the world's never-learned model, and a second one retrained with another seed → never hidden;

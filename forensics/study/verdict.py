@@ -1,4 +1,4 @@
-"""Verdicts and their statistics (DESIGN §9): method − control on the same facts, with intervals.
+"""Verdicts and their statistics (docs/design.md §9): method − control on the same facts, with intervals.
 
 Each information lens yields per-fact 0/1 outcomes ([seeds, facts], facts in forget order, each fact's
 stratum its V split) for the method and for the exact-unlearning control (or chance, when there is no

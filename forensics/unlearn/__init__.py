@@ -1,4 +1,4 @@
-"""Unlearning methods (DESIGN §1), one module each defining its registry entry `METHOD`
+"""Unlearning methods (docs/design.md §1), one module each defining its registry entry `METHOD`
 (forensics.unlearn.method.Method: its sweep, its points, its steps and streams, its retain weight, its
 loss), and the registry the runner reads. All of them run through the one training loop; adding a
 method is one module and one line here.

@@ -1,4 +1,4 @@
-"""The two-kind world (DESIGN §3): facts a base model learned in pretraining beside facts implanted
+"""The two-kind world (docs/design.md §3): facts a base model learned in pretraining beside facts implanted
 into it by a short fine-tune, as the paper's `years` (pretraining) and Random Birthdays (implanted).
 
 - *pretrained* (family A, people): a base model is trained from scratch on a pretraining corpus —

@@ -1,4 +1,4 @@
-"""Which facts a pretrained model knows (DESIGN §11): a rule that keeps lucky guesses out.
+"""Which facts a pretrained model knows (docs/design.md §11): a rule that keeps lucky guesses out.
 
 Picking the facts a model answers right also picks guesses: if it knows a fraction κ of the facts and
 guesses the rest among k choices, its accuracy is κ + (1 − κ)/k, and (1 − κ)/k of the facts are right

@@ -1,4 +1,4 @@
-"""A real pretrained model as a two-kind world (DESIGN §11): SmolLM2-135M on the paper's own data.
+"""A real pretrained model as a two-kind world (docs/design.md §11): SmolLM2-135M on the paper's own data.
 
 - *pretrained* knowledge: the paper's `years` facts the base model knows by the two-format rule
   (`forensics.worlds.known`), dealt into forget splits and a retain set; beside each forget split a control

@@ -1,4 +1,4 @@
-"""The embedded world (DESIGN §3): independent year facts, a tokenizer, and two small Llama models.
+"""The embedded world (docs/design.md §3): independent year facts, a tokenizer, and two small Llama models.
 
 Family A: fictional people and birth years; family B: fictional ships and launch years. Forget is
 part of A (in splits, for the RTT rotation), near-retain the rest of A, retain is B. `original`
