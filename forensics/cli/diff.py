@@ -19,8 +19,9 @@ def diff_table(result: dict) -> str:
 def cmd_diff(a: argparse.Namespace) -> None:
     from forensics.measure.weights import diff
     from forensics.models.checkpoint import write_json
+    from forensics.models.hub import resolve_model
 
-    result = diff(Path(a.original), Path(a.unlearned))
+    result = diff(resolve_model(a.original), resolve_model(a.unlearned))
     print(f"relative weight change ‖ΔW‖/‖W‖ of {a.unlearned} against {a.original}:")
     print(diff_table(result))
     if a.out:

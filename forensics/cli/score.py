@@ -22,6 +22,7 @@ def cmd_score(a: argparse.Namespace) -> None:
     from forensics.facts.formats import default_format
     from forensics.facts.load import load_facts
     from forensics.models.checkpoint import load_checkpoint
+    from forensics.models.hub import resolve_model
     from forensics.models.pair import check_context
     from forensics.models.scoring import SCORERS, score
 
@@ -42,8 +43,9 @@ def cmd_score(a: argparse.Namespace) -> None:
         if not fs:
             raise InputError(f"{a.facts}: split '{name}' is empty after dropping repeated choices")
     kept = [f for fs in splits.values() for f in fs]
-    model, tok = load_checkpoint(Path(a.checkpoint), _runtime(a))
-    check_context(Path(a.checkpoint), kept, a.scorer, default_format(a.scorer), tok)
+    checkpoint = resolve_model(a.checkpoint)
+    model, tok = load_checkpoint(checkpoint, _runtime(a))
+    check_context(checkpoint, kept, a.scorer, default_format(a.scorer), tok)
     rows = []
     for name, fs in splits.items():
         s = score(model, tok, fs, a.scorer, a.batch_size)

@@ -26,6 +26,7 @@ def _unlearn_sets(a: argparse.Namespace):
     """(original, sets, output root, scorer) from --world, or --original/--facts/--forget/--retain."""
     from forensics.facts.core import select
     from forensics.facts.load import load_facts
+    from forensics.models.hub import resolve_model
     from forensics.worlds.world import load_world
 
     if a.world:
@@ -35,7 +36,7 @@ def _unlearn_sets(a: argparse.Namespace):
         raise InputError("give --world DIR, or --original, --facts, --forget, --retain and --out")
     facts = load_facts(Path(a.facts), a.partition, a.facts_seed)
     sets = select(facts, a.forget, a.retain, a.near_retain, a.drop_duplicates)
-    return Path(a.original), sets, Path(a.out), a.scorer
+    return resolve_model(a.original), sets, Path(a.out), a.scorer
 
 
 def cmd_unlearn(a: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ from forensics.config import coerce, from_table
 from forensics.errors import InputError
 from forensics.lenses import REGISTRY
 from forensics.models.checkpoint import check_dir
+from forensics.models.hub import resolve_model
 from forensics.models.runtime import Runtime
 from forensics.outdir import safe_name
 from forensics.study.config import DEFAULT_LENSES, KindStudy, StudyConfig
@@ -112,6 +113,13 @@ class Reader:
     def resolve(self, value, where: str) -> Path:
         return (self.path.parent / coerce(value, str, f"{self.path}: {where}")).resolve()
 
+    def model(self, value, where: str) -> Path:
+        """A checkpoint: a folder beside the file, or a Hugging Face hub id (forensics.models.hub)."""
+        try:
+            return resolve_model(coerce(value, str, f"{self.path}: {where}"), self.path.parent)
+        except InputError as e:
+            raise InputError(f"{self.path}: {where}: {e}") from None
+
 
 def load_config(path: Path) -> StudyConfig | KindStudy:
     """Parse and check a study TOML; every problem is an InputError naming the file and key."""
@@ -172,11 +180,11 @@ def _models(read: Reader, raw: dict, kinds: bool) -> dict:
         raise InputError(f"{read.path}: [models.unlearned] must be a table of name = path")
     original = read.need(table.original, "original", "[models]")
     return {
-        "original": read.resolve(original, "[models] 'original'"),
+        "original": read.model(original, "[models] 'original'"),
         "never_learned": (
-            read.resolve(table.never_learned, "[models] 'never_learned'") if table.never_learned else None
+            read.model(table.never_learned, "[models] 'never_learned'") if table.never_learned else None
         ),
-        "unlearned": {str(k): read.resolve(v, f"[models.unlearned] '{k}'") for k, v in unlearned.items()},
+        "unlearned": {str(k): read.model(v, f"[models.unlearned] '{k}'") for k, v in unlearned.items()},
     }
 
 
@@ -276,13 +284,13 @@ def _kind_models(read: Reader, kind_models: dict, kind: str) -> dict:
     own = read.table(kind_models, kind, "[models.kinds]", KIND_MODELS)
     out = {}
     if "never_learned" in own:
-        out["never_learned"] = read.resolve(own["never_learned"], f"[models.kinds.{kind}] 'never_learned'")
+        out["never_learned"] = read.model(own["never_learned"], f"[models.kinds.{kind}] 'never_learned'")
     unlearned = own.get("unlearned")
     if unlearned is not None:
         if not isinstance(unlearned, dict):
             raise InputError(f"{read.path}: [models.kinds.{kind}.unlearned] must be a table of name = path")
         where = f"[models.kinds.{kind}.unlearned]"
-        out["unlearned"] = {str(k): read.resolve(v, f"{where} '{k}'") for k, v in unlearned.items()}
+        out["unlearned"] = {str(k): read.model(v, f"{where} '{k}'") for k, v in unlearned.items()}
     return out
 
 
