@@ -23,6 +23,7 @@ LAYERS = {
     "worlds": 4,
     "study": 5,
     "cli": 6,
+    "api": 6,  # the toolkit from Python: beside the command line
 }
 
 

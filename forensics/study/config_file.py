@@ -79,76 +79,89 @@ LENS_TABLES = tuple(name for name, lens in REGISTRY.items() if lens.settings is 
 
 @dataclass(frozen=True)
 class Reader:
-    """Reads one config file's tables: every problem an InputError naming the file and key."""
+    """Reads one config's tables — a TOML file's, or what `forensics.Study(...)` is given — every problem
+    an InputError naming where (the file) and the key; paths resolve against `base`."""
 
-    path: Path
+    where: str  # what every error starts with: the file, or "Study(...)"
+    base: Path  # the folder relative paths resolve against
+    stem: str  # the study's name when it gives none
+    path: Path | None = None  # the TOML file, when there is one
+
+    @classmethod
+    def of_file(cls, path: Path) -> Reader:
+        path = Path(path)
+        return cls(str(path), path.parent, path.stem, path)
 
     def raw(self) -> dict:
         try:
-            return tomllib.loads(self.path.read_text(encoding="utf-8"))
+            return tomllib.loads(Path(self.path).read_text(encoding="utf-8"))
         except OSError as e:
-            raise InputError(f"{self.path}: cannot read ({e.strerror})") from None
+            raise InputError(f"{self.where}: cannot read ({e.strerror})") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"{self.path}: malformed TOML ({e})") from None
+            raise InputError(f"{self.where}: malformed TOML ({e})") from None
 
     def table(self, parent: dict, key: str, where: str, known: tuple[str, ...] | None = None) -> dict:
         """`parent[key]` as a table ({} when absent), its keys among `known` when given."""
         value = parent.get(key, {})
         if not isinstance(value, dict):
-            raise InputError(f"{self.path}: '{key}' in {where} must be a table")
+            raise InputError(f"{self.where}: '{key}' in {where} must be a table")
         for k in value if known is not None else ():
             if k not in known:
-                raise InputError(f"{self.path}: unknown key '{k}' in [{key}] (known: {', '.join(known)})")
+                raise InputError(f"{self.where}: unknown key '{k}' in [{key}] (known: {', '.join(known)})")
         return value
 
     def typed(self, cls, table: dict, where: str, apart: tuple[str, ...] = ()):
         """Dataclass `cls` from `table`, its keys in `apart` read elsewhere."""
-        return from_table(cls, table, f"{self.path}{where}", apart=apart)
+        return from_table(cls, table, f"{self.where}{where}", apart=apart)
 
     def need(self, value, key: str, where: str):
         if value is None:
-            raise InputError(f"{self.path}: missing '{key}' in {where}")
+            raise InputError(f"{self.where}: missing '{key}' in {where}")
         return value
 
     def resolve(self, value, where: str) -> Path:
-        return (self.path.parent / coerce(value, str, f"{self.path}: {where}")).resolve()
+        return (self.base / coerce(value, str, f"{self.where}: {where}")).resolve()
 
     def model(self, value, where: str) -> Path:
         """A checkpoint: a folder beside the file, or a Hugging Face hub id (forensics.models.hub)."""
         try:
-            return resolve_model(coerce(value, str, f"{self.path}: {where}"), self.path.parent)
+            return resolve_model(coerce(value, str, f"{self.where}: {where}"), self.base)
         except InputError as e:
-            raise InputError(f"{self.path}: {where}: {e}") from None
+            raise InputError(f"{self.where}: {where}: {e}") from None
 
 
 def load_config(path: Path) -> StudyConfig | KindStudy:
     """Parse and check a study TOML; every problem is an InputError naming the file and key."""
-    read = Reader(Path(path))
-    raw = read.raw()
+    read = Reader.of_file(path)
+    return from_raw(read.raw(), read)
+
+
+def from_raw(raw: dict, read: Reader) -> StudyConfig | KindStudy:
+    """A study's config from its parsed tables (a TOML file's, or the same built in Python)."""
     top = read.typed(TopTable, raw, "", apart=(*TABLES, *RUNTIME))
     if top.seed is not None and top.seeds is not None:
-        raise InputError(f"{read.path}: give 'seed' or 'seeds', not both")
+        raise InputError(f"{read.where}: give 'seed' or 'seeds', not both")
     if top.grid not in GRIDS:
-        raise InputError(f"{read.path}: 'grid': unknown grid '{top.grid}' (choose from {', '.join(GRIDS)})")
+        raise InputError(f"{read.where}: 'grid': unknown grid '{top.grid}' (choose from {', '.join(GRIDS)})")
     models_raw, facts_raw = read.table(raw, "models", "the config"), read.table(raw, "facts", "the config")
     lenses_raw = read.table(raw, "lenses", "the config", ("run", *LENS_TABLES))
     kinds = read.table(facts_raw, "kinds", "[facts]")
     if kinds and "forget" in facts_raw:
         raise InputError(
-            f"{read.path}: [facts] gives 'forget' and 'kinds' (each kind's splits are its forget set)"
+            f"{read.where}: [facts] gives 'forget' and 'kinds' (each kind's splits are its forget set)"
         )
-    name = read.path.stem if top.name is None else top.name
+    name = read.stem if top.name is None else top.name
     values = dict(
-        verdict=from_table(VerdictSettings, raw.get("verdict", {}), f"{read.path}: [verdict]"),
+        verdict=from_table(VerdictSettings, raw.get("verdict", {}), f"{read.where}: [verdict]"),
         name=name,
-        out=read.resolve(top.out, "'out'")
-        if top.out
-        else read.path.parent.resolve() / "runs" / safe_name(name),
+        out=read.base.resolve() / "runs" / safe_name(name)
+        if top.out is None
+        else read.resolve(top.out, "'out'"),
         scorer=top.scorer,
         seeds=top.seeds if top.seed is None else (top.seed,),
         grid=top.grid,
         cache_max_gb=top.cache_max_gb,
-        runtime=from_table(Runtime, {k: raw[k] for k in RUNTIME if k in raw}, f"{read.path}"),
+        runtime=from_table(Runtime, {k: raw[k] for k in RUNTIME if k in raw}, f"{read.where}"),
         executor=top.executor,
         ray_address=top.ray_address,
         ray_timeout=top.ray_timeout,
@@ -163,8 +176,8 @@ def load_config(path: Path) -> StudyConfig | KindStudy:
     try:
         cfg = StudyConfig(**values)
     except InputError as e:
-        raise InputError(f"{read.path}: {e}") from None
-    _check_paths(read.path, cfg)
+        raise InputError(f"{read.where}: {e}") from None
+    _check_paths(read.where, cfg)
     return cfg
 
 
@@ -172,12 +185,12 @@ def _models(read: Reader, raw: dict, kinds: bool) -> dict:
     """StudyConfig's checkpoints from `[models]`."""
     table = read.typed(ModelsTable, raw, ": [models]", apart=("unlearned", "kinds"))
     if "kinds" in raw and not kinds:
-        raise InputError(f"{read.path}: [models.kinds] needs [facts.kinds] (which splits are each kind's)")
+        raise InputError(f"{read.where}: [models.kinds] needs [facts.kinds] (which splits are each kind's)")
     if "unlearned" not in raw and not kinds:
-        raise InputError(f"{read.path}: missing 'unlearned' in [models]")
+        raise InputError(f"{read.where}: missing 'unlearned' in [models]")
     unlearned = raw.get("unlearned", {})
     if not isinstance(unlearned, dict):
-        raise InputError(f"{read.path}: [models.unlearned] must be a table of name = path")
+        raise InputError(f"{read.where}: [models.unlearned] must be a table of name = path")
     original = read.need(table.original, "original", "[models]")
     return {
         "original": read.model(original, "[models] 'original'"),
@@ -215,7 +228,7 @@ def _lenses(read: Reader, raw: dict, grid: str) -> dict:
         lens: from_table(
             REGISTRY[lens].settings,
             raw.get(lens, {}),
-            f"{read.path}: [lenses.{lens}]",
+            f"{read.where}: [lenses.{lens}]",
             base=presets.of(lens),
             exclude=tuple(REGISTRY[lens].shares.values()),
         )
@@ -224,7 +237,7 @@ def _lenses(read: Reader, raw: dict, grid: str) -> dict:
     return {"lenses": run, "settings": Grid(settings)}
 
 
-def _check_paths(path: Path, cfg: StudyConfig) -> None:
+def _check_paths(path: str, cfg: StudyConfig) -> None:
     for model, model_path in cfg.models().items():
         try:
             check_dir(model_path)
@@ -239,7 +252,7 @@ KIND_FACTS = ("path", "forget", "retain", "near_retain", "control")
 RESERVED = frozenset({"results.json", "summary.md", "report", "stages", "cache", "relearn", "checkpoints"})
 
 
-def _check_kinds_apart(path: Path, studies: dict[str, StudyConfig]) -> None:
+def _check_kinds_apart(path: str, studies: dict[str, StudyConfig]) -> None:
     """The comparison treats the kinds as independent samples: refuse kinds that share a forget split
     of one facts file, or one never-learned control checkpoint."""
     owner: dict[tuple, str] = {}
@@ -267,7 +280,7 @@ def _kind_facts(read: Reader, kinds: dict, kind: str) -> dict:
     where, spec = f"[facts.kinds] '{kind}'", kinds[kind]
 
     def typed(value, w: str):
-        return coerce(value, tuple[str, ...], f"{read.path}: {w}")
+        return coerce(value, tuple[str, ...], f"{read.where}: {w}")
 
     if not isinstance(spec, dict):
         return {"forget": typed(spec, where)}
@@ -288,7 +301,7 @@ def _kind_models(read: Reader, kind_models: dict, kind: str) -> dict:
     unlearned = own.get("unlearned")
     if unlearned is not None:
         if not isinstance(unlearned, dict):
-            raise InputError(f"{read.path}: [models.kinds.{kind}.unlearned] must be a table of name = path")
+            raise InputError(f"{read.where}: [models.kinds.{kind}.unlearned] must be a table of name = path")
         where = f"[models.kinds.{kind}.unlearned]"
         out["unlearned"] = {str(k): read.model(v, f"{where} '{k}'") for k, v in unlearned.items()}
     return out
@@ -300,7 +313,7 @@ def _kind_study(read: Reader, values: dict, kinds: dict, kind_models: dict) -> K
     `near_retain` (the paper's `years` beside `random-birthdays`) — with the never-learned control and
     unlearned checkpoints of `[models.kinds.<kind>]` (default: `[models]`'s — the same checkpoints
     unlearned on every kind at once, studied kind by kind)."""
-    path = read.path
+    path = read.where
     for kind in kinds:
         if safe_name(kind).casefold() in RESERVED:
             raise InputError(

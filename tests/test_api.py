@@ -1,0 +1,129 @@
+"""The toolkit from Python (issue 31): `Study(...)` is the config a TOML gives — the same checks, the
+same one-line errors as `forensics.InputError`, numerically the same results.json — and its results
+read as DataFrames."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+import forensics
+from forensics.cli import main
+from forensics.models.checkpoint import read_json
+from tests.conftest import QUICK_LENSES
+
+SPLITS = ["forget_0", "forget_1", "forget_2"]
+MASKED = ("timings", "versions", "config")  # where the two differ by design: times, the config's form
+
+
+def _numbers(results: dict, out: str) -> str:
+    """The results without times, the study's own folder named alike."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "seconds"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value.replace(out, "OUT") if isinstance(value, str) else value
+
+    return json.dumps(strip({k: v for k, v in results.items() if k not in MASKED}), sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def both(micro_world, tmp_path_factory):
+    """The same study from a TOML file and from Study(...): accuracy and RTT on the micro world's
+    original, never-learned control and (as the method) the never-learned model again."""
+    root = tmp_path_factory.mktemp("api")
+    for name in ("original", "never_learned"):
+        shutil.copytree(micro_world / "checkpoints" / name, root / name)
+    shutil.copy(micro_world / "facts.jsonl", root / "facts.jsonl")
+    (root / "s.toml").write_text(
+        f"""out = "toml"
+seeds = [0]
+[models]
+original = "original"
+never_learned = "never_learned"
+[models.unlearned]
+m = "never_learned"
+[facts]
+path = "facts.jsonl"
+forget = {json.dumps(SPLITS)}
+retain = ["retain"]
+[lenses]
+run = ["accuracy", "relearn"]
+{QUICK_LENSES}"""
+    )
+    assert main(["study", str(root / "s.toml"), "--quiet"]) == 0
+    study = forensics.Study(
+        original="original",
+        never_learned="never_learned",
+        unlearned={"m": "never_learned"},
+        facts="facts.jsonl",
+        forget=SPLITS,
+        retain=["retain"],
+        lenses=["accuracy", "relearn"],
+        seeds=[0],
+        name="s",
+        base=root,
+        relearn={"lrs": [1e-3, 3e-3, 1e-2], "epochs": 6, "patience": 1},
+        probes={"max_iter": 60},
+        localize={"lrs": [1e-3], "epochs": 1},
+    )
+    results = study.run(out=root / "api", progress=False)
+    return root, results
+
+
+def test_study_and_toml_give_the_same_numbers(both):
+    root, results = both
+    toml = read_json(root / "toml" / "results.json")
+    assert _numbers(read_json(root / "api" / "results.json"), str(root / "api")) == _numbers(
+        toml, str(root / "toml")
+    )
+    assert results.raw == read_json(root / "api" / "results.json")
+    assert (root / "api" / "summary.md").exists() and (root / "api" / "report" / "index.html").exists()
+
+
+def test_results_are_dataframes(both):
+    root, results = both
+    verdicts = results.verdicts
+    assert isinstance(verdicts, pd.DataFrame) and list(verdicts["method"]) == ["m"]
+    assert not verdicts["verdict"].iloc[0].startswith("hidden")  # the exact control is never hidden
+    rtt = results.lens("relearn")
+    assert list(rtt["label"]) == ["RTT"] and rtt["layer"].isna().all()
+    row = rtt.iloc[0]
+    assert row["ci95_lo"] <= row["difference"] <= row["ci95_hi"]
+    loaded = forensics.load_results(root / "api" / "results.json")
+    pd.testing.assert_frame_equal(loaded.verdicts, verdicts)
+    page = loaded.report(root / "again.html")
+    assert page.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_bad_input_raises_input_error_with_the_cli_message(both, capsys):
+    root, _ = both
+    with pytest.raises(forensics.InputError) as err:
+        forensics.Study(
+            original="original",
+            unlearned={"m": "never_learned"},
+            facts="facts.jsonl",
+            forget=SPLITS,
+            retain=["retain"],
+            base=root,
+            relearn={"epoch": 3},
+        )
+    (root / "bad.toml").write_text(
+        (root / "s.toml")
+        .read_text()
+        .replace("epochs = 6", "epoch = 3")
+        .replace('out = "toml"', 'out = "bad"')
+    )
+    assert main(["study", str(root / "bad.toml"), "--quiet"]) == 2
+    line = capsys.readouterr().err.strip()
+    mine = str(err.value)
+    assert "\n" not in mine and mine.startswith("Study(...): [lenses.relearn]: unknown key 'epoch'")
+    assert line.endswith(mine.removeprefix("Study(...)")), (line, mine)
+    assert not (root / "bad").exists() and not (root / "runs").exists()  # nothing written
+    with pytest.raises(forensics.InputError, match=r"Study\(...\): \[models\] 'original': nowhere/at-all"):
+        forensics.Study(
+            original="nowhere/at-all", unlearned={"m": "x"}, facts="f", forget=SPLITS, retain=["r"], base=root
+        )
