@@ -202,3 +202,34 @@ def diff(original: str | Path, unlearned: str | Path):
         for kind, stats in kinds.items()
     ]
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class RTTRun:
+    """One RTT run on a model in memory: V's split, the learning rate, per epoch the accuracy on V and
+    T (a DataFrame), the optimizer steps and seconds."""
+
+    v: str
+    lr: float
+    before: float  # V's accuracy before the attack
+    epochs: Any  # pandas.DataFrame: epoch, acc_v, acc_t
+    steps: int
+    seconds: float
+
+
+def rtt(model, tokenizer, sets, *, v: str, lr: float = 1e-3, epochs: int = 4, **settings) -> RTTRun:
+    """RTT on a model in memory (an HF model or a TransformerBridge; a copy is trained, the model is
+    left as it was): fine-tune on every forget split but `v` of `sets` (forensics.facts.core.Sets),
+    scoring V and T after each epoch; `settings`: RelearnSettings' fields (batch_size, scorer, …)."""
+    import pandas as pd
+
+    from forensics.attacks.relearn import RelearnSettings, check, run_one
+    from forensics.models.scoring import score
+
+    config = RelearnSettings(lrs=(lr,), epochs=epochs, score_retain=False, **settings)
+    if v not in check(sets, config):
+        raise InputError(f"V split '{v}' is not a forget split (forget: {', '.join(sets.forget)})")
+    before = score(model, tokenizer, list(sets.forget[v]), config.scorer).accuracy
+    run = run_one(model, tokenizer, sets, v, lr, config, before, progress=False, seed=config.seeds[0])
+    table = pd.DataFrame([{k: e.get(k) for k in ("epoch", "acc_v", "acc_t")} for e in run["epochs"]])
+    return RTTRun(v, lr, before, table, run["steps"], run["seconds"])

@@ -127,3 +127,22 @@ def test_bad_input_raises_input_error_with_the_cli_message(both, capsys):
         forensics.Study(
             original="nowhere/at-all", unlearned={"m": "x"}, facts="f", forget=SPLITS, retain=["r"], base=root
         )
+
+
+def test_rtt_on_a_model_in_memory_leaves_it_as_it_was(micro_world):
+    """`forensics.rtt` trains a copy: V and T per epoch, the model untouched; a V that is not a forget
+    split is an InputError."""
+    import torch
+
+    from forensics.models.checkpoint import load_checkpoint
+    from forensics.worlds.world import load_world
+
+    _, sets = load_world(micro_world)
+    model, tok = load_checkpoint(micro_world / "checkpoints" / "never_learned")
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    run = forensics.rtt(model, tok, sets, v="forget_0", lr=1e-2, epochs=2, batch_size=8, seeds=(0,))
+    assert list(run.epochs["epoch"]) == [1, 2] and run.epochs[["acc_v", "acc_t"]].notna().all().all()
+    assert run.steps > 0 and 0 <= run.before <= 1
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(forensics.InputError, match="V split 'retain' is not a forget split"):
+        forensics.rtt(model, tok, sets, v="retain")
