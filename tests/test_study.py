@@ -162,7 +162,8 @@ def test_resume_after_a_kill_redoes_nothing_finished(study_root, monkeypatch):
         (lambda t: t.replace('original = "elsewhere/original"\n', ""), r"missing 'original' in \[models\]"),
         (
             lambda t: t.replace('gd = "elsewhere/gd"', 'gd = "elsewhere/nothing"'),
-            r"nothing: checkpoint directory",
+            # a name that is no folder here reads as a hub id: it is not in the local cache either
+            r"\[models.unlearned\] 'gd': elsewhere/nothing: no such folder, and not in the local Hugging",
         ),
         (lambda t: t + '[lenses]\nrun = ["tea"]\n', r"unknown lens 'tea'"),
         (lambda t: t.replace("scorer", "scorer = = "), r"malformed TOML"),
