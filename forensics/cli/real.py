@@ -20,10 +20,10 @@ from forensics.cli.finish import finish_kinds, world_table
 from forensics.errors import InputError
 from forensics.outdir import claim
 
-# what the verdict rests on (accuracy, RTT) and the lenses that read weights only (seconds), sized to fit
-# the whole run at the paper's proportions (96 forget facts per kind, 2 rotations) in 90 minutes on 2
-# CPU cores; every other lens scores each model again on every fact and is asked for by name (README:
-# their measured costs)
+# what the verdict rests on (accuracy, RTT) and the lenses that read weights only (seconds); every other
+# lens scores each model again on every fact and is asked for by name (README: their measured costs).
+# At the paper's proportions (96 forget facts per kind, 2 rotations) the whole run took over 2 h on 2
+# CPU cores, RTT most of it (README: the real model)
 REAL_LENSES = ("accuracy", "relearn", "weights", "geometry")
 
 
