@@ -136,12 +136,12 @@ PRESETS = {
 
 def cells(results: dict, model: str) -> dict:
     """RTT's figures in a method's summary row: V after RTT, its recovery, the never-learned control's V."""
-    rtt = view(results)
-    if rtt is None or model not in rtt.acc_v:
+    metrics = results.get("relearn", {}).get("metrics", {})  # not the whole view: once per method
+    if model not in metrics:
         return {}
-    out = {"rtt_acc_v": rtt.acc_v[model][0], "rtt_recovery": rtt.recovery[model]}
-    if "never_learned" in rtt.acc_v:
-        out["rtt_control"] = rtt.acc_v["never_learned"][0]
+    out = {"rtt_acc_v": metrics[model]["acc_v"]["mean"], "rtt_recovery": metrics[model]["recovery"]["mean"]}
+    if "never_learned" in metrics:
+        out["rtt_control"] = metrics["never_learned"]["acc_v"]["mean"]
     return out
 
 

@@ -1,10 +1,10 @@
-"""Unlearning methods (docs/design.md §1), one module each defining its registry entry `METHOD`
-(forensics.unlearn.method.Method: its sweep, its points, its steps and streams, its retain weight, its
-loss), and the registry the runner reads. All of them run through the one training loop; adding a
-method is one module and one line here.
+"""Unlearning methods (docs/design.md §1), one module each with its own settings (`GRID`, `DEMO`,
+`REAL`, `STEPS`, `STREAMS`, `RETAIN_KEY`, `loss`; `trainable`, `resolve`, `FIXABLE` where it has
+them), read into its registry entry (forensics.unlearn.method.Method) for the runner. All of them run
+through the one training loop; adding a method is one module and one name here.
 """
 
 from forensics.unlearn import ga, gd, npo, ria, rmu
-from forensics.unlearn.method import Method
+from forensics.unlearn.method import Method, method_of
 
-METHODS: dict[str, Method] = {m.METHOD.name: m.METHOD for m in (ga, gd, ria, rmu, npo)}
+METHODS: dict[str, Method] = {m.name: m for m in map(method_of, (ga, gd, ria, rmu, npo))}

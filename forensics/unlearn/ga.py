@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from forensics.unlearn.losses import mean_nll
-from forensics.unlearn.method import Method
 
 GRID = [{"lr": lr} for lr in (1e-4, 1.5e-4, 2e-4, 3e-4)]
 DEMO = {"lr": 1e-4}  # the point the full sweep picks on the default world
@@ -18,15 +17,3 @@ def loss(params: dict, state: dict):
         return -mean_nll(model, batches["forget"])
 
     return fn
-
-
-METHOD = Method(
-    name="ga",
-    grid=tuple(GRID),
-    demo=DEMO,
-    real=REAL,
-    steps=STEPS,
-    streams=STREAMS,
-    retain_key=RETAIN_KEY,
-    loss=loss,
-)

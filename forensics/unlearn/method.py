@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 
 def as_given(params: dict, n_layers: int) -> dict:
@@ -29,3 +30,21 @@ class Method:
     trainable: Callable | None = None
     resolve: Callable[[dict, int], dict] = as_given
     fixable: tuple[str, ...] = ()
+
+
+def method_of(module: ModuleType) -> Method:
+    """A method module's registry entry, from its own settings: `GRID`, `DEMO`, `REAL`, `STEPS`,
+    `STREAMS`, `RETAIN_KEY` and `loss`; `trainable`, `resolve` and `FIXABLE` where it has them."""
+    return Method(
+        name=module.__name__.rsplit(".", 1)[-1],
+        grid=tuple(module.GRID),
+        demo=module.DEMO,
+        real=module.REAL,
+        steps=module.STEPS,
+        streams=module.STREAMS,
+        retain_key=module.RETAIN_KEY,
+        loss=module.loss,
+        trainable=getattr(module, "trainable", None),
+        resolve=getattr(module, "resolve", as_given),
+        fixable=getattr(module, "FIXABLE", ()),
+    )

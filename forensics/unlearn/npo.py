@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from forensics.unlearn.losses import mean_nll, sequence_logprob
-from forensics.unlearn.method import Method
 
 GRID = [{"lr": lr, "beta": 0.1, "rc": 1.0} for lr in (3e-4, 1e-3, 3e-3)]
 DEMO = {"lr": 3e-3, "beta": 0.1, "rc": 1.0}  # the point the full sweep picks on the default world
@@ -32,15 +31,3 @@ def loss(params: dict, state: dict):
         return npo + params["rc"] * mean_nll(model, batches["retain"])
 
     return fn
-
-
-METHOD = Method(
-    name="npo",
-    grid=tuple(GRID),
-    demo=DEMO,
-    real=REAL,
-    steps=STEPS,
-    streams=STREAMS,
-    retain_key=RETAIN_KEY,
-    loss=loss,
-)

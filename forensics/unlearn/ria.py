@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from forensics.unlearn.losses import mean_nll
-from forensics.unlearn.method import Method
 
 GRID = [{"lr": lr, "rc": 1.0} for lr in (1e-3, 3e-3)]
 DEMO = {"lr": 1e-3, "rc": 1.0}  # the point the full sweep picks on the default world
@@ -18,15 +17,3 @@ def loss(params: dict, state: dict):
         return mean_nll(model, batches["wrong"]) + params["rc"] * mean_nll(model, batches["retain"])
 
     return fn
-
-
-METHOD = Method(
-    name="ria",
-    grid=tuple(GRID),
-    demo=DEMO,
-    real=REAL,
-    steps=STEPS,
-    streams=STREAMS,
-    retain_key=RETAIN_KEY,
-    loss=loss,
-)

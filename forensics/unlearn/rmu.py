@@ -11,7 +11,6 @@ import torch
 
 from forensics.errors import InputError
 from forensics.models.arch import arch_of
-from forensics.unlearn.method import Method
 
 GRID = [{"lr": lr, "layer": None, "c": 3.0, "alpha": alpha} for lr in (3e-3, 1e-2) for alpha in (1.0, 10.0)]
 DEMO = {
@@ -24,6 +23,7 @@ STEPS = 150
 REAL = {"lr": 3e-4, "layer": None, "c": 3.0, "alpha": 10.0}  # the first point on a pretrained ~100M model
 RETAIN_KEY = "alpha"  # what the adaptive sweep raises when a run costs too much retain
 STREAMS = ("forget", "retain")
+FIXABLE = ("layer",)  # `forensics unlearn --rmu-layer`
 
 
 def resolve(params: dict, n_layers: int) -> dict:
@@ -71,18 +71,3 @@ def loss(params: dict, state: dict):
         )
 
     return fn
-
-
-METHOD = Method(
-    name="rmu",
-    grid=tuple(GRID),
-    demo=DEMO,
-    real=REAL,
-    steps=STEPS,
-    streams=STREAMS,
-    retain_key=RETAIN_KEY,
-    loss=loss,
-    trainable=trainable,
-    resolve=resolve,
-    fixable=("layer",),  # `forensics unlearn --rmu-layer`
-)
