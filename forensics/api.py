@@ -14,6 +14,7 @@ from forensics.lenses import REGISTRY
 from forensics.outcomes import Reading
 from forensics.study.config import KindStudy, StudyConfig
 from forensics.study.config_file import LENS_TABLES, Reader, from_raw, load_config
+from reports.table import ROW_CELLS
 
 
 def _plain(value):
@@ -77,18 +78,16 @@ class Study:
         report under `out` (default: the config's); the results."""
         from forensics.study.kinds import run_kind_study
         from forensics.study.run import run_study
-        from reports.markdown import write_summary
 
         cfg = self.config if out is None else _moved(self.config, Path(out))
-        raw = (
-            run_kind_study(cfg, progress, force)[0]
-            if isinstance(cfg, KindStudy)
-            else run_study(cfg, progress, force)
-        )
+        if isinstance(cfg, KindStudy):
+            raw, by_kind = run_kind_study(cfg, progress, force)
+            for kind, kind_cfg in cfg.studies.items():  # each kind's own report and summary, as the CLI's
+                Results(by_kind[kind]).write(Path(kind_cfg.out))
+        else:
+            raw = run_study(cfg, progress, force)
         results = Results(raw, Path(cfg.out) / "results.json")
-        write_summary(
-            raw, Path(cfg.out) / "summary.md", results.report(Path(cfg.out) / "report" / "index.html")
-        )
+        results.write(Path(cfg.out))
         return results
 
 
@@ -117,7 +116,7 @@ class Results:
         for method, r in self.raw.get("summary", {}).items():
             e = r.get("lenses", {}).get(r.get("deciding") or "", {})
             lo, hi = e.get("ci95", (None, None))
-            figures = {k: r.get(k) for k in ("forget", "retain", "near_retain", "rtt_acc_v", "rtt_recovery")}
+            figures = {key: r.get(key) for _, key in ROW_CELLS}  # the summary table's, from the lenses
             rows.append(
                 {
                     "method": method,
@@ -166,6 +165,12 @@ class Results:
                         }
                     )
         return pd.DataFrame(rows)
+
+    def write(self, out: Path) -> None:
+        """The report and summary.md under `out`, as `forensics study` writes them."""
+        from reports.markdown import write_summary
+
+        write_summary(self.raw, out / "summary.md", self.report(out / "report" / "index.html"))
 
     def report(self, path: str | Path) -> Path:
         """The HTML report at `path` (one self-contained file)."""

@@ -19,6 +19,5 @@ def test_the_example_notebook_runs_and_holds(tmp_path, monkeypatch):
     NotebookClient(
         nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
-    shown = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
-    assert not [o for o in shown if o.get("output_type") == "error"]
+    # execute() raises on the first cell that fails (its assertions included)
     assert (tmp_path / "runs" / "notebook" / "study" / "report" / "index.html").exists()

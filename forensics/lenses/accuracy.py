@@ -41,8 +41,12 @@ def view(results: dict) -> dict[str, Accuracy]:
 
 
 def cells(results: dict, model: str) -> dict:
-    acc = view(results).get(model)
-    return {} if acc is None else {"forget": acc.forget, "retain": acc.retain, "near_retain": acc.near_retain}
+    t = results.get("accuracy", {}).get(model)  # not the whole view: once per method
+    return (
+        {}
+        if t is None
+        else {"forget": t["forget"], "retain": t["retain"], "near_retain": t.get("near_retain")}
+    )
 
 
 LENS = Lens(

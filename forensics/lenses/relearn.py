@@ -48,7 +48,6 @@ class AttackView:
 
     chance: float
     acc_v: dict[str, tuple[float | None, float | None]]  # per model: V after RTT, mean and sd over V
-    recovery: dict[str, float | None]  # per model: its V after RTT ÷ the original's
     before: dict[str, float]  # per model: V before RTT, mean over V
     curves: dict[str, dict[float, dict[str, dict[int, float]]]]  # model → lr → "V"/"T" → epoch → mean
     adequacy: dict[str, dict]  # per model (forensics.attacks.adequacy.assess)
@@ -81,7 +80,6 @@ def view(results: dict, name: str = "relearn") -> AttackView | None:
     return AttackView(
         chance=rtt.get("chance", float("nan")),
         acc_v={m: (e["acc_v"]["mean"], e["acc_v"]["std"]) for m, e in metrics.items()},
-        recovery={m: e["recovery"]["mean"] for m, e in metrics.items()},
         before={
             m: sum(b["before"] for b in per.values()) / len(per)
             for m, per in best.items()
