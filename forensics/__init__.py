@@ -1,16 +1,28 @@
 """unlearning-forensics: did an unlearning method erase facts from a model's weights, or hide them?
 
 From Python: `Study(...)` (or `Study.from_toml(path)`) → `.run()` → `Results` (verdicts and lenses as
-DataFrames, the report); `load_results(path)`; on a model in memory `score(model, tokenizer, facts)`
-and `rtt(model, tokenizer, sets, v=…)`; `diff(a, b)` between two checkpoints. Bad input raises
-`InputError` with the command line's message. The heavy modules load on first use: `import
-forensics` stays light.
+DataFrames, the report); `load_results(path)`; on a model in memory `score(model, tokenizer, facts)`,
+`rtt(model, tokenizer, sets, v=…)` and `probe(model, tokenizer, sets)`; `diff(a, b)` between two
+checkpoints. Bad input raises `InputError` with the command line's message. The heavy modules load
+on first use: `import forensics` stays light.
 """
 
 from forensics.errors import InputError
 
 __version__ = "0.1.0"
-__all__ = ["InputError", "RTTRun", "Results", "Study", "__version__", "diff", "load_results", "rtt", "score"]
+__all__ = [
+    "InputError",
+    "ProbeRun",
+    "RTTRun",
+    "Results",
+    "Study",
+    "__version__",
+    "diff",
+    "load_results",
+    "probe",
+    "rtt",
+    "score",
+]
 
 _LAZY = {
     "Study": "forensics.api",
@@ -19,6 +31,8 @@ _LAZY = {
     "diff": "forensics.api",
     "rtt": "forensics.api",
     "RTTRun": "forensics.api",
+    "probe": "forensics.api",
+    "ProbeRun": "forensics.api",
     "score": "forensics.models.scoring",
 }
 

@@ -238,3 +238,42 @@ def rtt(model, tokenizer, sets, *, v: str, lr: float = 1e-3, epochs: int = 4, **
     run = run_one(model, tokenizer, sets, v, lr, config, before, progress=False, seed=config.seeds[0])
     table = pd.DataFrame([{k: e.get(k) for k in ("epoch", "acc_v", "acc_t")} for e in run["epochs"]])
     return RTTRun(v, lr, before, table, run["steps"], run["seconds"])
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """Probes and the logit lens on a model in memory: one row per layer (a DataFrame) with the probe's
+    accuracy on V and its 95% interval, the control task, selectivity, the ridge screen, the transfer
+    of `reference`'s probes and the lens on forget and retain; `probes`, the fitted probes (pass them
+    as another model's `reference` to read its residuals with them)."""
+
+    layers: Any  # pandas.DataFrame
+    probes: list
+
+
+def probe(model, tokenizer, sets, *, scorer: str = "choice", reference: ProbeRun | None = None, **settings):
+    """Linear probes and the logit lens layer by layer on a model in memory (an HF model, read through a
+    TransformerBridge over a copy, or a TransformerBridge, read with its own tokenizer): trained on
+    retain + near-retain + T, tested on V, over every rotation of `sets`' forget splits;
+    `settings`: ProbeSettings' fields (Cs, folds, max_iter, tol, seed)."""
+    import pandas as pd
+
+    from forensics.measure.probing import ProbeSettings, probe_bridge
+    from forensics.models.checkpoint import boot_bridge
+    from forensics.models.scoring import SCORERS
+
+    if scorer not in SCORERS:
+        raise InputError(f"unknown scorer '{scorer}' (choose from {', '.join(SCORERS)})")
+    if not hasattr(model, "original_model"):  # an HF model: a bridge over a copy, the model untouched
+        model = boot_bridge(Path(model.config.name_or_path or "model"), model=model, tokenizer=tokenizer)
+    given = reference.probes if reference else None
+    run = probe_bridge(model, sets, scorer, settings=ProbeSettings(**settings), reference=given)
+    names = ("probe", "control", "ridge", "transfer")
+    rows = []
+    for n, layer in enumerate(run["layers"]):
+        row = {"layer": layer, **{k: run[k][n]["acc"] for k in names}}
+        row |= {"probe_lo": run["probe"][n]["ci"][0], "probe_hi": run["probe"][n]["ci"][1]}
+        row |= {"selectivity": run["selectivity"][n], "n": run["probe"][n]["n"]}
+        row |= {f"lens_{part}": run["lens"][part][n]["acc"] for part in ("forget", "retain")}
+        rows.append(row)
+    return ProbeRun(pd.DataFrame(rows), run["probes"])

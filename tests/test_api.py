@@ -146,3 +146,57 @@ def test_rtt_on_a_model_in_memory_leaves_it_as_it_was(micro_world):
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
     with pytest.raises(forensics.InputError, match="V split 'retain' is not a forget split"):
         forensics.rtt(model, tok, sets, v="retain")
+
+
+def test_score_rtt_and_probe_take_a_transformer_bridge(micro_world):
+    """A TransformerBridge is taken where an HF model is: the same accuracy, the same RTT run (a copy
+    trained, the bridge untouched)."""
+    import torch
+
+    from forensics.models.checkpoint import boot_bridge, load_checkpoint
+    from forensics.worlds.world import load_world
+
+    _, sets = load_world(micro_world)
+    path = micro_world / "checkpoints" / "original"
+    model, tok = load_checkpoint(path)
+    bridge = boot_bridge(path)
+    facts = sets.forget_facts()
+    assert (forensics.score(bridge, tok, facts).correct == forensics.score(model, tok, facts).correct).all()
+    weights = {k: v.clone() for k, v in bridge.state_dict().items()}
+    on_bridge = forensics.rtt(bridge, tok, sets, v="forget_0", lr=1e-2, epochs=2, batch_size=8, seeds=(0,))
+    on_model = forensics.rtt(model, tok, sets, v="forget_0", lr=1e-2, epochs=2, batch_size=8, seeds=(0,))
+    assert on_bridge.steps == on_model.steps > 0
+    pd.testing.assert_frame_equal(on_bridge.epochs, on_model.epochs)
+    assert all(torch.equal(weights[k], v) for k, v in bridge.state_dict().items())
+
+
+def test_probe_on_a_model_in_memory_is_the_study_lens(micro_world):
+    """`forensics.probe` on models in memory gives the probes lens's figures layer by layer (the
+    original's probes, and their transfer to the never-learned model through `reference`), leaves an HF
+    model as it was, and takes a bridge."""
+    import torch
+
+    from forensics.measure.probing import probe_models
+    from forensics.models.checkpoint import boot_bridge, load_checkpoint
+    from forensics.worlds.world import load_world
+
+    _, sets = load_world(micro_world)
+    paths = {n: micro_world / "checkpoints" / n for n in ("original", "never_learned")}
+    lens = probe_models(paths, sets, "choice")["models"]
+    model, tok = load_checkpoint(paths["original"])
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    original = forensics.probe(model, tok, sets)
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    other = forensics.probe(boot_bridge(paths["never_learned"]), None, sets, reference=original)
+    for run, name in ((original, "original"), (other, "never_learned")):
+        table = run.layers
+        assert list(table["layer"]) == ["embed", *map(str, range(len(table) - 1))]
+        for column in ("probe", "control", "ridge", "transfer"):
+            assert table[column].tolist() == pytest.approx([r["acc"] for r in lens[name][column]])
+        on_forget = [r["acc"] for r in lens[name]["lens"]["forget"]]
+        assert table["lens_forget"].tolist() == pytest.approx(on_forget)
+        assert ((table["probe_lo"] <= table["probe"]) & (table["probe"] <= table["probe_hi"])).all()
+    with pytest.raises(forensics.InputError, match="unknown scorer 'nope'"):
+        forensics.probe(model, tok, sets, scorer="nope")
+    with pytest.raises(forensics.InputError, match="'folds' must be at least 2"):
+        forensics.probe(model, tok, sets, folds=1)

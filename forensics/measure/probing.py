@@ -205,8 +205,32 @@ def probe_model(
     runtime: Runtime,
     reference: list | None,
 ) -> dict:
+    """`probe_bridge` on a checkpoint dir, its residuals cached under its content hash."""
+    bridge = boot_bridge(path, runtime=runtime)
+    return probe_bridge(
+        bridge,
+        sets,
+        scorer,
+        settings=settings,
+        reference=reference,
+        cache_dir=cache_dir,
+        weights=checkpoint_digest(path),
+    )
+
+
+def probe_bridge(
+    bridge,
+    sets: Sets,
+    scorer: str,
+    *,
+    settings: ProbeSettings,
+    reference: list | None,
+    cache_dir: Path | None = None,
+    weights: str | None = None,
+) -> dict:
     """One model's probes, control task, ridge screen, transfer of `reference`'s probes (its own
-    when None: it is the reference) and logit lens; with its fitted probes under `probes`."""
+    when None: it is the reference) and logit lens; with its fitted probes under `probes`. With
+    `cache_dir`, residuals are cached under `weights` (the checkpoint's hash; from memory if None)."""
     forget = sets.forget_facts()
     known = [*forget, *sets.near_retain, *sets.retain]
     facts = [*known, *sets.control_facts()]  # control facts are read, never trained on
@@ -224,9 +248,7 @@ def probe_model(
     ]
     c_splits = np.array([f.split for f in sets.control_facts()])
     c_tests = [len(known) + np.flatnonzero(c_splits == c) for c in sets.control]
-    bridge = boot_bridge(path, runtime=runtime)
-    digest = checkpoint_digest(path)
-    X = features(bridge, facts, scorer, cache_dir, digest)
+    X = features(bridge, facts, scorer, cache_dir, weights)
     probes, controls, chosen_C = fit_rotations(X, y, y_control, allowed, trains, settings)
     reference = reference or probes
     kinds = ("probe", "control", "transfer", "ridge")
@@ -241,7 +263,7 @@ def probe_model(
     for test, probe in zip(c_tests, probes, strict=False):  # beside V: the same rotation's probe
         on_control[:, test - len(known)] = predict(probe, X[:, test], allowed[test]) == y[test]
     probe_acc, control_acc = _per_layer(hits["probe"]), _per_layer(hits["control"])
-    lens = lens_correct(bridge, facts, scorer, cache_dir, digest)
+    lens = lens_correct(bridge, facts, scorer, cache_dir, weights)
     extra = {}
     if sets.control:
         extra = {
