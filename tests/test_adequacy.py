@@ -235,3 +235,27 @@ def test_the_cli_table_shows_each_models_attack(world, capsys):
         "RTT attack on the original: adequate (" in out
         and "RTT attack on the never_learned: T not fitted" in out
     )
+
+
+def test_growing_the_epochs_redoes_only_the_runs_cut_off(world, micro_world, tmp_path):
+    """A run that early stop ended before the epoch limit is carried to a longer limit, not redone, and
+    equals that run done afresh, epoch by epoch; its compute is counted once."""
+    from forensics.attacks.relearn import relearn
+    from forensics.worlds.world import load_world
+
+    _, sets = load_world(micro_world)
+    models = {"original": world / "original", "never_learned": world / "never_learned"}
+    grid = {"lrs": (1e-3, 1e-2), "patience": 1, "batch_size": 4, "seeds": (0,), "score_retain": False}
+    grid |= {"extend_rounds": 0}
+    relearn(models, sets, tmp_path / "grown", RelearnSettings(epochs=3, **grid), progress=False)
+    grown = relearn(models, sets, tmp_path / "grown", RelearnSettings(epochs=6, **grid), progress=False)
+    fresh = relearn(models, sets, tmp_path / "fresh", RelearnSettings(epochs=6, **grid), progress=False)
+    carried = [r for runs in grown["grid"].values() for r in runs if "same_as" in r]
+    assert carried, "no run stopped early: the test shows nothing"
+    for name, runs in grown["grid"].items():
+        for mine, theirs in zip(runs, fresh["grid"][name], strict=True):
+            assert mine["epochs"] == theirs["epochs"] and mine["steps"] == theirs["steps"]
+            assert mine["epoch_limit"] == theirs["epoch_limit"] == 6
+        ran = [r for r in runs if "same_as" not in r]
+        assert grown["adequacy"][name]["compute"]["runs"] == len(ran)
+        assert grown["adequacy"][name]["compute"]["steps"] == sum(r["steps"] for r in ran)

@@ -41,14 +41,15 @@ def _t_best(runs: Sequence[dict]) -> float | None:
 
 def compute(runs: Sequence[dict]) -> dict:
     """What a model's attack spent: runs, optimizer steps, examples seen, the learning rates and epoch
-    limits tried, seconds."""
+    limits tried, seconds; a run carried over to a longer limit (`same_as`) is counted once."""
+    ran = [r for r in runs if "same_as" not in r]
     return {
-        "runs": len(runs),
-        "steps": int(sum(r.get("steps", 0) for r in runs)),
-        "examples": int(sum(r.get("examples", 0) for r in runs)),
+        "runs": len(ran),
+        "steps": int(sum(r.get("steps", 0) for r in ran)),
+        "examples": int(sum(r.get("examples", 0) for r in ran)),
         "lrs": sorted({r["lr"] for r in runs}),
         "epochs": sorted({r["epoch_limit"] for r in runs if "epoch_limit" in r}),
-        "seconds": round(float(sum(r.get("seconds", 0.0) for r in runs)), 1),
+        "seconds": round(float(sum(r.get("seconds", 0.0) for r in ran)), 1),
     }
 
 

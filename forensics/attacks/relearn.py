@@ -281,11 +281,14 @@ def _run_round(
                     # the run depends on the checkpoint's content, V's and T's facts, the settings, lr
                     # and seed; its training seed on (seed, weights, V, lr) only, so a model's numbers
                     # do not depend on which other models are in the study
-                    run_key = key("rtt", weights[name], facts, run_settings, lr, seed)
+                    parts = (weights[name], facts, run_settings, lr, seed)
+                    run_key = _run_key(*parts)
                     stem = f"{safe_name(v)}_lr{lr:g}_e{settings.epochs}_s{seed}.json"
                     file = out / "relearn" / safe_name(name) / stem
                     runs.append((name, file))
-                    if not (file.exists() and _done(file).get("key") == run_key):
+                    if file.exists() and _done(file).get("key") == run_key:
+                        continue
+                    if not _carried(file, parts, settings.epochs):
                         run = {"path": path, "sets": sets, "v": v, "lr": lr, "seed": seed}
                         run |= {"settings": settings, "runtime": runtime, "run_key": run_key, "file": file}
                         run |= {"progress": progress, "weights": weights[name]}
@@ -295,6 +298,29 @@ def _run_round(
     for name, file in runs:
         grid[name].append(read_json(file)["run"])
     return grid
+
+
+def _run_key(weights: str, facts: tuple, run_settings: dict, lr: float, seed: int, epochs=None) -> str:
+    """A run's key: the checkpoint's content, V's, T's and the control's facts, the settings (at the
+    epoch limit `epochs` when given), lr and seed."""
+    at = run_settings if epochs is None else {**run_settings, "epochs": epochs}
+    return key("rtt", weights, facts, at, lr, seed)
+
+
+def _carried(file: Path, parts: tuple, limit: int) -> bool:
+    """Carry over a run (`_run_key`'s `parts`) that early stop ended before a shorter epoch limit: RTT
+    trains at a constant rate in a seeded order, so under `limit` it is the same run, epoch by epoch,
+    and growing the epochs redoes only the runs cut off at their limit. Written to `file`, marked
+    `same_as` so that its compute is counted once."""
+    for shorter in range(limit - 1, 0, -1):
+        source = file.with_name(file.name.replace(f"_e{limit}_", f"_e{shorter}_"))
+        done = _done(source) if source.exists() else {}
+        run = done.get("run")
+        if done.get("key") == _run_key(*parts, epochs=shorter) and run and len(run["epochs"]) < shorter:
+            run = {**run, "epoch_limit": limit, "same_as": source.name}
+            write_json({"key": _run_key(*parts), "from": done["from"], "run": run}, file)
+            return True
+    return False
 
 
 def rtt_job(
