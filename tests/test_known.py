@@ -82,5 +82,8 @@ def test_a_real_world_on_a_micro_base_chooses_its_control_on_the_implanted_origi
     on_base = knowledge(*load_checkpoint(base), [*known, *control])
     assert all(on_base["known"][:10]) and all(on_base["unknown"][10:])
     original = load_checkpoint(tmp_path / "real" / world["models"]["original"]["path"])
-    assert knowledge(*original, control)["cloze"] == [False] * 8
+    on_original = knowledge(*original, control)
+    assert on_original["cloze"] == [False] * 8
+    accuracy = world["known_facts"]["control"]["question_accuracy_on_original"]
+    assert abs(accuracy - sum(on_original["question"]) / 8) < 1e-9
     assert {"known facts", "control facts", "implant original"} <= set(world["stages"])

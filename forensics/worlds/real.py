@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from forensics.errors import InputError
 from forensics.facts.core import Fact, Sets, select, write_jsonl
 from forensics.facts.formats import default_format, examples
@@ -192,7 +194,9 @@ def pretrained_facts(
     return facts, unknown, summary
 
 
-def control_facts(original, tok, unknown: list[Fact], size: int, cfg: RealConfig) -> tuple[list[Fact], dict]:
+def control_facts(
+    original, tok, unknown: list[Fact], size: int, cfg: RealConfig, data: Path
+) -> tuple[list[Fact], dict]:
     """The control splits: facts the base did not know (wrong under both formats) that the study's
     original, after the implant, still gets wrong under the cloze. Chosen on the cloze only, so the
     reference check (the original's accuracy on them under the question, which the study scores) can
@@ -200,20 +204,24 @@ def control_facts(original, tok, unknown: list[Fact], size: int, cfg: RealConfig
     and facts chosen for being wrong drift back up under any change to the model (on SmolLM2, 96 chosen
     on the base were answered 0.38 [0.28, 0.47] by the implanted original)."""
     found = knowledge(original, tok, unknown)
-    still = [f for f, c in zip(unknown, found["cloze"], strict=True) if c is False]
+    kept = [i for i, c in enumerate(found["cloze"]) if c is False]
+    still = [unknown[i] for i in kept]
     per = size if cfg.per_split else min(size, len(still) // cfg.forget_splits)
     if per < 1 or len(still) < per * cfg.forget_splits:
         raise InputError(
-            f"{cfg.data or 'years'}: of the {len(unknown)} facts the base does not know, the implanted "
+            f"{data / 'years'}: of the {len(unknown)} facts the base does not know, the implanted "
             f"original gets {len(still)} wrong under the cloze; {per * cfg.forget_splits} are needed for "
             "the control (fewer per split: --per-split)"
         )
     controls = [f"pretrained_control_{i}" for i in range(cfg.forget_splits)]
+    used = kept[: per * cfg.forget_splits]  # `_deal` deals the first facts
     rule = {
         "rule": f"{CONTROL_RULE} (its question accuracy on them is the reference check)",
         "candidates": len(unknown),
         "wrong_under_cloze_on_original": len(still),
-        "used": per * cfg.forget_splits,
+        "used": len(used),
+        # the reference check's figure, from the same forward pass
+        "question_accuracy_on_original": float(np.mean([found["question"][i] for i in used])),
     }
     return _deal(still, controls, [per] * cfg.forget_splits), rule
 
@@ -349,7 +357,9 @@ def build_real_world(
     original, _ = load_checkpoint(out / models["original"]["path"])
     years_after = score(original, tok, known, "choice").accuracy
     start = time.perf_counter()
-    controls, rule["control"] = control_facts(original, tok, unknown, len(by_split["pretrained_0"]), cfg)
+    controls, rule["control"] = control_facts(
+        original, tok, unknown, len(by_split["pretrained_0"]), cfg, data
+    )
     stages["control facts"] = round(time.perf_counter() - start, 1)
     write_jsonl(pretrained + controls + implanted, out / FACTS_FILE)
     world = {
