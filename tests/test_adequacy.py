@@ -2,9 +2,11 @@
 grows, and the verdict that follows; on the micro world, an attack that cannot train gives no verdict,
 a cut-off attack is never called erased, and the extension finds what a too-small grid missed."""
 
+import math
+
 import pytest
 
-from forensics.attacks.adequacy import assess, extended, words
+from forensics.attacks.adequacy import assess, extended, sign_p, words
 from forensics.attacks.relearn import RelearnSettings
 from forensics.attacks.selection import best_per_v
 from forensics.outcomes import Reading
@@ -50,17 +52,18 @@ def test_saturated_when_the_best_run_is_inside_the_grid():
 
 
 def test_the_top_learning_rate_or_the_epoch_limit_is_the_grids_edge():
-    # the best V at the largest lr, two facts (0.25 of 8) above the smaller lr: a larger one might do more
+    # the best V at the largest lr, five facts (of 16) above the smaller lr, none lost: a larger one
+    # might do more (sign test p = 1/32)
     top = {
         "original": [run("a", 1e-4, [1.0])],
-        "m": [run("a", 1e-4, [0.5, 0.5]), run("a", 1e-3, [0.5, 0.75])],
+        "m": [run("a", 1e-4, [0.5, 0.5], size=16), run("a", 1e-3, [0.5, 0.8125], size=16)],
     }
     a = judged(top)["m"]
     assert (a["at_top_lr"], a["saturated"], a["adequate"]) == (1, False, False)
-    # at the epoch limit (3), V still rising by two facts
+    # at the epoch limit (3), V still rising by five facts
     cut = {
         "original": [run("a", 1e-4, [1.0])],
-        "m": [run("a", 1e-4, [0.25, 0.5, 0.75]), run("a", 1e-3, [0.5])],
+        "m": [run("a", 1e-4, [0.25, 0.5, 0.8125], size=16), run("a", 1e-3, [0.5], size=16)],
     }
     a = judged(cut)["m"]
     assert (a["at_epoch_limit"], a["at_top_lr"], a["saturated"]) == (1, 0, False)
@@ -73,6 +76,36 @@ def test_the_top_learning_rate_or_the_epoch_limit_is_the_grids_edge():
     assert "cut off in 1/1" in words(judged(cut)["m"]) and "best at the top lr in 1/1" in words(
         judged(top)["m"]
     )
+
+
+def outcomes(v, lr, rows):
+    """A run whose epochs have these per-fact V outcomes (0/1 strings)."""
+    r = run(v, lr, [s.count("1") / len(s) for s in rows], size=len(rows[0]))
+    for e, row in zip(r["epochs"], rows, strict=True):
+        e["v_correct"] = row
+    return r
+
+
+def test_a_gain_at_the_edge_within_chance_flips_is_not_a_trend():
+    """The never-learned control on SmolLM2: its best cell at the top rate 3 facts (of 24) above the
+    rest, with 7 facts gained and 4 lost (sign test p = 0.27): noise. The same 3 facts gained with none
+    lost are still within chance (p = 1/8); 6 gained with none lost are not (p = 1/64)."""
+    lower = "110000100100010000000000"  # 5 of 24
+    flips = "101111011010000000000000"  # 7 gained, 4 lost: 8 of 24
+    assert sign_p(flips, lower) == pytest.approx(sum(math.comb(11, k) for k in range(7, 12)) / 2**11)
+    orig = [run("a", 1e-4, [1.0])]
+    grid = {"original": orig, "m": [outcomes("a", 1e-4, [lower]), outcomes("a", 1e-3, [flips])]}
+    a = judged(grid)["m"]
+    assert (a["at_top_lr"], a["saturated"]) == (0, True)
+    assert assess(grid, best_per_v(grid), 3, 0.9, 0.05, alpha=None)["m"]["at_top_lr"] == 1  # the count alone
+    three = lower[:20] + "1110"
+    assert judged({"original": orig, "m": [outcomes("a", 1e-4, [lower]), outcomes("a", 1e-3, [three])]})["m"][
+        "saturated"
+    ]
+    six = "110000100100010000111111"
+    assert not judged({"original": orig, "m": [outcomes("a", 1e-4, [lower]), outcomes("a", 1e-3, [six])]})[
+        "m"
+    ]["saturated"]
 
 
 def test_results_written_before_adequacy_are_judged_from_their_grid():

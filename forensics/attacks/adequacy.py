@@ -9,7 +9,10 @@ Per model, from its grid of runs (T scored after every epoch):
   (a larger one might recover more) and was not cut off by the epoch limit while V still rose —
   "at the edge" meaning it gains there more than `noise` V facts (one, by default: a fact's flip is
   what chance does) over the smaller learning rates, or over its run's earlier epochs (ties go to the
-  earliest run and epoch); a V answered perfectly is saturated wherever it was reached;
+  earliest run and epoch), and more than chance flips explain: a one-sided sign test on the V facts
+  that changed between the two, p < `alpha` (V of 24 facts at chance flips several facts between any
+  two epochs; a fixed count of one fact read that as a trend); a V answered perfectly is saturated
+  wherever it was reached;
 - its compute: runs, optimizer steps, examples seen, learning rates and epochs tried, seconds.
 
 `extended` grows the grid while some model's attack is not adequate — the largest learning rate ×3
@@ -19,6 +22,7 @@ No model is loaded here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -26,6 +30,7 @@ import numpy as np
 
 LR_STEP, EPOCH_STEP = 3.0, 2
 REFERENCE = "original"
+EDGE_ALPHA = 0.05  # the sign test's level for a gain at the grid's edge
 
 
 def _t_best(runs: Sequence[dict]) -> float | None:
@@ -53,22 +58,52 @@ def compute(runs: Sequence[dict]) -> dict:
     }
 
 
-def _gains(runs: Sequence[dict], choice: dict, top: float, limit: int) -> tuple[float, float]:
+def _best_cell(cells: Sequence[dict], fallback: float) -> tuple[float, str | None]:
+    """The best V accuracy among `cells` (the first on ties) with its per-fact outcomes, or
+    `fallback` (V before the attack, no outcomes) when there are none."""
+    if not cells:
+        return fallback, None
+    top = max(cells, key=lambda e: e["acc_v"])
+    return top["acc_v"], top.get("v_correct")
+
+
+def _gains(runs: Sequence[dict], choice: dict, top: float, limit: int) -> tuple[tuple, tuple]:
     """What the choice on V gains (i) at the top learning rate over the best of the smaller ones (or
     over V before the attack, with one learning rate) and (ii) at the epoch limit over its run's
-    earlier epochs; 0 where the choice is not at that edge. A step, not a window: a rise of at most
-    `noise` facts per epoch or learning rate passes, however long it goes on."""
+    earlier epochs, each with the compared cell's per-fact outcomes; (0, None) where the choice is not
+    at that edge. A step, not a window: a rise within chance per epoch or learning rate passes,
+    however long it goes on."""
     mine = [r for r in runs if r["v"] == choice["v"] and r.get("seed", 0) == choice["seed"]]
-    at_top = 0.0
+    at_top: tuple = (0.0, None)
     if choice["lr"] >= top:
-        lower = [e["acc_v"] for r in mine if r["lr"] < top for e in r["epochs"]]
-        at_top = choice["acc_v"] - max(lower or [choice["before"]])
-    at_limit = 0.0
+        acc, bits = _best_cell([e for r in mine if r["lr"] < top for e in r["epochs"]], choice["before"])
+        at_top = (choice["acc_v"] - acc, bits)
+    at_limit: tuple = (0.0, None)
     if choice["epoch"] >= limit:
         run = next(r for r in mine if r["lr"] == choice["lr"])
-        earlier = [e["acc_v"] for e in run["epochs"] if e["epoch"] < choice["epoch"]]
-        at_limit = choice["acc_v"] - max(earlier or [choice["before"]])
+        earlier = [e for e in run["epochs"] if e["epoch"] < choice["epoch"]]
+        acc, bits = _best_cell(earlier, choice["before"])
+        at_limit = (choice["acc_v"] - acc, bits)
     return at_top, at_limit
+
+
+def sign_p(mine: str, other: str) -> float:
+    """One-sided exact sign test: the chance of at least this many facts gained among those that
+    changed between two cells' per-fact outcomes (0/1 strings), were each change a coin flip."""
+    up = sum(a == "1" and b == "0" for a, b in zip(mine, other, strict=True))
+    n = up + sum(a == "0" and b == "1" for a, b in zip(mine, other, strict=True))
+    return sum(math.comb(n, k) for k in range(up, n + 1)) / 2**n
+
+
+def _a_trend(gain: tuple, mine: str | None, size: int, noise: int, alpha: float | None) -> bool:
+    """A gain at the grid's edge that is more than chance: over `noise` facts and, where both cells'
+    per-fact outcomes are known, significant by the sign test at `alpha` (None: the count alone)."""
+    value, other = gain
+    if value * size <= noise + 1e-9:
+        return False
+    if alpha is None or not mine or not other or len(mine) != len(other):
+        return True
+    return sign_p(mine, other) < alpha
 
 
 def assess(
@@ -78,10 +113,11 @@ def assess(
     fit_t: float,
     fit_margin: float,
     noise: int = 1,
+    alpha: float | None = EDGE_ALPHA,
 ) -> dict[str, dict]:
     """Per model: fitted, saturated (with how often the choice sat at the top learning rate or at the
-    epoch limit, gaining there more than `noise` V facts), adequate, and the rule in words; `grid` is
-    the final round's runs, `best` their choice on V (`selection.best_per_v`)."""
+    epoch limit, gaining there more than `noise` V facts and more than chance at `alpha`), adequate;
+    `grid` is the final round's runs, `best` their choice on V (`selection.best_per_v`)."""
     top = max(r["lr"] for runs in grid.values() for r in runs)
     reference = _t_best(grid.get(REFERENCE, ()))
     out = {}
@@ -93,9 +129,10 @@ def assess(
                 if c["acc_v"] >= 1.0:
                     continue  # nothing left to recover
                 gain_top, gain_limit = _gains(runs, {**c, "v": v}, top, epochs)
-                size = len(c.get("v_correct") or "") or 1
-                at_top += gain_top * size > noise + 1e-9
-                cut_off += gain_limit * size > noise + 1e-9
+                mine = c.get("v_correct")
+                size = len(mine or "") or 1
+                at_top += _a_trend(gain_top, mine, size, noise, alpha)
+                cut_off += _a_trend(gain_limit, mine, size, noise, alpha)
         t = _t_best(runs)
         if t is None:
             fitted = None  # T was not scored (a run from before adequacy was measured)
@@ -116,13 +153,15 @@ def assess(
     return out
 
 
-def rule(fit_t: float, fit_margin: float, noise: int = 1) -> str:
+def rule(fit_t: float, fit_margin: float, noise: int = 1, alpha: float | None = EDGE_ALPHA) -> str:
     """The adequacy rule in words, as results.json records it."""
+    chance = f" and more than chance (a one-sided sign test on the V facts that changed, p < {alpha:g})"
     return (
         f"fitted: the best T accuracy over the grid (mean over V and seeds) ≥ {fit_t:g}, or within "
         f"{fit_margin:g} of the original's; saturated: for every V and seed the run best on V gains no "
-        f"more than {noise} V fact(s) at the largest learning rate tried over the smaller ones, nor at "
-        "the epoch limit over its earlier epochs (V answered perfectly excepted)"
+        f"more than {noise} V fact(s){chance if alpha is not None else ''} at the largest learning rate "
+        "tried over the smaller ones, nor at the epoch limit over its earlier epochs (V answered "
+        "perfectly excepted)"
     )
 
 

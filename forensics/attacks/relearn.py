@@ -49,6 +49,7 @@ class RelearnSettings:
     fit_t: float = 0.9  # T fitted: its best accuracy over the grid at least this (or near the original's)
     fit_margin: float = 0.05  # ... or within this of the original's
     noise_facts: int = 1  # a gain of at most this many V facts at the grid's edge is chance, not a trend
+    edge_alpha: float | None = 0.05  # ... nor one a sign test on the V facts it changed finds at this level
     extend_rounds: int = 2  # rounds the grid may grow by while some model's attack is not adequate
     max_lr: float = 1e-1  # the extension's cap on the learning rate (too large destroys what is known)
     method: str = "full"  # or "lora": low-rank adapters (peft) on a frozen model, for models too big to copy
@@ -77,6 +78,8 @@ class RelearnSettings:
             raise InputError(f"'fit_margin' must be in [0, 1) (got {self.fit_margin})")
         if self.noise_facts < 0:
             raise InputError(f"'noise_facts' must be 0 or more (got {self.noise_facts})")
+        if self.edge_alpha is not None and not 0 < self.edge_alpha < 1:
+            raise InputError(f"'edge_alpha' must be in (0, 1) (got {self.edge_alpha})")
         if self.extend_rounds < 0:
             raise InputError(f"'extend_rounds' must be 0 or more (got {self.extend_rounds})")
         if not self.max_lr > 0:
@@ -138,15 +141,22 @@ def run_one(
     def measure(epoch: int, m) -> dict | None:
         if on_epoch is not None:
             on_epoch(epoch, m)
-        v_scores = score(m, tok, v_facts, settings.scorer)
-        record = {"epoch": epoch, "acc_v": v_scores.accuracy, "v_correct": bits(v_scores.correct)}
-        if c_facts:  # the control facts beside V: what the same run teaches where nothing was known
-            c_scores = score(m, tok, c_facts, settings.scorer)
-            record.update(acc_c=c_scores.accuracy, c_correct=bits(c_scores.correct))
+        # V, the control facts beside it (what the same run teaches where nothing was known), T and
+        # retain are scored in one pass: full batches, one plan per run
+        parts = {"v": v_facts, "c": c_facts}
         if not only_v:
-            record["acc_t"] = score(m, tok, t_facts, settings.scorer).accuracy
+            parts |= {"t": t_facts, "retain": list(sets.retain) if settings.score_retain else []}
+        right = score(m, tok, [f for facts in parts.values() for f in facts], settings.scorer).correct
+        got, at = {}, 0
+        for name, facts in parts.items():
+            got[name], at = right[at : at + len(facts)], at + len(facts)
+        record = {"epoch": epoch, "acc_v": float(got["v"].mean()), "v_correct": bits(got["v"])}
+        if c_facts:
+            record.update(acc_c=float(got["c"].mean()), c_correct=bits(got["c"]))
+        if not only_v:
+            record["acc_t"] = float(got["t"].mean())
             if settings.score_retain:
-                record["retain"] = score(m, tok, sets.retain, settings.scorer).accuracy
+                record["retain"] = float(got["retain"].mean())
         epochs.append(record)
         best = max(range(len(epochs)), key=lambda i: epochs[i]["acc_v"])
         # early stop once V has not improved for `patience` epochs, but never before T is fitted: a run
@@ -213,7 +223,13 @@ def relearn(
         grid = _run_round(models, weights, sets, vs, current, out, progress, runtime, executor)
         best = best_per_v(grid)
         adequacy = assess(
-            grid, best, current.epochs, settings.fit_t, settings.fit_margin, settings.noise_facts
+            grid,
+            best,
+            current.epochs,
+            settings.fit_t,
+            settings.fit_margin,
+            settings.noise_facts,
+            settings.edge_alpha,
         )
         for name, runs in grid.items():
             spent[name] += [r for r in runs if r not in spent[name]]
@@ -241,7 +257,7 @@ def relearn(
         "grid": grid,
         "best": best,
         "adequacy": adequacy,
-        "adequacy_rule": rule(settings.fit_t, settings.fit_margin, settings.noise_facts),
+        "adequacy_rule": rule(settings.fit_t, settings.fit_margin, settings.noise_facts, settings.edge_alpha),
         "note": "best = max over the last round's (lr, epoch), chosen on V: the attacker's best case",
     }
     result["metrics"] = rtt_metrics(result["best"], chance)
@@ -250,7 +266,8 @@ def relearn(
 
 
 # what a run's outcome does not depend on: the grid's other learning rates and how adequacy is judged
-NOT_IN_RUN = ("lrs", "fit_margin", "noise_facts", "extend_rounds", "max_lr")  # fit_t: early stop reads it
+# (fit_t is not among them: early stop reads it)
+NOT_IN_RUN = ("lrs", "fit_margin", "noise_facts", "edge_alpha", "extend_rounds", "max_lr")
 
 
 def _run_round(
