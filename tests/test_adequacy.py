@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from forensics.attacks.adequacy import assess, extended, sign_p, words
+from forensics.attacks.adequacy import assess, extended, rule, sign_p, words
 from forensics.attacks.relearn import RelearnSettings
 from forensics.attacks.selection import best_per_v
 from forensics.outcomes import Reading
@@ -98,6 +98,7 @@ def test_a_gain_at_the_edge_within_chance_flips_is_not_a_trend():
     a = judged(grid)["m"]
     assert (a["at_top_lr"], a["saturated"]) == (0, True)
     assert assess(grid, best_per_v(grid), 3, 0.9, 0.05, alpha=None)["m"]["at_top_lr"] == 1  # the count alone
+    assert "sign test" in rule(0.9, 0.05) and "sign test" not in rule(0.9, 0.05, 1, None)
     three = lower[:20] + "1110"
     assert judged({"original": orig, "m": [outcomes("a", 1e-4, [lower]), outcomes("a", 1e-3, [three])]})["m"][
         "saturated"

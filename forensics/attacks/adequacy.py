@@ -155,13 +155,16 @@ def assess(
 
 def rule(fit_t: float, fit_margin: float, noise: int = 1, alpha: float | None = EDGE_ALPHA) -> str:
     """The adequacy rule in words, as results.json records it."""
-    chance = f" and more than chance (a one-sided sign test on the V facts that changed, p < {alpha:g})"
+    chance = (
+        f", or no more than chance flips explain (one-sided sign test on the changed V facts, p ≥ {alpha:g})"
+        if alpha is not None
+        else ""
+    )
     return (
         f"fitted: the best T accuracy over the grid (mean over V and seeds) ≥ {fit_t:g}, or within "
-        f"{fit_margin:g} of the original's; saturated: for every V and seed the run best on V gains no "
-        f"more than {noise} V fact(s){chance if alpha is not None else ''} at the largest learning rate "
-        "tried over the smaller ones, nor at the epoch limit over its earlier epochs (V answered "
-        "perfectly excepted)"
+        f"{fit_margin:g} of the original's; saturated: for every V and seed the run best on V gains, at the "
+        "largest learning rate tried over the smaller ones and at the epoch limit over its earlier epochs, "
+        f"no more than {noise} V fact(s){chance} (V answered perfectly excepted)"
     )
 
 

@@ -22,8 +22,8 @@ from forensics.outdir import claim
 
 # what the verdict rests on (accuracy, RTT) and the lenses that read weights only (seconds); every other
 # lens scores each model again on every fact and is asked for by name (README: their measured costs).
-# At the paper's proportions (96 forget facts per kind, 2 rotations) the whole run took over 2 h on 2
-# CPU cores, RTT most of it (README: the real model)
+# At the paper's proportions (96 forget facts per kind, 2 rotations) the whole run takes 81 min on 2 CPU
+# cores, RTT two thirds of it (README: the real model)
 REAL_LENSES = ("accuracy", "relearn", "weights", "geometry")
 
 
