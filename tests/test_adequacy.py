@@ -2,9 +2,8 @@
 grows, and the verdict that follows; on the micro world, an attack that cannot train gives no verdict,
 a cut-off attack is never called erased, and the extension finds what a too-small grid missed."""
 
-import math
-
 import pytest
+from scipy.stats import binomtest
 
 from forensics.attacks.adequacy import assess, extended, rule, sign_p, words
 from forensics.attacks.relearn import RelearnSettings
@@ -92,7 +91,10 @@ def test_a_gain_at_the_edge_within_chance_flips_is_not_a_trend():
     lost are still within chance (p = 1/8); 6 gained with none lost are not (p = 1/64)."""
     lower = "110000100100010000000000"  # 5 of 24
     flips = "101111011010000000000000"  # 7 gained, 4 lost: 8 of 24
-    assert sign_p(flips, lower) == pytest.approx(sum(math.comb(11, k) for k in range(7, 12)) / 2**11)
+    # 11 facts changed, 7 of them gained: (C(11,7) + … + C(11,11)) / 2^11 = 562 / 2048, as scipy has it
+    assert sign_p(flips, lower) == pytest.approx(562 / 2048)
+    assert sign_p(flips, lower) == pytest.approx(binomtest(7, 11, 0.5, alternative="greater").pvalue)
+    assert sign_p(lower, lower) == 1.0  # nothing changed: no evidence of a gain
     orig = [run("a", 1e-4, [1.0])]
     grid = {"original": orig, "m": [outcomes("a", 1e-4, [lower]), outcomes("a", 1e-3, [flips])]}
     a = judged(grid)["m"]

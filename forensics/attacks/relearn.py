@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from forensics.attacks.adequacy import assess, compute, extended, rule
 from forensics.attacks.attackable import attackable, check_lora_targets
 from forensics.attacks.selection import best_per_v, rtt_metrics, score_chance
@@ -145,18 +147,18 @@ def run_one(
         # retain are scored in one pass: full batches, one plan per run
         parts = {"v": v_facts, "c": c_facts}
         if not only_v:
-            parts |= {"t": t_facts, "retain": list(sets.retain) if settings.score_retain else []}
+            parts["t"] = t_facts
+            if settings.score_retain:
+                parts["retain"] = list(sets.retain)
         right = score(m, tok, [f for facts in parts.values() for f in facts], settings.scorer).correct
-        got, at = {}, 0
-        for name, facts in parts.items():
-            got[name], at = right[at : at + len(facts)], at + len(facts)
+        got = dict(zip(parts, np.split(right, np.cumsum([len(f) for f in parts.values()])[:-1]), strict=True))
         record = {"epoch": epoch, "acc_v": float(got["v"].mean()), "v_correct": bits(got["v"])}
         if c_facts:
             record.update(acc_c=float(got["c"].mean()), c_correct=bits(got["c"]))
-        if not only_v:
+        if "t" in got:
             record["acc_t"] = float(got["t"].mean())
-            if settings.score_retain:
-                record["retain"] = float(got["retain"].mean())
+        if "retain" in got:
+            record["retain"] = float(got["retain"].mean())
         epochs.append(record)
         best = max(range(len(epochs)), key=lambda i: epochs[i]["acc_v"])
         # early stop once V has not improved for `patience` epochs, but never before T is fitted: a run

@@ -36,8 +36,15 @@ def judged(section: dict) -> dict[str, dict]:
 
     settings = {**asdict(RelearnSettings()), **section.get("settings", {})}
     grid = section["grid"]
-    judge = [settings[k] for k in ("epochs", "fit_t", "fit_margin", "noise_facts", "edge_alpha")]
-    out = assess(grid, section["best"], *judge)
+    out = assess(
+        grid,
+        section["best"],
+        settings["epochs"],
+        settings["fit_t"],
+        settings["fit_margin"],
+        noise=settings["noise_facts"],
+        alpha=settings["edge_alpha"],
+    )
     for model, runs in grid.items():
         out[model]["compute"] = compute(runs)
     return out
