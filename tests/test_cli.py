@@ -377,6 +377,13 @@ def test_real_refuses_an_empty_or_repeated_lens_list(tmp_path, capsys, lenses, m
     assert not (tmp_path / "r").exists()
 
 
+def test_real_refuses_more_rotations_than_forget_splits(tmp_path, capsys):
+    assert main(["real", "--out", str(tmp_path / "r"), "--rotations", "5", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--rotations 5: more than the 4 forget splits" in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

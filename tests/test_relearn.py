@@ -94,6 +94,33 @@ def test_rtt_resumes_and_writes_relearn_json(attacked, micro_world):
     )
     assert again["metrics"] == result["metrics"]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    # a run does not depend on how many V splits or seeds the grid has: fewer rotations, or a seed more,
+    # read back every run already done and train only the new seed's
+    more = relearn(
+        result["models"],
+        sets,
+        out,
+        RelearnSettings(lrs=(1e-3, 3e-3), epochs=8, batch_size=4, seeds=(0, 1), rotations=1),
+        progress=False,
+    )
+    assert more["v_splits"] == result["v_splits"][:1]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert any(p.name.endswith("_s1.json") for p in (out / "relearn").rglob("*.json"))
+
+
+def test_a_world_study_rotates_rtt_over_the_splits_it_asks_for(micro_world, tmp_path):
+    """`forensics real --rotations`: every RTT lens (full and LoRA) takes that many V splits; layer RTT
+    keeps its one."""
+    from forensics.study.from_world import world_study
+    from forensics.study.grids import preset
+
+    world = json.loads((micro_world / "world.json").read_text())
+    models = {"ga": micro_world / "checkpoints/original"}
+    asked = world_study("w", micro_world, world, models, tmp_path, grid="real", rotations=3).settings
+    assert asked.of("relearn").rotations == asked.of("relearn_lora").rotations == 3
+    assert asked.of("localize") == preset("real").of("localize")
+    default = world_study("w", micro_world, world, models, tmp_path, grid="real").settings
+    assert default.of("relearn").rotations == preset("real").of("relearn").rotations == 2
 
 
 def test_bad_input(micro_world, tmp_path, capsys):

@@ -267,9 +267,13 @@ def relearn(
     return result
 
 
-# what a run's outcome does not depend on: the grid's other learning rates and how adequacy is judged
-# (fit_t is not among them: early stop reads it)
-NOT_IN_RUN = ("lrs", "fit_margin", "noise_facts", "edge_alpha", "extend_rounds", "max_lr")
+# what a run's outcome does not depend on: the grid's other learning rates, seeds and V splits, and how
+# adequacy is judged (fit_t is not among them: early stop reads it); so more rotations or seeds reuse
+# the runs already done
+NOT_IN_RUN = (
+    *("lrs", "seeds", "rotations"),
+    *("fit_margin", "noise_facts", "edge_alpha", "extend_rounds", "max_lr"),
+)
 
 
 def _run_round(

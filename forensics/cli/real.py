@@ -43,6 +43,8 @@ def cmd_real(a: argparse.Namespace) -> None:
         raise InputError(f"--grid {a.grid}: choose {', '.join(GRIDS)}")
     lenses = REAL_LENSES if a.lenses is None else a.lenses  # `--lenses ,` is an empty list, refused
     check_lenses(lenses, "--lenses")
+    if a.rotations is not None and a.rotations > a.forget_splits:
+        raise InputError(f"--rotations {a.rotations}: more than the {a.forget_splits} forget splits")
     cfg = RealConfig(
         model=a.model,
         data=a.data,
@@ -84,6 +86,7 @@ def cmd_real(a: argparse.Namespace) -> None:
             not a.quiet,
             extra,
             tuple(lenses),
+            a.rotations,
         )
         finish_kinds(results, by_kind, ks, start)
 
@@ -107,6 +110,12 @@ def add(subparsers) -> None:
         type=_per_split,
         default=24,
         help="forget (and control) facts per split, each kind; 'all': every fact the data has (paper sizes)",
+    )
+    re_.add_argument(
+        "--rotations",
+        type=_positive_int,
+        default=None,
+        help="forget splits RTT takes in turn as V (default: the grid's, 2); a rerun reuses the runs done",
     )
     re_.add_argument("--retain", type=_positive_int, default=24, help="known years facts kept")
     re_.add_argument("--near", type=_positive_int, default=12, help="implanted birthdays kept")

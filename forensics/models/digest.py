@@ -15,7 +15,7 @@ from pathlib import Path
 from forensics.models.checkpoint import TOKENIZER_FILES, weight_files
 
 # Bump when a change to the code changes any number it writes: older cached results are then stale.
-CODE_VERSION = 6  # 6: training batches grouped by length
+CODE_VERSION = 7  # 7: fused AdamW (float-level differences in every trained number); 6: batches by length
 # Every file beside the weights that changes what a checkpoint computes or how its text is tokenized.
 CONFIG_FILES = (
     "config.json",

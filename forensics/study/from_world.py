@@ -21,10 +21,12 @@ def world_study(
     executor: Executor = Executor(),
     kind: str | None = None,
     grid: str = "demo",
+    rotations: int | None = None,
 ) -> StudyConfig:
     """A study over a world's original and never-learned checkpoints and `unlearned` ones, with the
     world's facts and sets and `grid` (the demo's for its study and the validation studies); in a
-    two-kind world, `kind`'s sets and control."""
+    two-kind world, `kind`'s sets and control; RTT takes the first `rotations` forget splits as V
+    (None: as many as the grid's)."""
     root = Path(world_dir).resolve()
     s = world["kinds"][kind]["sets"] if kind else world["sets"]
     # a kind of pretrained knowledge has no never-learned model: its control is facts (`control` sets)
@@ -43,7 +45,7 @@ def world_study(
         scorer=world["scorer"],
         lenses=tuple(lenses),
         grid=grid,
-        settings=preset(grid),
+        settings=preset(grid).shared({"rotations": rotations}),
         runtime=runtime,
         executor=executor.kind,
         ray_address=executor.address,

@@ -29,10 +29,12 @@ def unlearn_and_study(
     progress: bool = True,
     extra: dict | None = None,
     lenses: tuple[str, ...] = DEFAULT_LENSES,
+    rotations: int | None = None,
 ) -> tuple[dict, dict | None, KindStudy | None]:
     """Unlearn (every method × kind, jobs of `executor`), then the study (per kind and compared, in a
-    two-kind world) on `grid`; returns (results, the kinds' own results, the kinds study). The
-    unlearning's seconds per checkpoint go into the results' `stages`, beside `extra`'s."""
+    two-kind world) on `grid`, RTT over the first `rotations` forget splits (None: the grid's); returns
+    (results, the kinds' own results, the kinds study). The unlearning's seconds per checkpoint go into
+    the results' `stages`, beside `extra`'s."""
     original = out / world["models"]["original"]["path"]
     jobs, studies, made = [], {}, []
     for kind in world.get("kinds") or [None]:
@@ -44,7 +46,9 @@ def unlearn_and_study(
             jobs.append(Job(fn=unlearn, kwargs=kwargs, num_gpus=runtime.gpus()))
             made.append(path.name)
         name, where = (f"{label} ({kind})", out / kind) if kind else (label, out)
-        studies[kind] = world_study(name, out, world, methods, where, lenses, runtime, executor, kind, grid)
+        studies[kind] = world_study(
+            name, out, world, methods, where, lenses, runtime, executor, kind, grid, rotations
+        )
     started = time.perf_counter()
     metas = executor.run(jobs)
     stages = {
