@@ -86,7 +86,7 @@ def cmd_real(a: argparse.Namespace) -> None:
             not a.quiet,
             extra,
             tuple(lenses),
-            a.rotations,
+            rotations=a.rotations,
         )
         finish_kinds(results, by_kind, ks, start)
 
