@@ -100,6 +100,8 @@ def test_grid_preset_is_a_choice_and_tables_override_it(root):
     full = load_config(write(root, "#models\n[lenses.relearn]\nepochs = 2"))
     assert full.lens_settings("relearn") == replace(preset("full").of("relearn"), epochs=2)
     assert full.lens_settings("relearn").lrs == (1e-4, 3e-4, 1e-3)
+    rotated = load_config(write(root, "#models\n[lenses.relearn]\nrotations = 2"))
+    assert rotated.lens_settings("relearn").rotations == 2
 
 
 def test_default_out_is_beside_the_toml_and_names_are_made_safe(root, tmp_path_factory, monkeypatch):

@@ -126,7 +126,7 @@ SCHEMA = (
 REAL_RTT = {"epochs": 6, "batch_size": 8, "patience": 1, "score_retain": False, "seeds": (0,), "rotations": 2}
 # the demo's: up to 8 epochs with early stop on V (once T is fitted), one seed, V and T scored only
 DEMO_RTT = {"epochs": 8, "patience": 1, "score_retain": False, "seeds": (0,)}
-SHARES = {"scorer": "scorer", "seeds": "seeds"}  # the study's scorer and seeds (layer RTT's too)
+SHARES = {"scorer": "scorer", "seeds": "seeds"}  # the study's scorer and seeds
 
 PRESETS = {
     # three learning rates, which every model of the demo passes adequacy on at the first round
@@ -207,7 +207,7 @@ def attack(name: str, label: str, folder: str | None, presets: dict, default: bo
         control_outcomes=control_outcomes,
         adequacy=adequacy,
         presets=presets,
-        shares={**SHARES, "rotations": "rotations"},  # and the V splits a study asks for (`real --rotations`)
+        shares=SHARES,
         **({"cells": cells, "columns": COLUMNS, "schema": SCHEMA} if name == "relearn" else {}),
     )
 

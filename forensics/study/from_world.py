@@ -45,7 +45,7 @@ def world_study(
         scorer=world["scorer"],
         lenses=tuple(lenses),
         grid=grid,
-        settings=preset(grid).shared({"rotations": rotations}),
+        settings=preset(grid).rotated(rotations),
         runtime=runtime,
         executor=executor.kind,
         ray_address=executor.address,

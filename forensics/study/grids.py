@@ -6,13 +6,14 @@ study (`Lens.shares`: the scorer, the seeds) are the study's."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from forensics.errors import InputError
 from forensics.lenses import REGISTRY
 
 GRIDS = ("full", "demo", "real", "paper")
+RTT_LENSES = ("relearn", "relearn_lora")  # the attacks whose V rotation a study may set (layer RTT keeps one)
 
 
 def _settings(grid: str) -> dict[str, Any]:
@@ -28,6 +29,12 @@ class Grid:
     def of(self, name: str):
         """Lens `name`'s settings under this grid."""
         return self.lenses.get(name) or REGISTRY[name].preset("full")
+
+    def rotated(self, rotations: int | None) -> Grid:
+        """This grid with RTT (full and LoRA) over the first `rotations` forget splits (None: as it is)."""
+        if rotations is None:
+            return self
+        return Grid({**self.lenses, **{n: replace(self.of(n), rotations=rotations) for n in RTT_LENSES}})
 
     def shared(self, study: Mapping[str, Any]) -> Grid:
         """This grid with the study-wide values (`scorer`, `seeds`; None: not given) in every lens that
