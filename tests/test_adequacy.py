@@ -215,9 +215,10 @@ def world(micro_world, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def larger(tmp_path_factory):
-    """The same with 36 forget facts (3 splits of 12): the micro world's 12 leave a verdict one fact
-    from the line (GD recovered 7–9 of 12 across seeds and CPUs, hidden at 8); at 36 it recovered
-    0.72–0.83 against the control's 0.33–0.39, the interval's lower end +0.17 to +0.31 over 6 seeds."""
+    """The same with 36 forget facts (3 splits of 12): on the micro world's 12 the extension test's
+    verdict sat one fact from the line (GD recovered 7 or 8 of 12 over seeds 0–3 under
+    ATEN_CPU_CAPABILITY=default, hidden from 8); at 36 it recovered 0.72–0.83 against the control's
+    0.33–0.39, hidden in seeds 0–5 with the interval's lower end +0.17 to +0.31."""
     from forensics.worlds.world import build_world
     from tests.conftest import micro_config
 
@@ -258,10 +259,9 @@ def test_a_cut_off_attack_is_never_called_erased(world):
 def test_the_extension_finds_what_the_first_grid_missed(larger):
     """The first grid's one learning rate (1e-5) is too small to train on any model; the rounds grow it
     ×3 until every attack is adequate, the same grid on every model, and GD is found hidden."""
-    world = larger
-    first = study(world, "small", "lrs = [1e-5]\nepochs = 4\nextend_rounds = 0")
+    first = study(larger, "small", "lrs = [1e-5]\nepochs = 4\nextend_rounds = 0")
     assert first["summary"]["gd"]["verdict"] == "cannot decide"  # before: too small to say anything
-    grown = study(world, "grown", "lrs = [1e-5]\nepochs = 4\nextend_rounds = 6")
+    grown = study(larger, "grown", "lrs = [1e-5]\nepochs = 4\nextend_rounds = 6")
     rtt = grown["relearn"]
     assert len(rtt["rounds"]) > 1 and max(rtt["grid_run"]["lrs"]) > 1e-4
     assert all(rtt["adequacy"][m]["adequate"] for m in ("original", "never_learned", "gd"))
@@ -270,10 +270,10 @@ def test_the_extension_finds_what_the_first_grid_missed(larger):
     assert grown["summary"]["gd"]["verdict"] == "hidden"
     assert grown["summary"]["gd"]["attack"]["RTT"]["compute"]["steps"] > 0
     # every place that shows the verdict shows the attack: summary.md, the report (table and grid figure)
-    summary = (world / "grown" / "summary.md").read_text()
+    summary = (larger / "grown" / "summary.md").read_text()
     assert "RTT's attack per model" in summary and "- never_learned: adequate (" in summary
     assert "- rounds: lr 1e-05 × 4 epochs (not adequate: " in summary
-    html = (world / "grown" / "report" / "index.html").read_text()
+    html = (larger / "grown" / "report" / "index.html").read_text()
     assert (
         "<table id='attack'>" in html
         and "id='fig-attack'" in html

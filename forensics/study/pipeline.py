@@ -47,7 +47,17 @@ def unlearn_and_study(
             made.append(path.name)
         name, where = (f"{label} ({kind})", out / kind) if kind else (label, out)
         studies[kind] = world_study(
-            name, out, world, methods, where, lenses, runtime, executor, kind, grid, rotations
+            name,
+            out,
+            world,
+            methods,
+            where,
+            lenses,
+            runtime,
+            executor,
+            kind=kind,
+            grid=grid,
+            rotations=rotations,
         )
     started = time.perf_counter()
     metas = executor.run(jobs)
