@@ -3,7 +3,8 @@
 Every settings dataclass of the toolkit (RTT, probes, quantization, the study itself) is read through
 `from_table`, so an unknown key or a wrong type is a one-line `InputError` naming the file, the table
 and the key, and range checks live in each dataclass's `__post_init__` (the CLI builds the same
-dataclasses, so its defaults and checks are these too).
+dataclasses, so its defaults and checks are these too). Every float setting, wherever it comes from,
+goes through `check_float`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import types
 import typing
 from dataclasses import fields, replace
+from numbers import Real
 from pathlib import Path
 
 from forensics.errors import InputError
@@ -68,14 +70,31 @@ def coerce(value, hint, where: str):
             raise InputError(f"{where}: expected an integer, got {_show(value)}")
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise InputError(f"{where}: expected a finite number, got {_show(value)}")
-        return float(value)
+        return check_float(value, where)
     if hint in (str, Path):
         if not isinstance(value, str):
             raise InputError(f"{where}: expected a string, got {_show(value)}")
         return hint(value)
     raise TypeError(f"no TOML reading for {hint!r}")  # a programming error, not bad input
+
+
+def check_float(
+    value, name: str = "", low: float = -math.inf, high: float = math.inf, positive: bool = False
+) -> float:
+    """`value` as a float if it is a finite number in `low`..`high` (and above 0 with `positive`), else
+    a one-line `InputError` naming `name` and the value: the one check of every float setting (CLI
+    flags, TOML keys, the settings dataclasses), so `inf` or `nan` never reaches a run."""
+    try:
+        number = float(value) if isinstance(value, Real) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an integer beyond a float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise InputError(f"{name}: expected a finite number, got {_show(value)}".removeprefix(": "))
+    if positive and not number > 0:
+        raise InputError(f"{name} must be positive (got {number:g})".strip())
+    if not low <= number <= high:
+        raise InputError(f"{name} must be in {low:g}..{high:g} (got {number:g})".strip())
+    return number
 
 
 def check_seeds(seeds, where: str = "'seeds'") -> None:

@@ -17,6 +17,7 @@ from forensics.attacks.adequacy import compute_words, rounds_words, words
 from forensics.errors import InputError
 from forensics.lenses.relearn import view as attack_view
 from forensics.outcomes import Reading
+from forensics.outdir import write_atomic
 from reports.figures import action_figure, attack_figure, esc, information_figure, method_figure, rtt_figure
 from reports.table import SummaryTable, summary_table
 
@@ -252,11 +253,4 @@ def write_html(text: str, path: Path) -> Path:
     path = Path(path)
     check_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, text)

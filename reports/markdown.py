@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-import html
+import re
 from pathlib import Path
 
 from forensics.attacks.adequacy import compute_words, rounds_words, words
 from forensics.lenses.relearn import LABEL as RTT
 from forensics.lenses.relearn import view as attack_view
 from forensics.outcomes import with_ci
+from forensics.outdir import write_atomic
 from reports.table import summary_table, verdict_text
 
 
+# what starts Markdown or HTML markup (GitHub renders raw HTML), a table's pipe and the escape itself;
+# `_` only where it can open or close emphasis (not between two letters or digits: `never_learned`)
+MARKUP = re.compile(r"[\\`*\[\]<>|&~#]|(?<![^\W_])_|_(?![^\W_])")
+# a leading `-` or `+`, or an ordered list's `1.` / `1)`: the text would start a list in a list item
+LIST_START = re.compile(r"^(\d{1,9}(?=[.)](?:\s|$))|(?=[-+]))(.)")
+
+
 def _cell(value) -> str:
-    """A value from results as Markdown text: HTML escaped (GitHub renders raw HTML in Markdown), table
-    pipes escaped, on one line."""
+    """A value from results as Markdown text that reads as itself when rendered: markup characters
+    backslash-escaped (a dataset's string cannot inject markup or HTML), on one line."""
     if value is None:
         return "–"
     if isinstance(value, float):
         return f"{value:.2f}"
-    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", " ")
+    text = MARKUP.sub(lambda m: "\\" + m[0], " ".join(str(value).splitlines()).strip())
+    return LIST_START.sub(lambda m: f"{m[1]}\\{m[2]}", text)
 
 
 def render(results: dict, report: Path | None = None) -> str:
@@ -97,12 +106,5 @@ def render_kinds(results: dict, report: Path | None = None) -> str:
 
 def write_summary(results: dict, path: Path, report: Path | None = None) -> Path:
     """Write summary.md atomically (a kinds study's comparison, or one study's table)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     text = render_kinds(results, report) if "comparison" in results else render(results, report)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(Path(path), text)

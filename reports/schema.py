@@ -7,14 +7,19 @@ marks a part that may be absent, null or empty (the report then leaves that sect
 nothing below it). A path may end in `:KIND`, what the value there must be (`TYPES`: `num` a number,
 `num?` a number or null, `pair` a [lo, hi] pair of numbers, `layer` a layer's name or number, ...),
 or in `:same(a,b,...)`: the lists under those keys of the object there have one length.
+
+`read_results` is the one reader of a results.json: `forensics report` and `forensics.load_results`.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from forensics.errors import InputError
 from forensics.lenses import REGISTRY
+from forensics.models.checkpoint import read_json
+from forensics.study.run import SCHEMA_VERSION
 
 
 def _num(v) -> bool:
@@ -39,6 +44,10 @@ STUDY_KEYS = (
     "summary.*.?against:str",
     "summary.*.?lenses.*.diff:num",
     "summary.*.?lenses.*.ci95:pair",
+    # what `forensics.Results.lens` reads of each reading beside them
+    "summary.*.?lenses.*.ci90:pair",
+    *(f"summary.*.?lenses.*.{k}:num" for k in ("p_hidden", "method", "control")),
+    *(f"summary.*.?{k}:list" for k in ("blind", "confounded")),
     f"{MAP}.layers.[]:layer",
     *(f"{MAP}.{k}.[]:num" for k in ("diff", "lo", "hi")),
     f"{MAP}.?blind:list",
@@ -62,6 +71,8 @@ STUDY_KEYS = (
     # what the report reads of each lens's section, as the lens declares it (`Lens.schema`)
     *(f"?{name}.{key}" for name, lens in REGISTRY.items() for key in lens.schema),
 )
+# read with any section of a lens that has per-fact outcomes (`Lens.outcomes`): each forget fact's split
+OUTCOME_KEYS = ("facts.splits.[]:str",)
 PER_KIND = "comparison.methods.*.per_kind.*"
 KINDS_KEYS = (
     "comparison.kinds.[]:str",
@@ -128,8 +139,30 @@ def check_results(results: dict, where: str) -> None:
     """Refuse results (read from `where`) that lack a key the report for them reads, or hold a value
     there the report cannot use: one line naming the file and the key."""
     paths = KINDS_KEYS if "comparison" in results else STUDY_KEYS
+    if "comparison" not in results and any(n in results for n, lens in REGISTRY.items() if lens.outcomes):
+        paths = (*paths, *OUTCOME_KEYS)
     for spec in paths:
         path, _, kind = spec.partition(":")
         problem = _missing(results, path.split("."), "", kind)
         if problem:
             raise InputError(f"{where}: {problem}")
+
+
+def read_results(path: str | Path) -> dict:
+    """The results.json at `path` (`forensics report`, `forensics.load_results`): refused in one line
+    naming the file when it is not a study's, its schema_version is missing, not an integer or newer
+    than this version writes, or it lacks a key its readers read."""
+    results = read_json(Path(path))
+    if "schema_version" not in results or not ("summary" in results or "comparison" in results):
+        raise InputError(f"{path}: not a forensics results.json (no schema_version or summary)")
+    version = results["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InputError(f"{path}: schema_version must be an integer (got {_show(version)})")
+    if not 1 <= version <= SCHEMA_VERSION:
+        fix = "upgrade unlearning-forensics" if version > SCHEMA_VERSION else "no forensics wrote it"
+        raise InputError(
+            f"{path}: schema_version {_show(version)} is not one this version reads "
+            f"(1..{SCHEMA_VERSION}); {fix}"
+        )
+    check_results(results, str(path))
+    return results

@@ -104,7 +104,7 @@ def kind_study(kinds_world, tmp_path_factory):
     root = tmp_path_factory.mktemp("kind_study")
     for kind in KINDS:
         _, sets = load_world(kinds_world, kind)
-        settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=60)
+        settings = UnlearnSettings(batch_size=16, budget=2, lrs=(1e-3,), steps=60)
         unlearn(
             "gd", kinds_world / "checkpoints/original", sets, root / f"gd_{kind}", settings, progress=False
         )

@@ -1,5 +1,6 @@
 """The layout shows the architecture (issue 23): subpackages in layers, each importing only from its
-own layer or below; no import cycle among the modules; no module over 400 lines."""
+own layer or below; no import cycle among the modules, and no two modules importing each other
+anywhere (issue 39); no module over 400 lines."""
 
 import ast
 from pathlib import Path
@@ -83,6 +84,17 @@ def test_no_import_cycle():
     for node in graph:
         if node not in state:
             visit(node, [node])
+
+
+def test_no_two_modules_import_each_other():
+    """Not at module level, under `TYPE_CHECKING` or inside a function either (issue 39): two modules
+    that need each other are one module cut in two, or a cycle put off until run time."""
+    known = modules()
+    graph = {
+        m: {t for t in imports(p, top_level_only=False) if t in known and t != m} for m, p in known.items()
+    }
+    pairs = sorted({" <-> ".join(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph[b]})
+    assert not pairs, pairs
 
 
 def test_no_module_over_400_lines():

@@ -76,8 +76,14 @@ def test_study_out_on_an_unrelated_folder_is_refused_unless_forced(micro_world, 
     assert "not empty and not a forensics output folder" in capsys.readouterr().err
     assert (theirs / "results.json").read_text() == '{"mine": true}\n'
     assert sorted(p.name for p in theirs.iterdir()) == ["report", "results.json"]
+    # forced, it writes into their folder, but never over their file of its own name
+    assert main(["study", str(config), "--quiet", "--force"]) == 2
+    assert "results.json: exists and was not written by forensics" in capsys.readouterr().err
+    assert (theirs / "results.json").read_text() == '{"mine": true}\n'
+    (theirs / "results.json").rename(theirs / "mine.json")
     assert main(["study", str(config), "--quiet", "--force"]) == 0
     assert (theirs / MARKER).exists() and "accuracy" in json.loads((theirs / "results.json").read_text())
+    assert (theirs / "mine.json").read_text() == '{"mine": true}\n'
 
 
 def test_unlearn_does_not_replace_a_checkpoint_it_did_not_make(micro_world, tmp_path, capsys):

@@ -54,8 +54,8 @@ def study_root(micro_world, tmp_path_factory):
     for name in ("original", "never_learned"):
         shutil.copytree(micro_world / "checkpoints" / name, root / "elsewhere" / name)
     fast = {
-        "gd": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=60),
-        "rmu": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-2,), steps=100, fixed={"layer": 1}),
+        "gd": UnlearnSettings(batch_size=16, budget=2, lrs=(1e-3,), steps=60),
+        "rmu": UnlearnSettings(batch_size=16, budget=2, lrs=(1e-2,), steps=100, fixed={"layer": 1}),
     }
     for name, settings in fast.items():
         unlearn(name, root / "elsewhere/original", sets, root / "elsewhere" / name, settings, progress=False)

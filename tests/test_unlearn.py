@@ -15,10 +15,10 @@ from forensics.worlds.world import load_world
 
 FAST = {
     "ga": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=30),
-    "gd": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=60),
+    "gd": UnlearnSettings(batch_size=16, budget=2, lrs=(1e-3,), steps=60),
     "ria": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-3,), steps=40),
     "npo": UnlearnSettings(batch_size=16, budget=1, lrs=(3e-3,), steps=60),
-    "rmu": UnlearnSettings(batch_size=16, budget=1, lrs=(1e-2,), steps=100, fixed={"layer": 1}),
+    "rmu": UnlearnSettings(batch_size=16, budget=2, lrs=(1e-2,), steps=100, fixed={"layer": 1}),
 }
 
 
@@ -58,7 +58,7 @@ def ga_sweep(micro_world, tmp_path_factory):
     either side of the rule by machine, so what is asserted is the rule applied to the recorded runs."""
     _, sets = load_world(micro_world)
     folder = tmp_path_factory.mktemp("ga_sweep")
-    settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-5, 1e-3, 3e-3), steps=30)
+    settings = UnlearnSettings(batch_size=16, budget=3, lrs=(1e-5, 1e-3, 3e-3), steps=30)
     meta = unlearn("ga", micro_world / "checkpoints/original", sets, folder / "ga", settings, progress=False)
     return meta, folder
 
@@ -127,7 +127,7 @@ def test_resume_does_not_redo(micro_world, unlearned):
 
 def test_sweep_keeps_the_rule_meeting_run_with_the_lowest_forget(ga_sweep):
     meta, folder = ga_sweep
-    assert [r["params"]["lr"] for r in meta["sweep"]] == [1e-5, 1e-3, 3e-3]  # budget 1: the grid only
+    assert [r["params"]["lr"] for r in meta["sweep"]] == [1e-5, 1e-3, 3e-3]  # budget 3: the grid only
     rule = meta["rule"]
     for r in meta["sweep"]:
         assert r["retain_ok"] == (r["accuracy"]["retain"] >= rule["retain_at_least"])

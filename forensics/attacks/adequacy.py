@@ -4,7 +4,8 @@ mean anything?
 Per model, from its grid of runs (T scored after every epoch):
 
 - *fitted*: the attack fits T. Its best T accuracy over the grid (per V and seed, then the mean) is at
-  least `fit_t`, or — for any model but the original — within `fit_margin` of the original's;
+  least `fit_t`, or — for any model but the original — within `fit_margin` of the original's; never
+  when every run's loss stopped being finite (`not_finite`: the dtype, e.g. float16 on CPU);
 - *saturated*: for every V and seed, the run chosen on V is not at the largest learning rate tried
   (a larger one might recover more) and was not cut off by the epoch limit while V still rose —
   "at the edge" meaning it gains there more than `noise` V facts (one, by default: a fact's flip is
@@ -16,7 +17,8 @@ Per model, from its grid of runs (T scored after every epoch):
 - its compute: runs, optimizer steps, examples seen, learning rates and epochs tried, seconds.
 
 `extended` grows the grid while some model's attack is not adequate — the largest learning rate ×3
-(best at the top, or T not fitted), the epochs ×2 (cut off) — and the same grid runs on every model.
+(best at the top, or T not fitted), the epochs ×2 (cut off) — and the same grid runs on every model;
+not for a model whose loss is not finite: no rate or length trains it.
 No model is loaded here.
 """
 
@@ -116,7 +118,8 @@ def assess(
     alpha: float | None = EDGE_ALPHA,
 ) -> dict[str, dict]:
     """Per model: fitted, saturated (with how often the choice sat at the top learning rate or at the
-    epoch limit, gaining there more than `noise` V facts and more than chance at `alpha`), adequate;
+    epoch limit, gaining there more than `noise` V facts and more than chance at `alpha`), adequate,
+    `not_finite` (the dtype where every run stopped on a loss that is not finite, else None);
     `grid` is the final round's runs, `best` their choice on V (`selection.best_per_v`)."""
     top = max(r["lr"] for runs in grid.values() for r in runs)
     reference = _t_best(grid.get(REFERENCE, ()))
@@ -134,7 +137,11 @@ def assess(
                 at_top += _a_trend(gain_top, mine, size, noise, alpha)
                 cut_off += _a_trend(gain_limit, mine, size, noise, alpha)
         t = _t_best(runs)
-        if t is None:
+        stopped = [r["diverged"]["dtype"] for r in runs if "diverged" in r]
+        not_finite = stopped[0] if runs and len(stopped) == len(runs) else None
+        if not_finite:
+            fitted = False  # what it scored after its loss stopped being finite means nothing
+        elif t is None:
             fitted = None  # T was not scored (a run from before adequacy was measured)
         else:
             near = name != REFERENCE and reference is not None and t >= reference - fit_margin
@@ -149,6 +156,7 @@ def assess(
             "choices": choices,
             "adequate": bool(fitted) and saturated,
             "fit_t": fit_t,
+            "not_finite": not_finite,
         }
     return out
 
@@ -170,11 +178,13 @@ def rule(fit_t: float, fit_margin: float, noise: int = 1, alpha: float | None = 
 
 def extended(settings, adequacy: Mapping[str, dict], max_lr: float):
     """The next round's RTT settings while some model's attack is not adequate, or None when every
-    one is adequate or nothing may grow (the learning rate cap reached, nothing cut off)."""
-    if all(a["adequate"] for a in adequacy.values()):
+    one is adequate or nothing may grow (the learning rate cap reached, nothing cut off). A model
+    whose loss is not finite asks for nothing: no learning rate or epoch limit trains it."""
+    weak = [a for a in adequacy.values() if not a["adequate"] and not a.get("not_finite")]
+    if not weak:
         return None
-    need_lr = any(a["at_top_lr"] or not a["fitted"] for a in adequacy.values())
-    need_epochs = any(a["at_epoch_limit"] for a in adequacy.values())
+    need_lr = any(a["at_top_lr"] or not a["fitted"] for a in weak)
+    need_epochs = any(a["at_epoch_limit"] for a in weak)
     lr = max(settings.lrs) * LR_STEP
     lrs = tuple(sorted({*settings.lrs, lr})) if need_lr and lr <= max_lr * (1 + 1e-9) else settings.lrs
     if need_lr and lrs == settings.lrs:  # the cap is reached: train longer instead
@@ -190,7 +200,9 @@ def words(a: Mapping | None) -> str:
     if not a:
         return "–"
     lacks = []
-    if a.get("fitted") is False:
+    if a.get("not_finite"):
+        lacks.append(f"cannot fit T: {why_unfit(a)}")
+    elif a.get("fitted") is False:
         lacks.append(f"T not fitted ({a['t_accuracy']:.2f})")
     if a.get("at_top_lr"):
         lacks.append(f"best at the top lr in {a['at_top_lr']}/{a['choices']}")
@@ -199,6 +211,13 @@ def words(a: Mapping | None) -> str:
     state = "adequate" if a.get("adequate") else "; ".join(lacks) or "not adequate"
     steps = a.get("compute", {}).get("steps")
     return f"{state} ({steps} steps)" if steps is not None else state
+
+
+def why_unfit(a: Mapping) -> str:
+    """Why an attack did not fit T, in words: its loss stopped being finite, or its best T accuracy."""
+    if a.get("not_finite"):
+        return f"the loss is not finite in {a['not_finite']}"
+    return f"its best T accuracy over the grid is {a['t_accuracy']:.2f}, below {a.get('fit_t', 0.9):g}"
 
 
 def compute_words(a: Mapping, seconds: bool = True) -> str:

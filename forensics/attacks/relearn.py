@@ -132,7 +132,8 @@ def run_one(
     `before` is the model's V accuracy before the attack, recorded with the run. `layer` restricts
     the update to that block's parameters; `on_epoch(epoch, model)` also runs after each epoch;
     `only_v` skips scoring T and retain; `seed` seeds the training run. Each epoch records which V
-    facts are right (`v_correct`, a 0/1 string in V's order): the per-fact outcomes of the verdict.
+    facts are right (`v_correct`, a 0/1 string in V's order): the per-fact outcomes of the verdict. A
+    run whose loss stops being finite ends there, with `diverged` (the step, the dtype: `train`).
     """
     t_facts = [f for name, facts in sets.forget.items() if name != v for f in facts]
     v_facts = list(sets.forget[v])
@@ -186,6 +187,7 @@ def run_one(
             desc=f"RTT V={v} lr={lr:g}",
             progress=progress,
         )
+    last = history[-1]  # a run that stopped on a loss that is not finite took fewer steps than its epochs
     return {
         "v": v,
         "lr": lr,
@@ -194,9 +196,10 @@ def run_one(
         "before": {"acc_v": before},
         "epochs": epochs,
         "epoch_limit": settings.epochs,
-        "steps": history[-1]["step"] if history else 0,
-        "examples": len(history) * len(t_facts),
+        "steps": last["step"],
+        "examples": min(len(history) * len(t_facts), last["step"] * settings.batch_size),
         "seconds": round(time.perf_counter() - start, 2),
+        **({"diverged": last["diverged"]} if "diverged" in last else {}),  # its loss stopped being finite
     }
 
 
@@ -293,6 +296,7 @@ def _run_round(
     runs: list[tuple[str, Path]] = []  # (model, run file) in grid order
     jobs: list[Job] = []
     for name, path in models.items():
+        dtype = str(runtime.torch_dtype(path))  # float16 on CPU stops at once where float32 trains
         for v in vs:
             facts = (
                 facts_digest(sets.forget[v]),
@@ -301,10 +305,10 @@ def _run_round(
             )
             for lr in sorted(settings.lrs):
                 for seed in settings.seeds:
-                    # the run depends on the checkpoint's content, V's and T's facts, the settings, lr
-                    # and seed; its training seed on (seed, weights, V, lr) only, so a model's numbers
-                    # do not depend on which other models are in the study
-                    parts = (weights[name], facts, run_settings, lr, seed)
+                    # the run depends on the checkpoint's content and dtype, V's and T's facts, the
+                    # settings, lr and seed; its training seed on (seed, weights, V, lr) only, so a
+                    # model's numbers do not depend on which other models are in the study
+                    parts = (weights[name], dtype, facts, run_settings, lr, seed)
                     run_key = _run_key(*parts)
                     stem = f"{safe_name(v)}_lr{lr:g}_e{settings.epochs}_s{seed}.json"
                     file = out / "relearn" / safe_name(name) / stem
@@ -323,11 +327,13 @@ def _run_round(
     return grid
 
 
-def _run_key(weights: str, facts: tuple, run_settings: dict, lr: float, seed: int, epochs=None) -> str:
-    """A run's key: the checkpoint's content, V's, T's and the control's facts, the settings (at the
-    epoch limit `epochs` when given), lr and seed."""
+def _run_key(
+    weights: str, dtype: str, facts: tuple, run_settings: dict, lr: float, seed: int, epochs=None
+) -> str:
+    """A run's key: the checkpoint's content and the dtype it trains in, V's, T's and the control's
+    facts, the settings (at the epoch limit `epochs` when given), lr and seed."""
     at = run_settings if epochs is None else {**run_settings, "epochs": epochs}
-    return key("rtt", weights, facts, at, lr, seed)
+    return key("rtt", weights, dtype, facts, at, lr, seed)
 
 
 def _carried(file: Path, parts: tuple, limit: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from forensics.config import check_float
 from forensics.errors import InputError
 
 
@@ -26,12 +27,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _checked(text: str, positive: bool = False) -> float:
+    """A flag's number through the settings' one check (`check_float`): finite, and positive if asked."""
+    try:
+        return check_float(float(text), positive=positive)
+    except InputError as e:  # argparse names the flag before the message
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+@_named("number")
+def _float(text: str) -> float:
+    return _checked(text)
+
+
 @_named("positive number")
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive (got {text})")
-    return value
+    return _checked(text, positive=True)
 
 
 @_named("positive integer or 'all'")
@@ -51,7 +62,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 @_named("comma-separated numbers")
 def _float_list(text: str) -> tuple[float, ...]:
-    return tuple(float(s) for s in _split_list(text))
+    return tuple(_checked(s) for s in _split_list(text))
 
 
 def _runtime_args(

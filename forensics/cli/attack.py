@@ -17,7 +17,7 @@ def cmd_attack(a: argparse.Namespace) -> None:
     from forensics.worlds.world import load_world
 
     root = Path(a.world)
-    with claim(Path(a.world), "attack", a.force, create=False):
+    with claim(Path(a.world), "attack", a.force, create=False, outputs=["attacks.json"]):
         world, sets = load_world(root)
         models = _world_models(root, a.models)
         run = _runtime(a)

@@ -19,6 +19,8 @@ from forensics.cli.finish import format_table
 from forensics.errors import InputError
 from forensics.outdir import claim
 
+SECTIONS = ("weights", "activations", "localize")  # each written to WORLD/<section>.json
+
 
 def cmd_localize(a: argparse.Namespace) -> None:
     from forensics.attacks.relearn import RelearnSettings
@@ -28,7 +30,7 @@ def cmd_localize(a: argparse.Namespace) -> None:
     from forensics.worlds.world import load_world
 
     root = Path(a.world)
-    with claim(Path(a.world), "localize", a.force, create=False):
+    with claim(Path(a.world), "localize", a.force, create=False, outputs=[f"{k}.json" for k in SECTIONS]):
         world, sets = load_world(root)
         models = _world_models(root, a.models)
         unlearned = {n: p for n, p in models.items() if n not in ("original", "never_learned")}
@@ -47,7 +49,7 @@ def cmd_localize(a: argparse.Namespace) -> None:
                 original, unlearned, sets, settings, not a.quiet, _runtime(a), _executor(a)
             ),
         }
-        for key in ("weights", "activations", "localize"):
+        for key in SECTIONS:
             write_json(out[key], root / f"{key}.json")
         for name, loc in out["localize"].items():
             rows = []

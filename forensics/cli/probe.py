@@ -30,7 +30,7 @@ def cmd_probe(a: argparse.Namespace) -> None:
     from forensics.worlds.world import load_world
 
     root = Path(a.world)
-    with claim(Path(a.world), "probe", a.force, create=False):
+    with claim(Path(a.world), "probe", a.force, create=False, outputs=["probes.json"]):
         world, sets = load_world(root)
         models = _world_models(root, a.models)
         settings = ProbeSettings(Cs=a.Cs, folds=a.folds, seed=a.seed)

@@ -10,6 +10,7 @@ from forensics.cli.args import (
     _executor,
     _float_list,
     _int_list,
+    _positive_float,
     _positive_int,
     _runtime,
     _runtime_args,
@@ -38,7 +39,7 @@ def cmd_relearn(a: argparse.Namespace) -> None:
     from forensics.worlds.world import load_world
 
     lora = lora_flags(a)
-    with claim(Path(a.world), "relearn", a.force, create=False):
+    with claim(Path(a.world), "relearn", a.force, create=False, outputs=["relearn.json"]):
         world, sets = load_world(Path(a.world))
         settings = RelearnSettings(
             lrs=a.lrs,
@@ -92,7 +93,7 @@ def add(subparsers) -> None:
     r.add_argument("--seeds", type=_int_list, default=rtt.seeds, help="comma-separated RTT seeds")
     r.add_argument("--method", default=rtt.method, help="full fine-tuning or lora (adapters, peft)")
     r.add_argument("--lora-rank", type=_positive_int, help=f"with --method lora (default {rtt.lora_rank})")
-    r.add_argument("--lora-alpha", type=float, help=f"with --method lora (default {rtt.lora_alpha:g})")
+    r.add_argument("--lora-alpha", type=_positive_float, help=f"with --method lora (default {rtt.lora_alpha:g})")
     r.add_argument(
         "--lora-targets",
         type=_split_list,

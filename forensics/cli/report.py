@@ -9,27 +9,10 @@ from forensics.errors import InputError
 
 
 def cmd_report(a: argparse.Namespace) -> None:
-    from forensics.models.checkpoint import read_json
-    from forensics.study.run import SCHEMA_VERSION
     from reports.html import check_out, write_report
-    from reports.schema import check_results
+    from reports.schema import read_results
 
-    results = read_json(Path(a.results))
-    if (
-        not isinstance(results, dict)
-        or "schema_version" not in results
-        or not ("summary" in results or "comparison" in results)
-    ):
-        raise InputError(f"{a.results}: not a forensics results.json (no schema_version or summary)")
-    version = results["schema_version"]
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise InputError(f"{a.results}: schema_version must be an integer (got {version!r})")
-    if not 1 <= version <= SCHEMA_VERSION:
-        raise InputError(
-            f"{a.results}: schema_version {version} is not one this version reads (1..{SCHEMA_VERSION}); "
-            "upgrade unlearning-forensics"
-        )
-    check_results(results, a.results)
+    results = read_results(a.results)
     out = Path(a.out) if a.out else Path(a.results).parent / "report" / "index.html"
     if out.exists() and out.samefile(a.results):  # the same file by any path, links included
         raise InputError(f"{out}: is the results file itself; name another file for the report")

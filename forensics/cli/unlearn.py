@@ -10,6 +10,7 @@ from forensics.cli.args import (
     FACTS_HELP,
     FORCE,
     _executor,
+    _float,
     _float_list,
     _partition_args,
     _positive_int,
@@ -106,17 +107,20 @@ def add(subparsers) -> None:
     u.add_argument("--out", help="with --original: checkpoints go to OUT/checkpoints/<method>")
     u.add_argument("--scorer", default="choice", help="with --original: choice, letter or letter_calibrated")
     u.add_argument(
-        "--min-retain", type=float, default=unl.min_retain, help="retain floor, × the original's accuracy"
+        "--min-retain", type=_float, default=unl.min_retain, help="retain floor, × the original's accuracy"
     )
     u.add_argument("--lr", type=_float_list, help="comma-separated learning rates (replace the grid's)")
     u.add_argument(
         "--forget-margin",
-        type=float,
+        type=_float,
         default=unl.forget_margin,
         help="the rule: forget accuracy at most chance + this",
     )
     u.add_argument(
-        "--budget", type=int, default=unl.budget, help="runs per method at most while no run meets the rule"
+        "--budget",
+        type=int,
+        default=unl.budget,
+        help="runs per method at most, the first round included (a smaller one runs the grid's first points)",
     )
     u.add_argument("--steps", type=int, help="optimizer steps per run (default: each method's own)")
     u.add_argument("--rmu-layer", type=int, help="RMU's layer ℓ (default: the middle layer)")

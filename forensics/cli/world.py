@@ -7,7 +7,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from forensics.cli.args import FORCE, _runtime, _runtime_args, _split_list
+from forensics.cli.args import FORCE, _positive_float, _runtime, _runtime_args, _split_list
 from forensics.cli.finish import world_table
 from forensics.errors import InputError
 
@@ -49,7 +49,7 @@ def _world_args(p: argparse.ArgumentParser) -> None:
         "--filler", type=int, help=f"filler sentences around each pretraining statement (default {d.filler})"
     )
     g.add_argument("--implant-epochs", type=int, help=f"default {d.implant_epochs}")
-    g.add_argument("--implant-lr", type=float, help=f"default {d.implant_lr:g}")
+    g.add_argument("--implant-lr", type=_positive_float, help=f"default {d.implant_lr:g}")
     g = p.add_argument_group("facts from the paper's layout instead")
     g.add_argument("--facts-dir", help="a folder in the Deeb & Roger layout (split_N.jsonl, ...)")
     g.add_argument("--forget", type=_split_list, default=(), help="comma-separated forget splits")
@@ -72,7 +72,7 @@ def _world_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--heads", type=int, default=d.heads)
     g.add_argument("--vocab-size", type=int, default=d.vocab_size)
     g.add_argument("--epochs", type=int, default=d.epochs, help="at most; stops once all are learned")
-    g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument("--lr", type=_positive_float, default=d.lr)
     g.add_argument("--batch-size", type=int, default=d.batch_size)
     g.add_argument("--seed", type=int, default=d.seed)
 

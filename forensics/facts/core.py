@@ -16,6 +16,7 @@ from pathlib import Path
 
 from forensics.errors import InputError
 from forensics.facts.files import read_records, split_name
+from forensics.outdir import write_atomic
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -100,10 +101,8 @@ class Sets:
 
 
 def write_jsonl(facts: Sequence[Fact], path: Path) -> None:
-    """Write facts as generic JSONL (one record per line, with its split)."""
-    path.write_text(
-        "".join(json.dumps(f.to_json(), ensure_ascii=False) + "\n" for f in facts), encoding="utf-8"
-    )
+    """Write facts as generic JSONL (one record per line, with its split), atomically."""
+    write_atomic(Path(path), "".join(json.dumps(f.to_json(), ensure_ascii=False) + "\n" for f in facts))
 
 
 def _str_list(record: dict, key: str, where: str) -> tuple[str, ...]:

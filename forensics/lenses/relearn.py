@@ -110,6 +110,7 @@ SCHEMA = (
     "best.*.*.before:num",
     "chance:num",
     "?adequacy.*.?t_accuracy:num?",
+    "?adequacy.*.?not_finite:str",
     "?adequacy.*.?compute.lrs:list",
     "?grid.*.[].lr:num",
     "?grid.*.[].epochs.[].epoch:int",

@@ -24,6 +24,7 @@ from transformers.utils import logging as hf_logging
 
 from forensics.errors import InputError, check_stop
 from forensics.models.runtime import Runtime, input_device, torch_device
+from forensics.outdir import file_mode, write_atomic
 
 METADATA = "forensics.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
@@ -211,7 +212,8 @@ def _shape_mismatch(path: Path) -> str:
 
 def read_json(path: Path) -> dict:
     """A JSON file holding an object, as a dict; an InputError naming the file when it is missing,
-    malformed (not UTF-8 text included) or holds anything but an object at the top."""
+    malformed (not UTF-8 text, a number too long to read or nesting too deep included) or holds
+    anything but an object at the top."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -221,6 +223,10 @@ def read_json(path: Path) -> dict:
         raise InputError(f"{path}: malformed JSON ({e.msg})") from None
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: malformed JSON (not UTF-8 text: {e.reason} at byte {e.start})") from None
+    except ValueError as e:  # after its subclasses above: an integer past Python's digit limit
+        raise InputError(f"{path}: malformed JSON ({str(e).partition(':')[0]})") from None
+    except RecursionError:
+        raise InputError(f"{path}: malformed JSON (nested too deeply to read)") from None
     if not isinstance(data, dict):
         words = {list: "a list", str: "a string", bool: "true/false", type(None): "null"}
         got = words.get(type(data), "a number")
@@ -236,45 +242,83 @@ def read_metadata(path: Path) -> dict:
 
 
 def write_json(data: dict, path: Path) -> None:
-    """Write JSON atomically (temporary file + rename), so no reader sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON atomically (a temporary file of its own, renamed), so no reader sees half a file."""
+    write_atomic(Path(path), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def save_checkpoint(model, tokenizer, out: Path, metadata: dict) -> Path:
-    """Save model (safetensors), tokenizer and metadata to `out`. Written in a fresh folder beside it,
-    then moved in: a new `out` whole, an existing one file by file. Files an earlier forensics save
-    wrote there are replaced (those the new one lacks removed); a file of the same name that forensics
-    did not write is refused, never overwritten, and nothing else in `out` is touched."""
+    """Save model (safetensors), tokenizer and metadata to `out`: written in a fresh folder beside it,
+    then moved in (`install_checkpoint`). A disk that fills or refuses is one line, `out` untouched."""
     out = Path(out).absolute()
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-        written = sorted({p.name for p in tmp.iterdir()} | {METADATA})
-        write_json({**metadata, "files": written}, tmp / METADATA)
-        if not out.exists():
-            os.replace(tmp, out)
-            return out
-        earlier = saved_files(out)
-        for name in written:
-            if (out / name).exists() and name not in earlier:
-                raise InputError(f"{out / name}: exists and was not written by forensics; not overwriting it")
-        check_stop()  # a stop swallowed by a finalizer during the save still stops before the move
-        for name in [*(n for n in written if n != METADATA), METADATA]:
-            os.replace(tmp / name, out / name)
-        for name in earlier - set(written):  # only checkpoint files, whatever a metadata file lists
-            stale = out / name
-            if LEGACY_FILES.fullmatch(name) and stale.is_file() and not stale.is_symlink():
-                stale.unlink()
-        return out
+        try:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            tokenizer.save_pretrained(str(tmp))
+        except Exception as e:  # OSError, or safetensors' own error type for the same failed write
+            raise InputError(f"{out}: cannot write the checkpoint ({_reason(e)})") from None
+        write_json(
+            {**metadata, "files": sorted({p.name for p in tmp.iterdir()} | {METADATA})}, tmp / METADATA
+        )
+        return install_checkpoint(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # made here; gone already when moved in whole
+
+
+def _reason(e: Exception) -> str:
+    """The first line of what a failed write said (errno's words where there is an errno)."""
+    return getattr(e, "strerror", None) or (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def install_checkpoint(src: Path, out: Path, metadata: dict | None = None) -> Path:
+    """Move the checkpoint a save wrote in `src` (every file its metadata's `files` lists; `metadata`,
+    when given, replaces the rest of that metadata) into `out`: a new `out` whole, an existing one file
+    by file, all or nothing — a failed move puts the old files back. Files an earlier save listed are
+    replaced (those the new one lacks removed); a same-named file no save listed, or a folder in a
+    file's place, is refused before anything moves; nothing else in `out` is touched."""
+    src, out = Path(src), Path(out).absolute()
+    written = read_metadata(src)["files"]
+    if metadata is not None:
+        write_json({**metadata, "files": written}, src / METADATA)
+    for name in written:
+        os.chmod(src / name, file_mode())
+    if not out.exists():
+        os.chmod(src, file_mode(folder=True))
+        os.replace(src, out)
+        return out
+    earlier, listed = saved_files(out), listed_files(out)
+    for name in written:
+        target = out / name
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            raise InputError(f"{target}: is not a plain file; not replacing it")
+        if target.exists() and name not in earlier:
+            raise InputError(f"{target}: exists and was not written by forensics; not overwriting it")
+    check_stop()  # a stop swallowed by a finalizer during the save still stops before the move
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    moved: list[str] = []
+    try:
+        for name in [*(n for n in written if n != METADATA), METADATA]:
+            if (out / name).exists():
+                os.replace(out / name, old / name)
+            moved.append(name)
+            os.replace(src / name, out / name)
+    except BaseException:
+        for name in reversed(moved):  # back as it was: the new files out, the old ones in
+            if (out / name).exists() and not (src / name).exists():
+                os.replace(out / name, src / name)
+            if (old / name).exists():
+                os.replace(old / name, out / name)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+    for name in (listed or set()) - set(written):  # only checkpoint files a save demonstrably wrote
+        stale = out / name
+        if LEGACY_FILES.fullmatch(name) and stale.is_file() and not stale.is_symlink():
+            stale.unlink()
+    return out
 
 
 LEGACY_FILES = re.compile(
@@ -297,16 +341,26 @@ def check_writable(out: Path) -> None:
 
 
 def saved_files(folder: Path) -> set[str]:
-    """The files an earlier `save_checkpoint` wrote in `folder`: those its metadata lists, or, for a
-    save from before the list was kept, the standard checkpoint files beside its metadata; none
-    where there is no forensics metadata."""
+    """The files an earlier `save_checkpoint` wrote in `folder`, which a new save may replace: those
+    its metadata lists, or, for a save from before the list was kept, the standard checkpoint files
+    beside its metadata; none where there is no forensics metadata."""
+    listed = listed_files(folder)
+    if listed is not None:
+        return listed
+    if not (Path(folder) / METADATA).is_file():
+        return set()
+    return {p.name for p in Path(folder).iterdir() if LEGACY_FILES.fullmatch(p.name)} | {METADATA}
+
+
+def listed_files(folder: Path) -> set[str] | None:
+    """The files the metadata in `folder` lists as its save's (None where it lists none): the only
+    files a save may remove."""
     folder = Path(folder)
     if not (folder / METADATA).is_file():
-        return set()
+        return None
     listed = read_metadata(folder).get("files")
     if listed is None:
-        names = {p.name for p in folder.iterdir() if LEGACY_FILES.fullmatch(p.name)}
-        return names | {METADATA}
+        return None
     if not isinstance(listed, list) or not all(isinstance(n, str) and Path(n).name == n for n in listed):
         raise InputError(f"{folder / METADATA}: 'files' must be a list of file names")
     return set(listed) - {"", ".", ".."}

@@ -1,9 +1,11 @@
 """Model names as users write them: a checkpoint folder, or a Hugging Face hub id `owner/name` (with an
 optional `@revision`) resolved to its snapshot in the local HF cache. Nothing is downloaded where the
-environment says offline (`HF_HUB_OFFLINE`); the keys then hash the snapshot's files like any folder's."""
+environment says offline (`HF_HUB_OFFLINE`); the keys then hash the snapshot's files like any folder's.
+A snapshot whose links lead outside its repo's cache folder is refused (issue 39)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -31,7 +33,7 @@ def hub_snapshot(spec: str) -> Path:
     repo, _, revision = spec.partition("@")
     offline = constants.HF_HUB_OFFLINE
     try:
-        return Path(snapshot_download(repo, revision=revision or None, local_files_only=offline))
+        snapshot = Path(snapshot_download(repo, revision=revision or None, local_files_only=offline))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, FileNotFoundError):
         where = (
             "HF_HUB_OFFLINE is set, so nothing is downloaded" if offline else "and it could not be downloaded"
@@ -43,3 +45,21 @@ def hub_snapshot(spec: str) -> Path:
         raise InputError(
             f"{spec}: not a folder, and the hub gave no snapshot ({str(e).splitlines()[0]})"
         ) from None
+    check_links(snapshot)
+    return snapshot
+
+
+def check_links(snapshot: Path) -> None:
+    """Every file of a cached snapshot resolved inside its repo's cache folder (the HF cache links a
+    snapshot's files into the repo's `blobs/`): a link that leads anywhere else is a one-line error
+    naming the link and where it points, never read."""
+    repo = snapshot.parent.parent.resolve()  # <cache>/models--owner--name/snapshots/<commit>
+    seen: set[Path] = set()
+    for folder, dirs, files in os.walk(snapshot, followlinks=True):
+        here = Path(folder)
+        seen.add(here.resolve())
+        for path in [here, *(here / name for name in [*dirs, *files])]:
+            target = path.resolve()
+            if not target.is_relative_to(repo):
+                raise InputError(f"{path}: links to {target}, outside its hub cache folder {repo}")
+        dirs[:] = [d for d in dirs if (here / d).resolve() not in seen]  # a link loop is walked once

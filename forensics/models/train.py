@@ -122,15 +122,17 @@ def _cycle(lengths: list[int], batch_size: int, gen: torch.Generator, group: int
 _DIVERGED: set[str] = set()
 
 
-def _diverged(desc: str, step: int, value: torch.Tensor, params: list) -> None:
-    """Warn once per kind of run that its loss is no longer finite: its numbers mean nothing (a study
-    then finds its reference failing and gives no verdict)."""
+def _diverged(desc: str, step: int, value: torch.Tensor, params: list) -> dict:
+    """What a run whose loss is no longer finite records (the step, the dtype): its numbers mean
+    nothing from there on, so it stops (a study then finds its attack cannot fit T and gives no
+    verdict). Warns once per kind of run."""
     dtype = params[0].dtype if params else value.dtype
     what = desc.split(" ")[0]
     if what not in _DIVERGED:
         _DIVERGED.add(what)
         hint = " (float16 cannot train on CPU: use float32 or bfloat16)" if dtype == torch.float16 else ""
-        warn(f"{desc}: the loss is {value.item()} at step {step + 1}, in {dtype}{hint}")
+        warn(f"{desc}: the loss is {value.item()} at step {step + 1}, in {dtype}: it stops there{hint}")
+    return {"at_step": step + 1, "dtype": str(dtype).removeprefix("torch.")}
 
 
 def train(
@@ -145,10 +147,13 @@ def train(
     desc: str = "train",
     progress: bool = True,
 ) -> list[dict]:
-    """Fine-tune `model` in place; returns one record per epoch (mean loss + what `on_epoch` said).
+    """Fine-tune `model` in place; returns one record per epoch (mean loss, optimizer steps taken, what
+    `on_epoch` said).
 
     `params` restricts which parameters are updated (default: all that require grad).
-    `on_epoch(epoch, model)` may return metrics to record; a true `stop` entry ends training.
+    `on_epoch(epoch, model)` may return metrics to record; a true `stop` entry ends training. A loss
+    that is not finite ends it at once, before its step: the last record then holds it and `diverged`
+    (`_diverged`), and `on_epoch` has seen the model as the finite steps left it.
     """
     if not streams or any(len(ex) == 0 for ex in streams.values()):
         raise InputError(f"{desc}: nothing to train on (an empty stream)")
@@ -177,17 +182,19 @@ def train(
             name: collate([encoded[name][i] for i in next(feeds[name])], pid, device) for name in encoded
         }
         value = loss(model, batches)
-        if not torch.isfinite(value):
-            _diverged(desc, step, value, params)
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        sched.step()
+        diverged = None if torch.isfinite(value) else _diverged(desc, step, value, params)
+        if diverged is None:
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
         running, seen = running + value.item(), seen + 1
-        if (step + 1) % per_epoch == 0 or step + 1 == total:
+        if diverged or (step + 1) % per_epoch == 0 or step + 1 == total:
             record = {"epoch": len(history) + 1, "step": step + 1, "loss": running / seen}
+            if diverged:  # its step was not taken
+                record.update(step=step, diverged=diverged)
             running, seen = 0.0, 0
             if on_epoch is not None:
                 model.eval()
@@ -195,7 +202,7 @@ def train(
                 model.train()
             history.append(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}")
-            if record.get("stop"):
+            if record.get("stop") or diverged:
                 break
     bar.close()
     model.eval()

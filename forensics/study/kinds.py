@@ -9,7 +9,7 @@ from forensics.models.checkpoint import write_json
 from forensics.outdir import claim
 from forensics.study.compare import compare_kinds
 from forensics.study.config import KindStudy
-from forensics.study.run import SCHEMA_VERSION, run_study, study_sets, versions
+from forensics.study.run import SCHEMA_VERSION, STUDY_FILES, run_study, study_sets, versions
 
 
 def run_kind_study(
@@ -23,7 +23,7 @@ def run_kind_study(
         except InputError as e:
             message = str(e) if str(e).startswith(f"kind '{kind}'") else f"kind '{kind}': {e}"
             raise InputError(f"{cfg.facts}: {message}") from None
-    with claim(ks.out, "study", force):
+    with claim(ks.out, "study", force, outputs=STUDY_FILES):
         by_kind = {kind: run_study(cfg, progress, force) for kind, cfg in ks.studies.items()}
         results = {
             "schema_version": SCHEMA_VERSION,

