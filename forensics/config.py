@@ -81,9 +81,8 @@ def coerce(value, hint, where: str):
 def check_float(
     value, name: str = "", low: float = -math.inf, high: float = math.inf, positive: bool = False
 ) -> float:
-    """`value` as a float if it is a finite number in `low`..`high` (and above 0 with `positive`), else
-    a one-line `InputError` naming `name` and the value: the one check of every float setting (CLI
-    flags, TOML keys, the settings dataclasses), so `inf` or `nan` never reaches a run."""
+    """`value` as a float if finite and in `low`..`high` (above 0 with `positive`), else a one-line
+    `InputError` naming `name` and the value: the one check of every float flag, key and setting."""
     try:
         number = float(value) if isinstance(value, Real) and not isinstance(value, bool) else math.nan
     except OverflowError:  # an integer beyond a float's range

@@ -12,7 +12,6 @@ from forensics.outcomes import with_ci
 from forensics.outdir import write_atomic
 from reports.table import summary_table, verdict_text
 
-
 # what starts Markdown or HTML markup (GitHub renders raw HTML), a table's pipe and the escape itself;
 # `_` only where it can open or close emphasis (not between two letters or digits: `never_learned`)
 MARKUP = re.compile(r"[\\`*\[\]<>|&~#]|(?<![^\W_])_|_(?![^\W_])")

@@ -46,8 +46,11 @@ def test_summary_md_shows_the_rule_as_written_and_injects_nothing():
 def test_summary_md_renders_as_the_text_it_holds():
     """Through a CommonMark renderer (GitHub's tables on): the strings come back as text, no tags."""
     markdown_it = pytest.importorskip("markdown_it")
-    page = markdown_it.MarkdownIt("commonmark").enable("table").enable("strikethrough").render(
-        render(hostile_results())
+    page = (
+        markdown_it.MarkdownIt("commonmark")
+        .enable("table")
+        .enable("strikethrough")
+        .render(render(hostile_results()))
     )
     assert "<img" not in page and "<em>" not in page and "<a " not in page and "<code>" not in page
     assert "<s>" not in page and "<del>" not in page and "<strong>" not in page.split("</table>")[0]

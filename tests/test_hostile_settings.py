@@ -81,7 +81,10 @@ def test_unlearn_settings_refuse_non_finite_numbers():
 @pytest.mark.parametrize(
     "table, message",
     [
-        ("[verdict]\nmin_effect = inf", r"\[verdict\]: 'min_effect': expected a finite number, got float inf"),
+        (
+            "[verdict]\nmin_effect = inf",
+            r"\[verdict\]: 'min_effect': expected a finite number, got float inf",
+        ),
         ("[verdict]\nalpha = -inf", r"\[verdict\]: 'alpha': expected a finite number, got float -inf"),
         ("[lenses.relearn]\nlrs = [nan]", r"\[lenses.relearn\]: 'lrs'\[0\]: expected a finite number"),
         ("cache_max_gb = inf", r"'cache_max_gb': expected a finite number, got float inf"),

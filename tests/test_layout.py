@@ -93,7 +93,9 @@ def test_no_two_modules_import_each_other():
     graph = {
         m: {t for t in imports(p, top_level_only=False) if t in known and t != m} for m, p in known.items()
     }
-    pairs = sorted({" <-> ".join(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph[b]})
+    pairs = sorted(
+        {" <-> ".join(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph[b]}
+    )
     assert not pairs, pairs
 
 

@@ -93,7 +93,9 @@ def add(subparsers) -> None:
     r.add_argument("--seeds", type=_int_list, default=rtt.seeds, help="comma-separated RTT seeds")
     r.add_argument("--method", default=rtt.method, help="full fine-tuning or lora (adapters, peft)")
     r.add_argument("--lora-rank", type=_positive_int, help=f"with --method lora (default {rtt.lora_rank})")
-    r.add_argument("--lora-alpha", type=_positive_float, help=f"with --method lora (default {rtt.lora_alpha:g})")
+    r.add_argument(
+        "--lora-alpha", type=_positive_float, help=f"with --method lora (default {rtt.lora_alpha:g})"
+    )
     r.add_argument(
         "--lora-targets",
         type=_split_list,

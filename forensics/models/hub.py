@@ -50,9 +50,8 @@ def hub_snapshot(spec: str) -> Path:
 
 
 def check_links(snapshot: Path) -> None:
-    """Every file of a cached snapshot resolved inside its repo's cache folder (the HF cache links a
-    snapshot's files into the repo's `blobs/`): a link that leads anywhere else is a one-line error
-    naming the link and where it points, never read."""
+    """Refuse a snapshot with a link that leads outside its repo's cache folder (the HF cache links
+    files into the repo's `blobs/`): one line naming the link and its target, before anything is read."""
     repo = snapshot.parent.parent.resolve()  # <cache>/models--owner--name/snapshots/<commit>
     seen: set[Path] = set()
     for folder, dirs, files in os.walk(snapshot, followlinks=True):
