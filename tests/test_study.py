@@ -275,14 +275,14 @@ def test_report_refuses_a_directory_as_out(tmp_path, capsys):
 
 
 def test_write_html_leaves_no_temporary_file_when_the_replace_fails(tmp_path, monkeypatch):
-    from pathlib import Path
+    import os
 
     from reports.html import write_html
 
-    def refuse(self, target):
-        raise PermissionError(13, "Permission denied", str(target))
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied", str(dst))
 
-    monkeypatch.setattr(Path, "replace", refuse)
+    monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(PermissionError):
         write_html("<p>report</p>", tmp_path / "index.html")
     assert list(tmp_path.iterdir()) == []

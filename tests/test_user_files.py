@@ -214,7 +214,26 @@ def test_writers_never_touch_a_users_temporary_file(micro_world, tmp_path, capsy
         assert stray.read_text() == "the user's\n", stray
 
 
-@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"cache"}))
+def probe_args(d: Path, micro_world: Path) -> list[str]:
+    shutil.copytree(micro_world, d, dirs_exist_ok=True)
+    return ["probe", "--world", str(d), "--models", "original,never_learned"]
+
+
+def attack_args(d: Path, micro_world: Path) -> list[str]:
+    shutil.copytree(micro_world, d, dirs_exist_ok=True)
+    return ["attack", "--world", str(d), "--models", "original,never_learned", "--bits", "8"]
+
+
+def diff_args(d: Path, micro_world: Path) -> list[str]:
+    ck = micro_world / "checkpoints"
+    return ["diff", str(ck / "original"), str(ck / "never_learned"), "--out", str(d / "diff.json")]
+
+
+WRITERS = {**{k: v for k, v in COMMANDS.items() if k != "cache"}, "probe": probe_args, "attack": attack_args}
+WRITERS["diff"] = diff_args
+
+
+@pytest.mark.parametrize("command", sorted(WRITERS))
 def test_a_rerun_keeps_the_users_files_in_and_beside_every_folder_it_wrote(
     command, micro_world, tmp_path, capsys
 ):
@@ -222,9 +241,9 @@ def test_a_rerun_keeps_the_users_files_in_and_beside_every_folder_it_wrote(
     every folder it wrote and a `.NAME.tmp` beside every file; a rerun, plain and forced, keeps them."""
     d = tmp_path / "d"
     d.mkdir()
-    build = COMMANDS[command]
+    build = WRITERS[command]
     args = build(d, micro_world, tmp_path) if command == "report" else build(d, micro_world)
-    force = [] if command == "report" else ["--force"]
+    force = [] if command in ("report", "diff") else ["--force"]
     assert main([*args, *force]) == 0, capsys.readouterr().err
     ours = [p for p in d.rglob("*") if not p.is_symlink()]
     for folder in [d, *(p for p in ours if p.is_dir())]:
