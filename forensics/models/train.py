@@ -119,7 +119,12 @@ def _cycle(lengths: list[int], batch_size: int, gen: torch.Generator, group: int
         yield from batches
 
 
-_DIVERGED: set[str] = set()
+_DIVERGED: set[str] = set()  # kinds of run warned about since `warn_again`
+
+
+def warn_again() -> None:
+    """Let each kind of run warn once more (a study's start: each study says what diverged in it)."""
+    _DIVERGED.clear()
 
 
 def _diverged(desc: str, step: int, value: torch.Tensor, params: list) -> dict:

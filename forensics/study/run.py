@@ -24,6 +24,7 @@ from forensics.models.checkpoint import read_json, read_metadata, write_json
 from forensics.models.digest import checkpoint_digest, facts_digest
 from forensics.models.digest import key as digest_key
 from forensics.models.pair import check_models
+from forensics.models.train import warn_again
 from forensics.outdir import claim
 from forensics.study.config import CONTROL, StudyConfig
 from forensics.study.summary import action_map, reference_check, summarize
@@ -92,6 +93,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     with claim(
         out, "study", force, outputs=[*STUDY_FILES, *(f"stages/{n}.json" for n in run_order(cfg.lenses))]
     ):
+        warn_again()
         ctx = Context(cfg, sets, models, digests, out, progress, results)
         for name in run_order(cfg.lenses):
             lens = REGISTRY[name]
