@@ -70,3 +70,11 @@ def test_scale_bench_runs_tiny():
         assert set(figures) == {"seconds", "peak_mb", "gpu_peak_mb", "disk_mb"}, stage
         assert number(figures["seconds"]) and figures["gpu_peak_mb"] is None, stage
     assert out["cache"]["disk_mb"] > 0  # the cache stage leaves its entry on disk
+
+
+def test_rtt_bench_runs_tiny_and_trains_as_the_plain_loop():
+    out = run_bench("bench.rtt", "--tiny", "--epochs", "2")
+    assert out["bench"] == "rtt" and out["model"].startswith("llama 2x64") and out["examples"] == 8
+    assert number(out["toolkit_s"]) and number(out["peer_s"]) and "toolkit_over_peer" in out
+    # the same weights, batches and optimizer: the same training, up to float rounding
+    assert abs(out["toolkit_loss"] - out["peer_loss"]) <= 1e-3 * out["peer_loss"], out

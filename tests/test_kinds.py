@@ -167,10 +167,10 @@ def test_comparison_is_the_kinds_figures_and_their_difference(kind_study):
         assert mine["verdict"] == summary["verdict"] and mine["forget"] == summary["forget"]
         for lens, e in mine["lenses"].items():
             assert e["diff"] == summary["lenses"][lens]["diff"]
-        # recovery by hand: V correct after RTT, summed over rotations, method ÷ original
+        # recovery by hand: V correct after RTT (cross-fitted, as the verdict reads it), summed over rotations
         best = results["relearn"]["best"]
         correct = {
-            name: sum(unbits(best[name][v]["seeds"][0]["v_correct"]).sum() for v in best[name])
+            name: sum(unbits(best[name][v]["seeds"][0]["v_cross"]).sum() for v in best[name])
             for name in ("gd", "original")
         }
         assert mine["recovery"]["value"] == pytest.approx(correct["gd"] / correct["original"])
@@ -183,7 +183,7 @@ def test_comparison_is_the_kinds_figures_and_their_difference(kind_study):
     draws = {}
     for i, (kind, results) in enumerate(by_kind.items()):
         best = results["relearn"]["best"]
-        rows = {n: unbits("".join(best[n][v]["seeds"][0]["v_correct"] for v in best[n])) for n in best}
+        rows = {n: unbits("".join(best[n][v]["seeds"][0]["v_cross"] for v in best[n])) for n in best}
         strata = results["facts"]["splits"]
         m, r = bootstrap_means([rows["gd"], rows["original"]], strata)
         expected = np.quantile(m[r > 0] / r[r > 0], [0.025, 0.975])

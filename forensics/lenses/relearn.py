@@ -12,16 +12,24 @@ from forensics.lenses.base import INFORMATION, Context, Lens, Outcomes
 from forensics.outcomes import Reading, unbits
 
 
-def rtt_rows(best: dict | None, splits: list[str], key: str, field: str) -> np.ndarray | None:
+def rtt_rows(best: dict | None, splits: list[str], key: str, field: str, chosen: str) -> np.ndarray | None:
     """[seeds, facts] per-fact outcomes of an RTT section's best runs, over the splits it took as V
-    (in forget order; every forget split unless the grid rotates over fewer)."""
+    (in forget order; every forget split unless the grid rotates over fewer): the cross-fitted `field`
+    where every run has it, else the outcomes at the cell `chosen` on the scored facts themselves."""
     if not best:
         return None
     vs = [v for v in dict.fromkeys(splits) if v in best]
     if not vs or not all(best[v].get(key) for v in vs):
         return None
     n_seeds = min(len(best[v][key]) for v in vs)
+    if not all(field in c for v in vs for c in best[v][key]):
+        field = chosen
     return np.stack([unbits("".join(best[v][key][i][field] for v in vs)) for i in range(n_seeds)])
+
+
+def crossed(section: dict) -> bool:
+    """Whether an RTT section's verdict reads cross-fitted outcomes (sections from before: the best cell)."""
+    return section.get("settings", {}).get("select", "max") == "cross"
 
 
 def v_facts(results: dict, best: dict) -> list[int]:
@@ -151,12 +159,19 @@ def cells(results: dict, model: str) -> dict:
     if model not in metrics:
         return {}
     out = {"rtt_acc_v": metrics[model]["acc_v"]["mean"], "rtt_recovery": metrics[model]["recovery"]["mean"]}
+    if "recovery_max" in metrics[model]:  # the paper's figure: the best cell chosen on V itself
+        out["rtt_recovery_max"] = metrics[model]["recovery_max"]["mean"]
     if "never_learned" in metrics:
         out["rtt_control"] = metrics["never_learned"]["acc_v"]["mean"]
     return out
 
 
-COLUMNS = {"RTT acc V": "rtt_acc_v", "RTT control": "rtt_control", "RTT recovery": "rtt_recovery"}
+COLUMNS = {
+    "RTT acc V": "rtt_acc_v",
+    "RTT control": "rtt_control",
+    "RTT recovery": "rtt_recovery",
+    "RTT recovery, best cell on V (paper)": "rtt_recovery_max",
+}
 
 
 def attack(name: str, label: str, folder: str | None, presets: dict, default: bool = True):
@@ -178,17 +193,17 @@ def attack(name: str, label: str, folder: str | None, presets: dict, default: bo
         )
 
     def outcomes(results: dict, model: str) -> Outcomes:
-        best = results.get(name, {}).get("best", {}).get(model)
-        rows = rtt_rows(best, results["facts"]["splits"], "seeds", "v_correct")
+        section = results.get(name, {})
+        best = section.get("best", {}).get(model)
+        field = "v_cross" if crossed(section) else "v_correct"
+        rows = rtt_rows(best, results["facts"]["splits"], "seeds", field, "v_correct")
         return {} if rows is None else {Reading(label): (rows, v_facts(results, best))}
 
     def control_outcomes(results: dict, model: str) -> dict[Reading, np.ndarray]:
-        rows = rtt_rows(
-            results.get(name, {}).get("best", {}).get(model),
-            results["facts"]["splits"],
-            "control",
-            "c_correct",
-        )
+        section = results.get(name, {})
+        field = "c_cross" if crossed(section) else "c_correct"
+        best = section.get("best", {}).get(model)
+        rows = rtt_rows(best, results["facts"]["splits"], "control", field, "c_correct")
         return {} if rows is None else {Reading(label): rows}
 
     def adequacy(results: dict, model: str) -> dict[str, dict]:
