@@ -158,6 +158,44 @@ def test_the_grid_grows_by_lr_x3_and_epochs_x2_within_its_cap():
     assert extended(s, {"m": unfit}, max_lr=5e-4) == RelearnSettings(lrs=(1e-4, 3e-4), epochs=6)
 
 
+def test_the_smallest_learning_rate_is_an_edge_too():
+    """Best at the smallest rate, five facts (of 16) above every larger one, none lost (p = 1/32): a
+    smaller rate might do better (a pretrained model's knowledge is perturbed by the larger ones), so
+    the grid is not saturated and grows downward; one fact above is chance."""
+    low = {
+        "original": [run("a", 1e-4, [1.0])],
+        "m": [run("a", 1e-4, [0.5, 0.8125], size=16), run("a", 1e-3, [0.5, 0.5], size=16)],
+    }
+    a = judged(low)["m"]
+    assert (a["at_bottom_lr"], a["at_top_lr"], a["saturated"], a["adequate"]) == (1, 0, False, False)
+    assert "best at the smallest lr in 1/1" in words(a)
+    grown = extended(RelearnSettings(lrs=(1e-4, 1e-3), epochs=3), judged(low), max_lr=1e-2)
+    assert grown.lrs == pytest.approx((3.33333e-5, 1e-4, 1e-3)) and grown.epochs == 3  # six digits
+    noise = {"original": [run("a", 1e-4, [1.0])], "m": [run("a", 1e-4, [0.625]), run("a", 1e-3, [0.5, 0.5])]}
+    assert judged(noise)["m"]["saturated"]
+
+
+def test_t_not_fitted_grows_what_the_runs_point_to():
+    """T not fitted and still rising at the epoch limit: more epochs, not a larger rate (a fictional
+    comets world grew the rate three rounds while T rose at the limit, and ended *cannot decide*); T
+    not fitted and flat: a larger rate, as before."""
+    s = RelearnSettings(lrs=(1e-4, 3e-4), epochs=3)
+
+    def unfit(ts):
+        r = run("a", 3e-4, [0.25] * len(ts))
+        for e, t in zip(r["epochs"], ts, strict=True):
+            e["acc_t"] = t
+        return {"original": [run("a", 1e-4, [1.0, 1.0, 1.0])], "m": [run("a", 1e-4, [0.25] * 3, t=0.3), r]}
+
+    rising = judged(unfit([0.4, 0.55, 0.7]))
+    assert not rising["m"]["fitted"] and rising["m"]["t_rising"]
+    assert extended(s, rising, max_lr=1e-2) == RelearnSettings(lrs=(1e-4, 3e-4), epochs=6)
+    flat = judged(unfit([0.5, 0.6, 0.6]))
+    assert not flat["m"]["fitted"] and not flat["m"]["t_rising"]
+    grown = extended(s, flat, max_lr=1e-2)
+    assert grown.lrs == pytest.approx((1e-4, 3e-4, 9e-4)) and grown.epochs == 3
+
+
 def evidence(diff):
     return {
         "diff": diff,

@@ -7,7 +7,9 @@ Per model, from its grid of runs (T scored after every epoch):
   least `fit_t`, or — for any model but the original — within `fit_margin` of the original's; never
   when every run's loss stopped being finite (`not_finite`: the dtype, e.g. float16 on CPU);
 - *saturated*: for every V and seed, the run chosen on V is not at the largest learning rate tried
-  (a larger one might recover more) and was not cut off by the epoch limit while V still rose —
+  (a larger one might recover more), nor at the smallest (a smaller one might: a pretrained model's
+  knowledge is perturbed by rates a micro world needs), and was not cut off by the epoch limit while
+  V still rose —
   "at the edge" meaning it gains there more than `noise` V facts (one, by default: a fact's flip is
   what chance does) over the smaller learning rates, or over its run's earlier epochs (ties go to the
   earliest run and epoch), and more than chance flips explain: a one-sided sign test on the V facts
@@ -16,9 +18,10 @@ Per model, from its grid of runs (T scored after every epoch):
   wherever it was reached;
 - its compute: runs, optimizer steps, examples seen, learning rates and epochs tried, seconds.
 
-`extended` grows the grid while some model's attack is not adequate — the largest learning rate ×3
-(best at the top, or T not fitted), the epochs ×2 (cut off) — and the same grid runs on every model;
-not for a model whose loss is not finite: no rate or length trains it.
+`extended` grows the grid where the runs point while some model's attack is not adequate — the
+largest learning rate ×3 (best at the top, or T not fitted and no longer rising), the smallest ÷3 (best
+at the bottom), the epochs ×2 (cut off, or T not fitted and still rising at the limit) — and the same
+grid runs on every model; not for a model whose loss is not finite: no rate or length trains it.
 No model is loaded here.
 """
 
@@ -69,24 +72,41 @@ def _best_cell(cells: Sequence[dict], fallback: float) -> tuple[float, str | Non
     return top["acc_v"], top.get("v_correct")
 
 
-def _gains(runs: Sequence[dict], choice: dict, top: float, limit: int) -> tuple[tuple, tuple]:
+def _gains(runs: Sequence[dict], choice: dict, top: float, limit: int, bottom: float) -> tuple[tuple, ...]:
     """What the choice on V gains (i) at the top learning rate over the best of the smaller ones (or
-    over V before the attack, with one learning rate) and (ii) at the epoch limit over its run's
-    earlier epochs, each with the compared cell's per-fact outcomes; (0, None) where the choice is not
-    at that edge. A step, not a window: a rise within chance per epoch or learning rate passes,
-    however long it goes on."""
+    over V before the attack, with one learning rate), (ii) at the epoch limit over its run's earlier
+    epochs and (iii) at the smallest learning rate over the best of the larger ones (with more than
+    one), each with the compared cell's per-fact outcomes; (0, None) where the choice is not at that
+    edge. A step, not a window: a rise within chance per epoch or learning rate passes, however long
+    it goes on."""
     mine = [r for r in runs if r["v"] == choice["v"] and r.get("seed", 0) == choice["seed"]]
     at_top: tuple = (0.0, None)
     if choice["lr"] >= top:
         acc, bits = _best_cell([e for r in mine if r["lr"] < top for e in r["epochs"]], choice["before"])
         at_top = (choice["acc_v"] - acc, bits)
+    at_bottom: tuple = (0.0, None)
+    larger = [e for r in mine if r["lr"] > bottom for e in r["epochs"]]
+    if choice["lr"] <= bottom and larger:
+        acc, bits = _best_cell(larger, choice["before"])
+        at_bottom = (choice["acc_v"] - acc, bits)
     at_limit: tuple = (0.0, None)
     if choice["epoch"] >= limit:
         run = next(r for r in mine if r["lr"] == choice["lr"])
         earlier = [e for e in run["epochs"] if e["epoch"] < choice["epoch"]]
         acc, bits = _best_cell(earlier, choice["before"])
         at_limit = (choice["acc_v"] - acc, bits)
-    return at_top, at_limit
+    return at_top, at_limit, at_bottom
+
+
+def _t_rising(runs: Sequence[dict], limit: int) -> bool:
+    """Whether T still rose at the epoch limit in the run that fitted it best: more epochs may fit it
+    where a larger learning rate need not."""
+    scored = [r for r in runs if any(e.get("acc_t") is not None for e in r["epochs"])]
+    if not scored:
+        return False
+    run = max(scored, key=lambda r: max(e.get("acc_t") or 0.0 for e in r["epochs"]))
+    t = [e.get("acc_t") or 0.0 for e in run["epochs"]]
+    return run["epochs"][-1]["epoch"] >= limit and len(t) > 1 and t[-1] > max(t[:-1])
 
 
 def sign_p(mine: str, other: str) -> float:
@@ -122,20 +142,22 @@ def assess(
     `not_finite` (the dtype where every run stopped on a loss that is not finite, else None);
     `grid` is the final round's runs, `best` their choice on V (`selection.best_per_v`)."""
     top = max(r["lr"] for runs in grid.values() for r in runs)
+    bottom = min(r["lr"] for runs in grid.values() for r in runs)
     reference = _t_best(grid.get(REFERENCE, ()))
     out = {}
     for name, runs in grid.items():
-        at_top = cut_off = choices = 0
+        at_top = at_bottom = cut_off = choices = 0
         for v, per_v in best.get(name, {}).items():
             for c in per_v["seeds"]:
                 choices += 1
                 if c["acc_v"] >= 1.0:
                     continue  # nothing left to recover
-                gain_top, gain_limit = _gains(runs, {**c, "v": v}, top, epochs)
+                gain_top, gain_limit, gain_bottom = _gains(runs, {**c, "v": v}, top, epochs, bottom)
                 mine = c.get("v_correct")
                 size = len(mine or "") or 1
                 at_top += _a_trend(gain_top, mine, size, noise, alpha)
                 cut_off += _a_trend(gain_limit, mine, size, noise, alpha)
+                at_bottom += _a_trend(gain_bottom, mine, size, noise, alpha)
         t = _t_best(runs)
         stopped = [r["diverged"]["dtype"] for r in runs if "diverged" in r]
         not_finite = stopped[0] if runs and len(stopped) == len(runs) else None
@@ -146,12 +168,14 @@ def assess(
         else:
             near = name != REFERENCE and reference is not None and t >= reference - fit_margin
             fitted = bool(t >= fit_t or near)
-        saturated = not at_top and not cut_off
+        saturated = not at_top and not at_bottom and not cut_off
         out[name] = {
             "fitted": fitted,
             "t_accuracy": t,
+            "t_rising": not fitted and _t_rising(runs, epochs),
             "saturated": saturated,
             "at_top_lr": int(at_top),
+            "at_bottom_lr": int(at_bottom),
             "at_epoch_limit": int(cut_off),
             "choices": choices,
             "adequate": bool(fitted) and saturated,
@@ -171,7 +195,8 @@ def rule(fit_t: float, fit_margin: float, noise: int = 1, alpha: float | None = 
     return (
         f"fitted: the best T accuracy over the grid (mean over V and seeds) ≥ {fit_t:g}, or within "
         f"{fit_margin:g} of the original's; saturated: for every V and seed the run best on V gains, at the "
-        "largest learning rate tried over the smaller ones and at the epoch limit over its earlier epochs, "
+        "largest learning rate tried over the smaller ones, at the smallest over the larger ones and at the "
+        "epoch limit over its earlier epochs, "
         f"no more than {noise} V fact(s){chance} (V answered perfectly excepted)"
     )
 
@@ -183,12 +208,17 @@ def extended(settings, adequacy: Mapping[str, dict], max_lr: float):
     weak = [a for a in adequacy.values() if not a["adequate"] and not a.get("not_finite")]
     if not weak:
         return None
-    need_lr = any(a["at_top_lr"] or not a["fitted"] for a in weak)
-    need_epochs = any(a["at_epoch_limit"] for a in weak)
+    # where the runs point: a better V at the top rate, or T not fitted and no longer rising → a larger
+    # rate; at the smallest rate → a smaller one; V or T still rising at the epoch limit → longer runs
+    need_lr = any(a["at_top_lr"] or (not a["fitted"] and not a.get("t_rising")) for a in weak)
+    need_lower = any(a.get("at_bottom_lr") for a in weak)
+    need_epochs = any(a["at_epoch_limit"] or (not a["fitted"] and a.get("t_rising")) for a in weak)
     lr = max(settings.lrs) * LR_STEP
     lrs = tuple(sorted({*settings.lrs, lr})) if need_lr and lr <= max_lr * (1 + 1e-9) else settings.lrs
     if need_lr and lrs == settings.lrs:  # the cap is reached: train longer instead
         need_epochs = True
+    if need_lower:
+        lrs = tuple(sorted({*lrs, float(f"{min(settings.lrs) / LR_STEP:.6g}")}))
     epochs = settings.epochs * EPOCH_STEP if need_epochs else settings.epochs
     if lrs == settings.lrs and epochs == settings.epochs:
         return None
@@ -206,6 +236,8 @@ def words(a: Mapping | None) -> str:
         lacks.append(f"T not fitted ({a['t_accuracy']:.2f})")
     if a.get("at_top_lr"):
         lacks.append(f"best at the top lr in {a['at_top_lr']}/{a['choices']}")
+    if a.get("at_bottom_lr"):
+        lacks.append(f"best at the smallest lr in {a['at_bottom_lr']}/{a['choices']}")
     if a.get("at_epoch_limit"):
         lacks.append(f"cut off in {a['at_epoch_limit']}/{a['choices']}")
     state = "adequate" if a.get("adequate") else "; ".join(lacks) or "not adequate"
