@@ -73,6 +73,35 @@ epochs = 1
 """
 
 
+def control_study(
+    micro_world: Path, root: Path, out: str, top: str = "seeds = [0]", tail: str = QUICK_LENSES
+) -> Path:
+    """`root/s.toml`: accuracy and RTT on copies (in `root`) of the micro world's original and
+    never-learned checkpoints, the never-learned one both the control and the method 'm' (the exact
+    control named as a method), with `top` at the top level and `tail` after the lenses."""
+    for name in ("original", "never_learned"):
+        shutil.copytree(micro_world / "checkpoints" / name, root / name)
+    shutil.copy(micro_world / "facts.jsonl", root / "facts.jsonl")
+    config = root / "s.toml"
+    config.write_text(
+        f"""out = "{out}"
+{top}
+[models]
+original = "original"
+never_learned = "never_learned"
+[models.unlearned]
+m = "never_learned"
+[facts]
+path = "facts.jsonl"
+forget = ["forget_0", "forget_1", "forget_2"]
+retain = ["retain"]
+[lenses]
+run = ["accuracy", "relearn"]
+{tail}"""
+    )
+    return config
+
+
 def accuracy_study(root: Path, out: str = "out") -> Path:
     """A study TOML in `root` over `root/original` (reference) and `root/never_learned` (as an
     unlearned model 'm') with the micro world's facts at `root/facts.jsonl`, accuracy lens only."""

@@ -3,7 +3,6 @@ same one-line errors as `forensics.InputError`, numerically the same results.jso
 read as DataFrames."""
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
@@ -11,7 +10,7 @@ import pytest
 import forensics
 from forensics.cli import main
 from forensics.models.checkpoint import read_json
-from tests.conftest import QUICK_LENSES
+from tests.conftest import control_study
 
 SPLITS = ["forget_0", "forget_1", "forget_2"]
 MASKED = ("timings", "versions", "config")  # where the two differ by design: times, the config's form
@@ -35,25 +34,7 @@ def both(micro_world, tmp_path_factory):
     """The same study from a TOML file and from Study(...): accuracy and RTT on the micro world's
     original, never-learned control and (as the method) the never-learned model again."""
     root = tmp_path_factory.mktemp("api")
-    for name in ("original", "never_learned"):
-        shutil.copytree(micro_world / "checkpoints" / name, root / name)
-    shutil.copy(micro_world / "facts.jsonl", root / "facts.jsonl")
-    (root / "s.toml").write_text(
-        f"""out = "toml"
-seeds = [0]
-[models]
-original = "original"
-never_learned = "never_learned"
-[models.unlearned]
-m = "never_learned"
-[facts]
-path = "facts.jsonl"
-forget = {json.dumps(SPLITS)}
-retain = ["retain"]
-[lenses]
-run = ["accuracy", "relearn"]
-{QUICK_LENSES}"""
-    )
+    control_study(micro_world, root, "toml")
     assert main(["study", str(root / "s.toml"), "--quiet"]) == 0
     study = forensics.Study(
         original="original",

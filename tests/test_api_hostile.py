@@ -4,14 +4,13 @@ arguments of the wrong type or value, and the facts' options in `Study(...)` —
 `forensics.InputError` of one line naming the file or the argument, never a traceback."""
 
 import json
-import shutil
 
 import pytest
 
 import forensics
 from forensics.cli import main
 from forensics.models.checkpoint import read_json
-from tests.conftest import QUICK_LENSES
+from tests.conftest import control_study
 
 SPLITS = ["forget_0", "forget_1", "forget_2"]
 COLUMNS = ["method", "lens", "label", "layer", "difference", "ci95_lo", "ci95_hi", "ci90_lo", "ci90_hi"]
@@ -20,34 +19,16 @@ COLUMNS += ["p_hidden", "method_value", "control_value", "left_out"]
 
 @pytest.fixture(scope="module")
 def world(micro_world, tmp_path_factory):
-    """The micro world's original and never-learned checkpoints and facts, copied into one folder."""
+    """The micro world's original and never-learned checkpoints and facts, copied into one folder, and
+    `s.toml`: accuracy and RTT, the never-learned model as the control and as the method 'm'."""
     root = tmp_path_factory.mktemp("hostile")
-    for name in ("original", "never_learned"):
-        shutil.copytree(micro_world / "checkpoints" / name, root / name)
-    shutil.copy(micro_world / "facts.jsonl", root / "facts.jsonl")
+    control_study(micro_world, root, "study")
     return root
 
 
 @pytest.fixture(scope="module")
 def study_results(world):
-    """A real study's results.json: accuracy and RTT, the never-learned model as the control and as
-    the method 'm'."""
-    (world / "s.toml").write_text(
-        f"""out = "study"
-seeds = [0]
-[models]
-original = "original"
-never_learned = "never_learned"
-[models.unlearned]
-m = "never_learned"
-[facts]
-path = "facts.jsonl"
-forget = {json.dumps(SPLITS)}
-retain = ["retain"]
-[lenses]
-run = ["accuracy", "relearn"]
-{QUICK_LENSES}"""
-    )
+    """A real study's results.json (the world's `s.toml`)."""
     assert main(["study", str(world / "s.toml"), "--quiet"]) == 0
     return world / "study" / "results.json"
 

@@ -5,7 +5,6 @@ in float16, so a parameter with a zero gradient (an embedding row no batch uses)
 second step's loss is NaN, whatever the learning rate."""
 
 import math
-import shutil
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ from forensics.models.checkpoint import load_checkpoint, read_json
 from forensics.models.runtime import Runtime
 from forensics.models.train import TrainConfig, nll_loss, train
 from forensics.worlds.world import load_world
+from tests.conftest import control_study
 from tests.test_adequacy import run
 
 
@@ -86,28 +86,8 @@ def test_a_model_whose_every_run_diverged_cannot_fit_t_and_grows_nothing():
 def test_a_float16_study_on_cpu_stops_at_once_and_cannot_decide(micro_world, tmp_path):
     from forensics.cli import main
 
-    for name in ("original", "never_learned"):
-        shutil.copytree(micro_world / "checkpoints" / name, tmp_path / name)
-    shutil.copy(micro_world / "facts.jsonl", tmp_path / "facts.jsonl")
-    config = tmp_path / "f16.toml"
-    config.write_text(
-        """out = "f16"
-grid = "demo"
-dtype = "float16"
-device = "cpu"
-[models]
-original = "original"
-never_learned = "never_learned"
-[models.unlearned]
-m = "never_learned"
-[facts]
-path = "facts.jsonl"
-forget = ["forget_0", "forget_1", "forget_2"]
-retain = ["retain"]
-[lenses]
-run = ["accuracy", "relearn"]
-"""
-    )
+    top = 'grid = "demo"\ndtype = "float16"\ndevice = "cpu"'
+    config = control_study(micro_world, tmp_path, "f16", top=top, tail="")
     assert main(["study", str(config), "--quiet"]) == 0
     results = read_json(tmp_path / "f16" / "results.json")
     rtt = results["relearn"]
