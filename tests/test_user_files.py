@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from forensics.cli import main
+from forensics.errors import InputError
 from forensics.models.checkpoint import METADATA, check_dir, load_checkpoint, save_checkpoint
 from tests.conftest import accuracy_study
 from tests.test_nothing_deleted import COMMANDS, snapshot
@@ -91,7 +92,7 @@ def test_a_failed_save_leaves_the_old_checkpoint_whole(micro_world, tmp_path):
     with torch_no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    with pytest.raises(Exception, match="tokenizer_config.json: is not a plain file"):
+    with pytest.raises(InputError, match="tokenizer_config.json: is not a plain file"):
         save_checkpoint(model, tok, out, {"made_by": "test", "n": 2})
     assert snapshot(out) == before
     assert json.loads((out / METADATA).read_text())["n"] == 1

@@ -311,9 +311,9 @@ def install_checkpoint(src: Path, out: Path, metadata: dict | None = None) -> Pa
                 os.replace(out / name, src / name)
             if (old / name).exists():
                 os.replace(old / name, out / name)
+        old.rmdir()  # empty once every old file is back; if one could not go back, it stays here
         raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old)  # the replaced files of the earlier save, nothing else
     for name in (listed or set()) - set(written):  # only checkpoint files a save demonstrably wrote
         stale = out / name
         if LEGACY_FILES.fullmatch(name) and stale.is_file() and not stale.is_symlink():
