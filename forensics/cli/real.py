@@ -19,6 +19,7 @@ from forensics.cli.args import (
 from forensics.cli.finish import finish_kinds, world_table
 from forensics.errors import InputError
 from forensics.outdir import claim
+from forensics.worlds.real_config import RealConfig
 
 # what the verdict rests on (accuracy, RTT) and the lenses that read weights only (seconds); every other
 # lens scores each model again on every fact and is asked for by name (README: their measured costs).
@@ -32,7 +33,7 @@ def cmd_real(a: argparse.Namespace) -> None:
     from forensics.study.grids import GRIDS
     from forensics.study.pipeline import unlearn_and_study
     from forensics.unlearn.run import UnlearnSettings, check_method
-    from forensics.worlds.real import RealConfig, build_real_world, read_paper_data
+    from forensics.worlds.real import build_real_world, read_paper_data
 
     start = time.perf_counter()
     out = Path(a.out)
@@ -104,11 +105,11 @@ def add(subparsers) -> None:
         default=("gd", "rmu", "npo"),
         help="comma-separated (default gd,rmu,npo)",
     )
-    re_.add_argument("--forget-splits", type=_positive_int, default=4)
+    re_.add_argument("--forget-splits", type=_positive_int, default=RealConfig.forget_splits)
     re_.add_argument(
         "--per-split",
         type=_per_split,
-        default=24,
+        default=RealConfig.per_split,
         help="forget (and control) facts per split, each kind; 'all': every fact the data has (paper sizes)",
     )
     re_.add_argument(

@@ -15,8 +15,10 @@ class RealConfig:
 
     model: str | None = None  # a GGUF file or a checkpoint folder; None: the shipped SmolLM2
     data: str | None = None  # the paper's data folder (years/, random-birthdays/); None: ../shared
-    forget_splits: int = 4
-    per_split: int | None = 24  # forget (and control) facts per split, each kind; None: all the data has
+    # 2 splits of 68: T = 68 (about the 72 of the paper's 4:1 design at 4 × 24, so about its RTT steps)
+    # and every forget fact scored as V once over 2 rotations (136 a side, not 48): docs/design.md §1
+    forget_splits: int = 2
+    per_split: int | None = 68  # forget (and control) facts per split, each kind; None: all the data has
     retain: int = 24  # known `years` facts kept (every kind's retain set)
     near: int = 12  # implanted birthdays that are not forgotten (the implanted kind's near-retain)
     scan: int = 64  # `years` facts scored per round of the known-fact rule (it scans every one)
