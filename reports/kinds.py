@@ -13,6 +13,7 @@ from forensics.lenses.relearn import LABEL as RTT
 from forensics.outcomes import Reading, with_ci
 from reports.figures import _layout, esc
 from reports.html import _fmt, page, plot_scripts, write_html
+from reports.table import RECOVERY, recovery_text
 
 PALETTE = ["#c53030", "#2b6cb0", "#2f855a"]
 NOTE = (
@@ -124,7 +125,7 @@ def table(results: dict) -> str:
             "forget",
             "retain",
             "RTT acc V (control)",
-            "RTT recovery [95% CI]",
+            RECOVERY,
             "RTT method − control [95% CI]",
             "verdict",
         )
@@ -134,10 +135,13 @@ def table(results: dict) -> str:
         kinds = comparison["kinds"]
         for i, kind in enumerate(kinds):
             p = entry["per_kind"][kind]
+            recovery = esc(recovery_text(p["recovery"]) or "–")
+            if p.get("rtt_seed_spread"):  # the attack's randomness beside the interval
+                recovery += f"<br><small>RTT seed spread: {esc(p['rtt_seed_spread'])}</small>"
             first = f"<td rowspan='{len(kinds) + 1}'>{esc(name)}</td>" if i == 0 else ""
             rows.append(
                 f"<tr>{first}<td>{esc(kind)}</td><td>{_fmt(p['forget'])}</td><td>{_fmt(p['retain'])}</td>"
-                f"<td>{_fmt(p['rtt_acc_v'])} ({_fmt(p['rtt_control'])})</td><td>{_ci(p['recovery'])}</td>"
+                f"<td>{_fmt(p['rtt_acc_v'])} ({_fmt(p['rtt_control'])})</td><td>{recovery}</td>"
                 f"<td>{_ci(p['lenses'].get(RTT))}</td>"
                 f"<td class='verdict'><b>{esc(p['verdict'])}</b></td></tr>"
             )

@@ -10,7 +10,7 @@ from forensics.lenses.relearn import LABEL as RTT
 from forensics.lenses.relearn import view as attack_view
 from forensics.outcomes import with_ci
 from forensics.outdir import write_atomic
-from reports.table import summary_table, verdict_text
+from reports.table import RECOVERY, recovery_text, summary_table, verdict_text
 
 # what starts Markdown or HTML markup (GitHub renders raw HTML), a table's pipe and the escape itself;
 # `_` only where it can open or close emphasis (not between two letters or digits: `never_learned`)
@@ -76,20 +76,17 @@ def render_kinds(results: dict, report: Path | None = None) -> str:
     cmp = results["comparison"]
     kinds = cmp["kinds"]
     lines = [f"# Unlearning forensics: {_cell(results.get('name', ''))} (kinds compared)", ""]
-    head = ["method", "kind", "forget", "RTT acc V", "control", "recovery [95% CI]", "RTT − control [95% CI]"]
+    head = ["method", "kind", "forget", "RTT acc V", "control", RECOVERY, "RTT − control [95% CI]"]
+    head.append("RTT seed spread")
     lines.append("| " + " | ".join([*head, "verdict"]) + " |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("|" + "---|" * (len(head) + 1))
     for name, entry in cmp["methods"].items():
         for kind in kinds:
             k = entry["per_kind"][kind]
-            rec = k.get("recovery") or {}
-            recovery = (
-                with_ci(rec["value"], *rec["ci95"], signed=False)
-                if rec.get("value") is not None and rec.get("ci95")
-                else "–"
-            )
+            recovery = recovery_text(k.get("recovery"))
             rtt = _interval(k.get("lenses", {}).get(RTT))
             cells = [name, kind, k.get("forget"), k.get("rtt_acc_v"), k.get("rtt_control"), recovery, rtt]
+            cells.append(k.get("rtt_seed_spread"))
             lines.append("| " + " | ".join(_cell(c) for c in [*cells, k.get("verdict")]) + " |")
     lines.append("")
     for entry in cmp["methods"].values():

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from forensics.attacks.adequacy import words
+from forensics.attacks.selection import PAPER_RECOVERY, against_paper
 from forensics.lenses import REGISTRY
 from forensics.lenses.relearn import LABEL as RTT
 from forensics.outcomes import with_ci
@@ -16,6 +17,7 @@ Value = float | str | None  # None: not measured ("–")
 # (column, the summary row's entry) of every lens that shows cells (`Lens.columns`), in registry order
 ROW_CELLS = tuple((c, key) for lens in REGISTRY.values() for c, key in lens.columns.items())
 DIFFERENCE = "method − control [95% CI]"
+RECOVERY = f"RTT recovery [95% CI] vs the paper's {PAPER_RECOVERY:g}"
 NEVER_LEARNED = "the never-learned control"
 
 
@@ -72,13 +74,22 @@ def summary_table(results: dict) -> SummaryTable:
         cells: dict[str, Value] = {"method": name, **{column: r.get(key) for column, key in ROW_CELLS}}
         attack = r.get("attack", {}).get(RTT)
         cells["RTT attack"] = words(attack) if attack else None
+        cells[RECOVERY] = recovery_text(r.get("recovery"))
         cells["deciding lens"] = lens
         cells[DIFFERENCE] = with_ci(e["diff"], *e["ci95"]) if e else None
         rows.append(Row(cells, r["verdict"], bool(r.get("damaged")), r.get("evidence", "")))
-    every = ("method", *(c for c, _ in ROW_CELLS), "RTT attack", "deciding lens", DIFFERENCE)
+    every = ("method", *(c for c, _ in ROW_CELLS), RECOVERY, "RTT attack", "deciding lens", DIFFERENCE)
     shown = tuple(c for c in every if c == "method" or any(row.cells.get(c) is not None for row in rows))
     chance = next(iter(summary.values()), {}).get("chance")
     return SummaryTable(shown, tuple(rows), against(summary), resampled(results), chance)
+
+
+def recovery_text(rec: dict | None) -> str | None:
+    """A recovery with its 95% interval and where the paper's ~0.88 lies: "0.62 [0.48, 0.75], below"."""
+    if not rec or rec.get("value") is None or not rec.get("ci95"):
+        return None
+    paper = against_paper(rec["ci95"])
+    return f"{with_ci(rec['value'], *rec['ci95'], signed=False)}, {paper}"
 
 
 def text(value: Value) -> str:

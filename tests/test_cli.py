@@ -289,6 +289,7 @@ def test_score_refuses_two_files_giving_one_split(tmp_path, capsys):
         (["study", "{config}", "--device", ""], "device '': choose auto, cpu, cuda or cuda:N"),
         (["relearn", "--world", "{tmp}", "--executor", "ray", "--ray-timeout", "0"], "must be positive"),
         (["real", "--out", "{tmp}/r", "--lenses", "tea"], "--lenses: unknown lens 'tea'"),
+        (["real", "--out", "{tmp}/r", "--hours", "0"], "--hours"),
         (["validate", "--world", "{tmp}", "--lenses", "weights"], "'weights' is not an information lens"),
     ],
 )
@@ -380,7 +381,7 @@ def test_real_refuses_an_empty_or_repeated_lens_list(tmp_path, capsys, lenses, m
 def test_real_refuses_more_rotations_than_forget_splits(tmp_path, capsys):
     assert main(["real", "--out", str(tmp_path / "r"), "--rotations", "5", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--rotations 5: more than the 4 forget splits" in err[0], err
+    assert len(err) == 1 and "--rotations 5: more than the 2 forget splits" in err[0], err
     assert not (tmp_path / "r").exists()
 
 

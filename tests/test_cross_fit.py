@@ -5,7 +5,7 @@ best cell chosen on V itself (the paper's figure) reads more; the same test fail
 import numpy as np
 import pytest
 
-from forensics.attacks.selection import best_per_v, cross_fit, rtt_metrics
+from forensics.attacks.selection import against_paper, best_per_v, cross_fit, rtt_metrics, seed_spread
 from forensics.outcomes import bits
 
 P, FACTS, LRS, EPOCHS, DRAWS = 0.3, 24, 3, 6, 1500
@@ -67,3 +67,24 @@ def test_cross_fit_by_hand():
     # even facts right per cell: 1, 1, 2 → cell 2 for the odd facts: 0, 0
     assert cross_fit(cells) == "1000"
     assert cross_fit(["1"]) == "1"  # one fact: nothing to choose on, the first cell
+
+
+def test_seed_spread_is_the_sd_of_the_seeds_beside_the_facts_standard_error():
+    """Hand-worked: two seeds at 0.50 and 0.75 on one V split of 4 facts (0.625 mean): sd = 0.25/√2,
+    facts' SE = sqrt(0.625 × 0.375 / 4); one seed: not measured."""
+    seeds = [
+        {"acc_v": 0.5, "acc_v_cross": 0.5, "v_correct": "1100"},
+        {"acc_v": 0.75, "acc_v_cross": 0.75, "v_correct": "1110"},
+    ]
+    spread = seed_spread({"v0": {"seeds": seeds}}, "cross")
+    assert spread["acc_v"] == [0.5, 0.75]
+    assert spread["sd"] == pytest.approx(0.25 / np.sqrt(2))
+    assert spread["facts_se"] == pytest.approx(np.sqrt(0.625 * 0.375 / 4))
+    assert seed_spread({"v0": {"seeds": seeds[:1]}}, "cross")["sd"] is None
+
+
+@pytest.mark.parametrize(
+    "ci95, where", [([0.5, 0.8], "below"), ([0.8, 0.95], "within"), ([0.9, 1.0], "above"), (None, None)]
+)
+def test_the_papers_figure_is_placed_against_the_interval(ci95, where):
+    assert against_paper(ci95) == where

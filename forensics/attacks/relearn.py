@@ -10,99 +10,27 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from forensics.attacks.adequacy import assess, compute, extended, rule
 from forensics.attacks.attackable import attackable, check_lora_targets
-from forensics.attacks.selection import SELECT, best_per_v, rtt_metrics, score_chance
-from forensics.config import check_seeds
+from forensics.attacks.rtt_settings import RelearnSettings
+from forensics.attacks.selection import best_per_v, rtt_metrics, score_chance
 from forensics.errors import InputError, warn
 from forensics.facts.core import Sets
-from forensics.facts.formats import LOSS_FORMATS, default_format, examples
+from forensics.facts.formats import examples
 from forensics.models.arch import arch_of
 from forensics.models.checkpoint import cached_checkpoint, read_json, release_cached, write_json
 from forensics.models.digest import checkpoint_digest, facts_digest, key
 from forensics.models.executor import Executor, Job
 from forensics.models.runtime import Runtime
-from forensics.models.scoring import SCORERS, score
+from forensics.models.scoring import score
 from forensics.models.train import TrainConfig, train
 from forensics.outcomes import bits
 from forensics.outdir import safe_name
-
-RTT_METHODS = ("full", "lora")
-
-
-@dataclass(frozen=True)
-class RelearnSettings:
-    """The attack's grid: log-spaced learning rates × epochs × seeds, loss format, batch size."""
-
-    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
-    epochs: int = 6
-    batch_size: int = 16
-    scorer: str = "choice"
-    loss_format: str | None = None  # default: the one that matches the scorer
-    seeds: tuple[int, ...] = (0, 1, 2)  # each run's own seed is derived from (seed, model, V, lr)
-    patience: int | None = None  # stop a run once V accuracy has not improved for this many epochs
-    score_retain: bool = True  # also score retain after each epoch (T always is: the attack's adequacy)
-    rotations: int | None = None  # only the first this many forget splits take their turn as V
-    fit_t: float = 0.9  # T fitted: its best accuracy over the grid at least this (or near the original's)
-    fit_margin: float = 0.05  # ... or within this of the original's
-    noise_facts: int = 1  # a gain of at most this many V facts at the grid's edge is chance, not a trend
-    edge_alpha: float | None = 0.05  # ... nor one a sign test on the V facts it changed finds at this level
-    extend_rounds: int = 2  # rounds the grid may grow by while some model's attack is not adequate
-    max_lr: float = 1e-1  # the extension's cap on the learning rate (too large destroys what is known)
-    method: str = "full"  # or "lora": low-rank adapters (peft) on a frozen model, for models too big to copy
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_targets: tuple[str, ...] | None = None  # module names; None: every linear layer but the output
-    layers: tuple[int, ...] | None = None  # localization only: the blocks it reverts, patches, trains
-    select: str = "cross"  # what the verdict reads: cross-fitted ("cross") or the best cell on V ("max")
-
-    def __post_init__(self):
-        if self.method not in RTT_METHODS:
-            raise InputError(
-                f"'method': unknown RTT method '{self.method}' (choose {' or '.join(RTT_METHODS)})"
-            )
-        if self.lora_rank < 1:
-            raise InputError(f"'lora_rank' must be at least 1 (got {self.lora_rank})")
-        if not self.lora_alpha > 0:
-            raise InputError(f"'lora_alpha' must be positive (got {self.lora_alpha})")
-        check_seeds(self.seeds)
-        if self.select not in SELECT:
-            raise InputError(f"'select' must be {' or '.join(SELECT)} (got {self.select!r})")
-        if not self.lrs:
-            raise InputError("'lrs': RTT needs at least one learning rate (the list is empty)")
-        if any(not lr > 0 for lr in self.lrs):
-            raise InputError(f"'lrs': learning rates must be positive (got {list(self.lrs)})")
-        if not 0 < self.fit_t <= 1:
-            raise InputError(f"'fit_t' must be in (0, 1] (got {self.fit_t})")
-        if not 0 <= self.fit_margin < 1:
-            raise InputError(f"'fit_margin' must be in [0, 1) (got {self.fit_margin})")
-        if self.noise_facts < 0:
-            raise InputError(f"'noise_facts' must be 0 or more (got {self.noise_facts})")
-        if self.edge_alpha is not None and not 0 < self.edge_alpha < 1:
-            raise InputError(f"'edge_alpha' must be in (0, 1) (got {self.edge_alpha})")
-        if self.extend_rounds < 0:
-            raise InputError(f"'extend_rounds' must be 0 or more (got {self.extend_rounds})")
-        if not self.max_lr > 0:
-            raise InputError(f"'max_lr' must be positive (got {self.max_lr})")
-        for name in ("epochs", "batch_size", "patience", "rotations"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise InputError(f"'{name}' must be at least 1 (got {value})")
-        if self.scorer not in SCORERS:
-            raise InputError(f"unknown scorer '{self.scorer}' (choose from {', '.join(SCORERS)})")
-        if self.fmt not in LOSS_FORMATS:
-            raise InputError(
-                f"'loss_format': unknown loss format '{self.fmt}' (choose from {', '.join(LOSS_FORMATS)})"
-            )
-
-    @property
-    def fmt(self) -> str:
-        return self.loss_format or default_format(self.scorer)
 
 
 def check(sets: Sets, settings: RelearnSettings, only_v: Sequence[str] = ()) -> list[str]:
@@ -278,7 +206,7 @@ def relearn(
 # adequacy is judged (fit_t is not among them: early stop reads it) and how the figure is chosen; so
 # more rotations or seeds reuse the runs already done
 NOT_IN_RUN = (
-    *("lrs", "seeds", "rotations", "select"),
+    *("lrs", "seeds", "rotations", "select", "budget_minutes", "looks"),
     *("fit_margin", "noise_facts", "edge_alpha", "extend_rounds", "max_lr"),
 )
 

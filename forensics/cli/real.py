@@ -88,6 +88,8 @@ def cmd_real(a: argparse.Namespace) -> None:
             extra,
             tuple(lenses),
             rotations=a.rotations,
+            hours=a.hours,
+            started=start,
         )
         finish_kinds(results, by_kind, ks, start)
 
@@ -131,6 +133,12 @@ def add(subparsers) -> None:
         type=_split_list,
         default=None,
         help=f"comma-separated lenses to run (default: {','.join(REAL_LENSES)}; any of the study's)",
+    )
+    re_.add_argument(
+        "--hours",
+        type=_positive_float,
+        help="the whole run's time: what the first pass leaves goes to looks at rows still inconclusive "
+        "(more RTT seeds, alpha split over the looks); default: one pass at the full alpha",
     )
     re_.add_argument("--seed", type=int, default=0)
     re_.add_argument("--quiet", action="store_true", help="no progress bars")

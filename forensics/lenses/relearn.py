@@ -162,9 +162,19 @@ def cells(results: dict, model: str) -> dict:
     out = {"rtt_acc_v": metrics[model]["acc_v"]["mean"], "rtt_recovery": metrics[model]["recovery"]["mean"]}
     if "recovery_max" in metrics[model]:  # the paper's figure: the best cell chosen on V itself
         out["rtt_recovery_max"] = metrics[model]["recovery_max"]["mean"]
+    if "seed_spread" in metrics[model]:  # the attack's randomness beside what the facts alone give
+        out["rtt_seed_spread"] = spread_text(metrics[model]["seed_spread"])
     if "never_learned" in metrics:
         out["rtt_control"] = metrics["never_learned"]["acc_v"]["mean"]
     return out
+
+
+def spread_text(spread: dict) -> str:
+    """The seed spread in a cell: "sd 0.03 over 2 seeds (facts' SE 0.04)"; one seed: not measured."""
+    se = f" (facts' SE {spread['facts_se']:.2f})" if spread.get("facts_se") is not None else ""
+    if spread.get("sd") is None:
+        return f"one seed: not measured{se}"
+    return f"sd {spread['sd']:.2f} over {len(spread['acc_v'])} seeds{se}"
 
 
 COLUMNS = {
@@ -172,6 +182,7 @@ COLUMNS = {
     "RTT control": "rtt_control",
     "RTT recovery": "rtt_recovery",
     "RTT recovery, best cell on V (paper)": "rtt_recovery_max",
+    "RTT seed spread": "rtt_seed_spread",
 }
 
 

@@ -55,7 +55,8 @@ def compare_kinds(by_kind: dict[str, dict], settings: VerdictSettings) -> dict:
                 "controlled": row.get("controlled"),
                 "rtt_acc_v": row.get("rtt_acc_v"),
                 "rtt_control": row.get("rtt_control"),
-                "recovery": recovery(results, name, settings),
+                "rtt_seed_spread": row.get("rtt_seed_spread"),
+                "recovery": row.get("recovery") or recovery(results, name, settings),
                 "lenses": {
                     lens: {"diff": lenses[lens]["diff"], "ci95": lenses[lens]["ci95"]}
                     for lens in draws[kind]

@@ -36,6 +36,12 @@ class Grid:
             return self
         return Grid({**self.lenses, **{n: replace(self.of(n), rotations=rotations) for n in RTT_LENSES}})
 
+    def budgeted(self, minutes: float | None) -> Grid:
+        """This grid with RTT's looks under a budget of `minutes` for the study (None: as it is)."""
+        if minutes is None:
+            return self
+        return Grid({**self.lenses, "relearn": replace(self.of("relearn"), budget_minutes=minutes)})
+
     def shared(self, study: Mapping[str, Any]) -> Grid:
         """This grid with the study-wide values (`scorer`, `seeds`; None: not given) in every lens that
         shares them."""

@@ -4,6 +4,7 @@ kind and the kinds compared): the main job of `forensics demo` and `forensics re
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from forensics.models.executor import Executor, Job
@@ -30,11 +31,14 @@ def unlearn_and_study(
     extra: dict | None = None,
     lenses: tuple[str, ...] = DEFAULT_LENSES,
     rotations: int | None = None,
+    hours: float | None = None,
+    started: float | None = None,
 ) -> tuple[dict, dict | None, KindStudy | None]:
     """Unlearn (every method × kind, jobs of `executor`), then the study (per kind and compared, in a
     two-kind world) on `grid`, RTT over the first `rotations` forget splits (None: the grid's); returns
     (results, the kinds' own results, the kinds study). The unlearning's seconds per checkpoint go into
-    the results' `stages`, beside `extra`'s."""
+    the results' `stages`, beside `extra`'s. With `hours`, what is left of them after the unlearning
+    (counted from `started` on the perf counter) is shared between the studies as RTT's looks budget."""
     original = out / world["models"]["original"]["path"]
     jobs, studies, made = [], {}, []
     for kind in world.get("kinds") or [None]:
@@ -59,13 +63,17 @@ def unlearn_and_study(
             grid=grid,
             rotations=rotations,
         )
-    started = time.perf_counter()
+    started_unlearning = time.perf_counter()
     metas = executor.run(jobs)
     stages = {
         **(extra or {}),
         "unlearn": {m: meta["cost"]["seconds"] for m, meta in zip(made, metas, strict=True)},
-        "unlearn wall": round(time.perf_counter() - started, 1),
+        "unlearn wall": round(time.perf_counter() - started_unlearning, 1),
     }
+    if hours is not None:  # each study's share of the time left: its first pass and its looks
+        left = hours * 60 - (time.perf_counter() - (started or started_unlearning)) / 60
+        share = max(left / len(studies), 0.01)
+        studies = {k: replace(cfg, settings=cfg.settings.budgeted(share)) for k, cfg in studies.items()}
     if world.get("kinds"):
         ks = KindStudy(label, out, studies)
         results, by_kind = run_kind_study(ks, progress=progress, stages=stages)

@@ -27,6 +27,7 @@ from forensics.models.pair import check_models
 from forensics.models.train import warn_again
 from forensics.outdir import claim
 from forensics.study.config import CONTROL, StudyConfig
+from forensics.study.looks import look_again, planned, spent
 from forensics.study.summary import action_map, reference_check, summarize
 
 SCHEMA_VERSION = 2  # 2: per-fact outcomes, the control through every lens, statistical verdicts
@@ -73,6 +74,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
 
     The checkpoints are checked as a pair with the original before anything runs; OUT is claimed
     (refused when it is someone else's folder, unless `force`, or while another study holds it)."""
+    started = time.perf_counter()
     sets = study_sets(cfg)
     models, unlearned = cfg.models(), cfg.unlearned
     check_models(models, sets, cfg.scorer, cfg.settings.of("relearn").fmt)
@@ -121,8 +123,11 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
             **results,
             "timings": timings,
         }
-        results["reference"] = reference_check(results, cfg.verdict)
-        results["summary"] = summarize(results, list(unlearned), cfg.verdict)
+        # under a budget every look (the first too) is decided at alpha split over the planned looks
+        verdict = spent(cfg.verdict, planned(grid.of("relearn")) if "relearn" in cfg.lenses else 1)
+        results["reference"] = reference_check(results, verdict)
+        results["summary"] = summarize(results, list(unlearned), verdict)
+        results = look_again(cfg, ctx, results, started, verdict)
         if CONTROL in models:
             results["control_action_map"] = action_map(results, CONTROL)
         results["action_rows"] = {

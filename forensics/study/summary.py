@@ -17,6 +17,7 @@ import numpy as np
 
 from forensics.attacks.adequacy import compute_words, why_unfit
 from forensics.attacks.adequacy import words as adequacy_words
+from forensics.attacks.selection import against_paper
 from forensics.lenses import REGISTRY
 from forensics.lenses.accuracy import view as accuracy_view
 from forensics.lenses.relearn import LABEL as RTT_LABEL
@@ -66,9 +67,11 @@ def recovery(results: dict, name: str, settings: VerdictSettings) -> dict | None
     strata = np.array(results["facts"]["splits"])[mine[1]]
     m, r = bootstrap_means([method, original], strata, settings.n_boot, settings.seed)
     ok = r > 0
+    ci95 = interval95(m[ok] / r[ok]) if ok.any() else None
     return {
         "value": float(method.mean() / original.mean()) if original.mean() > 0 else None,
-        "ci95": interval95(m[ok] / r[ok]) if ok.any() else None,
+        "ci95": ci95,
+        "paper": against_paper(ci95),  # the paper's ~0.88 below, within or above the interval
     }
 
 
@@ -260,6 +263,7 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
             row["damaged"] = acc[name].retain < MIN_RETAIN * acc[REFERENCE].retain
         if name in results.get("unlearning", {}):
             row["unlearning"] = results["unlearning"][name]
+        row["recovery"] = recovery(results, name, settings)
         lenses, against = lens_evidence(results, name, settings)
         controlled = against != CHANCE
         row["controlled"], row["against"] = controlled, against
