@@ -296,8 +296,9 @@ def test_a_cut_off_attack_is_never_called_erased(world):
 
 def test_the_extension_finds_what_the_first_grid_missed(larger):
     """The first grid's one learning rate (1e-5) is too small to train on any model; the rounds grow it
-    ×3 until every attack is adequate, the same grid on every model, and GD is found hidden."""
-    first = study(larger, "small", "lrs = [1e-5]\nepochs = 4\nextend_rounds = 0")
+    ×3 until every attack is adequate, the same grid on every model, and GD is found hidden. The grown
+    study runs in the first one's folder: its first round is the runs done, read back."""
+    first = study(larger, "grown", "lrs = [1e-5]\nepochs = 4\nextend_rounds = 0")
     assert first["summary"]["gd"]["verdict"] == "cannot decide"  # before: too small to say anything
     grown = study(larger, "grown", "lrs = [1e-5]\nepochs = 4\nextend_rounds = 6")
     rtt = grown["relearn"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from safetensors.torch import load_file, save_file
 
 from forensics.api import Study
 from forensics.outcomes import Reading
-from forensics.study.looks import spent
+from forensics.study.grids import preset
+from forensics.study.looks import planned, spent
+from forensics.study.pipeline import budget_share
 from forensics.study.verdict import VerdictSettings, decide, evidence
 from tests.conftest import control_study
 
@@ -130,3 +133,13 @@ def test_inconclusive_rows_get_a_rotation_then_a_seed_and_decided_rows_stay(micr
     again = Study.from_toml(config).run(progress=False).raw
     assert "needs about" in again["looks"]["stopped"] and len(again["looks"]["done"]) == 1
     assert "look" not in again["summary"]["m"]
+
+
+def test_real_hours_share_what_is_left_between_the_kinds_studies():
+    """`forensics real --hours 2`: 30 minutes gone, two kinds → 45 minutes each; none left → no look."""
+    now = time.perf_counter()
+    assert budget_share(2, now - 30 * 60, 2) == pytest.approx(45, abs=0.01)
+    assert budget_share(0.5, now - 60 * 60, 2) == 0.01
+    grid = preset("real").budgeted(45)
+    assert grid.of("relearn").budget_minutes == 45 and planned(grid.of("relearn")) == 3
+    assert planned(preset("real").of("relearn")) == 1  # no budget: one look at the full alpha

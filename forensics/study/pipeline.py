@@ -71,11 +71,17 @@ def unlearn_and_study(
         "unlearn wall": round(time.perf_counter() - started_unlearning, 1),
     }
     if hours is not None:  # each study's share of the time left: its first pass and its looks
-        left = hours * 60 - (time.perf_counter() - (started or started_unlearning)) / 60
-        share = max(left / len(studies), 0.01)
+        share = budget_share(hours, started or started_unlearning, len(studies))
         studies = {k: replace(cfg, settings=cfg.settings.budgeted(share)) for k, cfg in studies.items()}
     if world.get("kinds"):
         ks = KindStudy(label, out, studies)
         results, by_kind = run_kind_study(ks, progress=progress, stages=stages)
         return results, by_kind, ks
     return run_study(studies[None], progress=progress), None, None
+
+
+def budget_share(hours: float, started: float, studies: int) -> float:
+    """Each study's minutes (`budget_minutes`) when `hours` in all began at `started` (perf counter):
+    what is left, shared evenly; at least 0.01 (a budget spent leaves the first pass, no look)."""
+    left = hours * 60 - (time.perf_counter() - started) / 60
+    return max(left / studies, 0.01)
