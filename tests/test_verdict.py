@@ -4,7 +4,15 @@ outcomes (a study with too few facts says inconclusive)."""
 import numpy as np
 import pytest
 
-from forensics.study.verdict import VerdictSettings, decide, evidence, facts_to_settle, holm, paired_bootstrap
+from forensics.study.verdict import (
+    VerdictSettings,
+    decide,
+    evidence,
+    facts_for_precision,
+    facts_to_settle,
+    holm,
+    paired_bootstrap,
+)
 
 
 def test_constant_paired_differences_give_a_point_interval():
@@ -247,3 +255,11 @@ def test_a_reading_is_shown_as_its_label_and_parsed_back():
     for reading, shown in [(Reading("RTT"), "RTT"), (Reading("logit lens", "embed"), "logit lens @embed")]:
         assert str(reading) == shown and Reading.parse(shown) == reading
     assert Reading("probe", "3") != "probe @3"  # a key is typed, not a string that happens to match
+
+
+def test_facts_for_precision_scale_the_interval_as_one_over_root_n():
+    """Hand-worked: ±0.24 over 48 facts → ±0.12 at 48 × (0.24 / 0.12)² = 192; ±0.10 needs none."""
+    settings = VerdictSettings()
+    assert facts_for_precision([0.26, 0.74], 48, settings) == 192
+    assert facts_for_precision([0.40, 0.60], 48, settings) is None
+    assert facts_for_precision(None, 48, settings) is None

@@ -22,7 +22,7 @@ from forensics.lenses import REGISTRY
 from forensics.lenses.accuracy import view as accuracy_view
 from forensics.lenses.relearn import LABEL as RTT_LABEL
 from forensics.outcomes import Reading, bootstrap_means, ci, unbits, with_ci
-from forensics.study.verdict import VerdictSettings, decide, describe, evidence
+from forensics.study.verdict import VerdictSettings, decide, describe, evidence, facts_for_precision
 
 REFERENCE, CONTROL = "original", "never_learned"
 RTT = Reading(RTT_LABEL)  # the relearning attack's reading
@@ -276,6 +276,10 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
         left_out = {*row["blind"], *row["confounded"]}
         family = {r: e for r, e in lenses.items() if str(r) not in left_out}
         row.update(judge(row, family, controlled, settings, reference))
+        if RTT in lenses:  # how many facts RTT's intervals would need to reach the precision asked
+            row["precision"] = precision(lenses[RTT], row.get("recovery"), settings)
+            if row["precision"]["words"] and row["verdict"].startswith(("hidden", "erased", "inconclusive")):
+                row["evidence"] += "; " + row["precision"]["words"]
         row["information_map"] = information_map(lenses, left_out)
         row["action_map"] = action_map(results, name)
         out[name] = row
@@ -336,6 +340,24 @@ def judge(
         "facts_needed": decision.get("facts_needed"),
         "evidence": "; ".join(words),
     }
+
+
+def precision(e: dict, rec: dict | None, settings: VerdictSettings) -> dict:
+    """RTT's two intervals against `settings.precision`: per figure (method − control, recovery) about
+    how many V facts a side would narrow it to ± that (None: already so narrow), and those words."""
+    needs = {
+        "difference": facts_for_precision(e["ci95"], e["facts"], settings),
+        "recovery": facts_for_precision(rec["ci95"], e["facts"], settings) if rec else None,
+    }
+    wide = {k: n for k, n in needs.items() if n}
+    words = (
+        f"RTT's {' and '.join(wide)} interval{'s' if len(wide) > 1 else ''} wider than "
+        f"±{settings.precision:g}: about {max(wide.values())} V facts a side would narrow "
+        f"{'them' if len(wide) > 1 else 'it'} to that ({e['facts']} now)"
+        if wide
+        else ""
+    )
+    return {"target": settings.precision, **needs, "words": words}
 
 
 def information_map(lenses: dict[Reading, dict], blind_lenses: Sequence[str] = ()) -> dict:

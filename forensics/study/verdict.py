@@ -37,6 +37,7 @@ class VerdictSettings:
     alpha: float = 0.05
     n_boot: int = 2000
     seed: int = 0
+    precision: float = 0.12  # a figure's 95% half-width to reach; a wider one says how many facts would
 
     def __post_init__(self):
         if not 0 <= self.min_effect < 1:
@@ -45,6 +46,8 @@ class VerdictSettings:
             raise InputError(f"'margin' must be in (0, 1) (got {self.margin})")
         if not 0 < self.alpha < 0.5:
             raise InputError(f"'alpha' must be in (0, 0.5) (got {self.alpha})")
+        if not 0 < self.precision < 1:
+            raise InputError(f"'precision' must be in (0, 1) (got {self.precision})")
         if self.n_boot < 100:
             raise InputError(f"'n_boot' must be at least 100 (got {self.n_boot})")
 
@@ -141,6 +144,15 @@ def facts_to_settle(e: Mapping, settings: VerdictSettings) -> int | None:
     if room <= 0 or half <= 0:
         return None
     return max(e["facts"] + 1, math.ceil(e["facts"] * (half / room) ** 2))
+
+
+def facts_for_precision(ci95: Sequence[float] | None, facts: int, settings: VerdictSettings) -> int | None:
+    """About how many facts a side would bring a 95% interval over `facts` facts to a half-width of
+    `settings.precision` (it shrinks as 1/√n); None when it is already that narrow or not measured."""
+    if not ci95:
+        return None
+    half = (ci95[1] - ci95[0]) / 2
+    return math.ceil(facts * (half / settings.precision) ** 2) if half > settings.precision else None
 
 
 def decide(lenses: Mapping[Reading, dict], settings: VerdictSettings, controlled: bool) -> dict:
