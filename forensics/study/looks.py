@@ -1,7 +1,8 @@
 """Looks (docs/design.md §9): under a budget, the rows a study's first pass left *inconclusive* get one
-more RTT seed per look — the runs done are reused, the rows decided stay as they were — while the next
-look fits the budget. Every look, the first included, is decided at alpha / looks: looking again then
-makes a false *hidden* or *erased* no likelier than alpha, whatever the looks' correlation."""
+more look at a time — the next forget split as V, else one more RTT seed; the runs done are reused,
+the rows decided stay as they were — while the next look fits the budget. Every look, the first
+included, is decided at alpha / looks: looking again then makes a false *hidden* or *erased* no
+likelier than alpha, whatever the looks' correlation."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import replace
 from forensics.attacks.selection import CONTROL, REFERENCE, rtt_metrics
 from forensics.study.verdict import VerdictSettings
 
-OPEN = "inconclusive"  # the verdict more seeds can settle ("inconclusive — attack …" is adequacy's)
+OPEN = "inconclusive"  # the verdict more evidence can settle ("inconclusive — attack …" is adequacy's)
 
 
 def planned(settings) -> int:
@@ -26,7 +27,7 @@ def spent(verdict: VerdictSettings, looks: int) -> VerdictSettings:
 
 
 def undecided(summary: Mapping[str, dict]) -> list[str]:
-    """The methods whose verdict more seeds could settle (plain *inconclusive*, with or without a suffix)."""
+    """The methods whose verdict more evidence could settle (plain *inconclusive*, any suffix)."""
     return [m for m, row in summary.items() if row.get("verdict", "").split(" (")[0] == OPEN]
 
 
