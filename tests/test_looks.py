@@ -20,6 +20,7 @@ from forensics.outcomes import Reading
 from forensics.study.grids import preset
 from forensics.study.looks import planned, spent
 from forensics.study.pipeline import budget_share
+from forensics.study.readings import on
 from forensics.study.verdict import VerdictSettings, decide, evidence
 from tests.conftest import control_study
 
@@ -138,6 +139,10 @@ def test_inconclusive_rows_get_a_rotation_then_a_seed_and_decided_rows_stay(micr
     assert results["summary"]["m"]["look"] == 3 and "look" not in results["summary"]["o"]
     assert results["summary"]["m"]["lenses"]["RTT"]["facts"] == len(results["facts"]["splits"])
 
+    # a rerun reads every run back and, counting the seconds they recorded, takes the same looks
+    rerun = Study.from_toml(config).run(progress=False).raw
+    assert rerun["looks"] == looks and rerun["summary"]["m"]["verdict"] == results["summary"]["m"]["verdict"]
+
     # the same study on a budget that the next look does not fit: the first look only, the runs reused
     config.write_text(text.replace("budget_minutes = 60", "budget_minutes = 0.001"))
     again = Study.from_toml(config).run(progress=False).raw
@@ -149,7 +154,16 @@ def test_real_hours_share_what_is_left_between_the_kinds_studies():
     """`forensics real --hours 2`: 30 minutes gone, two kinds → 45 minutes each; none left → no look."""
     now = time.perf_counter()
     assert budget_share(2, now - 30 * 60, 2) == pytest.approx(45, abs=0.01)
-    assert budget_share(0.5, now - 60 * 60, 2) == 0.01
+    assert budget_share(0.5, now - 60 * 60, 2) is None  # nothing left: no look, the full alpha
     grid = preset("real").budgeted(45)
     assert grid.of("relearn").budget_minutes == 45 and planned(grid.of("relearn")) == 3
     assert planned(preset("real").of("relearn")) == 1  # no budget: one look at the full alpha
+
+
+def test_a_model_is_read_on_the_facts_of_another_that_a_look_passed_by():
+    """After a look gave the control a third V split, a method decided before is paired with the
+    control on its own facts (the control's outcomes on them), not dropped."""
+    rows = np.array([[1, 0, 1, 1, 0, 0]])
+    assert on((rows, [0, 1, 2, 3, 4, 5]), [0, 1, 2, 3]).tolist() == [[1, 0, 1, 1]]
+    assert on((rows, [0, 1, 2, 3, 4, 5]), [4, 5]).tolist() == [[0, 0]]
+    assert on((rows[:, :4], [0, 1, 2, 3]), [0, 1, 4]) is None

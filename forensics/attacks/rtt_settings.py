@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from forensics.attacks.selection import SELECT
 from forensics.config import check_float, check_seeds
@@ -38,11 +39,13 @@ class RelearnSettings:
     lora_targets: tuple[str, ...] | None = None  # module names; None: every linear layer but the output
     layers: tuple[int, ...] | None = None  # localization only: the blocks it reverts, patches, trains
     select: str = "cross"  # what the verdict reads: cross-fitted ("cross") or the best cell on V ("max")
-    # looks (docs/design.md §9): with a budget, rows still inconclusive after the first pass get one more
-    # RTT seed per look (the runs done reused) while the next look fits the study's minutes; every look,
-    # the first included, is decided at alpha / looks so that looking again adds no false alarms
+    # looks (docs/design.md §9): with a budget, rows still inconclusive after the first pass get the next
+    # V split or one more RTT seed per look (the runs done reused) while the next look fits the study's
+    # minutes; every look, the first included, is decided at alpha / looks: no more false alarms
     budget_minutes: float | None = None  # the study's minutes in all (None: one look, at the full alpha)
     looks: int = 3  # the most looks a budget may buy, the first pass included
+
+    AFTER_SECTION: ClassVar[tuple[str, ...]] = ("budget_minutes", "looks")  # not in its stage's key
 
     def __post_init__(self):
         if self.method not in RTT_METHODS:

@@ -127,7 +127,9 @@ def seed_spread(per_v: Mapping[str, dict], select: str) -> dict:
     V (as `select` reads it), their standard deviation (None with one seed), and beside it the facts'
     standard error, sqrt(p(1 − p) / V facts), the spread the facts alone give (docs/design.md §9)."""
     vs = list(per_v)
-    n_seeds = min(len(per_v[v]["seeds"]) for v in vs)
+    n_seeds = min((len(per_v[v]["seeds"]) for v in vs), default=0)
+    if not n_seeds:
+        return {"acc_v": [], "sd": None, "facts_se": None}
     per_seed = [
         float(np.mean([v_accuracy(per_v[v]["seeds"][i], select) for v in vs])) for i in range(n_seeds)
     ]

@@ -125,7 +125,9 @@ class Lens:
         out: dict = {"models": ctx.digests}
         if self.settings is not None:
             s = ctx.settings(self.name)
-            out["settings"] = asdict(s) if is_dataclass(s) else s
+            # settings that act after its section (RTT's looks) do not make it another
+            after = getattr(s, "AFTER_SECTION", ())
+            out["settings"] = {k: v for k, v in asdict(s).items() if k not in after} if is_dataclass(s) else s
         return out
 
 

@@ -13,8 +13,9 @@ import numpy as np
 
 from forensics.outcomes import Reading, with_ci
 from forensics.study import summary
+from forensics.study.rtt_figures import interval95, recovery
 from forensics.study.summary import blind as reads_nothing
-from forensics.study.summary import interval95, paired_outcomes, recovery, reference_check
+from forensics.study.summary import paired_outcomes, reference_check
 from forensics.study.verdict import VerdictSettings, comparison_draws
 
 RTT, PROBE = str(summary.RTT), "probe"  # as results.json writes their readings

@@ -6,13 +6,13 @@ likelier than alpha, whatever the looks' correlation."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from forensics.attacks.selection import CONTROL, REFERENCE, rtt_metrics
 from forensics.study.verdict import VerdictSettings
 
+RTT = "RTT"  # the reading a look adds evidence to (forensics.lenses.relearn.LABEL)
 OPEN = "inconclusive"  # the verdict more evidence can settle ("inconclusive — attack …" is adequacy's)
 
 
@@ -26,9 +26,16 @@ def spent(verdict: VerdictSettings, looks: int) -> VerdictSettings:
     return replace(verdict, alpha=verdict.alpha / looks)
 
 
-def undecided(summary: Mapping[str, dict]) -> list[str]:
-    """The methods whose verdict more evidence could settle (plain *inconclusive*, any suffix)."""
-    return [m for m, row in summary.items() if row.get("verdict", "").split(" (")[0] == OPEN]
+def undecided(summary: Mapping[str, dict], margin: float) -> list[str]:
+    """The methods whose verdict more RTT could settle: plain *inconclusive* (any suffix), with RTT's own
+    90% interval not yet inside ±`margin` (a row held open by another lens alone gains nothing)."""
+    return [
+        m
+        for m, row in summary.items()
+        if row.get("verdict", "").split(" (")[0] == OPEN
+        and (rtt := row.get("lenses", {}).get(RTT))
+        and not -margin < rtt["ci90"][0] <= rtt["ci90"][1] < margin
+    ]
 
 
 def look_cost(section: dict, models: Sequence[str], pairs: int) -> float:
@@ -47,8 +54,12 @@ def look_cost(section: dict, models: Sequence[str], pairs: int) -> float:
 def next_look(section: dict, forget: Sequence[str], settings):
     """What one more look runs, and how many (V split, seed) pairs it adds per model: the next forget
     split as V while some split has not been V (new facts, the most a look can add), else one more
-    seed on every V split."""
+    seed on every V split; on the grid the section ended on (its rounds' learning rates and epochs)."""
     vs, seeds = _grid(section).values()
+    ran = section.get("grid_run") or {}  # the grid the first pass ended on: every model runs the same
+    settings = replace(
+        settings, lrs=tuple(ran.get("lrs", settings.lrs)), epochs=ran.get("epochs", settings.epochs)
+    )
     if len(vs) < len(forget):
         return replace(settings, rotations=len(vs) + 1, seeds=tuple(seeds)), len(seeds)
     return replace(settings, rotations=len(vs), seeds=(*seeds, max(seeds) + 1)), len(vs)
@@ -58,14 +69,20 @@ def merged(section: dict, new: dict) -> dict:
     """An RTT section with `new`'s models (a look's runs) in place of its own; metrics recomputed."""
     out = {**section, **{k: {**section[k], **new[k]} for k in ("grid", "best", "adequacy")}}
     out["v_splits"] = new["v_splits"]  # a look's V splits hold the first pass's
-    out["metrics"] = rtt_metrics(out["best"], section["chance"], section["settings"].get("select", "cross"))
+    metrics = rtt_metrics(out["best"], section["chance"], section["settings"].get("select", "cross"))
+    out["metrics"] = {
+        **section["metrics"],
+        **{m: metrics[m] for m in new["best"]},
+    }  # decided rows as they were
     return out
 
 
-def look_again(cfg, ctx, results: dict, started: float, verdict: VerdictSettings) -> dict:
+def look_again(cfg, ctx, results: dict, first_pass: float, verdict: VerdictSettings) -> dict:
     """Looks 2, 3, … on a study's `results` after its first pass (`ctx`: the lens context it ran with,
-    `started`: its start on the perf counter, `verdict`: the spent settings); returns the results with
-    `looks`: the plan, each look's V splits, seeds and open rows, and why it stopped."""
+    `first_pass`: its stages' seconds as recorded, `verdict`: the spent settings); returns the results
+    with `looks`: the plan, each look's V splits, seeds and open rows, and why it stopped. The budget
+    is counted in recorded seconds (the first pass's stages, each look's runs as trained), so a rerun
+    that reads them back takes the same looks."""
     from forensics.attacks.relearn import relearn
     from forensics.models.checkpoint import write_json
     from forensics.study.summary import reference_check, summarize
@@ -74,23 +91,26 @@ def look_again(cfg, ctx, results: dict, started: float, verdict: VerdictSettings
     section = results.get("relearn")
     if planned(rtt) == 1 or not section:
         return results
+    margin = verdict.margin
     record = {
         "planned": planned(rtt),
         "alpha_per_look": verdict.alpha,
         "budget_minutes": rtt.budget_minutes,
-        "done": [{"look": 1, **_grid(section), "open": undecided(results["summary"])}],
+        "done": [{"look": 1, **_grid(section), "open": undecided(results["summary"], margin)}],
     }
-    while len(record["done"]) < record["planned"] and (open_ := undecided(results["summary"])):
+    while len(record["done"]) < record["planned"] and (
+        open_ := undecided(results["summary"], verdict.margin)
+    ):
         names = [m for m in ctx.models if m in (REFERENCE, CONTROL, *open_)]
         following, pairs = next_look(section, list(ctx.sets.forget), rtt)
         need = look_cost(section, names, pairs)
-        left = rtt.budget_minutes * 60 - (time.perf_counter() - started)
+        left = rtt.budget_minutes * 60 - first_pass - sum(d.get("seconds", 0.0) for d in record["done"][1:])
         if need > left:
             record["stopped"] = (
                 f"the next look needs about {need:.0f} s of RTT, {max(left, 0):.0f} s of the budget left"
             )
             break
-        begun = time.perf_counter()
+        before = trained(section)
         new = relearn(
             {m: ctx.models[m] for m in names},
             ctx.sets,
@@ -108,10 +128,15 @@ def look_again(cfg, ctx, results: dict, started: float, verdict: VerdictSettings
         for row in rows.values():
             row["look"] = look
         results["summary"].update(rows)
-        seconds = round(time.perf_counter() - begun, 1)
+        seconds = round(trained(section) - before, 1)  # what its runs took to train, as recorded
         done = {"look": look, **_grid(section), "models": names, "seconds": seconds}
-        record["done"].append({**done, "open": undecided(results["summary"])})
+        record["done"].append({**done, "open": undecided(results["summary"], verdict.margin)})
     return {**results, "looks": record}
+
+
+def trained(section: dict) -> float:
+    """The seconds an RTT section's runs took to train, as each run recorded them (once per run)."""
+    return sum(r.get("seconds", 0.0) for runs in section["grid"].values() for r in runs if "same_as" not in r)
 
 
 def _grid(section: dict) -> dict:

@@ -80,8 +80,8 @@ def unlearn_and_study(
     return run_study(studies[None], progress=progress), None, None
 
 
-def budget_share(hours: float, started: float, studies: int) -> float:
+def budget_share(hours: float, started: float, studies: int) -> float | None:
     """Each study's minutes (`budget_minutes`) when `hours` in all began at `started` (perf counter):
-    what is left, shared evenly; at least 0.01 (a budget spent leaves the first pass, no look)."""
+    what is left, shared evenly; None when nothing is (one pass at the full alpha, no look planned)."""
     left = hours * 60 - (time.perf_counter() - started) / 60
-    return max(left / studies, 0.01)
+    return left / studies if left > 0 else None

@@ -74,7 +74,6 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
 
     The checkpoints are checked as a pair with the original before anything runs; OUT is claimed
     (refused when it is someone else's folder, unless `force`, or while another study holds it)."""
-    started = time.perf_counter()
     sets = study_sets(cfg)
     models, unlearned = cfg.models(), cfg.unlearned
     check_models(models, sets, cfg.scorer, cfg.settings.of("relearn").fmt)
@@ -127,7 +126,8 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
         verdict = spent(cfg.verdict, planned(grid.of("relearn")) if "relearn" in cfg.lenses else 1)
         results["reference"] = reference_check(results, verdict)
         results["summary"] = summarize(results, list(unlearned), verdict)
-        results = look_again(cfg, ctx, results, started, verdict)
+        first_pass = sum(t["seconds"] for t in timings.values())  # as recorded, resumed stages too
+        results = look_again(cfg, ctx, results, first_pass, verdict)
         if CONTROL in models:
             results["control_action_map"] = action_map(results, CONTROL)
         results["action_rows"] = {

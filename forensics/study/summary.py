@@ -17,26 +17,17 @@ import numpy as np
 
 from forensics.attacks.adequacy import compute_words, why_unfit
 from forensics.attacks.adequacy import words as adequacy_words
-from forensics.attacks.selection import against_paper
 from forensics.lenses import REGISTRY
 from forensics.lenses.accuracy import view as accuracy_view
 from forensics.lenses.relearn import LABEL as RTT_LABEL
-from forensics.outcomes import Reading, bootstrap_means, ci, unbits, with_ci
-from forensics.study.verdict import VerdictSettings, decide, describe, evidence, facts_for_precision
+from forensics.outcomes import Reading, ci, unbits, with_ci
+from forensics.study.readings import on, outcomes
+from forensics.study.rtt_figures import precision, recovery
+from forensics.study.verdict import VerdictSettings, decide, describe, evidence
 
 REFERENCE, CONTROL = "original", "never_learned"
 RTT = Reading(RTT_LABEL)  # the relearning attack's reading
 MIN_RETAIN = 0.9  # the unlearning rule: retain at or above this × the original's
-
-
-def outcomes(results: dict, name: str) -> dict[Reading, tuple[np.ndarray, list[int]]]:
-    """Per information lens (and layer): (outcomes [seeds, facts], indices of those facts among the
-    forget facts) for model `name`; lenses the study did not run, or ran without `name`, are absent."""
-    out: dict[Reading, tuple[np.ndarray, list[int]]] = {}
-    for lens in REGISTRY.values():
-        if lens.outcomes is not None:
-            out.update(lens.outcomes(results, name))
-    return out
 
 
 MODEL_CONTROL, FACT_CONTROL, CHANCE = (
@@ -56,29 +47,6 @@ def control_fact_outcomes(results: dict, name: str) -> dict[Reading, np.ndarray]
     return out
 
 
-def recovery(results: dict, name: str, settings: VerdictSettings) -> dict | None:
-    """acc_V(method + RTT) ÷ acc_V(original + RTT) with its 95% interval (facts and seeds resampled
-    alike for both), or None when RTT did not run on both."""
-    mine, ref = outcomes(results, name).get(RTT), outcomes(results, REFERENCE).get(RTT)
-    if mine is None or ref is None:
-        return None
-    seeds = min(mine[0].shape[0], ref[0].shape[0])
-    method, original = mine[0][:seeds], ref[0][:seeds]
-    strata = np.array(results["facts"]["splits"])[mine[1]]
-    m, r = bootstrap_means([method, original], strata, settings.n_boot, settings.seed)
-    ok = r > 0
-    ci95 = interval95(m[ok] / r[ok]) if ok.any() else None
-    return {
-        "value": float(method.mean() / original.mean()) if original.mean() > 0 else None,
-        "ci95": ci95,
-        "paper": against_paper(ci95),  # the paper's ~0.88 below, within or above the interval
-    }
-
-
-def interval95(draws: np.ndarray) -> list[float]:
-    return [float(x) for x in np.quantile(draws, [0.025, 0.975])]
-
-
 def paired_outcomes(results: dict, name: str) -> tuple[dict[Reading, tuple], str]:
     """Per information lens: (model outcomes, control outcomes, strata, control strata) and what the
     control is. With a never-learned model: the same lens on it, paired on the same facts and seeds
@@ -92,9 +60,9 @@ def paired_outcomes(results: dict, name: str) -> tuple[dict[Reading, tuple], str
     if CONTROL in results["models"]:
         theirs = outcomes(results, CONTROL)
         for lens, (values, facts) in mine.items():
-            if lens not in theirs or theirs[lens][1] != facts:
+            control = on(theirs[lens], facts) if lens in theirs else None
+            if control is None:
                 continue
-            control = theirs[lens][0]
             seeds = min(values.shape[0], control.shape[0])
             out[lens] = (values[:seeds], control[:seeds], splits[facts], None)
         return out, MODEL_CONTROL
@@ -340,24 +308,6 @@ def judge(
         "facts_needed": decision.get("facts_needed"),
         "evidence": "; ".join(words),
     }
-
-
-def precision(e: dict, rec: dict | None, settings: VerdictSettings) -> dict:
-    """RTT's two intervals against `settings.precision`: per figure (method − control, recovery) about
-    how many V facts a side would narrow it to ± that (None: already so narrow), and those words."""
-    needs = {
-        "difference": facts_for_precision(e["ci95"], e["facts"], settings),
-        "recovery": facts_for_precision(rec["ci95"], e["facts"], settings) if rec else None,
-    }
-    wide = {k: n for k, n in needs.items() if n}
-    words = (
-        f"RTT's {' and '.join(wide)} interval{'s' if len(wide) > 1 else ''} wider than "
-        f"±{settings.precision:g}: about {max(wide.values())} V facts a side would narrow "
-        f"{'them' if len(wide) > 1 else 'it'} to that ({e['facts']} now)"
-        if wide
-        else ""
-    )
-    return {"target": settings.precision, **needs, "words": words}
 
 
 def information_map(lenses: dict[Reading, dict], blind_lenses: Sequence[str] = ()) -> dict:
