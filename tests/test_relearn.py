@@ -169,3 +169,22 @@ def test_lora_rtt_trains_adapters_only_and_leaves_the_model_as_it_was(micro_worl
     assert (result["settings"]["method"], result["settings"]["lora_rank"]) == ("lora", 4)
     with pytest.raises(InputError, match="unknown RTT method 'qlora'"):
         RelearnSettings(method="qlora")
+
+
+def test_a_model_named_twice_trains_each_run_once(micro_world, tmp_path, monkeypatch):
+    """The exact control named as a method too (same content): each of its runs is trained once and
+    written for both names, equal record for record."""
+    import forensics.attacks.relearn as rtt
+
+    trained = []
+    real_job = rtt.rtt_job
+    monkeypatch.setattr(rtt, "rtt_job", lambda **kw: trained.append(kw["file"]) or real_job(**kw))
+    _, sets = load_world(micro_world)
+    control = micro_world / "checkpoints/never_learned"
+    models = {"original": micro_world / "checkpoints/original", "never_learned": control, "m": control}
+    settings = RelearnSettings(lrs=(1e-3,), epochs=1, seeds=(0,), rotations=1, extend_rounds=0)
+    result = relearn(models, sets, tmp_path, settings, progress=False)
+    assert len(trained) == 2  # the original's run and the control's, not a third
+    twin = json.loads(next((tmp_path / "relearn" / "m").iterdir()).read_text())
+    assert "same_run_as" in twin and twin["from"] == str(control)
+    assert result["grid"]["m"] == result["grid"]["never_learned"]

@@ -223,10 +223,13 @@ def _run_round(
     executor: Executor,
 ) -> dict[str, list[dict]]:
     """One round of the grid (every model × V × lr × seed, learning rates in increasing order so ties
-    go to the smaller); returns each model's runs in grid order."""
+    go to the smaller); returns each model's runs in grid order. Two models with the same content (the
+    exact control named as a method too) train each run once: the run's key is the same."""
     run_settings = {k: v for k, v in json.loads(json.dumps(asdict(settings))).items() if k not in NOT_IN_RUN}
     runs: list[tuple[str, Path]] = []  # (model, run file) in grid order
     jobs: list[Job] = []
+    scheduled: dict[str, Path] = {}  # run key -> the file its job writes
+    twins: list[tuple[Path, Path, Path]] = []  # (run file, the same run's file, this model's checkpoint)
     for name, path in models.items():
         dtype = str(runtime.torch_dtype(path))  # float16 on CPU stops at once where float32 trains
         for v in vs:
@@ -247,12 +250,18 @@ def _run_round(
                     runs.append((name, file))
                     if file.exists() and _done(file).get("key") == run_key:
                         continue
-                    if not _carried(file, parts, settings.epochs):
+                    if run_key in scheduled:
+                        twins.append((file, scheduled[run_key], path))
+                    elif not _carried(file, parts, settings.epochs):
+                        scheduled[run_key] = file
                         run = {"path": path, "sets": sets, "v": v, "lr": lr, "seed": seed}
                         run |= {"settings": settings, "runtime": runtime, "run_key": run_key, "file": file}
                         run |= {"progress": progress, "weights": weights[name]}
                         jobs.append(Job(fn=rtt_job, kwargs=run, num_gpus=runtime.gpus()))
     executor.run(jobs)
+    for file, source, path in twins:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        write_json({**read_json(source), "from": str(path), "same_run_as": str(source)}, file)
     grid: dict[str, list[dict]] = {name: [] for name in models}
     for name, file in runs:
         grid[name].append(read_json(file)["run"])
