@@ -67,13 +67,22 @@ def test_a_real_world_on_a_micro_base_chooses_its_control_on_the_implanted_origi
     """`build_real_world` end to end on a micro model as the base: the known splits are known to the
     base, and the control facts are facts the base did not know that the implanted original still gets
     wrong under the cloze (chosen after the implant: the question stays free for the reference check)."""
+    from forensics.cli.real import unlearning_steps
     from forensics.facts.load import load_facts
     from forensics.models.checkpoint import load_checkpoint
     from forensics.worlds.known import knowledge
     from forensics.worlds.real import RealConfig, build_real_world
 
     base = micro_world / "checkpoints" / "never_learned"
-    cfg = RealConfig(model=str(base), data=str(paper_data), per_split=2, retain=2, near=2, implant_epochs=1)
+    cfg = RealConfig(
+        model=str(base),
+        data=str(paper_data),
+        forget_splits=4,
+        per_split=2,
+        retain=2,
+        near=2,
+        implant_epochs=1,
+    )
     world = build_real_world(tmp_path / "real", cfg, progress=False)
     facts = load_facts(tmp_path / "real" / "facts.jsonl")
     control = facts.facts([f"pretrained_control_{i}" for i in range(4)])
@@ -87,3 +96,8 @@ def test_a_real_world_on_a_micro_base_chooses_its_control_on_the_implanted_origi
     accuracy = world["known_facts"]["control"]["question_accuracy_on_original"]
     assert abs(accuracy - sum(on_original["question"]) / 8) < 1e-9
     assert {"known facts", "control facts", "implant original"} <= set(world["stages"])
+    # `forensics real`'s unlearning steps: 2.5 passes over a kind's 8 forget facts at a batch of 8
+    assert (
+        unlearning_steps(tmp_path / "real", world, 8) == 3
+        and unlearning_steps(tmp_path / "real", world, 2) == 10
+    )
