@@ -173,6 +173,15 @@ def test_the_smallest_learning_rate_is_an_edge_too():
     assert grown.lrs == pytest.approx((3.33333e-5, 1e-4, 1e-3)) and grown.epochs == 3  # six digits
     noise = {"original": [run("a", 1e-4, [1.0])], "m": [run("a", 1e-4, [0.625]), run("a", 1e-3, [0.5, 0.5])]}
     assert judged(noise)["m"]["saturated"]
+    # the original knows V (1.0 before the attack) and keeps it at the smallest rate: nothing lies below
+    # (on SmolLM2's implanted kind it held 1.0 at 1e-4 and lost 11 of 68 facts at 3e-4; the grid grew down)
+    knows = {
+        "original": [
+            run("a", 1e-4, [1.0], before=1.0, size=16),
+            run("a", 3e-4, [0.6875], before=1.0, size=16),
+        ]
+    }
+    assert judged(knows)["original"]["saturated"]
 
 
 def test_t_not_fitted_grows_what_the_runs_point_to():

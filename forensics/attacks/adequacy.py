@@ -78,7 +78,8 @@ def _gains(runs: Sequence[dict], choice: dict, top: float, limit: int, bottom: f
     epochs and (iii) at the smallest learning rate over the best of the larger ones (with more than
     one), each with the compared cell's per-fact outcomes; (0, None) where the choice is not at that
     edge. A step, not a window: a rise within chance per epoch or learning rate passes, however long
-    it goes on."""
+    it goes on. (iii) counts only a choice above V before the attack, where a smaller rate could
+    still find more."""
     mine = [r for r in runs if r["v"] == choice["v"] and r.get("seed", 0) == choice["seed"]]
     at_top: tuple = (0.0, None)
     if choice["lr"] >= top:
@@ -86,7 +87,9 @@ def _gains(runs: Sequence[dict], choice: dict, top: float, limit: int, bottom: f
         at_top = (choice["acc_v"] - acc, bits)
     at_bottom: tuple = (0.0, None)
     larger = [e for r in mine if r["lr"] > bottom for e in r["epochs"]]
-    if choice["lr"] <= bottom and larger:
+    # a smaller rate tends to the model untouched: a choice no better than V before the attack (the
+    # original, which knows V) has nothing below it to find
+    if choice["lr"] <= bottom and larger and choice["acc_v"] > choice["before"]:
         acc, bits = _best_cell(larger, choice["before"])
         at_bottom = (choice["acc_v"] - acc, bits)
     at_limit: tuple = (0.0, None)
