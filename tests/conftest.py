@@ -82,42 +82,36 @@ def control_study(
     for name in ("original", "never_learned"):
         shutil.copytree(micro_world / "checkpoints" / name, root / name)
     shutil.copy(micro_world / "facts.jsonl", root / "facts.jsonl")
-    config = root / "s.toml"
-    config.write_text(
-        f"""out = "{out}"
-{top}
-[models]
-original = "original"
-never_learned = "never_learned"
-[models.unlearned]
-m = "never_learned"
-[facts]
-path = "facts.jsonl"
-forget = ["forget_0", "forget_1", "forget_2"]
-retain = ["retain"]
-[lenses]
-run = ["accuracy", "relearn"]
-{tail}"""
-    )
-    return config
+    return study_toml(root, out, top, ("accuracy", "relearn"), tail)
 
 
 def accuracy_study(root: Path, out: str = "out") -> Path:
     """A study TOML in `root` over `root/original` (reference) and `root/never_learned` (as an
     unlearned model 'm') with the micro world's facts at `root/facts.jsonl`, accuracy lens only."""
+    return study_toml(root, out, "", ("accuracy",), "", never_learned=False)
+
+
+def study_toml(
+    root: Path, out: str, top: str, lenses: tuple[str, ...], tail: str, never_learned: bool = True
+) -> Path:
+    """`root/s.toml`: the micro world's original (and its never-learned control) in `root`, the
+    never-learned checkpoint also the method 'm', its facts, `lenses` run; `top` at the top, `tail` last."""
     config = root / "s.toml"
+    control = 'never_learned = "never_learned"\n' if never_learned else ""
+    run = ", ".join(f'"{lens}"' for lens in lenses)
     config.write_text(
         f"""out = "{out}"
+{top}
 [models]
 original = "original"
-[models.unlearned]
+{control}[models.unlearned]
 m = "never_learned"
 [facts]
 path = "facts.jsonl"
 forget = ["forget_0", "forget_1", "forget_2"]
 retain = ["retain"]
 [lenses]
-run = ["accuracy"]
-"""
+run = [{run}]
+{tail}"""
     )
     return config

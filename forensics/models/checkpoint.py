@@ -8,6 +8,7 @@ naming the file.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import json
 import os
@@ -311,7 +312,8 @@ def install_checkpoint(src: Path, out: Path, metadata: dict | None = None) -> Pa
                 os.replace(out / name, src / name)
             if (old / name).exists():
                 os.replace(old / name, out / name)
-        old.rmdir()  # empty once every old file is back; if one could not go back, it stays here
+        with contextlib.suppress(OSError):  # an old file that could not go back stays there
+            old.rmdir()
         raise
     shutil.rmtree(old)  # the replaced files of the earlier save, nothing else
     for name in (listed or set()) - set(written):  # only checkpoint files a save demonstrably wrote

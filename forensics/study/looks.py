@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from forensics.attacks.selection import CONTROL, REFERENCE, rtt_metrics
+from forensics.lenses.relearn import LABEL as RTT
 from forensics.study.verdict import VerdictSettings
 
-RTT = "RTT"  # the reading a look adds evidence to (forensics.lenses.relearn.LABEL)
 OPEN = "inconclusive"  # the verdict more evidence can settle ("inconclusive — attack …" is adequacy's)
 
 

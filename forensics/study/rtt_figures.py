@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from forensics.attacks.selection import REFERENCE, against_paper
+from forensics.lenses import REGISTRY
 from forensics.lenses.relearn import LABEL as RTT_LABEL
 from forensics.lenses.relearn import rtt_rows, v_facts
 from forensics.outcomes import Reading, bootstrap_means
-from forensics.study.readings import on, outcomes
+from forensics.study.readings import on
 from forensics.study.verdict import VerdictSettings, facts_for_precision
 
 RTT = Reading(RTT_LABEL)
@@ -19,10 +20,12 @@ def recovery(results: dict, name: str, settings: VerdictSettings) -> dict | None
     """acc_V(method + RTT) ÷ acc_V(original + RTT) with its 95% interval (facts and seeds resampled
     alike for both), and the same at the best cell chosen on V (`max`, the paper's way) with where the
     paper's ~0.88 lies against it (`paper`); None when RTT did not run on both."""
-    mine, ref = outcomes(results, name).get(RTT), outcomes(results, REFERENCE).get(RTT)
-    if mine is None or ref is None or on(ref, mine[1]) is None:
+    lens = REGISTRY["relearn"].outcomes  # RTT's alone, not every lens's
+    mine, ref = lens(results, name).get(RTT), lens(results, REFERENCE).get(RTT)
+    theirs = None if mine is None or ref is None else on(ref, mine[1])
+    if theirs is None:
         return None
-    out = ratio(mine[0], on(ref, mine[1]), np.array(results["facts"]["splits"])[mine[1]], settings)
+    out = ratio(mine[0], theirs, np.array(results["facts"]["splits"])[mine[1]], settings)
     # the paper's 88% is read at the best cell chosen on V itself: like for like, so is its comparison
     best, splits = results.get("relearn", {}).get("best", {}), results["facts"]["splits"]
     top = {m: rtt_rows(best.get(m), splits, "seeds", "v_correct", "v_correct") for m in (name, REFERENCE)}
