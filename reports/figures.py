@@ -52,6 +52,47 @@ def rtt_figure(results: dict) -> go.Figure | None:
     return _layout(fig, "Retraining on T (RTT): accuracy on the held-out V, mean ± sd over rotations")
 
 
+def unlearning_figure(results: dict) -> go.Figure | None:
+    """The unlearning frontier: every run of each method's sweep as (forget, retain) accuracy, the
+    rule's corner shaded, so a method that never reached it shows how far it got and which way."""
+    swept = {n: u for n, u in (results.get("unlearning") or {}).items() if u.get("runs")}
+    if not swept:
+        return None
+    fig = go.Figure()
+    palette = ["#c53030", "#2f855a", "#6b46c1", "#dd6b20", "#2c7a7b", "#b83280"]
+    corners = [u["corner"] for u in swept.values() if u.get("corner")]
+    for corner in {(c["forget_at_most"], c["retain_at_least"]) for c in corners}:
+        fig.add_shape(
+            type="rect",
+            x0=0,
+            x1=corner[0],
+            y0=corner[1],
+            y1=1.05,
+            fillcolor="#c6f6d5",
+            opacity=0.5,
+            line={"width": 0},
+            layer="below",
+        )
+    for i, (name, u) in enumerate(swept.items()):
+        runs = u["runs"]
+        fig.add_scatter(
+            x=[r["forget"] for r in runs],
+            y=[r["retain"] for r in runs],
+            name=esc(f"{name}: {len(runs)} runs, {'failed' if u.get('failed') else 'met'}"),
+            mode="markers+text",
+            text=[str(n + 1) for n in range(len(runs))],
+            textposition="top center",
+            marker={
+                "color": palette[i % len(palette)],
+                "size": 9,
+                "symbol": ["circle" if r.get("met") else "x" for r in runs],
+            },
+        )
+    fig.update_xaxes(range=[0, 1.05], title="forget accuracy (lower: more unlearned)")
+    fig.update_yaxes(range=[0, 1.05], title="retain accuracy")
+    return _layout(fig, "Unlearning: every sweep run (numbered in order); the rule's corner shaded", 380)
+
+
 def attack_figure(results: dict) -> go.Figure | None:
     """Per model, V (solid) and T (dashed) accuracy after each epoch, one line per learning rate, mean
     over V splits and seeds: the whole grid the attack ran, so its saturation can be seen."""

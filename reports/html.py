@@ -18,7 +18,15 @@ from forensics.errors import InputError
 from forensics.lenses.relearn import view as attack_view
 from forensics.outcomes import Reading
 from forensics.outdir import write_atomic
-from reports.figures import action_figure, attack_figure, esc, information_figure, method_figure, rtt_figure
+from reports.figures import (
+    action_figure,
+    attack_figure,
+    esc,
+    information_figure,
+    method_figure,
+    rtt_figure,
+    unlearning_figure,
+)
 from reports.table import SummaryTable, summary_table
 
 
@@ -117,7 +125,8 @@ def render(results: dict) -> str:
     """The whole report as one HTML string."""
     figures: list[tuple[str, go.Figure]] = []
     maps = (("information", information_figure(results)), ("action", action_figure(results)))
-    for key, fig in (("rtt", rtt_figure(results)), ("attack", attack_figure(results)), *maps):
+    shown = (("unlearning", unlearning_figure(results)), ("rtt", rtt_figure(results)))
+    for key, fig in (*shown, ("attack", attack_figure(results)), *maps):
         if fig is not None:
             figures.append((key, fig))
     for i, name in enumerate(results.get("unlearned", [])):
@@ -148,12 +157,24 @@ def render(results: dict) -> str:
         results.get("name", ""),
         f"{intro}{reference_note(results)}<h2>Summary</h2>"
         f"<p class='small'>In the table, {esc(table.note)}.</p>{summary_html(table)}"
+        f"{unlearning_section(divs)}"
         f"<h2>Relearning attack</h2>{divs.get('rtt', '<p>not run</p>')}{attack_section(results)}"
         f"{divs.get('attack', '')}"
         f"<h2>Where the answers still are</h2>{divs.get('information', '<p>not run</p>')}"
         f"<h2>Where the methods acted</h2>{divs.get('action', '<p>not run</p>')}{maps_note}"
         f"<h2>Per method, layer by layer</h2>{methods}"
         f"{facts_section(results)}{scripts}",
+    )
+
+
+def unlearning_section(divs: dict[str, str]) -> str:
+    """The unlearning frontier with what it shows: only a run in the rule's corner gets a verdict."""
+    if "unlearning" not in divs:
+        return ""
+    return (
+        "<h2>Unlearning</h2>" + divs["unlearning"] + "<p class='small'>Each point is one run of a method's "
+        "sweep (circle: met the rule; x: did not), from the original. A method studied without a run in "
+        "the shaded corner gets no verdict: it did not unlearn by the rule.</p>"
     )
 
 

@@ -69,6 +69,9 @@ STUDY_KEYS = (
     "?config.?verdict.*",
     "?versions.*",
     "?unlearned.[]:str",
+    # the unlearning frontier: every sweep run's forget and retain accuracy, and the rule's corner
+    *(f"?unlearning.*.?runs.[].{k}:num" for k in ("forget", "retain")),
+    *(f"?unlearning.*.?corner.{k}:num" for k in ("forget_at_most", "retain_at_least")),
     "?reference.ok",
     "?reference.reasons.[]",
     *(f"?reference.?{k}.[]:str" for k in ("blind", "confounded")),

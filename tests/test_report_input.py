@@ -152,6 +152,9 @@ CORRUPTIONS = [
     (lambda r: r.update(unlearned="m"), "'unlearned' must be a list"),
     (lambda r: r.update(config=["a"]), "'config' must be an object"),
     (lambda r: r["reference"].update(blind="probe @0"), "'reference.blind' must be a list"),
+    (lambda r: r.update(unlearning={"m": {"runs": [{"forget": "x", "retain": 1}]}}), "'unlearning.m.runs[0]"),
+    (lambda r: r.update(unlearning={"m": {"runs": [{"forget": 0.3}]}}), "'unlearning.m.runs[0].retain'"),
+    (lambda r: r.update(unlearning={"m": {"corner": {"forget_at_most": 0.3}}}), "'unlearning.m.corner.ret"),
 ]
 
 

@@ -216,6 +216,14 @@ run = ["accuracy"]
     results = read_json(tmp_path / "s/results.json")
     assert results["unlearning"]["m"]["failed"] and results["summary"]["m"]["verdict"] == UNLEARNING_FAILED
     assert "met no run of the rule" in results["summary"]["m"]["evidence"]
+    # the report's frontier: every run of the sweep as (forget, retain), and the rule's corner
+    record = results["unlearning"]["m"]
+    assert [(r["forget"], r["retain"]) for r in record["runs"]] == [
+        (r["accuracy"]["forget"], r["accuracy"]["retain"]) for r in meta["sweep"]
+    ]
+    assert record["corner"] == {k: meta["rule"][k] for k in ("forget_at_most", "retain_at_least")}
+    page = (tmp_path / "s/report/index.html").read_text()
+    assert "id='fig-unlearning'" in page and "m: 3 runs, failed" in page
 
 
 def test_sweep_points_in_worker_processes_choose_the_same(micro_world, tmp_path):

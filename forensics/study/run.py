@@ -144,8 +144,9 @@ def study_sets(cfg: StudyConfig) -> Sets:
 
 
 def unlearning_records(unlearned: Mapping[str, Path]) -> dict:
-    """Per unlearned checkpoint `forensics unlearn` made: whether its sweep met the rule, the rule,
-    the kept run's accuracy and the sweep's cost (checkpoints made elsewhere are not listed)."""
+    """Per unlearned checkpoint `forensics unlearn` made: whether its sweep met the rule, the rule
+    (its words and its corner), the kept run's accuracy, every run's forget and retain accuracy (the
+    report's frontier) and the sweep's cost (checkpoints made elsewhere are not listed)."""
     out = {}
     for name, path in unlearned.items():
         meta = read_metadata(path)
@@ -153,7 +154,13 @@ def unlearning_records(unlearned: Mapping[str, Path]) -> dict:
             out[name] = {
                 "failed": meta["unlearning_failed"],
                 "rule": meta["rule"]["text"],
+                "corner": {k: meta["rule"][k] for k in ("forget_at_most", "retain_at_least")},
                 "accuracy": meta["chosen"]["accuracy"],
+                "runs": [
+                    {"params": r["params"], "round": r["round"], "met": r["met"]}
+                    | {k: r["accuracy"][k] for k in ("forget", "retain")}
+                    for r in meta["sweep"]
+                ],
                 "cost": meta["cost"],
             }
     return out
