@@ -197,7 +197,8 @@ def test_report_renders_in_headless_chromium(first_run):
     assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     dom, console, figures = chromium.render(report)
     assert not console, console  # no errors, no warnings, nothing logged
-    assert len(figures) == 6  # RTT, its grid, information map, action map, one panel per method
+    # the unlearning frontier, RTT, its grid, information map, action map, one panel per method
+    assert len(figures) == 7 and "fig-unlearning" in figures, figures
     drawn = dom.count('class="main-svg"')
     assert drawn >= len(figures), (drawn, figures)
     chromium.assert_drawn(dom, figures)
