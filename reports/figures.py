@@ -14,6 +14,8 @@ from forensics.lenses.relearn import view as attack_view
 from reports.table import against
 
 COLORS = {"original": "#2b6cb0", "never_learned": "#718096", "method": "#c53030", "control": "#d69e2e"}
+# one colour per method, in its order, in every figure that draws the methods side by side
+METHOD_COLORS = ["#c53030", "#2b6cb0", "#2f855a", "#805ad5", "#dd6b20", "#319795", "#b83280"]
 
 
 def esc(value) -> str:
@@ -59,7 +61,6 @@ def unlearning_figure(results: dict) -> go.Figure | None:
     if not swept:
         return None
     fig = go.Figure()
-    palette = ["#c53030", "#2f855a", "#6b46c1", "#dd6b20", "#2c7a7b", "#b83280"]
     corners = [u["corner"] for u in swept.values() if u.get("corner")]
     for corner in {(c["forget_at_most"], c["retain_at_least"]) for c in corners}:
         fig.add_shape(
@@ -83,7 +84,7 @@ def unlearning_figure(results: dict) -> go.Figure | None:
             text=[str(n + 1) for n in range(len(runs))],
             textposition="top center",
             marker={
-                "color": palette[i % len(palette)],
+                "color": METHOD_COLORS[i % len(METHOD_COLORS)],
                 "size": 9,
                 "symbol": ["circle" if r.get("met") else "x" for r in runs],
             },
@@ -134,7 +135,6 @@ def information_figure(results: dict) -> go.Figure | None:
     if not kinds:
         return None
     fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=[f"{k}: method − control" for k in kinds])
-    palette = ["#c53030", "#2b6cb0", "#2f855a", "#805ad5", "#dd6b20", "#319795", "#b83280"]
     for i, (name, row) in enumerate(summary.items()):
         for col, kind in enumerate(kinds, 1):
             m = (row.get("information_map") or {}).get(kind)
@@ -153,7 +153,7 @@ def information_figure(results: dict) -> go.Figure | None:
                 legendgroup=name,
                 showlegend=col == 1,
                 mode="lines+markers",
-                line={"color": palette[i % len(palette)]},
+                line={"color": METHOD_COLORS[i % len(METHOD_COLORS)]},
                 marker={"symbol": ["circle-open" if b else "circle" for b in m.get("blind") or []]},
                 row=1,
                 col=col,
@@ -208,9 +208,8 @@ def action_figure(results: dict) -> go.Figure | None:
     if not panels:
         return None
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for _, t in panels])
-    palette = ["#c53030", "#2b6cb0", "#2f855a", "#805ad5", "#dd6b20", "#319795", "#b83280"]
     for i, (name, row) in enumerate(rows.items()):
-        color = COLORS["never_learned"] if name == "never_learned" else palette[i % len(palette)]
+        color = COLORS["never_learned"] if name == "never_learned" else METHOD_COLORS[i % len(METHOD_COLORS)]
         for col, (key, _) in enumerate(panels, 1):
             if key in row:
                 fig.add_scatter(
