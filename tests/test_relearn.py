@@ -120,7 +120,7 @@ def test_a_world_study_rotates_rtt_over_the_splits_it_asks_for(micro_world, tmp_
     assert asked.of("relearn").rotations == asked.of("relearn_lora").rotations == 3
     assert asked.of("localize") == preset("real").of("localize")
     default = world_study("w", micro_world, world, models, tmp_path, grid="real").settings
-    assert default.of("relearn").rotations == preset("real").of("relearn").rotations == 2
+    assert default.of("relearn").rotations == preset("real").of("relearn").rotations == 1
 
 
 def test_bad_input(micro_world, tmp_path, capsys):
@@ -188,3 +188,19 @@ def test_a_model_named_twice_trains_each_run_once(micro_world, tmp_path, monkeyp
     twin = json.loads(next((tmp_path / "relearn" / "m").iterdir()).read_text())
     assert "same_run_as" in twin and twin["from"] == str(control)
     assert result["grid"]["m"] == result["grid"]["never_learned"]
+
+
+def test_t_is_scored_until_it_is_fitted_and_early_stop_then_reads_v_alone(micro_world):
+    """The original knows T: fitted at its first epoch (fit_t 0.5), T is not scored again, and early
+    stop (patience 1) ends the run once V stops rising, not at the epoch limit."""
+    from forensics.attacks.relearn import run_one
+    from forensics.models.checkpoint import load_checkpoint
+
+    _, sets = load_world(micro_world)
+    model, tok = load_checkpoint(micro_world / "checkpoints/original")
+    settings = RelearnSettings(lrs=(1e-4,), epochs=6, seeds=(0,), patience=1, fit_t=0.5, score_retain=False)
+    got = run_one(model, tok, sets, "forget_0", 1e-4, settings, before=1.0, progress=False)
+    epochs = got["epochs"]
+    assert epochs[0]["acc_t"] >= 0.5 and not any("acc_t" in e for e in epochs[1:])
+    best = max(e["acc_v"] for e in epochs)
+    assert len(epochs) < 6 or epochs[-1]["acc_v"] == best  # stopped once V fell, or V rose to the last

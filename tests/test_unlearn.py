@@ -224,6 +224,14 @@ run = ["accuracy"]
     assert record["corner"] == {k: meta["rule"][k] for k in ("forget_at_most", "retain_at_least")}
     page = (tmp_path / "s/report/index.html").read_text()
     assert "id='fig-unlearning'" in page and "m: 3 runs, failed" in page
+    # RTT leaves it out (no verdict reads an attack on it) and says so; the original is attacked
+    rtt = "[lenses.relearn]\nlrs = [1e-2]\nepochs = 1\nrotations = 1\nextend_rounds = 0\n"
+    text = config.read_text().replace('out = "s"', 'out = "s2"\nseeds = [0]')
+    text = text.replace('"accuracy"]', '"accuracy", "relearn"]')
+    config.write_text(text + rtt)
+    main(["study", str(config), "--quiet"])
+    section = read_json(tmp_path / "s2/results.json")["relearn"]
+    assert section["skipped"] == ["m"] and list(section["grid"]) == ["original"]
 
 
 def test_sweep_points_in_worker_processes_choose_the_same(micro_world, tmp_path):

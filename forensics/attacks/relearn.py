@@ -58,7 +58,8 @@ def run_one(
     only_v: bool = False,
     seed: int = 0,
 ) -> dict:
-    """One RTT run: train a copy of `model` on T at `lr`; acc on V, T and retain after each epoch.
+    """One RTT run: train a copy of `model` on T at `lr`; acc on V, retain and (until fitted) T after
+    each epoch.
 
     `before` is the model's V accuracy before the attack, recorded with the run. `layer` restricts
     the update to that block's parameters; `on_epoch(epoch, model)` also runs after each epoch;
@@ -76,10 +77,14 @@ def run_one(
         if on_epoch is not None:
             on_epoch(epoch, m)
         # V, the control facts beside it (what the same run teaches where nothing was known), T and
-        # retain are scored in one pass: full batches, one plan per run
+        # retain are scored in one pass: full batches, one plan per run. T only until it is fitted: what
+        # reads it (early stop, adequacy: T's best accuracy) has its answer then, and on SmolLM2 T is a
+        # third of an epoch's scoring
         parts = {"v": v_facts, "c": c_facts}
+        fitted_before = any(e.get("acc_t", 0.0) >= settings.fit_t for e in epochs)
         if not only_v:
-            parts["t"] = t_facts
+            if not fitted_before:
+                parts["t"] = t_facts
             if settings.score_retain:
                 parts["retain"] = list(sets.retain)
         right = score(m, tok, [f for facts in parts.values() for f in facts], settings.scorer).correct
@@ -95,7 +100,7 @@ def run_one(
         best = max(range(len(epochs)), key=lambda i: epochs[i]["acc_v"])
         # early stop once V has not improved for `patience` epochs, but never before T is fitted: a run
         # stopped short of fitting T has not shown that the attack could train
-        fitted = record.get("acc_t", 1.0) >= settings.fit_t
+        fitted = fitted_before or only_v or record["acc_t"] >= settings.fit_t
         if settings.patience is not None and fitted and len(epochs) - 1 - best >= settings.patience:
             return {"stop": True}
         return None
@@ -202,6 +207,10 @@ def relearn(
     return result
 
 
+# how a run is done, where the settings do not say it: 2 scores T only until fitted and stops early on T
+# fitted once (1 scored it every epoch and asked it of the last); runs of another version are redone
+RUN_VERSION = 2
+
 # what a run's outcome does not depend on: the grid's other learning rates, seeds and V splits, how
 # adequacy is judged (fit_t is not among them: early stop reads it) and how the figure is chosen; so
 # more rotations or seeds reuse the runs already done
@@ -274,7 +283,7 @@ def _run_key(
     """A run's key: the checkpoint's content and the dtype it trains in, V's, T's and the control's
     facts, the settings (at the epoch limit `epochs` when given), lr and seed."""
     at = run_settings if epochs is None else {**run_settings, "epochs": epochs}
-    return key("rtt", weights, dtype, facts, at, lr, seed)
+    return key("rtt", RUN_VERSION, weights, dtype, facts, at, lr, seed)
 
 
 def _carried(file: Path, parts: tuple, limit: int) -> bool:

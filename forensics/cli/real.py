@@ -27,6 +27,9 @@ from forensics.worlds.real_config import RealConfig
 # At 4 splits of 24 per kind and 2 rotations the whole run took 81 min on 2 CPU cores, RTT two thirds of
 # it; the 2 × 68 default is projected at about 100 (README: the real model)
 REAL_LENSES = ("accuracy", "relearn", "weights", "geometry")
+# the looks' budget: a cap the default run on 2 CPU cores stays under (README: the real model), so a row
+# left inconclusive by the first pass gets its second rotation; a slower machine gets fewer looks
+REAL_HOURS = 4.0
 
 
 def cmd_real(a: argparse.Namespace) -> None:
@@ -138,7 +141,8 @@ def add(subparsers) -> None:
         "--rotations",
         type=_positive_int,
         default=None,
-        help="forget splits RTT takes in turn as V (default: the grid's, 2); a rerun reuses the runs done",
+        help="forget splits RTT takes in turn as V in its first pass (default: the grid's, 1; a look "
+        "takes the next for rows left inconclusive); a rerun reuses the runs done",
     )
     re_.add_argument("--retain", type=_positive_int, default=24, help="known years facts kept")
     re_.add_argument("--near", type=_positive_int, default=12, help="implanted birthdays kept")
@@ -162,8 +166,9 @@ def add(subparsers) -> None:
     re_.add_argument(
         "--hours",
         type=_positive_float,
+        default=REAL_HOURS,
         help="the whole run's time: what the first pass leaves goes to looks at rows still inconclusive "
-        "(more RTT seeds, alpha split over the looks); default: one pass at the full alpha",
+        f"(the next forget split as V, alpha split over the looks; default {REAL_HOURS:g})",
     )
     re_.add_argument("--seed", type=int, default=0)
     re_.add_argument("--quiet", action="store_true", help="no progress bars")

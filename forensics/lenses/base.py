@@ -50,6 +50,14 @@ class Context:
     def scorer(self) -> str:
         return self.cfg.scorer
 
+    @property
+    def failed(self) -> list[str]:
+        """The unlearned checkpoints whose `forensics unlearn` sweep met no run of its rule: their verdict
+        is "unlearning did not succeed" whatever an attack finds (read from each one's metadata)."""
+        from forensics.models.checkpoint import read_metadata
+
+        return [n for n, p in self.others.items() if read_metadata(p).get("unlearning_failed") is True]
+
     def settings(self, name: str):
         """Lens `name`'s settings: the grid's where the grid has them, else `[lenses.<name>]`."""
         return self.cfg.lens_settings(name)
@@ -103,6 +111,7 @@ class Lens:
     schema: tuple[str, ...] = ()  # the keys of its section the report reads (reports/schema.py), under it
     presets: Mapping[str, Any] = field(default_factory=dict)  # grid name → its settings there (else defaults)
     shares: Mapping[str, str] = field(default_factory=dict)  # study-wide setting → its settings' field
+    skips_failed: bool = False  # leaves out the checkpoints whose unlearning failed (`Context.failed`)
 
     def preset(self, grid: str):
         """Its settings under grid `grid` (its own preset there, else its settings' defaults)."""
@@ -123,6 +132,8 @@ class Lens:
         """What determines its section beyond the facts, scorer and runtime: the checkpoints'
         digests and its settings."""
         out: dict = {"models": ctx.digests}
+        if self.skips_failed:
+            out["skipped"] = ctx.failed
         if self.settings is not None:
             s = ctx.settings(self.name)
             # settings that act after its section (RTT's looks) do not make it another
