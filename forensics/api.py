@@ -277,7 +277,7 @@ class RTTRun:
     v: str
     lr: float
     before: float  # V's accuracy before the attack
-    epochs: Any  # pandas.DataFrame: epoch, acc_v, acc_t
+    epochs: Any  # pandas.DataFrame: epoch, acc_v, acc_t (NaN once T is fitted: no longer scored)
     steps: int
     seconds: float
 
@@ -298,7 +298,8 @@ def _in_memory(where: str, model, tokenizer, sets, bridge_tokenizer: bool = Fals
 def rtt(model, tokenizer, sets, *, v: str, lr: float = 1e-3, epochs: int = 4, **settings: Any) -> RTTRun:
     """RTT on a model in memory (an HF model or a TransformerBridge; a copy is trained, the model is
     left as it was): fine-tune on every forget split but `v` of `sets` (forensics.facts.core.Sets),
-    scoring V and T after each epoch; `settings`: RelearnSettings' fields (batch_size, scorer, …).
+    scoring V after each epoch and T until it is fitted; `settings`: RelearnSettings' fields
+    (batch_size, scorer, …).
     A wrong argument (an unknown keyword, `lr` not a positive finite number, `epochs` not a positive
     integer, …) is an InputError naming it."""
     import pandas as pd
