@@ -229,7 +229,7 @@ run = ["accuracy"]
     text = config.read_text().replace('out = "s"', 'out = "s2"\nseeds = [0]')
     text = text.replace('"accuracy"]', '"accuracy", "relearn"]')
     config.write_text(text + rtt)
-    main(["study", str(config), "--quiet"])
+    assert main(["study", str(config), "--quiet"]) == 0
     section = read_json(tmp_path / "s2/results.json")["relearn"]
     assert section["skipped"] == ["m"] and list(section["grid"]) == ["original"]
 

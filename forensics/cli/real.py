@@ -27,7 +27,7 @@ from forensics.worlds.real_config import RealConfig
 # At 2 splits of 68 and 2 RTT seeds the pretrained kind's study took 59 min on 2 CPU cores, 57 of them RTT
 # (README: the real model)
 REAL_LENSES = ("accuracy", "relearn", "weights", "geometry")
-# the looks' budget: a cap the default run on 2 CPU cores stays under (README: the real model), so a row
+# the looks' budget: a cap above the default run on 2 CPU cores (about 3 h, README: the real model), so a row
 # left inconclusive by the first pass gets its second rotation; a slower machine gets fewer looks
 REAL_HOURS = 4.0
 

@@ -135,8 +135,13 @@ SCHEMA = (
 # inconclusive: a row decided on 68 facts a side does not pay for 136. With a limit of 3 epochs NPO on
 # SmolLM2's pretrained facts was cut off short of fitting T (0.82 at epoch 3, V rising)
 REAL_RTT = {
-    **{"epochs": 6, "batch_size": 8, "patience": 1, "score_retain": False},
-    **{"seeds": (0, 1), "rotations": 1, "looks": 2},
+    "epochs": 6,
+    "batch_size": 8,
+    "patience": 1,
+    "score_retain": False,
+    "seeds": (0, 1),
+    "rotations": 1,
+    "looks": 2,
 }
 # the demo's: up to 8 epochs with early stop on V (once T is fitted), one seed, V and T scored only
 DEMO_RTT = {"epochs": 8, "patience": 1, "score_retain": False, "seeds": (0,)}
