@@ -57,6 +57,14 @@ def summary_html(table: SummaryTable) -> str:
     return f"<table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def where_html(table: SummaryTable) -> str:
+    """The information map in words, one line per method (none without a layered lens)."""
+    items = "".join(
+        f"<li><b>{esc(row.cells['method'])}</b>: {esc(row.where)}</li>" for row in table.rows if row.where
+    )
+    return f"<ul id='where'>{items}</ul>" if items else ""
+
+
 def attack_section(results: dict) -> str:
     """The attack's strength per model (docs/design.md §13): T fitted, saturated, its compute and rounds."""
     rtt = attack_view(results)
@@ -160,7 +168,7 @@ def render(results: dict) -> str:
         f"{unlearning_section(divs)}"
         f"<h2>Relearning attack</h2>{divs.get('rtt', '<p>not run</p>')}{attack_section(results)}"
         f"{divs.get('attack', '')}"
-        f"<h2>Where the answers still are</h2>{divs.get('information', '<p>not run</p>')}"
+        f"<h2>Where the answers still are</h2>{divs.get('information', '<p>not run</p>')}{where_html(table)}"
         f"<h2>Where the methods acted</h2>{divs.get('action', '<p>not run</p>')}{maps_note}"
         f"<h2>Per method, layer by layer</h2>{methods}"
         f"{facts_section(results)}{scripts}",

@@ -47,6 +47,9 @@ def render(results: dict, report: Path | None = None) -> str:
     lines.append("")
     for row in table.rows:
         lines.append(f"- **{_cell(row.cells['method'])}**: {_cell(row.evidence)}")
+    where = [f"- **{_cell(row.cells['method'])}**: {_cell(row.where)}" for row in table.rows if row.where]
+    if where:
+        lines += ["", "Where the answers still are (the information map, layer by layer):", "", *where]
     lines += attack_lines(results)
     if report is not None:
         lines += ["", f"Report: {report}"]

@@ -41,6 +41,7 @@ STUDY_KEYS = (
     "summary.*.verdict:str",
     "summary.*.evidence:str",
     "summary.*.?deciding:str",
+    "summary.*.?where:str",
     "summary.*.?against:str",
     "summary.*.?lenses.*.diff:num",
     "summary.*.?lenses.*.ci95:pair",

@@ -23,12 +23,14 @@ NEVER_LEARNED = "the never-learned control"
 
 @dataclass(frozen=True)
 class Row:
-    """One method: its cells by column, its verdict, whether retain was damaged, the verdict's evidence."""
+    """One method: its cells by column, its verdict, whether retain was damaged, the verdict's evidence
+    and the information map in words (`where`, None without a layered lens)."""
 
     cells: dict[str, Value]
     verdict: str
     damaged: bool
     evidence: str
+    where: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def summary_table(results: dict) -> SummaryTable:
         cells[RECOVERY] = recovery_text(r.get("recovery"))
         cells["deciding lens"] = lens
         cells[DIFFERENCE] = with_ci(e["diff"], *e["ci95"]) if e else None
-        rows.append(Row(cells, r["verdict"], bool(r.get("damaged")), r.get("evidence", "")))
+        rows.append(Row(cells, r["verdict"], bool(r.get("damaged")), r.get("evidence", ""), r.get("where")))
     every = ("method", *(c for c, _ in ROW_CELLS), RECOVERY, "RTT attack", "deciding lens", DIFFERENCE)
     shown = tuple(c for c in every if c == "method" or any(row.cells.get(c) is not None for row in rows))
     chance = next(iter(summary.values()), {}).get("chance")

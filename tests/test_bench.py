@@ -48,6 +48,14 @@ def test_weights_bench_runs_tiny_and_agrees_with_the_plain_diff():
     assert 0 <= out["max_rel_diff_fro"] < 1e-12  # the streaming diff is the plain one
 
 
+def test_probe_lens_bench_runs_tiny_and_reads_the_peers_hidden_states():
+    out = run_bench("bench.probe_lens", "--tiny")
+    assert out["bench"] == "probe_lens" and out["layers"] == 2 and out["facts"] > 0
+    assert all(number(out[k]) for k in ("peer_s", "lens_s", "lens_over_peer"))
+    assert all(number(v) for v in out["parts_s"].values())
+    assert out["resid_max_abs_diff"] < 1e-4  # the lens reads the residuals HF returns
+
+
 def test_probes_bench_runs_tiny():
     out = run_bench("bench.probes", "--tiny")
     layers, Cs = out["layers"], out["Cs"]

@@ -98,7 +98,11 @@ def test_study_writes_results_and_report(first_run):
         for e in row["lenses"].values():
             assert e["ci95"][0] <= e["diff"] <= e["ci95"][1]
     assert results["control_action_map"]["layers"] == ["0", "1"]
-    assert (first_run / "summary.md").read_text().startswith("# Unlearning forensics: micro")
+    summary_md = (first_run / "summary.md").read_text()
+    assert summary_md.startswith("# Unlearning forensics: micro")
+    for name, row in results["summary"].items():  # the information map in words, per method
+        assert row["where"].startswith("probe reads ") and f"- **{name}**: probe reads " in summary_md
+    assert "<ul id='where'>" in (first_run / "report/index.html").read_text()
     assert set(results["versions"]) >= {"forensics", "torch", "transformers", "transformer_lens"}
     assert "unknown" not in results["versions"].values()
     assert all(not t["resumed"] for t in results["timings"].values())

@@ -16,6 +16,7 @@ def test_validate_on_the_micro_world(micro_world, tmp_path, capsys):
     assert "hidden" not in rows["exact_reseeded"]
     assert "hidden" in rows["planted"] and "above control" in rows["planted"]
     assert "not above" not in rows["planted"]
+    assert "at its block" in rows["planted"] and "not at its block" not in rows["planted"]
     assert "hidden" in rows["output_only"]
     assert "confusion (expected × verdict):" in out
     assert (world / "validate/models_w/study/results.json").exists()
@@ -41,6 +42,17 @@ def test_the_real_grids_planted_block_trains_until_the_rule_is_met(micro_world, 
     target = np.mean([1 / len(f.choices) for f in sets.forget_facts()]) + UnlearnSettings().forget_margin
     assert all(f > target + 1e-3 for f in checks[:-1])  # no check before the last met the rule
     assert checks[-1] <= target + 1e-3 or len(checks) == cfg.steps // cfg.check_every
+
+
+def test_the_action_map_is_at_the_block_only_if_every_row_peaks_there():
+    from forensics.study.validate import action_at_block
+
+    action = {"layers": ["0", "1", "2"], "dW_rel": [0.0, 0.3, 0.0], "revert": [0.1, None, 0.4]}
+    peaks = {"dW_rel": "1", "revert": "2"}
+    assert action_at_block(action, 1) == {"action_peaks": peaks, "action_at_block": False}
+    action["revert"] = [0.1, 0.5, None]
+    assert action_at_block(action, 1)["action_at_block"] is True
+    assert action_at_block(None, 1) == {"action_peaks": {}, "action_at_block": None}
 
 
 def test_below_block_judges_only_layers_the_original_reads():

@@ -181,6 +181,37 @@ def test_a_lens_blind_on_the_original_is_left_out_of_the_verdict():
     assert row["blind"] == ["probe @3"] and row["lenses"]["probe @3"]["diff"] == 0.75
     assert row["verdict"] == "erased within ±0.1" and row["deciding"] == "RTT"
     assert row["information_map"]["probe"]["blind"] == [True]
+    assert row["where"] == "every layered lens is left out (probe blind on the original at layer 3)"
+
+
+def test_the_information_map_in_words_names_the_surest_layer_or_nothing():
+    """Hand-worked: the probe's surest layer is the one with the highest lower end (layer 1: +0.30
+    [+0.20, +0.40], not layer 2's larger but looser +0.40 [+0.05, +0.75]); the logit lens's intervals
+    all reach 0, so it reads nothing; its embedding layer is confounded and named."""
+    from forensics.study.summary import map_words
+
+    info = {
+        "probe": {
+            "layers": ["0", "1", "2"],
+            "diff": [0.1, 0.3, 0.4],
+            "lo": [-0.1, 0.2, 0.05],
+            "hi": [0.3, 0.4, 0.75],
+            "blind": [False] * 3,
+        },
+        "logit lens": {
+            "layers": ["embed", "0"],
+            "diff": [0.5, 0.1],
+            "lo": [0.3, -0.02],
+            "hi": [0.7, 0.22],
+            "blind": [True, False],
+        },
+    }
+    assert map_words(info, "the control", confounded=["logit lens @embed"]) == (
+        "probe reads the most above the control at layer 1, +0.30 [+0.20, +0.40]; logit lens reads "
+        "nothing beyond the control at any layer (the most: layer 0, +0.10 [-0.02, +0.22]); "
+        "left out: logit lens confounded at layer embed"
+    )
+    assert map_words({}, "the control") is None
 
 
 def test_a_control_of_other_facts_is_bootstrapped_independently():

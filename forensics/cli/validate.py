@@ -36,6 +36,7 @@ def cmd_validate(a: argparse.Namespace) -> None:
                     else ""
                 )
             ),
+            "action map": {True: "at its block", False: "not at its block"}.get(r.get("action_at_block"), ""),
         }
         for r in result["rows"]
     ]

@@ -249,6 +249,7 @@ def summarize(results: dict, unlearned: Sequence[str], settings: VerdictSettings
             if row["precision"]["words"] and row["verdict"].startswith(("hidden", "erased", "inconclusive")):
                 row["evidence"] += "; " + row["precision"]["words"]
         row["information_map"] = information_map(lenses, left_out)
+        row["where"] = map_words(row["information_map"], against, row["blind"], row["confounded"])
         row["action_map"] = action_map(results, name)
         out[name] = row
     return out
@@ -325,6 +326,35 @@ def information_map(lenses: dict[Reading, dict], blind_lenses: Sequence[str] = (
         entry["hi"].append(e["ci95"][1])
         entry["blind"].append(str(r) in blind_lenses)
     return out
+
+
+def map_words(
+    info: dict, against: str, blind: Sequence[str] = (), confounded: Sequence[str] = ()
+) -> str | None:
+    """The information map in words: per layered lens, the layer where it reads the most above the
+    control (the highest lower end of the 95% interval: the surest, not the luckiest, layer) with its
+    difference and interval, or that it reads nothing beyond the control at any layer; then the
+    layers left out as blind on the original or confounded. None without a layered lens."""
+    parts, left = [], []
+    for label, e in info.items():
+        for why, names in (("blind on the original", blind), ("confounded", confounded)):
+            at = [str(layer) for layer in e["layers"] if f"{label} @{layer}" in names]
+            if at:
+                left.append(f"{label} {why} at layer{'s' if len(at) > 1 else ''} {', '.join(at)}")
+        kept = [i for i, out in enumerate(e["blind"]) if not out]
+        if not kept:
+            continue
+        i = max(kept, key=lambda i: (e["lo"][i], e["diff"][i]))
+        figure = f"layer {e['layers'][i]}, {with_ci(e['diff'][i], e['lo'][i], e['hi'][i])}"
+        if e["lo"][i] > 0:
+            parts.append(f"{label} reads the most above {against} at {figure}")
+        else:
+            parts.append(f"{label} reads nothing beyond {against} at any layer (the most: {figure})")
+    if not info:
+        return None
+    if not parts:
+        return f"every layered lens is left out ({'; '.join(left)})"
+    return "; ".join(parts) + (f"; left out: {'; '.join(left)}" if left else "")
 
 
 def action_map(results: dict, name: str) -> dict | None:

@@ -3,8 +3,8 @@ them, and the confusion table of expected against given verdicts — the toolkit
 
 - exact: the world's never-learned model, and a second one retrained with another seed → never hidden;
 - planted: the original with one block fine-tuned (wrong answers + retain, that block's parameters only)
-  to suppress the forget answers; everything below that block is the original's → hidden, and the
-  information map above the control below the block;
+  to suppress the forget answers; everything below that block is the original's → hidden, the
+  information map above the control below the block, and the action map peaking at the block;
 - output-only: only the final norm and unembedding fine-tuned the same way → hidden at every layer.
 """
 
@@ -147,6 +147,19 @@ def below_block(maps: dict, block: int) -> dict:
     }
 
 
+def action_at_block(action: dict | None, block: int) -> dict:
+    """Does the planted model's action map point at its tuned block? Per action row (‖ΔW‖/‖W‖, forget
+    accuracy gained by reverting a block, …) the block where it is largest; at the block only if
+    every row peaks there. None without an action map."""
+    peaks = {}
+    for row, values in (action or {}).items():
+        at = [(v, layer) for v, layer in zip(values, action["layers"], strict=True) if v is not None]
+        if row != "layers" and at:
+            peaks[row] = max(at)[1]
+    at_block = all(p == str(block) for p in peaks.values()) if peaks else None
+    return {"action_peaks": peaks, "action_at_block": at_block}
+
+
 def validate_world(
     world_dir: Path,
     out: Path,
@@ -162,6 +175,8 @@ def validate_world(
     world, sets = load_world(world_dir, kind)
     models, block = validation_models(world_dir, world, sets, out, progress, kind, grid)
     name = f"validate-{world_dir.name}" + (f" ({kind})" if kind else "")
+    # the weights lens (an action lens, seconds) draws the action map the planted row is checked against
+    lenses = tuple(dict.fromkeys((*lenses, "weights")))
     cfg = world_study(name, world_dir, world, models, out / "study", lenses, runtime, executor, kind, grid)
     results = run_study(cfg, progress=progress)
     rows = []
@@ -182,6 +197,7 @@ def validate_world(
         if name == "planted":
             entry["block"] = block
             entry.update(below_block(row["information_map"], block))
+            entry.update(action_at_block(row.get("action_map"), block))
         rows.append(entry)
     return rows
 
