@@ -95,6 +95,9 @@ def test_cache_equals_the_models_own_residuals(family, micro_world):
         for layer in range(arch.n_layers):
             mine, _ = arch.block_output(model, layer, batch["input_ids"], batch["attention_mask"])
             torch.testing.assert_close(acts[hooks[layer + 1]], mine[rows, last], atol=1e-5, rtol=1e-4)
+            # stopped at the block (RMU's pass): the same residual, and nothing after it is run
+            early, rest = arch.block_output(model, layer, batch["input_ids"], batch["attention_mask"], False)
+            assert rest is None and torch.equal(early, mine)
 
 
 @pytest.mark.parametrize("scorer", ["choice", "letter"])

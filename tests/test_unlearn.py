@@ -116,6 +116,23 @@ def test_rmu_layer_zero_touches_only_layer_zero(micro_world, tmp_path):
     assert {layer_of(k) for k in before if not torch.equal(before[k], after[k])} == {0}
 
 
+def test_rmu_on_mlp_out_touches_only_the_mlp_output_projections(micro_world, tmp_path):
+    """The paper's recipe: layers ℓ-2..ℓ's MLP output projections alone (ℓ = 1: blocks 0 and 1)."""
+    _, sets = load_world(micro_world)
+    fixed = {"layer": 1, "update": "mlp_out"}
+    settings = UnlearnSettings(batch_size=16, budget=1, lrs=(1e-2,), steps=5, fixed=fixed)
+    unlearn("rmu", micro_world / "checkpoints/original", sets, tmp_path / "r", settings, progress=False)
+    before = load_checkpoint(micro_world / "checkpoints/original")[0].state_dict()
+    after = load_checkpoint(tmp_path / "r")[0].state_dict()
+    arch = arch_of_checkpoint(tmp_path / "r")
+    changed = {arch.kind_of(k) for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {(0, "mlp_out"), (1, "mlp_out")}
+    from forensics.unlearn.run import grid_for
+
+    with pytest.raises(InputError, match="RMU update 'all': choose block, mlp_out"):
+        grid_for("rmu", UnlearnSettings(fixed={"update": "all"}), 2)
+
+
 def test_resume_does_not_redo(micro_world, unlearned):
     meta, path = unlearned["gd"]
     _, sets = load_world(micro_world)

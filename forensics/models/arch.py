@@ -42,6 +42,10 @@ PART_KINDS = {
 TOP_KINDS = {"embed": "embed", "pos_embed": "embed", "ln_final": "norm", "unembed": "unembed"}
 
 
+class _Stop(Exception):
+    """Raised after the block whose output is wanted: the rest of the pass is not needed."""
+
+
 @dataclass(frozen=True)
 class Arch:
     """One architecture's layout, as HF module paths (e.g. GPT-2: blocks `transformer.h`, final norm
@@ -88,15 +92,22 @@ class Arch:
         """Block `layer` of an HF model of this architecture."""
         return _module(model, self.blocks)[layer]
 
-    def block_output(self, model: torch.nn.Module, layer: int, input_ids, attention_mask=None):
+    def block_output(self, model: torch.nn.Module, layer: int, input_ids, attention_mask=None, rest=True):
         """(block `layer`'s output — the residual stream after it —, the model's output) of one
-        forward pass; gradients flow through both."""
+        forward pass; gradients flow through both. With `rest` False the pass stops at the block
+        (no output: the blocks after it are not run)."""
         seen: list[torch.Tensor] = []
-        handle = self.block(model, layer).register_forward_hook(
-            lambda _m, _i, out: seen.append(out[0] if isinstance(out, tuple) else out)
-        )
+
+        def keep(_m, _i, out):
+            seen.append(out[0] if isinstance(out, tuple) else out)
+            if not rest:
+                raise _Stop
+
+        handle = self.block(model, layer).register_forward_hook(keep)
         try:
             out = model(input_ids, attention_mask=attention_mask)
+        except _Stop:
+            out = None
         finally:
             handle.remove()
         return seen[-1], out

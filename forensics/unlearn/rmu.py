@@ -1,8 +1,10 @@
 """RMU (Li et al., 2024): at layer ℓ push forget activations to `c * u` and hold retain activations
-to the frozen original's, updating only layers ℓ-2..ℓ.
+to the frozen original's, updating only layers ℓ-2..ℓ: every parameter of those blocks (`update`
+"block") or, as the paper's recipe does, their MLP output projections alone ("mlp_out").
 
 `c` is given relative to the mean residual norm at ℓ on forget prompts (it must exceed it), and
-`u` is a fixed random unit vector drawn from the seed.
+`u` is a fixed random unit vector drawn from the seed. Forward passes stop at ℓ: nothing after it
+enters the loss.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ STEPS = 150
 REAL = {"lr": 3e-4, "layer": None, "c": 3.0, "alpha": 10.0}  # the first point on a pretrained ~100M model
 RETAIN_KEY = "alpha"  # what the adaptive sweep raises when a run costs too much retain
 STREAMS = ("forget", "retain")
-FIXABLE = ("layer",)  # `forensics unlearn --rmu-layer`
+FIXABLE = ("layer", "update")  # `forensics unlearn --rmu-layer`; `fixed` in the API
 
 
 def resolve(params: dict, n_layers: int) -> dict:
@@ -31,19 +33,31 @@ def resolve(params: dict, n_layers: int) -> dict:
     layer = n_layers // 2 if params.get("layer") is None else params["layer"]
     if not 0 <= layer < n_layers:
         raise InputError(f"RMU layer {layer} out of range (the model has layers 0..{n_layers - 1})")
+    if params.get("update", "block") not in UPDATES:
+        raise InputError(f"RMU update '{params['update']}': choose {', '.join(UPDATES)}")
     return {**params, "layer": layer}
 
 
+UPDATES = ("block", "mlp_out")
+
+
 def trainable(model: torch.nn.Module, params: dict) -> list[torch.nn.Parameter]:
-    """The parameters of layers ℓ-2..ℓ; every other parameter stays bit-for-bit the original's."""
+    """The parameters of layers ℓ-2..ℓ (all of them, or their MLP output projections); every other
+    parameter stays bit-for-bit the original's."""
     lo, hi = max(0, params["layer"] - 2), params["layer"]
     arch = arch_of(model.config)
-    return [p for i in range(lo, hi + 1) for p in arch.block_params(model, i).values()]
+    update = params.get("update", "block")
+    return [
+        p
+        for i in range(lo, hi + 1)
+        for n, p in arch.block_params(model, i).items()
+        if update == "block" or arch.kind_of(n)[1] == update
+    ]
 
 
 def hidden(model: torch.nn.Module, batch: dict[str, torch.Tensor], layer: int, arch) -> torch.Tensor:
     """Residual stream after block `layer`, [batch, tokens, d_model]."""
-    return arch.block_output(model, layer, batch["input_ids"], batch["attention_mask"])[0]
+    return arch.block_output(model, layer, batch["input_ids"], batch["attention_mask"], rest=False)[0]
 
 
 def _masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
