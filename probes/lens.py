@@ -62,9 +62,11 @@ def choice_lens(
 ) -> torch.Tensor:
     """Per layer, the log-probability of each (sequence, position, token) term when layer ℓ's residual
     at that position is read out: log p(tokens[i] | seqs[i], up to cols[i]). resid [layers, seqs, T, d].
-    Returns [layers, terms]."""
+    Each (sequence, position) is read out once however many terms read it (" 1913" … " 1916" read
+    their last digits at one position). Returns [layers, terms]."""
+    positions, which = torch.unique(torch.stack([seqs, cols], 1), dim=0, return_inverse=True)
     out = torch.zeros(resid.shape[0], len(tokens), device=resid.device)
     for layer in range(resid.shape[0]):
-        logp = torch.log_softmax(readout(resid[layer, seqs, cols]), -1)
-        out[layer] = logp.gather(1, tokens[:, None])[:, 0]
+        logp = torch.log_softmax(readout(resid[layer, positions[:, 0], positions[:, 1]]), -1)
+        out[layer] = logp[which, tokens]
     return out

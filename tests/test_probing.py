@@ -37,12 +37,45 @@ def test_choice_lens_by_hand():
     # identity readout over a 3-token vocabulary: logits = residual
     readout = Readout("rms", torch.ones(3), None, 0.0, torch.eye(3))
     resid = torch.tensor([[[[1.0, 1.0, 1.0], [3.0, 0.0, 0.0]]]])  # [layers 1, seqs 1, T 2, d 3]
-    seqs, cols, tokens = torch.tensor([0, 0]), torch.tensor([0, 1]), torch.tensor([2, 0])
-    got = choice_lens(resid, seqs, cols, tokens, readout)[0]
+    seqs, cols, tokens = torch.tensor([0, 0, 0]), torch.tensor([0, 1, 0]), torch.tensor([2, 0, 1])
+    got = choice_lens(resid, seqs, cols, tokens, readout)[0]  # terms 0 and 2 read one position
     # rms-normalised [1,1,1] stays [1,1,1]: log-softmax of token 2 is -log 3; [3,0,0] normalises to
     # [√3,0,0]: log-softmax of token 0 is √3 - log(e^√3 + 2)
     assert got[0].item() == pytest.approx(-np.log(3), abs=1e-6)
     assert got[1].item() == pytest.approx(np.sqrt(3) - np.log(np.exp(np.sqrt(3)) + 2), abs=1e-6)
+    assert got[2].item() == pytest.approx(-np.log(3), abs=1e-6)
+
+
+def test_the_lens_reads_only_terms_that_tell_choices_apart():
+    """Hand-made plan: fact 0's choices [5, 1, 3] and [5, 1, 4] share one row (prompt [9]) and differ
+    only at the last token (terms 2 and 5); fact 1's [7] is a prefix of [7, 8]: the common term 7 adds
+    the same to both, so only [7, 8]'s 8 is read (and [7] wins unless log p(8 | 7) > 0: never)."""
+    from forensics.measure.probing import distinct_terms
+    from forensics.models.scoring import ChoicePlan
+
+    rows = [([9, 5, 1, 3], 1), ([9, 7, 8], 1)]
+    terms = [(0, 0, 0, 5), (0, 0, 1, 1), (0, 0, 2, 3), (1, 0, 0, 5), (1, 0, 1, 1), (1, 0, 2, 4)]
+    terms += [(2, 1, 0, 7), (3, 1, 0, 7), (3, 1, 1, 8)]
+    plan = ChoicePlan([[9], [9]], [], [(0, 0), (0, 1), (1, 0), (1, 1)], rows, terms, 2)
+    assert distinct_terms(plan) == [2, 5, 8]
+
+
+def test_the_lens_rows_give_the_prompts_residuals_and_fill_the_cache(micro_world, tmp_path):
+    """One pass: facts with multi-token choices give their prompts' residuals from their lens rows
+    (the same as a pass over the prompts alone), facts with one-token choices run their prompts;
+    the whole is cached under the prompts' key, so a later extraction runs no forward pass."""
+    from forensics.measure.probing import feature_prompts, features, residuals_and_lens
+    from forensics.models.cache import extract
+
+    _, sets = load_world(micro_world)
+    bridge = boot_bridge(micro_world / "checkpoints/original")
+    facts = [*sets.forget_facts(), *sets.retain]
+    facts += [replace(f, choices=("B", "C", "D", "E")) for f in sets.retain[:5]]  # one-token choices
+    X, lens = residuals_and_lens(bridge, facts, "choice", tmp_path, "w")
+    torch.testing.assert_close(X, features(bridge, facts, "choice", None, "w"), atol=1e-5, rtol=1e-4)
+    assert lens.tolist() == lens_correct(bridge, facts, "choice", None, "w").tolist()
+    again = extract(bridge, feature_prompts(facts, "choice"), cache_dir=tmp_path, weights="w")
+    assert again.forward_passes == 0 and torch.equal(again.stack(), X)
 
 
 @pytest.mark.parametrize("scorer", ["choice", "letter"])

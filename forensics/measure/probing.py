@@ -22,9 +22,9 @@ from forensics.errors import InputError
 from forensics.facts.core import Fact, Sets
 from forensics.facts.formats import choice_context, letter_prompt
 from forensics.models.arch import arch_of
-from forensics.models.cache import default_hooks, extract, stream_ids
+from forensics.models.cache import default_hooks, extract, lookup, model_dtype, store, stream_ids
 from forensics.models.checkpoint import boot_bridge
-from forensics.models.digest import checkpoint_digest
+from forensics.models.digest import checkpoint_digest, weights_digest
 from forensics.models.executor import Executor, Job
 from forensics.models.runtime import Runtime, input_device
 from forensics.models.scoring import choice_plan, letter_token_ids, long_logliks, plan_table
@@ -96,32 +96,61 @@ def lens_correct(
 ):
     """[layers + 1, n] bool: is the logit lens at each layer right on each fact (the scorer's rule);
     with `translate` (per-layer residuals [layers + 1, ..., d] → the same shape: a tuned lens's
-    translators), the residuals are translated before the model's own readout.
+    translators), the residuals are translated before the model's own readout."""
+    return residuals_and_lens(bridge, facts, scorer, cache_dir, weights, translate)[1]
 
-    Under `choice`, one-token choices are read from the cached final-position residuals (the
-    scorer's own plan); longer choices' rows are streamed through the lens batch by batch."""
+
+def residuals_and_lens(
+    bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | None, weights: str | None, translate=None
+) -> tuple[torch.Tensor, np.ndarray]:
+    """(`features`, `lens_correct`) from one pass over each prompt.
+
+    Under `choice`, one-token choices are read from the final-position residuals (the scorer's own
+    plan); longer choices' rows are streamed through the lens batch by batch, read only where a
+    fact's choices differ (`distinct_terms`: the choices' log-likelihoods less one amount per fact,
+    so the same choice wins). A row holds its fact's prompt, and causal attention leaves the prompt's
+    last position as the prompt alone gives it: the residuals of facts with rows are read there, only
+    the other facts' prompts run on their own, and the whole is cached under the prompts' key, as
+    `features` would cache it (when it is cached already, it is read from the cache)."""
     readout = arch_of(bridge.original_model.config).readout(bridge.original_model)
     translate = translate or (lambda resid: resid)
-    resid = translate(features(bridge, facts, scorer, cache_dir, weights))
     answers = torch.tensor([f.answer for f in facts])
     if scorer.startswith("letter"):
+        X = features(bridge, facts, scorer, cache_dir, weights)
         letters = letter_token_ids(bridge.tokenizer, max(len(f.choices) for f in facts))
-        return (letter_lens(resid, readout, letters, [len(f.choices) for f in facts]) == answers).numpy()
+        correct = letter_lens(translate(X), readout, letters, [len(f.choices) for f in facts]) == answers
+        return X, correct.numpy()
     plan = choice_plan(bridge.tokenizer, facts)
-    terms = torch.zeros(resid.shape[0], len(plan.terms))
+    hooks = default_hooks(bridge.cfg.n_layers)
+    prompts = feature_prompts(facts, scorer)
+    dtype, found = model_dtype(bridge), None
+    if cache_dir:
+        weights = weights or weights_digest(bridge)
+        found = lookup(cache_dir, weights, bridge.tokenizer, prompts, hooks, dtype)
+    if found is not None or not plan.rows:
+        X, own = features(bridge, facts, scorer, cache_dir, weights), {}
+    else:  # each fact with rows gives its residuals from its first row
+        X = torch.zeros(len(hooks), len(facts), bridge.cfg.d_model, dtype=dtype)
+        own = {}
+        for c, row, _, _ in plan.terms:
+            own.setdefault(plan.long[c][0], row)
+        own = {row: fact for fact, row in own.items()}
+    terms = torch.zeros(len(hooks), len(plan.terms))
     if plan.rows:
         by_row: dict[int, list[int]] = {}
-        for n, (_, row, _, _) in enumerate(plan.terms):
-            by_row.setdefault(row, []).append(n)
-        hooks = default_hooks(bridge.cfg.n_layers)
+        for n in distinct_terms(plan):
+            by_row.setdefault(plan.terms[n][1], []).append(n)
         on_device = readout.to(input_device(bridge))
-
         width = max(map(len, by_row.values()))
 
         def reduce(acts, attention, rows):
             """[layers + 1, width, b]: each row's terms' log-probs, in its `by_row` order."""
-            stacked = translate(torch.stack([acts[h] for h in hooks]))  # [layers + 1, b, T, d]
-            picks = [(b, k, n) for b, r in enumerate(rows) for k, n in enumerate(by_row[r])]
+            raw = torch.stack([acts[h] for h in hooks])  # [layers + 1, b, T, d]
+            for b, r in enumerate(rows):
+                if r in own:
+                    X[:, own[r]] = raw[:, b, plan.rows[r][1] - 1].to("cpu", dtype)
+            stacked = translate(raw)
+            picks = [(b, k, n) for b, r in enumerate(rows) for k, n in enumerate(by_row.get(r, []))]
             seqs, cols, toks = (
                 torch.tensor(x, device=stacked.device)
                 for x in zip(*((b, plan.terms[n][2], plan.terms[n][3]) for b, _, n in picks), strict=True)
@@ -134,14 +163,39 @@ def lens_correct(
         per_row = stream_ids(bridge, [ids for ids, _ in plan.rows], reduce, hooks)
         for r, ns in by_row.items():
             terms[:, ns] = per_row[:, : len(ns), r]
+    alone = plan.prompt_facts
+    if own and alone:  # the facts whose choices are all one token: their prompts run on their own
+        X[:, alone] = extract(bridge, [prompts[i] for i in alone]).stack().to(dtype)
+    if own and cache_dir:
+        store(cache_dir, weights, bridge.tokenizer, prompts, dict(zip(hooks, X, strict=True)))
     long = long_logliks(plan, terms)
-    table = torch.stack(
-        [
-            plan_table(plan, torch.log_softmax(readout(layer), -1), ll)
-            for layer, ll in zip(resid, long, strict=True)
-        ]
-    )
-    return (table.argmax(-1) == answers).numpy()
+    resid = translate(X[:, alone]) if alone else None
+    needed = max((t for _, _, t in plan.first), default=0) + 1
+    table = []
+    for layer, ll in enumerate(long):
+        first = torch.zeros(len(facts), needed)
+        if alone:  # read out only where a one-token choice is read
+            first[alone] = torch.log_softmax(readout(resid[layer]), -1)[:, :needed]
+        table.append(plan_table(plan, first, ll))
+    return X, (torch.stack(table).argmax(-1) == answers).numpy()
+
+
+def distinct_terms(plan) -> list[int]:
+    """The plan's terms that tell a fact's choices apart: a term every choice of its fact reads (the
+    same token after the same tokens: " 19" of " 1913" … " 1916") adds the same to each and is left
+    out, so the lens reads each fact at the positions where its choices differ. Every row keeps its
+    choice's last token."""
+    fact_of = [plan.long[c][0] for c, _, _, _ in plan.terms]
+    choices: dict[int, int] = {}
+    for i, _ in plan.long:
+        choices[i] = choices.get(i, 0) + 1
+    readers: dict[tuple, set[int]] = {}
+    keys = []
+    for n, (c, row, pos, tok) in enumerate(plan.terms):
+        key = (fact_of[n], tuple(plan.rows[row][0][: pos + 1]), tok)
+        readers.setdefault(key, set()).add(c)
+        keys.append(key)
+    return [n for n, key in enumerate(keys) if len(readers[key]) < choices[fact_of[n]]]
 
 
 def _per_layer(correct: np.ndarray) -> list[dict]:
@@ -248,7 +302,7 @@ def probe_bridge(
     ]
     c_splits = np.array([f.split for f in sets.control_facts()])
     c_tests = [len(known) + np.flatnonzero(c_splits == c) for c in sets.control]
-    X = features(bridge, facts, scorer, cache_dir, weights)
+    X, lens = residuals_and_lens(bridge, facts, scorer, cache_dir, weights)
     probes, controls, chosen_C = fit_rotations(X, y, y_control, allowed, trains, settings)
     reference = reference or probes
     kinds = ("probe", "control", "transfer", "ridge")
@@ -263,7 +317,6 @@ def probe_bridge(
     for test, probe in zip(c_tests, probes, strict=False):  # beside V: the same rotation's probe
         on_control[:, test - len(known)] = predict(probe, X[:, test], allowed[test]) == y[test]
     probe_acc, control_acc = _per_layer(hits["probe"]), _per_layer(hits["control"])
-    lens = lens_correct(bridge, facts, scorer, cache_dir, weights)
     extra = {}
     if sets.control:
         extra = {

@@ -188,18 +188,40 @@ def extract_ids(
         if tmp:
             save_file(buf, str(tmp / f"shard_{shard_no:05d}.safetensors"))
     if tmp:
-        (tmp / DONE).write_text(json.dumps({"hooks": hooks, "dtype": str(dtype), "rows": n}))
-        shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process finished the same entry first: theirs is as good
-            shutil.rmtree(tmp, ignore_errors=True)
+        _finish(tmp, folder, hooks, dtype, n)
     out = Activations(hooks, forward_passes=passes)
     if folder:
         out.shards = sorted(folder.glob("shard_*.safetensors"))
     if not spill:
         out.tensors = {h: buf[h] for h in hooks}
     return out
+
+
+def _finish(tmp: Path, folder: Path, hooks: list[str], dtype: torch.dtype, rows: int) -> None:
+    """Mark the shards in `tmp` done and move them into place as the entry `folder`."""
+    (tmp / DONE).write_text(json.dumps({"hooks": hooks, "dtype": str(dtype), "rows": rows}))
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process finished the same entry first: theirs is as good
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def store(
+    cache_dir: Path, weights: str, tokenizer, prompts: Sequence[str], acts: dict[str, torch.Tensor]
+) -> None:
+    """Keep final-position activations read in another pass (rows that extend these prompts: causal
+    attention leaves a prompt's last position as it is) under the key `extract` gives the prompts,
+    so a later `extract` of them runs no forward pass. `acts[hook]` is [prompts, d], in the model's
+    dtype."""
+    hooks = list(acts)
+    dtype = acts[hooks[0]].dtype
+    folder = Path(cache_dir) / cache_key(weights, _encode_prompts(tokenizer, prompts), hooks, dtype)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({h: a.contiguous() for h, a in acts.items()}, str(tmp / "shard_00000.safetensors"))
+    _finish(tmp, folder, hooks, dtype, len(prompts))
 
 
 @torch.no_grad()
