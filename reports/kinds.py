@@ -178,9 +178,16 @@ def render(results: dict) -> str:
         "never-learned model's outcomes on them and independently of control facts; seeds resampled; the "
         "kinds share no fact, so their draws are independent).</p>"
     )
+    where = "".join(
+        f"<li><b>{esc(name)}</b>, {esc(kind)}: {esc(entry['per_kind'][kind]['where'])}</li>"
+        for name, entry in comparison["methods"].items()
+        for kind in comparison["kinds"]
+        if entry["per_kind"][kind].get("where")
+    )
+    where = f"<h3>Where the answers still are</h3><ul id='where'>{where}</ul>" if where else ""
     return page(
         results.get("name", ""),
-        f"{intro}<h2>The kinds compared</h2>{table(results)}{divs}{NOTE if probed else ''}"
+        f"{intro}<h2>The kinds compared</h2>{table(results)}{divs}{NOTE if probed else ''}{where}"
         f"<h2>Each kind's report</h2><ul>{links}</ul>{scripts}",
     )
 

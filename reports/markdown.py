@@ -95,6 +95,19 @@ def render_kinds(results: dict, report: Path | None = None) -> str:
     for entry in cmp["methods"].values():
         if "words" in entry:
             lines.append(f"- {_cell(entry['words'])}")
+    where = [
+        f"- **{_cell(name)}**, {_cell(kind)}: {_cell(entry['per_kind'][kind]['where'])}"
+        for name, entry in cmp["methods"].items()
+        for kind in kinds
+        if entry["per_kind"][kind].get("where")
+    ]
+    if where:
+        lines += [
+            "",
+            "Where the answers still are (each kind's information map, layer by layer):",
+            "",
+            *where,
+        ]
     lines.append("")
     for kind, info in results.get("kinds", {}).items():
         lines.append(f"- {_cell(kind)}: {_cell(info.get('results'))} (its summary.md beside it)")

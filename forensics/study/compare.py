@@ -57,6 +57,7 @@ def compare_kinds(by_kind: dict[str, dict], settings: VerdictSettings) -> dict:
                 "rtt_acc_v": row.get("rtt_acc_v"),
                 "rtt_control": row.get("rtt_control"),
                 "rtt_seed_spread": row.get("rtt_seed_spread"),
+                "where": row.get("where"),
                 "recovery": row.get("recovery") or recovery(results, name, settings),
                 "lenses": {
                     lens: {"diff": lenses[lens]["diff"], "ci95": lenses[lens]["ci95"]}
