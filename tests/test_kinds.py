@@ -153,6 +153,9 @@ def test_each_kind_is_its_own_study(kind_study):
         assert (kind_study / kind / "summary.md").exists()
     top = (kind_study / "summary.md").read_text()  # the comparison's own summary, beside its report
     assert all(f"| gd | {kind} |" in top for kind in KINDS) and "- gd" in top and "Report: " in top
+    # each kind's information map in words, beside the comparison (the probes ran on both kinds)
+    assert all(f"- **gd**, {kind}: probe reads " in top for kind in KINDS)
+    assert "<ul id='where'>" in (kind_study / "report/index.html").read_text()
 
 
 def test_comparison_is_the_kinds_figures_and_their_difference(kind_study):

@@ -22,11 +22,11 @@ from forensics.errors import InputError
 from forensics.outdir import claim
 from forensics.worlds.real_config import RealConfig
 
-# what the verdict rests on (accuracy, RTT) and the lenses that read weights only (seconds); every other
-# lens scores each model again on every fact and is asked for by name (README: their measured costs).
-# At 2 splits of 68 and 2 RTT seeds the pretrained kind's study took 59 min on 2 CPU cores, 57 of them RTT
-# (README: the real model)
-REAL_LENSES = ("accuracy", "relearn", "weights", "geometry")
+# what the verdict rests on (accuracy, RTT), the information map (probes and the logit lens, every layer,
+# one pass per model) and the lenses that read weights only (seconds); every other lens scores each model
+# again on every fact and is asked for by name (README: their measured costs). At 2 splits of 68 and 2 RTT
+# seeds the pretrained kind's study took 59 min on 2 CPU cores, 57 of them RTT (README: the real model)
+REAL_LENSES = ("accuracy", "relearn", "probes", "weights", "geometry")
 # the looks' budget: a cap above the default run on 2 CPU cores (about 3 h, README: the real model), so a row
 # left inconclusive by the first pass gets its second rotation; a slower machine gets fewer looks
 REAL_HOURS = 4.0
