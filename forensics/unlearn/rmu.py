@@ -4,7 +4,9 @@ to the frozen original's, updating only layers ℓ-2..ℓ: every parameter of th
 
 `c` is given relative to the mean residual norm at ℓ on forget prompts (it must exceed it), and
 `u` is a fixed random unit vector drawn from the seed. Forward passes stop at ℓ: nothing after it
-enters the loss.
+enters the loss. With `skip_shared`, the forget loss leaves out each forget text's first positions
+whose context a retain text shares (the question's template before the fact): causal attention makes
+their activations that retain text's, so the two terms would pull one activation two ways.
 """
 
 from __future__ import annotations
@@ -64,9 +66,28 @@ def _masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.T
     return ((a - b) ** 2).mean(-1)[mask.bool()].mean()
 
 
+def shared_prefixes(texts: list[list[int]]) -> set[tuple[int, ...]]:
+    """Every prefix of these token ids: a forget position whose context is one of them has, by causal
+    attention, exactly that retain text's activation there."""
+    return {tuple(ids[:n]) for ids in texts for n in range(1, len(ids) + 1)}
+
+
+def own_positions(batch: dict[str, torch.Tensor], prefixes: set) -> torch.Tensor:
+    """The attention mask less each row's first positions whose context a retain text shares (a
+    question's template before the fact: pushing them to `c u` pulls against holding retain there)."""
+    mask = batch["attention_mask"].clone()
+    for b, row in enumerate(batch["input_ids"].tolist()):
+        n = 0
+        while n < len(row) and tuple(row[: n + 1]) in prefixes:
+            n += 1
+        mask[b, :n] = 0
+    return mask
+
+
 def loss(params: dict, state: dict):
     reference, layer = state["reference"], params["layer"]
     arch = arch_of(reference.config)
+    prefixes = shared_prefixes(state["retain_ids"]) if params.get("skip_shared") else set()
     with torch.no_grad():
         probe = state["forget_sample"]
         norms = hidden(reference, probe, layer, arch).norm(dim=-1)[probe["attention_mask"].bool()]
@@ -80,7 +101,7 @@ def loss(params: dict, state: dict):
         with torch.no_grad():
             r0 = hidden(reference, retain, layer, arch)
         r = hidden(model, retain, layer, arch)
-        return _masked_mse(f, target, forget["attention_mask"]) + params["alpha"] * _masked_mse(
+        return _masked_mse(f, target, own_positions(forget, prefixes)) + params["alpha"] * _masked_mse(
             r, r0, retain["attention_mask"]
         )
 

@@ -319,7 +319,8 @@ def sweep_point(
         p.requires_grad_(False)
     data = streams(sets, default_format(settings.scorer))
     sample = collate([encode(tok, e.prompt, e.target) for e in data["forget"][:64]], pad_id(tok))
-    state = {"reference": reference, "seed": settings.seed, "forget_sample": sample}
+    retain_ids = [encode(tok, e.prompt, e.target)[0] for e in data["retain"]]
+    state = {"reference": reference, "seed": settings.seed, "forget_sample": sample, "retain_ids": retain_ids}
     model = copy.deepcopy(reference)
     for p in model.parameters():
         p.requires_grad_(True)
