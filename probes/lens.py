@@ -30,7 +30,9 @@ class Readout:
         moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}
         return Readout(**moved)
 
-    def __call__(self, resid: torch.Tensor) -> torch.Tensor:
+    def __call__(self, resid: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits over the vocabulary, [..., vocab]; with `tokens` [...], only each row's own token's
+        logit, [...] (no product with the whole unembedding)."""
         x = resid.float()
         if self.norm == "layer":
             x = torch.nn.functional.layer_norm(x, x.shape[-1:], _f(self.weight), _f(self.bias), self.eps)
@@ -38,9 +40,14 @@ class Readout:
             x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
             if self.weight is not None:
                 x = x * (1 + self.weight.float() if self.norm == "rms_offset" else self.weight.float())
-        logits = x @ self.unembed.float().T
-        if self.unembed_bias is not None:
-            logits = logits + self.unembed_bias.float()
+        if tokens is None:
+            logits = x @ self.unembed.float().T
+            bias = self.unembed_bias
+        else:
+            logits = (x * self.unembed[tokens].float()).sum(-1)
+            bias = None if self.unembed_bias is None else self.unembed_bias[tokens]
+        if bias is not None:
+            logits = logits + bias.float()
         return logits if self.softcap is None else self.softcap * torch.tanh(logits / self.softcap)
 
 
@@ -58,15 +65,29 @@ def letter_lens(resid: torch.Tensor, readout: Readout, letter_ids: list[int], n_
 
 
 def choice_lens(
-    resid: torch.Tensor, seqs: torch.Tensor, cols: torch.Tensor, tokens: torch.Tensor, readout: Readout
+    resid: torch.Tensor,
+    seqs: torch.Tensor,
+    cols: torch.Tensor,
+    tokens: torch.Tensor,
+    readout: Readout,
+    shared: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per layer, the log-probability of each (sequence, position, token) term when layer ℓ's residual
     at that position is read out: log p(tokens[i] | seqs[i], up to cols[i]). resid [layers, seqs, T, d].
-    Each (sequence, position) is read out once however many terms read it (" 1913" … " 1916" read
-    their last digits at one position). Returns [layers, terms]."""
-    positions, which = torch.unique(torch.stack([seqs, cols], 1), dim=0, return_inverse=True)
+    Each (sequence, position) is read out once however many terms read it. A term marked `shared` is
+    read at a position every choice of its fact passes through: there its logit alone is returned
+    (the log-probability plus the position's log-normaliser, the same for every choice: the argmax over
+    choices is unchanged) and the whole vocabulary is not read out. Returns [layers, terms]."""
+    shared = torch.zeros(len(tokens), dtype=torch.bool) if shared is None else shared.cpu()
     out = torch.zeros(resid.shape[0], len(tokens), device=resid.device)
+    full = (~shared).nonzero()[:, 0].to(resid.device)
+    if len(full):
+        positions, which = torch.unique(torch.stack([seqs[full], cols[full]], 1), dim=0, return_inverse=True)
+    part = shared.nonzero()[:, 0].to(resid.device)
     for layer in range(resid.shape[0]):
-        logp = torch.log_softmax(readout(resid[layer, positions[:, 0], positions[:, 1]]), -1)
-        out[layer] = logp[which, tokens]
+        if len(full):
+            logp = torch.log_softmax(readout(resid[layer, positions[:, 0], positions[:, 1]]), -1)
+            out[layer, full] = logp[which, tokens[full]]
+        if len(part):
+            out[layer, part] = readout(resid[layer, seqs[part], cols[part]], tokens[part])
     return out

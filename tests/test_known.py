@@ -2,6 +2,8 @@
 never-learned model passes both on few of them (guesses), and the cloze is built from the fact's own
 statement."""
 
+from dataclasses import replace
+
 from forensics.facts.core import Fact
 from forensics.models.checkpoint import load_checkpoint
 from forensics.worlds.known import cloze, knowledge
@@ -43,8 +45,6 @@ def test_a_real_world_is_keyed_on_the_data_it_reads_not_how_it_was_named(micro_w
     """`forensics real` and `forensics real --data <the default folder>` reuse one world (the first
     form named the data None, the second by its path: the key held both and rebuilt 30 minutes of
     world); another folder, other settings or other weights are another world."""
-    from dataclasses import replace
-
     from forensics.worlds.real import RealConfig, world_request
 
     base = micro_world / "checkpoints/original"
@@ -67,9 +67,9 @@ def test_a_real_world_on_a_micro_base_chooses_its_control_on_the_implanted_origi
     """`build_real_world` end to end on a micro model as the base: the known splits are known to the
     base, and the control facts are facts the base did not know that the implanted original still gets
     wrong under the cloze (chosen after the implant: the question stays free for the reference check)."""
-    from forensics.cli.real import unlearning_steps
     from forensics.facts.load import load_facts
     from forensics.models.checkpoint import load_checkpoint
+    from forensics.unlearn.run import UnlearnSettings, run_steps
     from forensics.worlds.known import knowledge
     from forensics.worlds.real import RealConfig, build_real_world
 
@@ -96,8 +96,11 @@ def test_a_real_world_on_a_micro_base_chooses_its_control_on_the_implanted_origi
     accuracy = world["known_facts"]["control"]["question_accuracy_on_original"]
     assert abs(accuracy - sum(on_original["question"]) / 8) < 1e-9
     assert {"known facts", "control facts", "implant original"} <= set(world["stages"])
-    # `forensics real`'s unlearning steps: 2.5 passes over a kind's 8 forget facts at a batch of 8
-    assert (
-        unlearning_steps(tmp_path / "real", world, 8) == 3
-        and unlearning_steps(tmp_path / "real", world, 2) == 10
-    )
+    # `forensics real`'s unlearning steps: GD's 2.5 passes over a kind's 8 forget facts at a batch of
+    # 8 (or 2), RMU's 5; a given number of steps overrides both
+    _, sets = load_world(tmp_path / "real", "pretrained")
+    real = UnlearnSettings(start="REAL", batch_size=8)
+    assert run_steps("gd", real, sets) == 3 and run_steps("rmu", real, sets) == 5
+    assert run_steps("gd", replace(real, batch_size=2), sets) == 10
+    assert run_steps("rmu", replace(real, steps=7), sets) == 7
+    assert run_steps("gd", UnlearnSettings(), sets) == 60

@@ -39,6 +39,8 @@ def test_choice_lens_by_hand():
     resid = torch.tensor([[[[1.0, 1.0, 1.0], [3.0, 0.0, 0.0]]]])  # [layers 1, seqs 1, T 2, d 3]
     seqs, cols, tokens = torch.tensor([0, 0, 0]), torch.tensor([0, 1, 0]), torch.tensor([2, 0, 1])
     got = choice_lens(resid, seqs, cols, tokens, readout)[0]  # terms 0 and 2 read one position
+    shared = choice_lens(resid, seqs, cols, tokens, readout, torch.tensor([True, False, True]))[0]
+    assert shared[[0, 2]].tolist() == [1.0, 1.0] and shared[1] == got[1]  # logits alone where shared
     # rms-normalised [1,1,1] stays [1,1,1]: log-softmax of token 2 is -log 3; [3,0,0] normalises to
     # [√3,0,0]: log-softmax of token 0 is √3 - log(e^√3 + 2)
     assert got[0].item() == pytest.approx(-np.log(3), abs=1e-6)
@@ -48,16 +50,17 @@ def test_choice_lens_by_hand():
 
 def test_the_lens_reads_only_terms_that_tell_choices_apart():
     """Hand-made plan: fact 0's choices [5, 1, 3] and [5, 1, 4] share one row (prompt [9]) and differ
-    only at the last token (terms 2 and 5); fact 1's [7] is a prefix of [7, 8]: the common term 7 adds
-    the same to both, so only [7, 8]'s 8 is read (and [7] wins unless log p(8 | 7) > 0: never)."""
-    from forensics.measure.probing import distinct_terms
+    only at the last token (terms 2 and 5), at a position both pass through (no normaliser needed);
+    fact 1's [7] is a prefix of [7, 8]: the common term 7 adds the same to both, so only [7, 8]'s 8 is
+    read (and [7] wins unless log p(8 | 7) > 0: never), normalised: [7] does not pass there."""
+    from forensics.measure.probing import lens_terms
     from forensics.models.scoring import ChoicePlan
 
     rows = [([9, 5, 1, 3], 1), ([9, 7, 8], 1)]
     terms = [(0, 0, 0, 5), (0, 0, 1, 1), (0, 0, 2, 3), (1, 0, 0, 5), (1, 0, 1, 1), (1, 0, 2, 4)]
     terms += [(2, 1, 0, 7), (3, 1, 0, 7), (3, 1, 1, 8)]
     plan = ChoicePlan([[9], [9]], [], [(0, 0), (0, 1), (1, 0), (1, 1)], rows, terms, 2)
-    assert distinct_terms(plan) == [2, 5, 8]
+    assert lens_terms(plan) == ([2, 5, 8], {2, 5})
 
 
 def test_the_lens_rows_give_the_prompts_residuals_and_fill_the_cache(micro_world, tmp_path):

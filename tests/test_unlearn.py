@@ -133,21 +133,6 @@ def test_rmu_on_mlp_out_touches_only_the_mlp_output_projections(micro_world, tmp
         grid_for("rmu", UnlearnSettings(fixed={"update": "all"}), 2)
 
 
-def test_rmu_skips_the_positions_a_retain_text_shares():
-    """By hand: retain texts [1, 2, 3] and [1, 4]; forget rows [1, 2, 5, 6] and [7, 1, 2] (padded with
-    0): the first row's positions 0–1 have a retain text's context ([1], [1, 2]) and are left out; the
-    second row shares no first token, and its padding stays out as before."""
-    from forensics.unlearn.rmu import own_positions, shared_prefixes
-
-    prefixes = shared_prefixes([[1, 2, 3], [1, 4]])
-    batch = {
-        "input_ids": torch.tensor([[1, 2, 5, 6], [7, 1, 2, 0]]),
-        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
-    }
-    assert own_positions(batch, prefixes).tolist() == [[0, 0, 1, 1], [1, 1, 1, 0]]
-    assert own_positions(batch, set()).tolist() == batch["attention_mask"].tolist()
-
-
 def test_resume_does_not_redo(micro_world, unlearned):
     meta, path = unlearned["gd"]
     _, sets = load_world(micro_world)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def cmd_real(a: argparse.Namespace) -> None:
         settings = UnlearnSettings(
             start="REAL",
             batch_size=a.batch_size,
-            steps=a.steps or unlearning_steps(out, world, a.batch_size),
+            steps=a.steps,
             budget=a.budget,
             checks=6,
             seed=a.seed,
@@ -101,20 +100,6 @@ def cmd_real(a: argparse.Namespace) -> None:
             started=start,
         )
         finish_kinds(results, by_kind, ks, start)
-
-
-# passes over a kind's forget set per unlearning run: 30 steps of 8 over the 96 facts of 4 splits of 24,
-# with which GD and NPO met the rule on both kinds; at 136 facts 30 steps left GD on the pretrained kind
-# at forget 0.353 (the rule: at most 0.35) after both runs of its sweep
-UNLEARN_PASSES = 2.5
-
-
-def unlearning_steps(out: Path, world: dict, batch_size: int) -> int:
-    """Optimizer steps per unlearning run: `UNLEARN_PASSES` over the largest kind's forget set."""
-    from forensics.worlds.world import load_world
-
-    sizes = [len(load_world(out, kind)[1].forget_facts()) for kind in world["kinds"]]
-    return math.ceil(UNLEARN_PASSES * max(sizes) / batch_size)
 
 
 def add(subparsers) -> None:
@@ -152,9 +137,12 @@ def add(subparsers) -> None:
         "--steps",
         type=_positive_int,
         default=None,
-        help=f"optimizer steps per unlearning run (default: {UNLEARN_PASSES:g} passes over the forget set)",
+        help="optimizer steps per unlearning run (default: each method's passes over its kind's forget set, "
+        "e.g. GD 2.5, RMU 5)",
     )
-    re_.add_argument("--budget", type=_positive_int, default=2, help="unlearning runs per method at most")
+    re_.add_argument(
+        "--budget", type=_positive_int, default=4, help="unlearning runs per method at most (default 4)"
+    )
     re_.add_argument("--batch-size", type=_positive_int, default=8)
     re_.add_argument("--grid", default="real", help="the study's grid: real (default, 2 CPU cores) or paper")
     re_.add_argument(

@@ -107,8 +107,8 @@ def residuals_and_lens(
 
     Under `choice`, one-token choices are read from the final-position residuals (the scorer's own
     plan); longer choices' rows are streamed through the lens batch by batch, read only where a
-    fact's choices differ (`distinct_terms`: the choices' log-likelihoods less one amount per fact,
-    so the same choice wins). A row holds its fact's prompt, and causal attention leaves the prompt's
+    fact's choices differ (`lens_terms`: the choices' log-likelihoods less one amount per fact, so
+    the same choice wins). A row holds its fact's prompt, and causal attention leaves the prompt's
     last position as the prompt alone gives it: the residuals of facts with rows are read there, only
     the other facts' prompts run on their own, and the whole is cached under the prompts' key, as
     `features` would cache it (when it is cached already, it is read from the cache)."""
@@ -138,7 +138,8 @@ def residuals_and_lens(
     terms = torch.zeros(len(hooks), len(plan.terms))
     if plan.rows:
         by_row: dict[int, list[int]] = {}
-        for n in distinct_terms(plan):
+        kept, shared = lens_terms(plan)
+        for n in kept:
             by_row.setdefault(plan.terms[n][1], []).append(n)
         on_device = readout.to(input_device(bridge))
         width = max(map(len, by_row.values()))
@@ -155,9 +156,10 @@ def residuals_and_lens(
                 torch.tensor(x, device=stacked.device)
                 for x in zip(*((b, plan.terms[n][2], plan.terms[n][3]) for b, _, n in picks), strict=True)
             )
+            at_shared = torch.tensor([n in shared for _, _, n in picks])
             out = torch.zeros(stacked.shape[0], width, len(rows))
             b, k = (torch.tensor(x) for x in zip(*((b, k) for b, k, _ in picks), strict=True))
-            out[:, k, b] = choice_lens(stacked, seqs, cols, toks, on_device).cpu()
+            out[:, k, b] = choice_lens(stacked, seqs, cols, toks, on_device, at_shared).cpu()
             return out
 
         per_row = stream_ids(bridge, [ids for ids, _ in plan.rows], reduce, hooks)
@@ -180,22 +182,28 @@ def residuals_and_lens(
     return X, (torch.stack(table).argmax(-1) == answers).numpy()
 
 
-def distinct_terms(plan) -> list[int]:
-    """The plan's terms that tell a fact's choices apart: a term every choice of its fact reads (the
-    same token after the same tokens: " 19" of " 1913" … " 1916") adds the same to each and is left
-    out, so the lens reads each fact at the positions where its choices differ. Every row keeps its
-    choice's last token."""
+def lens_terms(plan) -> tuple[list[int], set[int]]:
+    """(the plan's terms the lens reads, those of them read where every choice of the fact passes).
+
+    A term every choice of its fact reads (the same token after the same tokens: " 19" of " 1913" …
+    " 1916") adds the same to each and is left out, so the lens reads each fact only where its
+    choices differ; every row keeps its choice's last token. A kept term at a position every choice
+    passes through (the last digit after " 191") needs no normaliser there: each choice has one term
+    at that position, so the normaliser adds the same to each (`choice_lens`'s `shared`)."""
     fact_of = [plan.long[c][0] for c, _, _, _ in plan.terms]
     choices: dict[int, int] = {}
     for i, _ in plan.long:
         choices[i] = choices.get(i, 0) + 1
     readers: dict[tuple, set[int]] = {}
+    passing: dict[tuple, set[int]] = {}
     keys = []
     for n, (c, row, pos, tok) in enumerate(plan.terms):
-        key = (fact_of[n], tuple(plan.rows[row][0][: pos + 1]), tok)
-        readers.setdefault(key, set()).add(c)
-        keys.append(key)
-    return [n for n, key in enumerate(keys) if len(readers[key]) < choices[fact_of[n]]]
+        at = (fact_of[n], tuple(plan.rows[row][0][: pos + 1]))
+        readers.setdefault((*at, tok), set()).add(c)
+        passing.setdefault(at, set()).add(c)
+        keys.append(at)
+    kept = [n for n, at in enumerate(keys) if len(readers[(*at, plan.terms[n][3])]) < choices[at[0]]]
+    return kept, {n for n in kept if len(passing[keys[n]]) == choices[keys[n][0]]}
 
 
 def _per_layer(correct: np.ndarray) -> list[dict]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -56,7 +57,7 @@ class UnlearnSettings:
     batch_size: int = 32
     seed: int = 0
     min_retain: float = 0.9  # of the original's retain accuracy
-    steps: int | None = None  # overrides each method's default
+    steps: int | None = None  # overrides each method's default (`run_steps`)
     fixed: dict = field(default_factory=dict)  # hyperparameters fixed at every point of the methods that
     # declare them fixable (`Method.fixable`): {"layer": 1} is RMU's layer
     lrs: tuple[float, ...] | None = None  # replaces the learning rates of each method's grid
@@ -135,11 +136,23 @@ def _request(
         "retain": sorted({f.split for f in sets.retain}),
         "facts": facts_digest([*sets.forget_facts(), *sets.near_retain, *sets.retain]),
         "settings": asdict(settings),
+        "steps": run_steps(name, settings, sets),
         "grid": grid,
         "runtime": runtime.as_json(),
         "code": CODE_VERSION,
     }
     return json.loads(json.dumps(request))  # as it reads back from the metadata file
+
+
+def run_steps(name: str, settings: UnlearnSettings, sets: Sets) -> int:
+    """Optimizer steps per run: the settings' override; else, from a pretrained model's first point
+    (start REAL), the method's `real_passes` over the forget set; else the method's own steps."""
+    method = METHODS[name]
+    if settings.steps:
+        return settings.steps
+    if settings.start == "REAL":
+        return math.ceil(method.real_passes * len(sets.forget_facts()) / settings.batch_size)
+    return method.steps
 
 
 def forget_target(sets: Sets, settings: UnlearnSettings) -> float:
@@ -319,13 +332,12 @@ def sweep_point(
         p.requires_grad_(False)
     data = streams(sets, default_format(settings.scorer))
     sample = collate([encode(tok, e.prompt, e.target) for e in data["forget"][:64]], pad_id(tok))
-    retain_ids = [encode(tok, e.prompt, e.target)[0] for e in data["retain"]]
-    state = {"reference": reference, "seed": settings.seed, "forget_sample": sample, "retain_ids": retain_ids}
+    state = {"reference": reference, "seed": settings.seed, "forget_sample": sample}
     model = copy.deepcopy(reference)
     for p in model.parameters():
         p.requires_grad_(True)
     trainable = method.trainable(model, params) if method.trainable is not None else None
-    steps = settings.steps or method.steps
+    steps = run_steps(name, settings, sets)
     cfg = TrainConfig(
         lr=params["lr"],
         steps=steps,
