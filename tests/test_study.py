@@ -100,8 +100,9 @@ def test_study_writes_results_and_report(first_run):
     assert results["control_action_map"]["layers"] == ["0", "1"]
     summary_md = (first_run / "summary.md").read_text()
     assert summary_md.startswith("# Unlearning forensics: micro")
-    for name, row in results["summary"].items():  # the information map in words, per method
-        assert row["where"].startswith("probe reads ") and f"- **{name}**: probe reads " in summary_md
+    where = summary_md.split("Where the answers still are")[1]  # the information map in words
+    for name, row in results["summary"].items():
+        assert " reads " in row["where"] and f"- **{name}**: " in where
     assert "<ul id='where'>" in (first_run / "report/index.html").read_text()
     assert set(results["versions"]) >= {"forensics", "torch", "transformers", "transformer_lens"}
     assert "unknown" not in results["versions"].values()
