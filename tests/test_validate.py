@@ -3,6 +3,8 @@ block tuned to suppress, and one with only its output layer tuned, are called hi
 
 import shutil
 
+import pytest
+
 from forensics.cli import main
 
 
@@ -22,10 +24,11 @@ def test_validate_on_the_micro_world(micro_world, tmp_path, capsys):
     assert (world / "validate/models_w/study/results.json").exists()
 
 
-def test_the_real_grids_planted_block_trains_until_the_rule_is_met(micro_world, tmp_path):
-    """On the `real` grid the suppression is checked every 20 steps and stops at the first check where
-    the forget facts are at chance + the unlearning margin (or runs its 240 steps): the check record
-    in the checkpoint's metadata says which."""
+@pytest.mark.parametrize("part", ["block:1", "output"])
+def test_the_real_grids_suppression_trains_until_the_rule_is_met(micro_world, tmp_path, part):
+    """On the `real` grid the suppression (one block, or the output layer) is checked every 20 steps
+    and stops at the first check where the forget facts are at chance + the unlearning margin (or runs
+    its 240 steps): the check record in the checkpoint's metadata says which."""
     import numpy as np
 
     from forensics.models.checkpoint import read_metadata
@@ -35,10 +38,10 @@ def test_the_real_grids_planted_block_trains_until_the_rule_is_met(micro_world, 
 
     world, sets = load_world(micro_world)
     out = suppressed(
-        micro_world / "checkpoints/original", sets, world["scorer"], tmp_path / "p", "block:1", 0, "real"
+        micro_world / "checkpoints/original", sets, world["scorer"], tmp_path / "p", part, 0, "real"
     )
     checks = read_metadata(out)["forget_by_check"]
-    cfg = SUPPRESS["real"]["block"]
+    cfg = SUPPRESS["real"][part.split(":")[0]]
     target = np.mean([1 / len(f.choices) for f in sets.forget_facts()]) + UnlearnSettings().forget_margin
     assert all(f > target + 1e-3 for f in checks[:-1])  # no check before the last met the rule
     assert checks[-1] <= target + 1e-3 or len(checks) == cfg.steps // cfg.check_every

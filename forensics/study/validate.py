@@ -44,11 +44,12 @@ SUPPRESS = {
         "output": TrainConfig(lr=3e-2, steps=200, batch_size=16, warmup=5),
     },
     # a pretrained ~100M model (`forensics real`): its own scale of step, a batch of 8; one block of
-    # SmolLM2's 30 takes more steps than the tiny worlds' (60 steps at 3e-4 left forget at 0.71), so
-    # it trains until the unlearning rule is met, checked every 20 steps
+    # SmolLM2's 30 takes more steps than the tiny worlds' (60 steps at 3e-4 left forget at 0.71), and
+    # the output layer too (60 steps at 1e-3 left forget at 0.65), so both train until the unlearning
+    # rule is met, checked every 20 steps
     "real": {
         "block": TrainConfig(lr=1e-3, steps=240, batch_size=8, warmup=5, check_every=20),
-        "output": TrainConfig(lr=1e-3, steps=60, batch_size=8, warmup=5),
+        "output": TrainConfig(lr=1e-3, steps=240, batch_size=8, warmup=5, check_every=20),
     },
 }
 
