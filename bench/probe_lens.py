@@ -20,21 +20,17 @@ from pathlib import Path
 
 
 def tiny_world(folder: Path):
-    """(checkpoint dir, sets, scorer): a random tiny Llama with the tiny world's tokenizer, saved."""
+    """(checkpoint dir, sets, scorer): a random tiny Llama with the smoke tests' world's tokenizer, saved."""
     import torch
     from transformers import LlamaForCausalLM
 
-    from bench.models import llama_config
-    from forensics.worlds.spec import WorldConfig, world_sets, world_texts
-    from forensics.worlds.world import world_tokenizer
+    from bench.models import llama_config, world
 
-    cfg = WorldConfig(n_people=24, n_ships=16, n_forget=12, n_forget_splits=3, vocab_size=300)
-    sets = world_sets(cfg)
-    facts = [*sets.forget_facts(), *sets.near_retain, *sets.retain]
-    tok, positions = world_tokenizer(world_texts(facts), cfg.vocab_size, max(len(f.choices) for f in facts))
+    cfg, sets, tok, positions = world(tiny=True)
     torch.manual_seed(0)
-    shape = llama_config(True, vocab_size=max(512, len(tok)), max_position_embeddings=positions)
-    model = LlamaForCausalLM(shape)
+    model = LlamaForCausalLM(
+        llama_config(True, vocab_size=max(512, len(tok)), max_position_embeddings=positions)
+    )
     model.save_pretrained(str(folder), safe_serialization=True)
     tok.save_pretrained(str(folder))
     return folder, sets, cfg.scorer
@@ -89,6 +85,7 @@ def main() -> None:
         p.error("--world (a `forensics real` folder) or --tiny")
     with tempfile.TemporaryDirectory() as tmp:
         path, sets, scorer = tiny_world(Path(tmp)) if a.tiny else real_world(a.world, a.kind)
+        # the peer is a plain HF model of its own: the bridge wraps the model it boots on in hook points
         model, tok = load_checkpoint(path)
         bridge = boot_bridge(path)
     facts = [*sets.forget_facts(), *sets.near_retain, *sets.retain, *sets.control_facts()]

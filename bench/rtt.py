@@ -33,16 +33,10 @@ def setup(tiny: bool):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from bench.models import describe, llama_config
+    from bench.models import describe, llama_config, world
     from forensics.facts.formats import default_format, examples
-    from forensics.worlds.spec import WorldConfig, world_sets, world_texts
-    from forensics.worlds.world import world_tokenizer
 
-    tiny_world = dict(n_people=24, n_ships=16, n_forget=12, n_forget_splits=3, vocab_size=300)
-    cfg = WorldConfig(**tiny_world) if tiny else WorldConfig()  # the demo world's: T of 75 facts
-    sets = world_sets(cfg)
-    facts = [*sets.forget_facts(), *sets.near_retain, *sets.retain]
-    tok, _ = world_tokenizer(world_texts(facts), cfg.vocab_size, max(len(f.choices) for f in facts))
+    cfg, sets, tok, _ = world(tiny)  # the demo world's: T of 75 facts
     model_cfg = llama_config(True, vocab_size=max(512, len(tok))) if tiny else LlamaConfig(**SMOLLM2)
     torch.manual_seed(0)
     model = LlamaForCausalLM(model_cfg)

@@ -76,7 +76,8 @@ def test_the_lens_rows_give_the_prompts_residuals_and_fill_the_cache(micro_world
     facts += [replace(f, choices=("B", "C", "D", "E")) for f in sets.retain[:5]]  # one-token choices
     X, lens = residuals_and_lens(bridge, facts, "choice", tmp_path, "w")
     torch.testing.assert_close(X, features(bridge, facts, "choice", None, "w"), atol=1e-5, rtol=1e-4)
-    assert lens.tolist() == lens_correct(bridge, facts, "choice", None, "w").tolist()
+    # read back: the residuals from the cache, the lens from the rows alone (the other path), the same
+    assert lens.tolist() == lens_correct(bridge, facts, "choice", tmp_path, "w").tolist()
     again = extract(bridge, feature_prompts(facts, "choice"), cache_dir=tmp_path, weights="w")
     assert again.forward_passes == 0 and torch.equal(again.stack(), X)
 

@@ -127,14 +127,15 @@ def residuals_and_lens(
     if cache_dir:
         weights = weights or weights_digest(bridge)
         found = lookup(cache_dir, weights, bridge.tokenizer, prompts, hooks, dtype)
-    if found is not None or not plan.rows:
-        X, own = features(bridge, facts, scorer, cache_dir, weights), {}
-    else:  # each fact with rows gives its residuals from its first row
+    own: dict[int, int] = {}  # row -> the fact whose prompt residuals it gives (one row per fact)
+    if found is not None:
+        X = found.stack()
+    elif not plan.rows:
+        X = features(bridge, facts, scorer, cache_dir, weights)
+    else:
         X = torch.zeros(len(hooks), len(facts), bridge.cfg.d_model, dtype=dtype)
-        own = {}
-        for c, row, _, _ in plan.terms:
-            own.setdefault(plan.long[c][0], row)
-        own = {row: fact for fact, row in own.items()}
+        one_row = {plan.long[c][0]: row for c, row, _, _ in plan.terms}  # any row holds the prompt
+        own = {row: fact for fact, row in one_row.items()}
     terms = torch.zeros(len(hooks), len(plan.terms))
     if plan.rows:
         by_row: dict[int, list[int]] = {}

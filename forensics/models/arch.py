@@ -42,8 +42,8 @@ PART_KINDS = {
 TOP_KINDS = {"embed": "embed", "pos_embed": "embed", "ln_final": "norm", "unembed": "unembed"}
 
 
-class _Stop(Exception):
-    """Raised after the block whose output is wanted: the rest of the pass is not needed."""
+class StopForward(Exception):
+    """Raised by a hook once what a forward pass is run for has been read: the rest is not needed."""
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,12 @@ class Arch:
         def keep(_m, _i, out):
             seen.append(out[0] if isinstance(out, tuple) else out)
             if not rest:
-                raise _Stop
+                raise StopForward
 
         handle = self.block(model, layer).register_forward_hook(keep)
         try:
             out = model(input_ids, attention_mask=attention_mask)
-        except _Stop:
+        except StopForward:
             out = None
         finally:
             handle.remove()

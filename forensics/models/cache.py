@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from forensics.errors import InputError, warn
+from forensics.models.arch import StopForward
 from forensics.models.digest import key, weights_digest
 from forensics.models.tokens import encode, pad_id
 
@@ -69,10 +70,6 @@ class Activations:
         return torch.stack([self[h] for h in hooks or self.hooks])
 
 
-class _Stop(Exception):
-    """Raised by the last requested hook: nothing after it is needed."""
-
-
 def _encode_prompts(tok, prompts: Sequence[str]) -> list[list[int]]:
     ids = [encode(tok, p, "")[0] for p in prompts]
     for p, i in zip(prompts, ids, strict=True):
@@ -91,7 +88,7 @@ def forward_until(bridge, ids: torch.Tensor, attention: torch.Tensor, hooks: lis
             write(name, act)
             pending.discard(name)
             if not pending:
-                raise _Stop
+                raise StopForward
             return act
 
         return fn
@@ -99,7 +96,7 @@ def forward_until(bridge, ids: torch.Tensor, attention: torch.Tensor, hooks: lis
     with bridge.hooks(fwd_hooks=[(h, make(h)) for h in hooks]):
         try:
             bridge(ids, attention_mask=attention)
-        except _Stop:
+        except StopForward:
             pass
     if pending:
         raise InputError(f"hook(s) {', '.join(sorted(pending))} never ran in the forward pass")

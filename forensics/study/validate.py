@@ -152,10 +152,11 @@ def action_at_block(action: dict | None, block: int) -> dict:
     """Does the planted model's action map point at its tuned block? Per action row (‖ΔW‖/‖W‖, forget
     accuracy gained by reverting a block, …) the block where it is largest; at the block only if
     every row peaks there. None without an action map."""
+    rows = {k: v for k, v in (action or {}).items() if k != "layers"}
     peaks = {}
-    for row, values in (action or {}).items():
+    for row, values in rows.items():
         at = [(v, layer) for v, layer in zip(values, action["layers"], strict=True) if v is not None]
-        if row != "layers" and at:
+        if at:
             peaks[row] = max(at)[1]
     at_block = all(p == str(block) for p in peaks.values()) if peaks else None
     return {"action_peaks": peaks, "action_at_block": at_block}

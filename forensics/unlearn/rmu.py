@@ -29,6 +29,7 @@ REAL = {"lr": 3e-4, "layer": None, "c": 3.0, "alpha": 30.0}
 REAL_PASSES = 5.0
 RETAIN_KEY = "alpha"  # what the adaptive sweep raises when a run costs too much retain
 STREAMS = ("forget", "retain")
+UPDATES = ("block", "mlp_out")  # what RMU trains in blocks ℓ-2..ℓ: every parameter, or the MLP outputs
 FIXABLE = ("layer", "update")  # `forensics unlearn --rmu-layer`; `fixed` in the API
 
 
@@ -40,9 +41,6 @@ def resolve(params: dict, n_layers: int) -> dict:
     if params.get("update", "block") not in UPDATES:
         raise InputError(f"RMU update '{params['update']}': choose {', '.join(UPDATES)}")
     return {**params, "layer": layer}
-
-
-UPDATES = ("block", "mlp_out")
 
 
 def trainable(model: torch.nn.Module, params: dict) -> list[torch.nn.Parameter]:
