@@ -8,8 +8,9 @@ study runs it (`probe_bridge`: residuals, probes and control task for every laye
 screen, transfer, logit lens; no disk cache, so the forward passes are counted); the peer is one
 batched forward over the lens's prompts keeping every layer's hidden states. Prints one JSON line:
 the lens's seconds and its parts (the one pass that gives the residuals and the logit lens; the
-probe fits and the rest), the peer's, their ratio (the goal: ≤ 1.5),
-and how far the lens's residuals are from the peer's hidden states (the cross-check).
+probe fits and the rest), the peer's, their ratio (the goal: ≤ 1.5), the same against a peer over the
+statements (question + each choice: the sequences the choice-scoring probes read), and how far the
+lens's residuals and statements are from the peers' hidden states (the cross-check).
 """
 
 import argparse
@@ -44,14 +45,14 @@ def real_world(root: Path, kind: str):
     return root / world["models"]["original"]["path"], sets, "choice"
 
 
-def peer(model, tok, prompts: list[str], batch_size: int = 32):
-    """(seconds, [layers + 1, n, d]): one forward over `prompts` (length-sorted right-padded batches, as
-    the cache runs them) with every layer's hidden states returned, and those at each final position."""
+def peer(model, tok, ids: list[list[int]], batch_size: int = 32):
+    """(seconds, [layers + 1, n, d]): one forward over token sequences (length-sorted right-padded
+    batches, as the cache runs them) with every layer's hidden states returned, and those at each
+    final position."""
     import torch
 
-    from forensics.models.tokens import encode, pad_id
+    from forensics.models.tokens import pad_id
 
-    ids = [encode(tok, p, "")[0] for p in prompts]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = [None] * len(ids)
     start = time.perf_counter()
@@ -75,6 +76,8 @@ def main() -> None:
     from forensics.lenses.probes import LIGHT
     from forensics.measure.probing import feature_prompts, probe_bridge, residuals_and_lens
     from forensics.models.checkpoint import boot_bridge, load_checkpoint
+    from forensics.models.scoring import choice_plan
+    from forensics.models.tokens import encode
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--world", type=Path, help="a `forensics real` output folder")
@@ -89,17 +92,25 @@ def main() -> None:
         model, tok = load_checkpoint(path)
         bridge = boot_bridge(path)
     facts = [*sets.forget_facts(), *sets.near_retain, *sets.retain, *sets.control_facts()]
-    prompts = feature_prompts(facts, scorer)
+    prompts = [encode(tok, p, "")[0] for p in feature_prompts(facts, scorer)]
+    plan = choice_plan(tok, facts, own_rows=True)
+    statements = [ids for ids, _ in plan.rows]  # question + choice, each choice once
     peer(model, tok, prompts[:8])  # warm-up: first-call costs for neither
     plain, hidden = peer(model, tok, prompts)
+    plain_statements, hidden_statements = peer(model, tok, statements)
     start = time.perf_counter()
     probe_bridge(bridge, sets, scorer, settings=LIGHT, reference=None)
     lens_s = time.perf_counter() - start
     start = time.perf_counter()
-    resid, _ = residuals_and_lens(bridge, facts, scorer, None, None)
+    resid, _, S = residuals_and_lens(bridge, facts, scorer, None, None, statements=scorer == "choice")
     pass_s = time.perf_counter() - start
     # HF's last hidden state is after the final norm, the lens's before it: the others must agree
     diff = (resid[:-1].float() - hidden[:-1].float()).abs().max().item()
+    if S is not None:
+        picked = torch.stack([S[:, i, j] for c, (i, j) in enumerate(plan.long)], dim=1)
+        row_of = {c: row for c, row, _, _ in plan.terms}
+        order = [row_of[c] for c in range(len(plan.long))]
+        diff = max(diff, (picked[:-1].float() - hidden_statements[:-1, order].float()).abs().max().item())
     print(
         json.dumps(
             {
@@ -109,8 +120,10 @@ def main() -> None:
                 "facts": len(facts),
                 "layers": bridge.cfg.n_layers,
                 "peer_s": round(plain, 3),
+                "peer_statements_s": round(plain_statements, 3),
                 "lens_s": round(lens_s, 3),
                 "lens_over_peer": round(lens_s / plain, 3),
+                "lens_over_peer_statements": round(lens_s / plain_statements, 3),
                 "parts_s": {"pass": round(pass_s, 3), "fits_and_rest": round(lens_s - pass_s, 3)},
                 "resid_max_abs_diff": diff,
             }

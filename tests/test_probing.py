@@ -74,12 +74,40 @@ def test_the_lens_rows_give_the_prompts_residuals_and_fill_the_cache(micro_world
     bridge = boot_bridge(micro_world / "checkpoints/original")
     facts = [*sets.forget_facts(), *sets.retain]
     facts += [replace(f, choices=("B", "C", "D", "E")) for f in sets.retain[:5]]  # one-token choices
-    X, lens = residuals_and_lens(bridge, facts, "choice", tmp_path, "w")
+    X, lens, _ = residuals_and_lens(bridge, facts, "choice", tmp_path, "w")
     torch.testing.assert_close(X, features(bridge, facts, "choice", None, "w"), atol=1e-5, rtol=1e-4)
     # read back: the residuals from the cache, the lens from the rows alone (the other path), the same
     assert lens.tolist() == lens_correct(bridge, facts, "choice", tmp_path, "w").tolist()
     again = extract(bridge, feature_prompts(facts, "choice"), cache_dir=tmp_path, weights="w")
     assert again.forward_passes == 0 and torch.equal(again.stack(), X)
+
+
+def test_statements_are_the_hf_hidden_states_at_each_choices_last_token(micro_world):
+    """The choice-scoring probes' features: one row per choice (one-token choices too), its last
+    position's residual at every layer, cross-checked with HF `output_hidden_states`; the lens read
+    from those rows is the lens read from the shared rows."""
+    from forensics.measure.probing import residuals_and_lens
+    from forensics.models.scoring import choice_plan
+
+    _, sets = load_world(micro_world)
+    bridge = boot_bridge(micro_world / "checkpoints/original")
+    facts = [*sets.forget_facts()[:12], *sets.retain[:6]]
+    facts += [replace(f, choices=("B", "C", "D")) for f in sets.retain[:3]]  # one-token, three choices
+    X, lens, S = residuals_and_lens(bridge, facts, "choice", None, "w", statements=True)
+    X0, lens0, none = residuals_and_lens(bridge, facts, "choice", None, "w")
+    assert none is None and lens.tolist() == lens0.tolist()
+    torch.testing.assert_close(X, X0, atol=1e-5, rtol=1e-4)
+    plan = choice_plan(bridge.tokenizer, facts, own_rows=True)
+    assert len(plan.rows) == sum(len(f.choices) for f in facts)
+    model = bridge.original_model
+    for c, row, _, _ in plan.terms[:: max(1, len(plan.terms) // 20)]:
+        fact, choice = plan.long[c]
+        ids = torch.tensor([plan.rows[row][0]])
+        with torch.no_grad():
+            hidden = model(ids, output_hidden_states=True).hidden_states
+        want = torch.stack([h[0, -1] for h in hidden[:-1]])  # HF's last is after the final norm
+        torch.testing.assert_close(S[:-1, fact, choice].float(), want.float(), atol=1e-4, rtol=1e-3)
+    assert (S[:, -1, 3] == 0).all()  # a fact's missing fourth choice is a zero pad
 
 
 @pytest.mark.parametrize("scorer", ["choice", "letter"])

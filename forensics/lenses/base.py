@@ -112,6 +112,7 @@ class Lens:
     presets: Mapping[str, Any] = field(default_factory=dict)  # grid name → its settings there (else defaults)
     shares: Mapping[str, str] = field(default_factory=dict)  # study-wide setting → its settings' field
     skips_failed: bool = False  # leaves out the checkpoints whose unlearning failed (`Context.failed`)
+    version: int = 0  # raised when what it computes changes: a stage kept from before is redone
 
     def preset(self, grid: str):
         """Its settings under grid `grid` (its own preset there, else its settings' defaults)."""
@@ -132,6 +133,8 @@ class Lens:
         """What determines its section beyond the facts, scorer and runtime: the checkpoints'
         digests and its settings."""
         out: dict = {"models": ctx.digests}
+        if self.version:
+            out["version"] = self.version
         if self.skips_failed:
             out["skipped"] = ctx.failed
         if self.settings is not None:

@@ -1,11 +1,13 @@
 """The probe and logit-lens lenses: residuals from the cache, probes and lens from `probes/`.
 
-Probes: features are the residual at the final prompt position (embedding, then every layer);
-labels the correct answer (the letter under `letter`, the answer string under `choice`), predicted
-among the question's own choices. Trained on retain + near-retain + T, tested on V, rotated over
-V as in RTT, so every forget fact is tested once per model. Beside each: a control task (answers
-shuffled across facts), selectivity (accuracy − control), a closed-form ridge probe (a fast screen),
-and transfer (the original's probe on this model's V).
+Probes read every layer (and the embedding) and pick among the question's own choices. Under
+`letter`, a multinomial probe on the prompt's final-position residual names the letter; under
+`choice`, a choice-scoring probe (`probes.choice`) scores each choice from the residual at the last
+token of question + choice, so it can pick an answer no training fact had (V's years are mostly not
+T's: a probe over answer strings as classes is blind to them). Trained on retain + near-retain + T,
+tested on V, rotated over V as in RTT, so every forget fact is tested once per model. Beside each:
+a control task (answers shuffled across facts), selectivity (accuracy − control), a closed-form
+ridge probe (a fast screen), and transfer (the original's probe on this model's V).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from forensics.models.executor import Executor, Job
 from forensics.models.runtime import Runtime, input_device
 from forensics.models.scoring import choice_plan, letter_token_ids, long_logliks, plan_table
 from forensics.outcomes import bits
+from probes.choice import fit_choice, fit_choice_cv, predict_choice, ridge_choice
 from probes.lens import choice_lens, letter_lens
 from probes.linear import LogisticProbe, RidgeProbe, fit_batched, restricted_argmax
 from probes.selectivity import accuracy_with_ci, control_answers
@@ -77,6 +80,14 @@ def labels(facts: Sequence[Fact], scorer: str, answers: np.ndarray | None = None
     return y, allowed, classes
 
 
+def positions(facts: Sequence[Fact], answers: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(y [n], allowed [n, most choices]): each fact's answer (or `answers`) as a position among its
+    own choices, and which positions it has: the probes' labels under either scorer."""
+    y = np.array([f.answer for f in facts]) if answers is None else np.asarray(answers)
+    width = max(len(f.choices) for f in facts)
+    return y.astype(int), np.array([[j < len(f.choices) for j in range(width)] for f in facts])
+
+
 def features(
     bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | None, weights: str
 ) -> torch.Tensor:
@@ -101,9 +112,19 @@ def lens_correct(
 
 
 def residuals_and_lens(
-    bridge, facts: Sequence[Fact], scorer: str, cache_dir: Path | None, weights: str | None, translate=None
-) -> tuple[torch.Tensor, np.ndarray]:
-    """(`features`, `lens_correct`) from one pass over each prompt.
+    bridge,
+    facts: Sequence[Fact],
+    scorer: str,
+    cache_dir: Path | None,
+    weights: str | None,
+    translate=None,
+    statements: bool = False,
+) -> tuple[torch.Tensor, np.ndarray, torch.Tensor | None]:
+    """(`features`, `lens_correct`, statements) from one pass over each prompt.
+
+    With `statements` (under `choice`), every choice runs in a row of its own and the third item is
+    [layers + 1, n, most choices, d]: each choice's residuals at the last token of question + choice
+    (zeros where a fact has fewer choices), the choice-scoring probes' features; None otherwise.
 
     Under `choice`, one-token choices are read from the final-position residuals (the scorer's own
     plan); longer choices' rows are streamed through the lens batch by batch, read only where a
@@ -119,8 +140,8 @@ def residuals_and_lens(
         X = features(bridge, facts, scorer, cache_dir, weights)
         letters = letter_token_ids(bridge.tokenizer, max(len(f.choices) for f in facts))
         correct = letter_lens(translate(X), readout, letters, [len(f.choices) for f in facts]) == answers
-        return X, correct.numpy()
-    plan = choice_plan(bridge.tokenizer, facts)
+        return X, correct.numpy(), None
+    plan = choice_plan(bridge.tokenizer, facts, own_rows=statements)
     hooks = default_hooks(bridge.cfg.n_layers)
     prompts = feature_prompts(facts, scorer)
     dtype, found = model_dtype(bridge), None
@@ -136,6 +157,10 @@ def residuals_and_lens(
         X = torch.zeros(len(hooks), len(facts), bridge.cfg.d_model, dtype=dtype)
         one_row = {plan.long[c][0]: row for c, row, _, _ in plan.terms}  # any row holds the prompt
         own = {row: fact for fact, row in one_row.items()}
+    S, statement_of = None, {}
+    if statements:
+        S = torch.zeros(len(hooks), len(facts), plan.width, bridge.cfg.d_model, dtype=dtype)
+        statement_of = {row: plan.long[c] for c, row, _, _ in plan.terms}  # own rows: one choice each
     terms = torch.zeros(len(hooks), len(plan.terms))
     if plan.rows:
         by_row: dict[int, list[int]] = {}
@@ -151,6 +176,9 @@ def residuals_and_lens(
             for b, r in enumerate(rows):
                 if r in own:
                     X[:, own[r]] = raw[:, b, plan.rows[r][1] - 1].to("cpu", dtype)
+                if r in statement_of:  # the row's last position: its whole statement
+                    fact, choice = statement_of[r]
+                    S[:, fact, choice] = raw[:, b, len(plan.rows[r][0]) - 1].to("cpu", dtype)
             stacked = translate(raw)
             picks = [(b, k, n) for b, r in enumerate(rows) for k, n in enumerate(by_row.get(r, []))]
             seqs, cols, toks = (
@@ -180,7 +208,7 @@ def residuals_and_lens(
         if alone:  # read out only where a one-token choice is read
             first[alone] = torch.log_softmax(readout(resid[layer]), -1)[:, :needed]
         table.append(plan_table(plan, first, ll))
-    return X, (torch.stack(table).argmax(-1) == answers).numpy()
+    return X, (torch.stack(table).argmax(-1) == answers).numpy(), S
 
 
 def lens_terms(plan) -> tuple[list[int], set[int]]:
@@ -299,11 +327,8 @@ def probe_bridge(
     facts = [*known, *sets.control_facts()]  # control facts are read, never trained on
     n_forget, n_retain = len(forget), len(sets.retain)
     splits = np.array([f.split for f in forget])
-    y, allowed, classes = labels(facts, scorer)
-    n_choices = np.array([len(f.choices) for f in facts])
-    y_control, _, _ = labels(
-        facts, scorer, control_answers([f.answer for f in facts], n_choices, settings.seed)
-    )
+    y, allowed = positions(facts)
+    y_control, _ = positions(facts, control_answers(y, allowed.sum(1), settings.seed))
     rotations = [v for v, _, _ in sets.rotations()]
     tests = [np.flatnonzero(splits == v) for v in rotations]
     trains = [
@@ -311,20 +336,21 @@ def probe_bridge(
     ]
     c_splits = np.array([f.split for f in sets.control_facts()])
     c_tests = [len(known) + np.flatnonzero(c_splits == c) for c in sets.control]
-    X, lens = residuals_and_lens(bridge, facts, scorer, cache_dir, weights)
-    probes, controls, chosen_C = fit_rotations(X, y, y_control, allowed, trains, settings)
+    choice = not scorer.startswith("letter")  # score each choice's own statement; else the letters
+    X, lens, S = residuals_and_lens(bridge, facts, scorer, cache_dir, weights, statements=choice)
+    F = S if choice else X
+    probes, controls, chosen_C = fit_rotations(F, y, y_control, allowed, trains, settings)
     reference = reference or probes
     kinds = ("probe", "control", "transfer", "ridge")
     hits = {k: np.zeros((X.shape[0], n_forget), dtype=bool) for k in kinds}
     for test, train, probe, control, ref in zip(tests, trains, probes, controls, reference, strict=True):
-        ridge = RidgeProbe().fit(X[:, train], y[train], allowed[train])  # the fast screen beside it
-        hits["ridge"][:, test] = ridge.predict(X[:, test], allowed[test]) == y[test]
-        hits["probe"][:, test] = predict(probe, X[:, test], allowed[test]) == y[test]
-        hits["control"][:, test] = predict(control, X[:, test], allowed[test]) == y_control[test]
-        hits["transfer"][:, test] = predict(ref, X[:, test], allowed[test]) == y[test]
+        hits["ridge"][:, test] = ridge_screen(F, y, allowed, train, test) == y[test]
+        hits["probe"][:, test] = predict(probe, F[:, test], allowed[test]) == y[test]
+        hits["control"][:, test] = predict(control, F[:, test], allowed[test]) == y_control[test]
+        hits["transfer"][:, test] = predict(ref, F[:, test], allowed[test]) == y[test]
     on_control = np.zeros((X.shape[0], len(facts) - len(known)), dtype=bool)
     for test, probe in zip(c_tests, probes, strict=False):  # beside V: the same rotation's probe
-        on_control[:, test - len(known)] = predict(probe, X[:, test], allowed[test]) == y[test]
+        on_control[:, test - len(known)] = predict(probe, F[:, test], allowed[test]) == y[test]
     probe_acc, control_acc = _per_layer(hits["probe"]), _per_layer(hits["control"])
     extra = {}
     if sets.control:
@@ -334,7 +360,7 @@ def probe_bridge(
         }
     return {
         "layers": layer_names(X.shape[0] - 1),
-        "classes": len(classes),
+        "classes": allowed.shape[1],
         "probes": probes,
         "probe": probe_acc,
         "probe_correct": [bits(row) for row in hits["probe"]],  # per layer, forget facts in order
@@ -355,35 +381,61 @@ def probe_bridge(
 Weights = tuple[torch.Tensor, torch.Tensor]  # a fitted probe per layer: W [layers, d, K], b [layers, K]
 
 
-def predict(weights: Weights, X: torch.Tensor, allowed) -> np.ndarray:
-    """[layers, n] classes a fitted probe predicts, among each row's allowed classes."""
+def predict(weights, F: torch.Tensor, allowed) -> np.ndarray:
+    """[layers, n] each layer's pick among a fact's own choices: a letter probe's (W, b) on prompt
+    residuals F [layers, n, d], or a choice-scoring probe's W [layers, d] on statements
+    F [layers, n, K, d]."""
+    if not isinstance(weights, tuple):
+        return predict_choice(weights, F, allowed).numpy()
     W, b = weights
-    logits = torch.einsum("lnd,ldk->lnk", X.to(W.dtype), W) + b[:, None, :]
+    logits = torch.einsum("lnd,ldk->lnk", F.to(W.dtype), W) + b[:, None, :]
     return restricted_argmax(logits, torch.as_tensor(allowed)).numpy()
 
 
-def fit_rotations(X, y, y_control, allowed, trains, settings: ProbeSettings):
-    """Probe and control-task probe per rotation (their `Weights`) and the C chosen per layer. With
-    one strength, every rotation and the control task are fitted in one solve."""
+def ridge_screen(F: torch.Tensor, y, allowed, train, test) -> np.ndarray:
+    """[layers, test] the closed-form ridge screen's picks, trained on `train` (the probe's kind)."""
+    if F.ndim == 4:
+        W = ridge_choice(F[:, train], y[train], allowed[train])
+        return predict_choice(W, F[:, test], allowed[test]).numpy()
+    return RidgeProbe().fit(F[:, train], y[train], allowed[train]).predict(F[:, test], allowed[test])
+
+
+def fit_rotations(F, y, y_control, allowed, trains, settings: ProbeSettings):
+    """Probe and control-task probe per rotation and the C chosen per layer: letter probes' (W, b) on
+    prompt residuals [layers, n, d], choice-scoring probes' W on statements [layers, n, K, d]. With one
+    strength, every rotation and the control task are fitted in one solve."""
+    choice = F.ndim == 4
     if len(settings.Cs) > 1:
         probes, controls, chosen = [], [], []
         for train in trains:
-            probe = make_probe(settings).fit(X[:, train], y[train], allowed[train])
-            control = make_probe(settings).fit(X[:, train], y_control[train], allowed[train])
-            probes.append((probe.coef_, probe.intercept_))
-            controls.append((control.coef_, control.intercept_))
-            chosen.append(probe.C_)
+            if choice:
+                cv = (settings.Cs, settings.folds, settings.seed, settings.max_iter, settings.tol)
+                probe, C = fit_choice_cv(F[:, train], y[train], allowed[train], *cv)
+                control, _ = fit_choice_cv(F[:, train], y_control[train], allowed[train], *cv)
+            else:
+                fitted = make_probe(settings).fit(F[:, train], y[train], allowed[train])
+                other = make_probe(settings).fit(F[:, train], y_control[train], allowed[train])
+                probe, control = (fitted.coef_, fitted.intercept_), (other.coef_, other.intercept_)
+                C = fitted.C_
+            probes.append(probe)
+            controls.append(control)
+            chosen.append(C)
         return probes, controls, chosen
-    n, r = X.shape[1], len(trains)
+    n, r = F.shape[1], len(trains)
     masks = torch.zeros(2 * r, n, dtype=torch.bool)
     for i, train in enumerate(trains):
         masks[i, train] = masks[r + i, train] = True
     ys = torch.as_tensor(np.stack([y] * r + [y_control] * r), dtype=torch.long)
-    W, b = fit_batched(
-        X, ys, masks, settings.Cs, allowed.shape[1], settings.max_iter, settings.tol, torch.float32
-    )
-    fitted = [(W[:, i, 0], b[:, i, 0]) for i in range(2 * r)]
-    chosen = [[settings.Cs[0]] * X.shape[0]] * r
+    if choice:
+        fit = (settings.Cs[0], settings.max_iter, settings.tol)
+        W = fit_choice(F, ys, masks, torch.as_tensor(allowed), *fit)
+        fitted = [W[:, i] for i in range(2 * r)]
+    else:
+        W, b = fit_batched(
+            F, ys, masks, settings.Cs, allowed.shape[1], settings.max_iter, settings.tol, torch.float32
+        )
+        fitted = [(W[:, i, 0], b[:, i, 0]) for i in range(2 * r)]
+    chosen = [[settings.Cs[0]] * F.shape[0]] * r
     return fitted[:r], fitted[r:], chosen
 
 

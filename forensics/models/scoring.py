@@ -112,11 +112,12 @@ class ChoicePlan:
         return sorted({i for i, _, _ in self.first})
 
 
-def choice_plan(tokenizer, facts: Sequence[Fact]) -> ChoicePlan:
+def choice_plan(tokenizer, facts: Sequence[Fact], own_rows: bool = False) -> ChoicePlan:
     """The plan for `facts` (kept for the last few fact lists: RTT and localization score the same
-    facts again and again)."""
+    facts again and again). With `own_rows`, every choice has a row of its own, one-token choices
+    included: the row's last position is the whole statement, which choice-scoring probes read."""
     items = tuple((choice_context(f), tuple(choice_continuation(c) for c in f.choices)) for f in facts)
-    return _plan(tokenizer, items)
+    return _plan(tokenizer, items, own_rows)
 
 
 def _covers(row_tail: list[int], choice: list[int]) -> bool:
@@ -125,13 +126,13 @@ def _covers(row_tail: list[int], choice: list[int]) -> bool:
 
 
 @functools.lru_cache(maxsize=16)
-def _plan(tokenizer, items: tuple[tuple[str, tuple[str, ...]], ...]) -> ChoicePlan:
+def _plan(tokenizer, items: tuple[tuple[str, tuple[str, ...]], ...], own_rows: bool = False) -> ChoicePlan:
     """The plan for (context, continuations) items: each continuation scored after its context."""
     prompts, first, long, rows, terms = [], [], [], [], []
     for i, (context, continuations) in enumerate(items):
         prompt, tails = encode_tails(tokenizer, context, list(continuations))
         prompts.append(prompt)
-        if all(len(t) == 1 for t in tails):
+        if not own_rows and all(len(t) == 1 for t in tails):
             first += [(i, j, t[0]) for j, t in enumerate(tails)]
             continue
         placed: dict[int, int] = {}  # choice -> row
@@ -140,7 +141,7 @@ def _plan(tokenizer, items: tuple[tuple[str, tuple[str, ...]], ...]) -> ChoicePl
                 continue
             rows.append((prompt + tails[j], len(prompt)))
             for k, tail in enumerate(tails):
-                if k not in placed and _covers(tails[j], tail):
+                if k not in placed and (k == j or not own_rows and _covers(tails[j], tail)):
                     placed[k] = len(rows) - 1
         for j, tail in enumerate(tails):
             long.append((i, j))
