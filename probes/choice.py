@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from probes.linear import kfold_masks, lbfgs
+
 NEG = -1e30  # a disallowed choice's logit (finite: no NaN in the softmax's gradient)
 
 
@@ -51,15 +53,7 @@ def fit_choice(
     w = train_mask.to(dtype)
     rows = w.sum(1)  # [folds]
     V = torch.zeros(n_layers, folds, d, dtype=dtype, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [V],
-        lr=1,
-        max_iter=max_iter,
-        tolerance_grad=tol,
-        tolerance_change=1e-12,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
+    opt = lbfgs([V], max_iter, tol)
 
     def closure():
         opt.zero_grad()
@@ -114,8 +108,6 @@ def fit_choice_cv(
 ) -> tuple[torch.Tensor, list[float]]:
     """(W [layers, d], the strength chosen per layer): each layer's C by inner k-fold accuracy
     (the first, strongest regularisation, on ties), then refitted on every fact at that C."""
-    from probes.linear import kfold_masks
-
     allowed = torch.as_tensor(allowed, dtype=torch.bool)
     y = torch.as_tensor(y, dtype=torch.long)
     Cs = sorted(Cs)

@@ -33,13 +33,7 @@ class Readout:
     def __call__(self, resid: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Logits over the vocabulary, [..., vocab]; with `tokens` [...], only each row's own token's
         logit, [...] (no product with the whole unembedding)."""
-        x = resid.float()
-        if self.norm == "layer":
-            x = torch.nn.functional.layer_norm(x, x.shape[-1:], _f(self.weight), _f(self.bias), self.eps)
-        else:
-            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-            if self.weight is not None:
-                x = x * (1 + self.weight.float() if self.norm == "rms_offset" else self.weight.float())
+        x = self.normed(resid)
         if tokens is None:
             logits = x @ self.unembed.float().T
             bias = self.unembed_bias
@@ -49,6 +43,21 @@ class Readout:
         if bias is not None:
             logits = logits + bias.float()
         return logits if self.softcap is None else self.softcap * torch.tanh(logits / self.softcap)
+
+    def normed(self, resid: torch.Tensor) -> torch.Tensor:
+        """The final norm's output, [..., d] in float32."""
+        x = resid.float()
+        if self.norm == "layer":
+            return torch.nn.functional.layer_norm(x, x.shape[-1:], _f(self.weight), _f(self.bias), self.eps)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.weight is not None:
+            x = x * (1 + self.weight.float() if self.norm == "rms_offset" else self.weight.float())
+        return x
+
+    def products(self, resid: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """[..., d]: each dimension's share of each row's own token's logit (their sum, plus the bias,
+        is the logit before any softcap): what a probe reweighting the lens reads."""
+        return self.normed(resid) * self.unembed[tokens].float()
 
 
 def _f(t: torch.Tensor | None) -> torch.Tensor | None:

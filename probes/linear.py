@@ -98,15 +98,7 @@ def _solve(
     Zv, inv_v = Z[varying], inv[varying]
     V = start[0][varying].clone().requires_grad_()
     c = start[1].clone().requires_grad_()
-    opt = torch.optim.LBFGS(
-        [V, c],
-        lr=1,
-        max_iter=max_iter,
-        tolerance_grad=tol,
-        tolerance_change=1e-12,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
+    opt = lbfgs([V, c], max_iter, tol)
 
     def closure():
         opt.zero_grad()
@@ -123,6 +115,19 @@ def _solve(
     weights = torch.zeros(m, folds, d, n_classes, dtype=Z.dtype, device=Z.device)
     weights[varying] = V.detach()
     return weights, c.detach()
+
+
+def lbfgs(params: list[torch.Tensor], max_iter: int, tol: float) -> torch.optim.LBFGS:
+    """The probes' solver: L-BFGS with a strong-Wolfe line search, stopped by `tol` on the gradient."""
+    return torch.optim.LBFGS(
+        params,
+        lr=1,
+        max_iter=max_iter,
+        tolerance_grad=tol,
+        tolerance_change=1e-12,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
 
 
 def restricted_argmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

@@ -84,8 +84,9 @@ def test_the_lens_rows_give_the_prompts_residuals_and_fill_the_cache(micro_world
 
 def test_statements_are_the_hf_hidden_states_at_each_choices_last_token(micro_world):
     """The choice-scoring probes' features: one row per choice (one-token choices too), its last
-    position's residual at every layer, cross-checked with HF `output_hidden_states`; the lens read
-    from those rows is the lens read from the shared rows."""
+    position's residual at every layer, cross-checked with HF `output_hidden_states`, beside the lens
+    products (which sum to the lens's logit); the lens read from those rows is the lens read from the
+    shared rows."""
     from forensics.measure.probing import residuals_and_lens
     from forensics.models.scoring import choice_plan
 
@@ -106,8 +107,15 @@ def test_statements_are_the_hf_hidden_states_at_each_choices_last_token(micro_wo
         with torch.no_grad():
             hidden = model(ids, output_hidden_states=True).hidden_states
         want = torch.stack([h[0, -1] for h in hidden[:-1]])  # HF's last is after the final norm
-        torch.testing.assert_close(S[:-1, fact, choice].float(), want.float(), atol=1e-4, rtol=1e-3)
+        d = want.shape[-1]
+        torch.testing.assert_close(S[:-1, fact, choice, :d].float(), want.float(), atol=1e-4, rtol=1e-3)
     assert (S[:, -1, 3] == 0).all()  # a fact's missing fourth choice is a zero pad
+    # the lens products of a one-token choice sum to its logit read at the prompt's last position
+    readout = arch_of(model.config).readout(model)
+    tokens = [ids[-1] for ids, _ in plan.rows[-3:]]
+    for j, tok in enumerate(tokens):
+        logit = readout(X[:, -1], torch.tensor([tok] * X.shape[0]))
+        torch.testing.assert_close(S[:, -1, j, d:].float().sum(-1), logit, atol=1e-3, rtol=1e-4)
 
 
 @pytest.mark.parametrize("scorer", ["choice", "letter"])

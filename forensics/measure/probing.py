@@ -123,8 +123,11 @@ def residuals_and_lens(
     """(`features`, `lens_correct`, statements) from one pass over each prompt.
 
     With `statements` (under `choice`), every choice runs in a row of its own and the third item is
-    [layers + 1, n, most choices, d]: each choice's residuals at the last token of question + choice
-    (zeros where a fact has fewer choices), the choice-scoring probes' features; None otherwise.
+    [layers + 1, n, most choices, 2 d], the choice-scoring probes' features (zeros where a fact has
+    fewer choices), per layer: the residual at the last token of question + choice (the statement),
+    beside the logit lens's per-dimension products (`Readout.products`) summed over the positions
+    where the lens reads the choice (a probe weighting them all by one reads the lens's logits); None
+    otherwise.
 
     Under `choice`, one-token choices are read from the final-position residuals (the scorer's own
     plan); longer choices' rows are streamed through the lens batch by batch, read only where a
@@ -157,10 +160,11 @@ def residuals_and_lens(
         X = torch.zeros(len(hooks), len(facts), bridge.cfg.d_model, dtype=dtype)
         one_row = {plan.long[c][0]: row for c, row, _, _ in plan.terms}  # any row holds the prompt
         own = {row: fact for fact, row in one_row.items()}
-    S, statement_of = None, {}
+    S, statement_of, d = None, {}, bridge.cfg.d_model
     if statements:
-        S = torch.zeros(len(hooks), len(facts), plan.width, bridge.cfg.d_model, dtype=dtype)
+        S = torch.zeros(len(hooks), len(facts), plan.width, 2 * d, dtype=dtype)
         statement_of = {row: plan.long[c] for c, row, _, _ in plan.terms}  # own rows: one choice each
+        layer_index = torch.arange(len(hooks))[:, None]
     terms = torch.zeros(len(hooks), len(plan.terms))
     if plan.rows:
         by_row: dict[int, list[int]] = {}
@@ -178,7 +182,7 @@ def residuals_and_lens(
                     X[:, own[r]] = raw[:, b, plan.rows[r][1] - 1].to("cpu", dtype)
                 if r in statement_of:  # the row's last position: its whole statement
                     fact, choice = statement_of[r]
-                    S[:, fact, choice] = raw[:, b, len(plan.rows[r][0]) - 1].to("cpu", dtype)
+                    S[:, fact, choice, :d] = raw[:, b, len(plan.rows[r][0]) - 1].to("cpu", dtype)
             stacked = translate(raw)
             picks = [(b, k, n) for b, r in enumerate(rows) for k, n in enumerate(by_row.get(r, []))]
             seqs, cols, toks = (
@@ -189,6 +193,13 @@ def residuals_and_lens(
             out = torch.zeros(stacked.shape[0], width, len(rows))
             b, k = (torch.tensor(x) for x in zip(*((b, k) for b, k, _ in picks), strict=True))
             out[:, k, b] = choice_lens(stacked, seqs, cols, toks, on_device, at_shared).cpu()
+            if statements:  # each choice's lens products, summed over the terms it is read at
+                fact, choice = (
+                    torch.tensor(x)
+                    for x in zip(*(plan.long[plan.terms[n][0]] for _, _, n in picks), strict=True)
+                )
+                products = on_device.products(stacked[:, seqs, cols], toks).to("cpu", dtype)
+                S[..., d:].index_put_((layer_index, fact[None], choice[None]), products, accumulate=True)
             return out
 
         per_row = stream_ids(bridge, [ids for ids, _ in plan.rows], reduce, hooks)

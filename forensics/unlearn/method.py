@@ -23,7 +23,8 @@ class Method:
     streams it trains on, its retain weight (which the adaptive sweep raises; None: the sweep lowers
     the learning rate instead) and its loss; optionally the
     parameters it trains (`trainable`), how its hyperparameters resolve on a model (`resolve`, given
-    the number of blocks) and which of them a user may fix at every point (`fixable`)."""
+    the number of blocks), which of them a user may fix at every point (`fixable`) and what it does to
+    the model before training (`prepare`: UNDO's noise)."""
 
     name: str
     grid: tuple[dict, ...]
@@ -37,12 +38,13 @@ class Method:
     trainable: Callable | None = None
     resolve: Callable[[dict, int], dict] = as_given
     fixable: tuple[str, ...] = ()
+    prepare: Callable | None = None  # (model, params, seed): changes the starting model before training
 
 
 def method_of(module: ModuleType) -> Method:
     """A method module's registry entry, from its own settings: `GRID`, `DEMO`, `REAL`, `STEPS`,
-    `STREAMS`, `RETAIN_KEY` and `loss`; `REAL_PASSES`, `trainable`, `resolve` and `FIXABLE` where it
-    has them."""
+    `STREAMS`, `RETAIN_KEY` and `loss`; `REAL_PASSES`, `trainable`, `resolve`, `FIXABLE` and `prepare`
+    where it has them."""
     return Method(
         name=module.__name__.rsplit(".", 1)[-1],
         grid=tuple(module.GRID),
@@ -56,4 +58,5 @@ def method_of(module: ModuleType) -> Method:
         trainable=getattr(module, "trainable", None),
         resolve=getattr(module, "resolve", as_given),
         fixable=getattr(module, "FIXABLE", ()),
+        prepare=getattr(module, "prepare", None),
     )

@@ -44,7 +44,7 @@ from forensics.models.runtime import Runtime
 from forensics.models.scoring import accuracy_table, score
 from forensics.models.tokens import collate, encode, pad_id
 from forensics.models.train import TrainConfig, train
-from forensics.unlearn import METHODS
+from forensics.unlearn import RUNNABLE
 
 MADE_BY = "forensics unlearn"
 
@@ -66,6 +66,8 @@ class UnlearnSettings:
     forget_margin: float = 0.10  # the rule: forget accuracy at most chance + this
     budget: int = 12  # runs per method at most, the first round included
     checks: int = 10  # forget accuracy checks along each run (where it may stop early)
+    baseline: str | None = None  # the checkpoint whose retain the rule is relative to (default: the one
+    # unlearned; a cure started from an unlearned checkpoint names the true original)
 
     def __post_init__(self):
         from forensics.config import check_float  # the one check of float settings
@@ -80,7 +82,7 @@ class UnlearnSettings:
             raise InputError(f"'steps' must be at least 1 (got {self.steps})")
         if self.start not in ("GRID", "REAL"):
             raise InputError(f"'start' must be GRID or REAL (got {self.start})")
-        fixable = sorted({k for method in METHODS.values() for k in method.fixable})
+        fixable = sorted({k for method in RUNNABLE.values() for k in method.fixable})
         for k in self.fixed:
             if k not in fixable:
                 raise InputError(
@@ -93,8 +95,8 @@ class UnlearnSettings:
 
 
 def check_method(name: str) -> None:
-    if name not in METHODS:
-        raise InputError(f"unknown method '{name}' (choose from {', '.join(METHODS)} or all)")
+    if name not in RUNNABLE:
+        raise InputError(f"unknown method '{name}' (choose from {', '.join(RUNNABLE)} or all)")
 
 
 def streams(sets: Sets, fmt: str) -> dict[str, list]:
@@ -110,7 +112,7 @@ def streams(sets: Sets, fmt: str) -> dict[str, list]:
 def grid_for(name: str, settings: UnlearnSettings, n_layers: int) -> list[dict]:
     """The method's sweep, with the settings' learning rates and fixed hyperparameters applied, each
     point resolved on a model of `n_layers` blocks."""
-    method = METHODS[name]
+    method = RUNNABLE[name]
     if settings.light:
         grid = [dict(method.demo)]
     elif settings.start == "REAL":
@@ -141,13 +143,15 @@ def _request(
         "runtime": runtime.as_json(),
         "code": CODE_VERSION,
     }
+    if settings.baseline is not None:
+        request["baseline_weights"] = checkpoint_digest(Path(settings.baseline))
     return json.loads(json.dumps(request))  # as it reads back from the metadata file
 
 
 def run_steps(name: str, settings: UnlearnSettings, sets: Sets) -> int:
     """Optimizer steps per run: the settings' override; else, from a pretrained model's first point
     (start REAL), the method's `real_passes` over the forget set; else the method's own steps."""
-    method = METHODS[name]
+    method = RUNNABLE[name]
     if settings.steps:
         return settings.steps
     if settings.start == "REAL":
@@ -215,7 +219,8 @@ def _sweep(
     sweep: Path,
 ) -> dict:
     """The sweep's rounds in `sweep`, then the kept run installed at `out`; its metadata."""
-    baseline = accuracy_table(*load_checkpoint(original, runtime), sets, settings.scorer)
+    reference = Path(settings.baseline) if settings.baseline is not None else original
+    baseline = accuracy_table(*load_checkpoint(reference, runtime), sets, settings.scorer)
     target, floor = forget_target(sets, settings), settings.min_retain * baseline["retain"]
     common = {"name": name, "original": original, "sets": sets, "settings": settings}
     common |= {"progress": progress, "runtime": runtime, "target": target, "floor": floor}
@@ -284,7 +289,7 @@ def next_round(name: str, runs: list[dict]) -> list[dict]:
     tried = {json.dumps(r["params"], sort_keys=True) for r in runs}
     kept = sorted((r for r in runs if r["retain_ok"]), key=lambda r: r["accuracy"]["forget"])
     lost = sorted((r for r in runs if not r["retain_ok"]), key=lambda r: -r["accuracy"]["retain"])
-    key = METHODS[name].retain_key
+    key = RUNNABLE[name].retain_key
     moves = [
         [{**r["params"], "lr": _g(r["params"]["lr"] * 3)} for r in kept],
         [
@@ -326,7 +331,7 @@ def sweep_point(
     steps run out), scored, saved to `keep`; returns its run record (the caller applies the rule to
     the final scores)."""
     start = time.perf_counter()
-    method = METHODS[name]
+    method = RUNNABLE[name]
     reference, tok = load_checkpoint(original, runtime)
     for p in reference.parameters():
         p.requires_grad_(False)
@@ -336,6 +341,8 @@ def sweep_point(
     model = copy.deepcopy(reference)
     for p in model.parameters():
         p.requires_grad_(True)
+    if method.prepare is not None:
+        method.prepare(model, params, settings.seed)
     trainable = method.trainable(model, params) if method.trainable is not None else None
     steps = run_steps(name, settings, sets)
     cfg = TrainConfig(
