@@ -3,7 +3,8 @@
 From Python: `Study(...)` (or `Study.from_toml(path)`) → `.run()` → `Results` (verdicts and lenses as
 DataFrames, the report); `load_results(path)`; on a model in memory `score(model, tokenizer, facts)`,
 `rtt(model, tokenizer, sets, v=…)` and `probe(model, tokenizer, sets)`; `diff(a, b)` between two
-checkpoints. Bad input raises `InputError` with the command line's message. The heavy modules load
+checkpoints; `cure(world, out)` erases where a study's information map points, beside the cures
+that ignore it. Bad input raises `InputError` with the command line's message. The heavy modules load
 on first use: `import forensics` stays light.
 """
 
@@ -17,6 +18,7 @@ __all__ = [
     "Results",
     "Study",
     "__version__",
+    "cure",
     "diff",
     "load_results",
     "probe",
@@ -29,6 +31,7 @@ _LAZY = {
     "Results": "forensics.api",
     "load_results": "forensics.api",
     "diff": "forensics.api",
+    "cure": "forensics.api",
     "rtt": "forensics.api",
     "RTTRun": "forensics.api",
     "probe": "forensics.api",

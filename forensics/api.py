@@ -249,6 +249,28 @@ def load_results(path: str | Path) -> Results:
     return Results(read_results(path), path)
 
 
+def cure(world: str | Path, out: str | Path, *, grid: str = "demo", kind: str | None = None, **settings: Any):
+    """`forensics cure` from Python: the world's model unlearned by `method`, its information map, UNDO's
+    cure on the blocks the map ranks highest and on blocks that ignore it (lowest, random, every one),
+    and a study of every cure; its `Results` (the cures under `raw["cure"]`). `settings`: CureSettings'
+    fields (method, k, alpha, draws, steps, global_factor, seed); `lenses`, `progress` as for a study."""
+    from forensics.config import from_table
+    from forensics.study.cure import CureSettings, cure_world
+
+    where = "cure(...)"
+    world, out = Path(_arg(world, str, where, "world")), Path(_arg(out, str, where, "out"))
+    lenses, progress = (
+        settings.pop("lenses", None),
+        _arg(settings.pop("progress", False), bool, where, "progress"),
+    )
+    lenses = None if lenses is None else _arg(lenses, tuple[str, ...], where, "lenses")
+    grid, kind = _arg(grid, str, where, "grid"), _arg(kind, str | None, where, "kind")
+    chosen = from_table(CureSettings, _plain(settings), where)
+    return Results(
+        cure_world(world, out, chosen, grid, lenses, kind=kind, progress=progress), out / "study/results.json"
+    )
+
+
 def diff(original: str | Path, unlearned: str | Path):
     """Where `unlearned` differs from `original` (folders or hub ids), streamed tensor by tensor: one
     row per block (None: outside the blocks) and kind of module, with ‖ΔW‖/‖W‖ and the rest of its

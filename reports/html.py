@@ -18,6 +18,7 @@ from forensics.errors import InputError
 from forensics.lenses.relearn import view as attack_view
 from forensics.outcomes import Reading
 from forensics.outdir import write_atomic
+from reports.cure import INTRO, cure_rows, ranking_text
 from reports.figures import (
     action_figure,
     attack_figure,
@@ -171,7 +172,22 @@ def render(results: dict) -> str:
         f"<h2>Where the answers still are</h2>{divs.get('information', '<p>not run</p>')}{where_html(table)}"
         f"<h2>Where the methods acted</h2>{divs.get('action', '<p>not run</p>')}{maps_note}"
         f"<h2>Per method, layer by layer</h2>{methods}"
-        f"{facts_section(results)}{scripts}",
+        f"{cure_section(results)}{facts_section(results)}{scripts}",
+    )
+
+
+def cure_section(results: dict) -> str:
+    """The cures side by side (`forensics cure`), or nothing when the study holds none."""
+    cure = results.get("cure")
+    if not cure:
+        return ""
+    rows = cure_rows(cure)
+    head = "".join(f"<th>{esc(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in r.values()) + "</tr>" for r in rows)
+    return (
+        f"<h2 id='cures'>Cures</h2><p class='small'>{esc(INTRO)}</p><table><tr>{head}</tr>{body}</table>"
+        f"<p id='cure-words'>{esc(cure['words'])}.</p><p class='small'>The map's ranking (block, rise of "
+        f"its score): {esc(ranking_text(cure))}; rule: {esc(cure['rule'])}.</p>"
     )
 
 

@@ -10,6 +10,7 @@ from forensics.lenses.relearn import LABEL as RTT
 from forensics.lenses.relearn import view as attack_view
 from forensics.outcomes import with_ci
 from forensics.outdir import write_atomic
+from reports.cure import INTRO, cure_rows, ranking_text
 from reports.table import RECOVERY, recovery_text, summary_table, verdict_text
 
 # what starts Markdown or HTML markup (GitHub renders raw HTML), a table's pipe and the escape itself;
@@ -51,9 +52,29 @@ def render(results: dict, report: Path | None = None) -> str:
     if where:
         lines += ["", "Where the answers still are (the information map, layer by layer):", "", *where]
     lines += attack_lines(results)
+    lines += cure_lines(results)
     if report is not None:
         lines += ["", f"Report: {report}"]
     return "\n".join(lines) + "\n"
+
+
+def cure_lines(results: dict) -> list[str]:
+    """The cures' table and sentence (`forensics cure`), or nothing."""
+    cure = results.get("cure")
+    if not cure:
+        return []
+    rows = cure_rows(cure)
+    lines = [
+        "",
+        "## Cures",
+        "",
+        _cell(INTRO),
+        "",
+        "| " + " | ".join(rows[0]) + " |",
+        "|" + "---|" * len(rows[0]),
+    ]
+    lines += ["| " + " | ".join(_cell(v) for v in r.values()) + " |" for r in rows]
+    return [*lines, "", _cell(cure["words"]) + ".", "", f"The map's ranking: {_cell(ranking_text(cure))}."]
 
 
 def attack_lines(results: dict) -> list[str]:

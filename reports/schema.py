@@ -80,6 +80,14 @@ STUDY_KEYS = (
     "?reference.?against:str",
     # what the report reads of each lens's section, as the lens declares it (`Lens.schema`)
     *(f"?{name}.{key}" for name, lens in REGISTRY.items() for key in lens.schema),
+    # the cures (`forensics cure`): what reports/cure.py draws
+    *(f"?cure.cures.*.{k}:num" for k in ("alpha", "steps", "cap", "seconds", "forget", "retain")),
+    "?cure.cures.*.blocks.[]:int",
+    "?cure.cures.*.?rtt_acc_v:num?",
+    "?cure.cures.*.?verdict:str?",
+    "?cure.words:str",
+    "?cure.rule:str",
+    *(f"?cure.ranking.[].{k}:num" for k in ("block", "rise")),
 )
 # read with any section of a lens that has per-fact outcomes (`Lens.outcomes`): each forget fact's split
 OUTCOME_KEYS = ("facts.splits.[]:str",)

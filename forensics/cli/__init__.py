@@ -11,6 +11,7 @@ import threading
 from forensics.cli import (
     attack,
     cache,
+    cure,
     demo,
     diff,
     import_gguf,
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         demo,
         real,
         validate,
+        cure,
         import_gguf,
         cache,
     ):

@@ -1,4 +1,4 @@
-"""From diagnosis to cure (docs/design.md §15): a study draws an unlearned model's information map;
+"""From diagnosis to cure (docs/design.md §14): a study draws an unlearned model's information map;
 UNDO's noise-and-distil (`forensics.unlearn.undo`) then runs on the k blocks where the map says the
 hidden information is written (`located`) and, as controls with the same k, α and distillation cap,
 on the k blocks the map ranks lowest, on k random blocks (several draws) and on every block (UNDO's
@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from forensics.errors import InputError
-from forensics.lenses import REGISTRY
+from forensics.lenses import REGISTRY, check_lenses
 from forensics.models.arch import arch_of_checkpoint
 from forensics.models.checkpoint import write_json
 from forensics.models.executor import Executor
 from forensics.models.runtime import Runtime
 from forensics.outcomes import with_ci
+from forensics.outdir import claim
 from forensics.study.from_world import world_study
 from forensics.study.rtt_figures import RTT, interval95
 from forensics.study.run import run_study
@@ -97,8 +98,6 @@ def choices(ranking: list[dict], k: int, draws: int, seed: int) -> dict[str, lis
     """The blocks of each cure: located (the top k), lowest (the bottom k), `draws` random k-sets
     (seeded) and global (None: every block)."""
     order = [r["block"] for r in ranking]
-    if k >= len(order):
-        raise InputError(f"k = {k}: a cure of every block is the global one (the model has {len(order)})")
     rng = np.random.default_rng(seed)
     out: dict[str, list[int] | None] = {"located": sorted(order[:k]), "lowest": sorted(order[-k:])}
     for d in range(draws):
@@ -117,19 +116,37 @@ def cure_world(
     executor: Executor = Executor(),
     kind: str | None = None,
     progress: bool = False,
+    force: bool = False,
 ) -> dict:
     """Unlearn with `settings.method`, diagnose (a study of it: the information map), cure (located and
     the controls), then a study of every cure with `lenses` (the grid's defaults when None); returns
-    that study's results with its `cure` section. Every stage resumes: checkpoints by their request,
-    studies by their stages' keys."""
+    that study's results with its `cure` section, its report and summary.md under OUT/study. Every
+    stage resumes: checkpoints by their request, studies by their stages' keys."""
+    from forensics.study.grids import GRIDS
+
+    world_dir, out = Path(world_dir), Path(out)
+    if grid not in GRIDS:
+        raise InputError(f"--grid {grid}: choose {', '.join(GRIDS)}")
+    if lenses is not None:
+        check_lenses(lenses, "--lenses")
+    world, _ = load_world(world_dir, kind)  # what cannot be read or run stops it before OUT is made
+    n_layers = arch_of_checkpoint(world_dir / world["models"]["original"]["path"]).n_layers
+    k = settings.k or max(1, n_layers // 4)
+    if k >= n_layers:
+        raise InputError(f"--k {k}: a cure of every block is the global one (the model has {n_layers})")
+    with claim(out, "cure", force):
+        return _cure(world_dir, out, settings, k, grid, lenses, runtime, executor, kind, progress)
+
+
+def _cure(world_dir, out, settings, k, grid, lenses, runtime, executor, kind, progress) -> dict:
     from forensics.study.config import DEFAULT_LENSES
+    from reports.html import write_report
+    from reports.markdown import write_summary
 
     start = time.perf_counter()
-    world_dir, out = Path(world_dir), Path(out)
     world, sets = load_world(world_dir, kind)
     original = world_dir / world["models"]["original"]["path"]
     n_layers = arch_of_checkpoint(original).n_layers
-    k = settings.k or max(1, n_layers // 4)
     real = "known_facts" in world
     base = UnlearnSettings(scorer=world["scorer"], light=not real, start="REAL" if real else "GRID")
     if real:
@@ -198,6 +215,8 @@ def cure_world(
     results = run_study(cfg, progress=progress)
     results["cure"] = cure_section(results, settings, k, ranking, records, time.perf_counter() - start)
     write_json(results, out / "study" / "results.json")
+    report = write_report(results, out / "study" / "report" / "index.html")
+    write_summary(results, out / "study" / "summary.md", report)
     return results
 
 
