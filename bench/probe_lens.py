@@ -107,7 +107,8 @@ def main() -> None:
     # HF's last hidden state is after the final norm, the lens's before it: the others must agree
     diff = (resid[:-1].float() - hidden[:-1].float()).abs().max().item()
     if S is not None:
-        picked = torch.stack([S[:, i, j] for c, (i, j) in enumerate(plan.long)], dim=1)
+        d = hidden_statements.shape[-1]  # the statement's residual, beside the lens products
+        picked = torch.stack([S[:, i, j, :d] for i, j in plan.long], dim=1)
         row_of = {c: row for c, row, _, _ in plan.terms}
         order = [row_of[c] for c in range(len(plan.long))]
         diff = max(diff, (picked[:-1].float() - hidden_statements[:-1, order].float()).abs().max().item())

@@ -349,11 +349,12 @@ def rtt(model, tokenizer, sets, *, v: str, lr: float = 1e-3, epochs: int = 4, **
 class ProbeRun:
     """Probes and the logit lens on a model in memory: one row per layer (a DataFrame) with the probe's
     accuracy on V and its 95% interval, the control task, selectivity, the ridge screen, the transfer
-    of `reference`'s probes and the lens on forget and retain; `probes`, the fitted probes (pass them
-    as another model's `reference` to read its residuals with them)."""
+    of `reference`'s probes and the lens on forget and retain; `probes`, the fitted probes and the
+    readout they read through (pass the run as another model's `reference` to read its residuals with
+    them)."""
 
     layers: Any  # pandas.DataFrame
-    probes: list
+    probes: dict
 
 
 def probe(
@@ -390,4 +391,4 @@ def probe(
         row |= {"selectivity": run["selectivity"][n], "n": run["probe"][n]["n"]}
         row |= {f"lens_{part}": run["lens"][part][n]["acc"] for part in ("forget", "retain")}
         rows.append(row)
-    return ProbeRun(pd.DataFrame(rows), run["probes"])
+    return ProbeRun(pd.DataFrame(rows), run["reference"])

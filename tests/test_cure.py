@@ -2,8 +2,6 @@
 blocks by where the information rises, and the whole job (diagnosis, cures, their study) runs, reports
 and resumes. No training outcome is asserted: which cure RTT breaks is what the command measures."""
 
-import shutil
-
 import pytest
 import torch
 
@@ -111,9 +109,13 @@ def test_blocks_rank_by_where_the_information_rises():
     assert choices(ranking, 2, draws=3, seed=0) == picks  # seeded
 
 
-def test_cure_runs_reports_and_resumes(micro_world, tmp_path, capsys):
+def test_cure_runs_reports_and_resumes_on_a_held_out_world(tmp_path, capsys):
+    """On a micro world of another seed than the fixtures' (nothing in the cure is tuned to one world)."""
+    from forensics.worlds.world import build_world
+    from tests.conftest import micro_config
+
     world = tmp_path / "w"
-    shutil.copytree(micro_world, world)
+    build_world(world, micro_config(seed=1), progress=False)
     out = tmp_path / "cure"
     args = ["cure", "--world", str(world), "--out", str(out), "--lenses", "accuracy,relearn"]
     args += ["--steps", "20", "--draws", "2", "--quiet"]

@@ -95,6 +95,7 @@ def residuals_and_lens(
     weights: str | None,
     translate=None,
     statements: bool = False,
+    basis=None,
 ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor | None]:
     """(`features`, `lens_correct`, statements) from one pass over each prompt.
 
@@ -102,8 +103,9 @@ def residuals_and_lens(
     [layers + 1, n, most choices, 2 d], the choice-scoring probes' features (zeros where a fact has
     fewer choices), per layer: the residual at the last token of question + choice (the statement),
     beside the logit lens's per-dimension products (`Readout.products`) summed over the positions
-    where the lens reads the choice (a probe weighting them all by one reads the lens's logits); None
-    otherwise.
+    where the lens reads the choice, read through `basis` (a `Readout`: the reference model's, so a
+    method that changed its own output layer does not change what the probe reads; this model's when
+    None); None otherwise.
 
     Under `choice`, one-token choices are read from the final-position residuals (the scorer's own
     plan); longer choices' rows are streamed through the lens batch by batch, read only where a
@@ -148,6 +150,7 @@ def residuals_and_lens(
         for n in kept:
             by_row.setdefault(plan.terms[n][1], []).append(n)
         on_device = readout.to(input_device(bridge))
+        products_of = (basis or readout).to(input_device(bridge))
         width = max(map(len, by_row.values()))
 
         def reduce(acts, attention, rows):
@@ -174,7 +177,7 @@ def residuals_and_lens(
                     torch.tensor(x)
                     for x in zip(*(plan.long[plan.terms[n][0]] for _, _, n in picks), strict=True)
                 )
-                products = on_device.products(stacked[:, seqs, cols], toks).to("cpu", dtype)
+                products = products_of.products(stacked[:, seqs, cols], toks).to("cpu", dtype)
                 S[..., d:].index_put_((layer_index, fact[None], choice[None]), products, accumulate=True)
             return out
 
@@ -252,12 +255,12 @@ def probe_models(
     common = {"sets": sets, "scorer": scorer, "cache_dir": cache_dir}
     common |= {"settings": settings, "runtime": runtime}
 
-    def job(name: str, reference: list | None) -> Job:
+    def job(name: str, reference: dict | None) -> Job:
         kwargs = {"path": models[name], "reference": reference, **common}
         return Job(fn=probe_model, kwargs=kwargs, num_gpus=runtime.gpus())
 
     first = executor.run([job(names[0], None)])[0]
-    reference = first.pop("probes")
+    reference = first.pop("reference")
     rest = executor.run([job(n, reference) for n in names[1:]])
     results = [first, *rest]
     return {
@@ -268,7 +271,7 @@ def probe_models(
         "settings": asdict(settings),
         "train": "retain + near-retain + T, tested on V, rotated over V",
         "models": {
-            n: {k: v for k, v in r.items() if k not in ("probes", "layers", "classes")}
+            n: {k: v for k, v in r.items() if k not in ("reference", "layers", "classes")}
             for n, r in zip(names, results, strict=True)
         },
     }
@@ -281,7 +284,7 @@ def probe_model(
     cache_dir: Path | None,
     settings: ProbeSettings,
     runtime: Runtime,
-    reference: list | None,
+    reference: dict | None,
 ) -> dict:
     """`probe_bridge` on a checkpoint dir, its residuals cached under its content hash."""
     bridge = boot_bridge(path, runtime=runtime)
@@ -302,12 +305,13 @@ def probe_bridge(
     scorer: str,
     *,
     settings: ProbeSettings,
-    reference: list | None,
+    reference: dict | None,
     cache_dir: Path | None = None,
     weights: str | None = None,
 ) -> dict:
-    """One model's probes, control task, ridge screen, transfer of `reference`'s probes (its own
-    when None: it is the reference) and logit lens; with its fitted probes under `probes`. With
+    """One model's probes, control task, ridge screen, transfer of the reference's probes and logit
+    lens. `reference` is what the reference model's run returned under `reference` (its probes and
+    the readout its choice-scoring probes read through); None when this model is the reference. With
     `cache_dir`, residuals are cached under `weights` (the checkpoint's hash; from memory if None)."""
     forget = sets.forget_facts()
     known = [*forget, *sets.near_retain, *sets.retain]
@@ -324,13 +328,18 @@ def probe_bridge(
     c_splits = np.array([f.split for f in sets.control_facts()])
     c_tests = [len(known) + np.flatnonzero(c_splits == c) for c in sets.control]
     choice = not scorer.startswith("letter")  # score each choice's own statement; else the letters
-    X, lens, S = residuals_and_lens(bridge, facts, scorer, cache_dir, weights, statements=choice)
+    basis = (
+        reference["basis"]
+        if reference
+        else arch_of(bridge.original_model.config).readout(bridge.original_model)
+    )
+    X, lens, S = residuals_and_lens(bridge, facts, scorer, cache_dir, weights, statements=choice, basis=basis)
     F = S if choice else X
     probes, controls, chosen_C = fit_rotations(F, y, y_control, allowed, trains, settings)
-    reference = reference or probes
+    transferred = reference["probes"] if reference else probes
     kinds = ("probe", "control", "transfer", "ridge")
     hits = {k: np.zeros((X.shape[0], n_forget), dtype=bool) for k in kinds}
-    for test, train, probe, control, ref in zip(tests, trains, probes, controls, reference, strict=True):
+    for test, train, probe, control, ref in zip(tests, trains, probes, controls, transferred, strict=True):
         hits["ridge"][:, test] = ridge_screen(F, y, allowed, train, test) == y[test]
         hits["probe"][:, test] = predict(probe, F[:, test], allowed[test]) == y[test]
         hits["control"][:, test] = predict(control, F[:, test], allowed[test]) == y_control[test]
@@ -348,7 +357,7 @@ def probe_bridge(
     return {
         "layers": layer_names(X.shape[0] - 1),
         "classes": allowed.shape[1],
-        "probes": probes,
+        "reference": {"probes": probes, "basis": basis},
         "probe": probe_acc,
         "probe_correct": [bits(row) for row in hits["probe"]],  # per layer, forget facts in order
         "control": control_acc,

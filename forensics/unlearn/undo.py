@@ -21,7 +21,7 @@ from forensics.models.tokens import logits_of
 
 GRID = [{"lr": 1e-3, "alpha": 0.5, "blocks": None}]
 DEMO = {"lr": 3e-3, "alpha": 0.5, "blocks": None}
-STEPS = 200  # a cap: a run stops at the first check where retain is back above the rule's floor
+STEPS = 500  # a cap: a run stops at the first check where retain is back above the rule's floor
 REAL = {"lr": 3e-4, "alpha": 0.5, "blocks": None}
 RETAIN_KEY = None  # a run that has not repaired retain is given a lower learning rate, as for GA
 STREAMS = ("retain",)
