@@ -85,8 +85,9 @@ LENS = Lens(
     presets={"demo": LIGHT, "real": LIGHT},
     shares={"seeds": "seed"},  # the first of the study's seeds
     # 1: under `choice`, choice-scoring probes on each choice's statement (were answer classes); 2: beside
-    # the statement, the lens's products at the positions that read the choice
-    version=2,
+    # the statement, the lens's products at the positions that read the choice; 3: those products read
+    # through the reference model's readout
+    version=3,
     panels=(PROBE_PANEL, LENS_PANEL),
     schema=("layers.[]:layer", *(f"models.*.{k}.[].acc:num?" for k in ("probe", "control", "lens.forget"))),
     draw=draw,
