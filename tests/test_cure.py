@@ -109,6 +109,16 @@ def test_blocks_rank_by_where_the_information_rises():
     assert choices(ranking, 2, draws=3, seed=0) == picks  # seeded
 
 
+def test_a_map_that_reads_nothing_says_its_choice_is_the_tie_break():
+    from forensics.study.cure import cure_words
+
+    flat = rank_blocks(_map([-0.1, -0.2, -0.05]), 2)
+    assert [r["block"] for r in flat] == [0, 1] and not any(r["score"] > 0 for r in flat)
+    words = cure_words({}, {}, ranks=False)
+    assert words.startswith("the map reads nothing above the control at any block")
+    assert "tie-break" not in cure_words({}, {}, ranks=True)
+
+
 def test_cure_runs_reports_and_resumes_on_a_held_out_world(tmp_path, capsys):
     """On a micro world of another seed than the fixtures' (nothing in the cure is tuned to one world)."""
     from forensics.worlds.world import build_world

@@ -266,14 +266,18 @@ def cure_section(
         "ranking": ranking,
         "cures": records,
         "against": against,
-        "words": cure_words(records, against),
+        "map_ranks": (ranks := any(r["score"] > 0 for r in ranking)),
+        "words": cure_words(records, against, ranks),
         "seconds": round(seconds, 1),
     }
 
 
-def cure_words(records: dict, against: dict) -> str:
-    """Whether the map's choice beat the lowest-ranked and random ones; its cost against global UNDO's."""
-    parts = []
+def cure_words(records: dict, against: dict, ranks: bool = True) -> str:
+    """Whether the map's choice beat the lowest-ranked and random ones; its cost against global UNDO's.
+    Where the map reads nothing above the control at any block (`ranks` False), it says so first: the
+    located blocks are then the tie-break's, and the comparison tests nothing of the map."""
+    flat = "the map reads nothing above the control at any block: the located blocks are the tie-break's"
+    parts = [] if ranks else [flat]
     for name, label in (("lowest", "the lowest-ranked blocks"), ("random", "random blocks")):
         d = against.get(name)
         if d is None:
