@@ -20,6 +20,7 @@ from forensics.cli.finish import format_table
 
 def cmd_cure(a: argparse.Namespace) -> None:
     from forensics.study.cure import CureSettings, cure_world
+    from reports.cure import cure_rows
 
     start = time.perf_counter()
     settings = CureSettings(method=a.method, k=a.k, alpha=a.alpha, draws=a.draws, steps=a.steps, seed=a.seed)
@@ -37,19 +38,7 @@ def cmd_cure(a: argparse.Namespace) -> None:
         a.force,
     )
     cure = results["cure"]
-    rows = [
-        {
-            "cure": name,
-            "blocks": ",".join(map(str, rec["blocks"])) if name != "global" else "every",
-            "steps": rec["steps"],
-            "seconds": f"{rec['seconds']:.0f}",
-            "retain": f"{rec['retain']:.2f}",
-            "forget": f"{rec['forget']:.2f}",
-            "RTT acc V": "" if rec["rtt_acc_v"] is None else f"{rec['rtt_acc_v']:.2f}",
-            "verdict": rec["verdict"] or "",
-        }
-        for name, rec in cure["cures"].items()
-    ]
+    rows = cure_rows(cure)  # the report's and summary.md's rows
     print(format_table(rows, list(rows[0])))
     print(cure["words"])
     print(f"report: {out / 'study' / 'report' / 'index.html'}")

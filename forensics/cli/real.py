@@ -19,7 +19,7 @@ from forensics.cli.args import (
 from forensics.cli.finish import finish_kinds, world_table
 from forensics.errors import InputError
 from forensics.outdir import claim
-from forensics.worlds.real_config import RealConfig
+from forensics.worlds.real_config import REAL_UNLEARN, RealConfig
 
 # what the verdict rests on (accuracy, RTT), the information map (probes and the logit lens, every layer,
 # one pass per model) and the lenses that read weights only (seconds); every other lens scores each model
@@ -75,14 +75,8 @@ def cmd_real(a: argparse.Namespace) -> None:
             f"{control['wrong_under_cloze_on_original']} still wrong under the cloze after the implant"
         )
         extra = {"world": world["stages"]}
-        settings = UnlearnSettings(
-            start="REAL",
-            batch_size=a.batch_size,
-            steps=a.steps,
-            budget=a.budget,
-            checks=6,
-            seed=a.seed,
-        )
+        given = {"batch_size": a.batch_size, "budget": a.budget, "steps": a.steps, "seed": a.seed}
+        settings = UnlearnSettings(**{**REAL_UNLEARN, **given})
         results, by_kind, ks = unlearn_and_study(
             out,
             world,
@@ -141,9 +135,12 @@ def add(subparsers) -> None:
         "e.g. GD 2.5, RMU 5)",
     )
     re_.add_argument(
-        "--budget", type=_positive_int, default=4, help="unlearning runs per method at most (default 4)"
+        "--budget",
+        type=_positive_int,
+        default=REAL_UNLEARN["budget"],
+        help=f"unlearning runs per method at most (default {REAL_UNLEARN['budget']})",
     )
-    re_.add_argument("--batch-size", type=_positive_int, default=8)
+    re_.add_argument("--batch-size", type=_positive_int, default=REAL_UNLEARN["batch_size"])
     re_.add_argument("--grid", default="real", help="the study's grid: real (default, 2 CPU cores) or paper")
     re_.add_argument(
         "--lenses",

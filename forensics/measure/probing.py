@@ -96,6 +96,7 @@ def residuals_and_lens(
     translate=None,
     statements: bool = False,
     basis=None,
+    readout=None,
 ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor | None]:
     """(`features`, `lens_correct`, statements) from one pass over each prompt.
 
@@ -105,7 +106,8 @@ def residuals_and_lens(
     beside the logit lens's per-dimension products (`Readout.products`) summed over the positions
     where the lens reads the choice, read through `basis` (a `Readout`: the reference model's, so a
     method that changed its own output layer does not change what the probe reads; this model's when
-    None); None otherwise.
+    None); None otherwise. `readout`: this model's own (`Arch.readout`, which checks it with a forward
+    pass), built here when None.
 
     Under `choice`, one-token choices are read from the final-position residuals (the scorer's own
     plan); longer choices' rows are streamed through the lens batch by batch, read only where a
@@ -114,7 +116,7 @@ def residuals_and_lens(
     last position as the prompt alone gives it: the residuals of facts with rows are read there, only
     the other facts' prompts run on their own, and the whole is cached under the prompts' key, as
     `features` would cache it (when it is cached already, it is read from the cache)."""
-    readout = arch_of(bridge.original_model.config).readout(bridge.original_model)
+    readout = readout or arch_of(bridge.original_model.config).readout(bridge.original_model)
     translate = translate or (lambda resid: resid)
     answers = torch.tensor([f.answer for f in facts])
     if scorer.startswith("letter"):
@@ -328,12 +330,11 @@ def probe_bridge(
     c_splits = np.array([f.split for f in sets.control_facts()])
     c_tests = [len(known) + np.flatnonzero(c_splits == c) for c in sets.control]
     choice = not scorer.startswith("letter")  # score each choice's own statement; else the letters
-    basis = (
-        reference["basis"]
-        if reference
-        else arch_of(bridge.original_model.config).readout(bridge.original_model)
+    readout = arch_of(bridge.original_model.config).readout(bridge.original_model)
+    basis = reference["basis"] if reference else readout  # the products go through the reference's
+    X, lens, S = residuals_and_lens(
+        bridge, facts, scorer, cache_dir, weights, statements=choice, basis=basis, readout=readout
     )
-    X, lens, S = residuals_and_lens(bridge, facts, scorer, cache_dir, weights, statements=choice, basis=basis)
     F = S if choice else X
     probes, controls, chosen_C = fit_rotations(F, y, y_control, allowed, trains, settings)
     transferred = reference["probes"] if reference else probes

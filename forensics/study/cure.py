@@ -33,6 +33,7 @@ from forensics.study.run import run_study
 from forensics.study.verdict import paired_bootstrap
 from forensics.unlearn import CURES, METHODS
 from forensics.unlearn.run import UnlearnSettings, unlearn
+from forensics.worlds.real_config import REAL_UNLEARN
 from forensics.worlds.world import load_world
 
 DIAGNOSIS_LENSES = ("accuracy", "probes")  # what draws the information map the cures read
@@ -129,33 +130,47 @@ def cure_world(
         raise InputError(f"--grid {grid}: choose {', '.join(GRIDS)}")
     if lenses is not None:
         check_lenses(lenses, "--lenses")
-    world, _ = load_world(world_dir, kind)  # what cannot be read or run stops it before OUT is made
+    world, sets = load_world(world_dir, kind)  # what cannot be read or run stops it before OUT is made
     n_layers = arch_of_checkpoint(world_dir / world["models"]["original"]["path"]).n_layers
     k = settings.k or max(1, n_layers // 4)
     if k >= n_layers:
         raise InputError(f"--k {k}: a cure of every block is the global one (the model has {n_layers})")
     with claim(out, "cure", force):
-        return _cure(world_dir, out, settings, k, grid, lenses, runtime, executor, kind, progress)
+        return _cure(
+            world_dir,
+            (world, sets),
+            out,
+            settings,
+            (k, n_layers),
+            grid,
+            lenses,
+            runtime,
+            executor,
+            kind,
+            progress,
+        )
 
 
-def _cure(world_dir, out, settings, k, grid, lenses, runtime, executor, kind, progress) -> dict:
+def _cure(world_dir, loaded, out, settings, sizes, grid, lenses, runtime, executor, kind, progress) -> dict:
+    """`cure_world`'s work in its claimed OUT: `loaded` is the world's (metadata, sets), `sizes` (k,
+    the model's blocks)."""
     from forensics.study.config import DEFAULT_LENSES
     from reports.html import write_report
     from reports.markdown import write_summary
 
     start = time.perf_counter()
-    world, sets = load_world(world_dir, kind)
+    (world, sets), (k, n_layers) = loaded, sizes
     original = world_dir / world["models"]["original"]["path"]
-    n_layers = arch_of_checkpoint(original).n_layers
-    real = "known_facts" in world
-    base = UnlearnSettings(scorer=world["scorer"], light=not real, start="REAL" if real else "GRID")
-    if real:
-        base = replace(base, batch_size=8, budget=4, checks=6)
+    # the teacher is unlearned as the world's own job does it: `forensics real`'s settings on a real
+    # model's world, the demo's light point (batches of 16) on a micro one
+    if "known_facts" in world:
+        base = UnlearnSettings(scorer=world["scorer"], seed=settings.seed, **REAL_UNLEARN)
     else:
-        base = replace(base, batch_size=16)
+        base = UnlearnSettings(scorer=world["scorer"], seed=settings.seed, light=True, batch_size=16)
     method = settings.method
     teacher = out / "checkpoints" / method
-    unlearn(method, original, sets, teacher, replace(base, seed=settings.seed), progress=progress)
+    unlearn(method, original, sets, teacher, base, progress=progress)
+
     diagnosis_cfg = world_study(
         f"diagnosis ({method})",
         world_dir,
@@ -184,7 +199,6 @@ def _cure(world_dir, out, settings, k, grid, lenses, runtime, executor, kind, pr
             steps=steps,
             budget=1,
             checks=max(1, steps // 20),
-            seed=settings.seed,
         )
         meta = unlearn("undo", teacher, sets, path, cure_settings, progress=progress)
         cures[f"cure_{name}"] = path

@@ -56,8 +56,8 @@ def prepare(model: torch.nn.Module, params: dict, seed: int) -> None:
     for b in params["blocks"]:
         for name, p in arch.block_params(model, b).items():
             if p.ndim == 1:  # norms start at one (or zero for an offset norm), biases at zero
-                fresh = torch.zeros_like(p) if name.endswith("bias") or arch.norm == "rms_offset" else None
-                fresh = torch.ones_like(p) if fresh is None else fresh
+                zero = name.endswith("bias") or arch.norm == "rms_offset"
+                fresh = torch.zeros_like(p) if zero else torch.ones_like(p)
             else:
                 fresh = (torch.randn(p.shape, generator=gen) * std).to(p.device, p.dtype)
             p.mul_(1 - alpha).add_(alpha * fresh)

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from forensics.config import check_float
 from forensics.errors import InputError
 
+# a pretrained ~100M model's unlearning (`forensics real`, and a cure's teacher on its world): each
+# method's REAL point, batches of 8, at most 4 runs, 6 checks along each (UnlearnSettings' fields)
+REAL_UNLEARN = {"start": "REAL", "batch_size": 8, "budget": 4, "checks": 6}
+
 
 @dataclass(frozen=True)
 class RealConfig:
