@@ -253,7 +253,8 @@ def cure(world: str | Path, out: str | Path, *, grid: str = "demo", kind: str | 
     """`forensics cure` from Python: the world's model unlearned by `method`, its information map, UNDO's
     cure on the blocks the map ranks highest and on blocks that ignore it (lowest, random, every one),
     and a study of every cure; its `Results` (the cures under `raw["cure"]`). `settings`: CureSettings'
-    fields (method, k, alpha, draws, steps, global_factor, seed); `lenses`, `progress` as for a study."""
+    fields (method, k, alpha, draws, steps, global_factor, seed, controls); `lenses`, `progress` as for
+    a study."""
     from forensics.config import from_table
     from forensics.study.cure import CureSettings, cure_world
 

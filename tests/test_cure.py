@@ -129,7 +129,15 @@ def test_cure_runs_reports_and_resumes_on_a_held_out_world(tmp_path, capsys):
     out = tmp_path / "cure"
     args = ["cure", "--world", str(world), "--out", str(out), "--lenses", "accuracy,relearn"]
     args += ["--steps", "20", "--draws", "2", "--quiet"]
+    # staged: the located cure and global UNDO first, then the other controls beside what ran
+    assert main([*args, "--controls", "global"]) == 0
+    first = load_results(out)["cure"]
+    assert set(first["cures"]) == {"located", "global"} and set(first["against"]) == {"global"}
+    ran = {p: p.stat().st_mtime_ns for p in out.glob("**/*.safetensors")}
+    ran |= {p: p.stat().st_mtime_ns for p in out.glob("study/cache/relearn/**/*.json")}
+    capsys.readouterr()
     assert main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in ran} == ran  # checkpoints and RTT runs reused
     printed = capsys.readouterr().out
     for name in ("located", "lowest", "random_1", "random_2", "global"):
         assert f"\n{name} " in printed or printed.startswith(f"{name} ")
@@ -161,6 +169,7 @@ def load_results(out):
         (["--k", "2"], "--k 2: a cure of every block"),
         (["--grid", "huge"], "--grid huge: choose"),
         (["--lenses", "relearn"], "accuracy"),
+        (["--controls", "lowest,best"], "--controls best: choose"),
     ],
 )
 def test_cure_refuses_bad_input_in_one_line_and_writes_nothing(micro_world, tmp_path, capsys, extra, words):

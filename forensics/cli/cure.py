@@ -19,11 +19,19 @@ from forensics.cli.finish import format_table
 
 
 def cmd_cure(a: argparse.Namespace) -> None:
-    from forensics.study.cure import CureSettings, cure_world
+    from forensics.study.cure import CONTROLS, CureSettings, cure_world
     from reports.cure import cure_rows
 
     start = time.perf_counter()
-    settings = CureSettings(method=a.method, k=a.k, alpha=a.alpha, draws=a.draws, steps=a.steps, seed=a.seed)
+    settings = CureSettings(
+        method=a.method,
+        k=a.k,
+        alpha=a.alpha,
+        draws=a.draws,
+        steps=a.steps,
+        seed=a.seed,
+        controls=a.controls or CONTROLS,
+    )
     out = Path(a.out) if a.out else Path(a.world) / "cure"
     results = cure_world(
         Path(a.world),
@@ -56,6 +64,13 @@ def add(subparsers) -> None:
     cu.add_argument("--alpha", type=_positive_float, default=0.5, help="UNDO's noise share, in (0, 1]")
     cu.add_argument("--draws", type=_positive_int, default=3, help="cures of random blocks (default 3)")
     cu.add_argument("--steps", type=_positive_int, help="distillation cap per cure (global UNDO: 4×)")
+    cu.add_argument(
+        "--controls",
+        type=_split_list,
+        default=(),
+        help="the cures that ignore the map, among lowest,random,global (default all; a rerun with more "
+        "reuses what ran)",
+    )
     cu.add_argument("--kind", help="in a two-kind world: this kind's facts and control")
     cu.add_argument("--grid", default="demo", help="demo, or real (a pretrained model's world)")
     cu.add_argument(

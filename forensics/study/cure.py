@@ -45,7 +45,8 @@ class CureSettings:
     """What the cures share. `k`: blocks per located or control cure (default a quarter of the
     model's, at least one); `alpha`: UNDO's noise share; `draws`: random-block cures; `steps`: the
     distillation cap of the located and control cures (default UNDO's own); `global_factor`: global
-    UNDO's cap as a multiple of that."""
+    UNDO's cap as a multiple of that; `controls`: which of the cures that ignore the map run beside
+    the located one (all by default; on a model where each costs an hour, a researcher may stage them)."""
 
     method: str = "gd"
     k: int | None = None
@@ -54,6 +55,7 @@ class CureSettings:
     steps: int | None = None
     global_factor: int = 4
     seed: int = 0
+    controls: tuple[str, ...] = CONTROLS
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -68,6 +70,8 @@ class CureSettings:
             )
         if self.steps is not None and self.steps < 1:
             raise InputError(f"'steps' must be at least 1 (got {self.steps})")
+        if unknown := [c for c in self.controls if c not in CONTROLS]:
+            raise InputError(f"--controls {','.join(unknown)}: choose among {', '.join(CONTROLS)}")
 
 
 def block_scores(info_map: dict, n_layers: int) -> tuple[float, list[float]]:
@@ -95,15 +99,21 @@ def rank_blocks(info_map: dict, n_layers: int) -> list[dict]:
     return sorted(rows, key=lambda r: (-r["rise"], r["block"]))
 
 
-def choices(ranking: list[dict], k: int, draws: int, seed: int) -> dict[str, list[int] | None]:
-    """The blocks of each cure: located (the top k), lowest (the bottom k), `draws` random k-sets
-    (seeded) and global (None: every block)."""
+def choices(
+    ranking: list[dict], k: int, draws: int, seed: int, controls: tuple[str, ...] = CONTROLS
+) -> dict[str, list[int] | None]:
+    """The blocks of each cure: located (the top k), then of the `controls` named: lowest (the bottom
+    k), `draws` random k-sets (seeded: the same draws whichever other controls run) and global (None:
+    every block)."""
     order = [r["block"] for r in ranking]
     rng = np.random.default_rng(seed)
-    out: dict[str, list[int] | None] = {"located": sorted(order[:k]), "lowest": sorted(order[-k:])}
-    for d in range(draws):
+    out: dict[str, list[int] | None] = {"located": sorted(order[:k])}
+    if "lowest" in controls:
+        out["lowest"] = sorted(order[-k:])
+    for d in range(draws if "random" in controls else 0):
         out[f"random_{d + 1}"] = sorted(int(b) for b in rng.choice(len(order), size=k, replace=False))
-    out["global"] = None
+    if "global" in controls:
+        out["global"] = None
     return out
 
 
@@ -186,7 +196,7 @@ def _cure(world_dir, loaded, out, settings, sizes, grid, lenses, runtime, execut
     diagnosis = run_study(diagnosis_cfg, progress=progress)
     row = diagnosis["summary"][method]
     ranking = rank_blocks(row["information_map"], n_layers)
-    blocks = choices(ranking, k, settings.draws, settings.seed)
+    blocks = choices(ranking, k, settings.draws, settings.seed, settings.controls)
     cap = settings.steps or CURES["undo"].steps
     cures, records = {}, {}
     for name, chosen in blocks.items():
@@ -267,11 +277,15 @@ def cure_section(
             "rtt_acc_v": row.get("rtt_acc_v"),
             "recovery": row.get("recovery"),
         }
-    randoms = [f"cure_{n}" for n in records if n.startswith("random_")]
-    against = {
-        "lowest": difference(results, ["cure_lowest"], "cure_located", settings.seed),
-        "random": difference(results, randoms, "cure_located", settings.seed + 1),
-        "global": difference(results, ["cure_global"], "cure_located", settings.seed + 2),
+    others = {
+        "lowest": ["cure_lowest"],
+        "random": [f"cure_{n}" for n in records if n.startswith("random_")],
+        "global": ["cure_global"],
+    }
+    against = {  # only the controls that ran
+        name: difference(results, others[name], "cure_located", settings.seed + i)
+        for i, name in enumerate(CONTROLS)
+        if name in settings.controls
     }
     return {
         "settings": asdict(settings) | {"k": k},
@@ -293,7 +307,9 @@ def cure_words(records: dict, against: dict, ranks: bool = True) -> str:
     flat = "the map reads nothing above the control at any block: the located blocks are the tie-break's"
     parts = [] if ranks else [flat]
     for name, label in (("lowest", "the lowest-ranked blocks"), ("random", "random blocks")):
-        d = against.get(name)
+        if name not in against:  # not run (`controls`)
+            continue
+        d = against[name]
         if d is None:
             parts.append(f"against {label}: RTT did not run on both")
             continue
