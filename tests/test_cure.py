@@ -119,6 +119,18 @@ def test_a_map_that_reads_nothing_says_its_choice_is_the_tie_break():
     assert "tie-break" not in cure_words({}, {}, ranks=True)
 
 
+def test_the_located_blocks_the_map_does_not_point_at_are_named():
+    from forensics.study.cure import cure_words, tie_break
+
+    # rises: block 1 +0.25, block 0 +0.05, blocks 2 and 3 below zero; k = 3 takes block 2 by the ranking
+    ranking = rank_blocks(_map([0.0, 0.05, 0.30, 0.35, 0.20]), 4)
+    records = {"located": {"blocks": choices(ranking, 3, draws=1, seed=0)["located"]}}
+    assert records["located"]["blocks"] == [0, 1, 2] and tie_break(ranking, records) == []
+    ranking = rank_blocks(_map([0.0, 0.05, 0.30, 0.30, 0.20]), 4)  # block 2 now rises by 0
+    assert tie_break(ranking, records) == [2]
+    assert "located block 2: the tie-break's" in cure_words(records, {}, True, [2])
+
+
 def test_cure_runs_reports_and_resumes_on_a_held_out_world(tmp_path, capsys):
     """On a micro world of another seed than the fixtures' (nothing in the cure is tuned to one world)."""
     from forensics.worlds.world import build_world
@@ -134,7 +146,9 @@ def test_cure_runs_reports_and_resumes_on_a_held_out_world(tmp_path, capsys):
     first = load_results(out)["cure"]
     assert set(first["cures"]) == {"located", "global"} and set(first["against"]) == {"global"}
     ran = {p: p.stat().st_mtime_ns for p in out.glob("**/*.safetensors")}
-    ran |= {p: p.stat().st_mtime_ns for p in out.glob("study/cache/relearn/**/*.json")}
+    rtt = {p: p.stat().st_mtime_ns for p in out.glob("study/relearn/*/*.json")}
+    assert "original" in {p.parent.name for p in rtt}  # a cure that failed its retain is not attacked
+    ran |= rtt
     capsys.readouterr()
     assert main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in ran} == ran  # checkpoints and RTT runs reused

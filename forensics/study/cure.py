@@ -295,17 +295,31 @@ def cure_section(
         "cures": records,
         "against": against,
         "map_ranks": (ranks := any(r["score"] > 0 for r in ranking)),
-        "words": cure_words(records, against, ranks),
+        "tie_break": (ties := tie_break(ranking, records)),
+        "words": cure_words(records, against, ranks, ties),
         "seconds": round(seconds, 1),
     }
 
 
-def cure_words(records: dict, against: dict, ranks: bool = True) -> str:
+def tie_break(ranking: list[dict], records: dict) -> list[int]:
+    """The located blocks the map does not rank above the others (a rise of zero or less): there only
+    because k asked for more blocks than the map points at, picked by the tie-break (earliest first)."""
+    rise = {r["block"]: r["rise"] for r in ranking}
+    return [b for b in records.get("located", {}).get("blocks") or [] if rise.get(b, 0.0) <= 0]
+
+
+def cure_words(records: dict, against: dict, ranks: bool = True, ties: list[int] = ()) -> str:
     """Whether the map's choice beat the lowest-ranked and random ones; its cost against global UNDO's.
     Where the map reads nothing above the control at any block (`ranks` False), it says so first: the
-    located blocks are then the tie-break's, and the comparison tests nothing of the map."""
+    located blocks are then the tie-break's, and the comparison tests nothing of the map; where only
+    some are (`ties`), it names them, since what they do is not the map's."""
     flat = "the map reads nothing above the control at any block: the located blocks are the tie-break's"
     parts = [] if ranks else [flat]
+    if ranks and ties:
+        parts.append(
+            f"located block{'s' * (len(ties) > 1)} {', '.join(map(str, ties))}: the tie-break's, not the "
+            "map's (k is more than the blocks where the map's score rises)"
+        )
     for name, label in (("lowest", "the lowest-ranked blocks"), ("random", "random blocks")):
         if name not in against:  # not run (`controls`)
             continue
@@ -324,7 +338,8 @@ def cure_words(records: dict, against: dict, ranks: bool = True) -> str:
     loc, glob = records.get("located"), records.get("global")
     if loc and glob:
         parts.append(
-            f"located: {len(loc['blocks'])} blocks, {loc['steps']} distillation steps "
+            f"located: {len(loc['blocks'])} block{'s' * (len(loc['blocks']) > 1)}, {loc['steps']} "
+            "distillation steps "
             f"({loc['seconds']:.0f} s); global UNDO: every block, {glob['steps']} steps "
             f"({glob['seconds']:.0f} s)"
             + ("" if glob["met"] else ", its retain still below the rule at its cap")
