@@ -116,7 +116,8 @@ def residuals_and_lens(
     last position as the prompt alone gives it: the residuals of facts with rows are read there, only
     the other facts' prompts run on their own, and the whole is cached under the prompts' key, as
     `features` would cache it (when it is cached already, it is read from the cache)."""
-    readout = readout or arch_of(bridge.original_model.config).readout(bridge.original_model)
+    if readout is None:
+        readout = arch_of(bridge.original_model.config).readout(bridge.original_model)
     translate = translate or (lambda resid: resid)
     answers = torch.tensor([f.answer for f in facts])
     if scorer.startswith("letter"):

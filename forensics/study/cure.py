@@ -308,7 +308,9 @@ def tie_break(ranking: list[dict], records: dict) -> list[int]:
     return [b for b in records.get("located", {}).get("blocks") or [] if rise.get(b, 0.0) <= 0]
 
 
-def cure_words(records: dict, against: dict, ranks: bool = True, ties: list[int] = ()) -> str:
+def cure_words(
+    records: dict, against: dict, ranks: bool = True, ties: tuple[int, ...] | list[int] = ()
+) -> str:
     """Whether the map's choice beat the lowest-ranked and random ones; its cost against global UNDO's.
     Where the map reads nothing above the control at any block (`ranks` False), it says so first: the
     located blocks are then the tie-break's, and the comparison tests nothing of the map; where only
